@@ -1,0 +1,206 @@
+// A real single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback,
+// fetched from Maven Central with `mvn` into a git-ignored cache and run with a bounded heap.
+// Used by the test setup and by `npm start` when KAFKA_BROKERS is not configured.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readdirSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+
+export const KAFKA_VERSION = process.env.STELLA_KAFKA_VERSION ?? '3.9.1';
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const kafkaCacheDir = (version = KAFKA_VERSION) =>
+  path.join(process.env.STELLA_CACHE_DIR ?? path.join(repoRoot, '.cache'), 'kafka', version);
+
+// The broker's runtime classpath: kafka_2.13 and its runtime dependencies, plus reload4j so the
+// broker's own log4j configuration works (Kafka 3.x logs through log4j 1.x APIs).
+function pomXml(version: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>stella-telemetry</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>${version}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>${version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>
+    <dependency><groupId>ch.qos.reload4j</groupId><artifactId>reload4j</artifactId><version>1.2.25</version></dependency>
+  </dependencies>
+</project>
+`;
+}
+
+/** Fetch the broker's jars once; later calls are a no-op (a marker file records completion). */
+export function fetchKafka(version = KAFKA_VERSION, log: (m: string) => void = () => {}): string {
+  const dir = kafkaCacheDir(version);
+  const libs = path.join(dir, 'libs');
+  const marker = path.join(dir, '.complete');
+  if (existsSync(marker)) return libs;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'pom.xml'), pomXml(version));
+  log(`fetching Apache Kafka ${version} from Maven Central into ${dir}`);
+  const r = spawnSync('mvn', ['-q', '-B', '-f', path.join(dir, 'pom.xml'), 'dependency:copy-dependencies',
+    `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  if (r.error) throw new Error(`cannot run mvn to fetch Kafka: ${r.error.message} (is Maven installed?)`);
+  if (r.status !== 0) throw new Error(`mvn failed to fetch Kafka ${version} (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+  if (!readdirSync(libs).some((f) => f.startsWith('kafka_2.13-'))) throw new Error(`mvn ran but ${libs} holds no kafka jar`);
+  writeFileSync(marker, new Date().toISOString() + '\n');
+  return libs;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface BrokerOptions {
+  /** Storage, config and logs live here; reusing it restarts the same broker with its data. */
+  dataDir: string;
+  heapMb?: number;
+  /** Extra server.properties lines (key -> value). */
+  overrides?: Record<string, string | number>;
+  readyTimeoutMs?: number;
+  log?: (m: string) => void;
+}
+
+export interface RunningBroker {
+  brokers: string;
+  port: number;
+  dataDir: string;
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+interface BrokerIdentity { clusterId: string; port: number; controllerPort: number }
+
+async function identity(dataDir: string): Promise<BrokerIdentity> {
+  const file = path.join(dataDir, 'identity.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as BrokerIdentity;
+  const id: BrokerIdentity = {
+    // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
+    clusterId: randomBytes(16).toString('base64url'),
+    port: await freePort(),
+    controllerPort: await freePort(),
+  };
+  writeFileSync(file, JSON.stringify(id));
+  return id;
+}
+
+function serverProperties(dataDir: string, id: BrokerIdentity, overrides: Record<string, string | number>): string {
+  const props: Record<string, string | number> = {
+    'process.roles': 'broker,controller',
+    'node.id': 1,
+    'controller.quorum.voters': `1@127.0.0.1:${id.controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${id.port},CONTROLLER://127.0.0.1:${id.controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${id.port}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'log.dirs': path.join(dataDir, 'logs'),
+    'num.partitions': 3,
+    'offsets.topic.replication.factor': 1,
+    'offsets.topic.num.partitions': 10,
+    'transaction.state.log.replication.factor': 1,
+    'transaction.state.log.min.isr': 1,
+    'group.initial.rebalance.delay.ms': 0,
+    'auto.create.topics.enable': 'false',
+    'message.max.bytes': 1048588,
+    'log.retention.hours': 168,
+    ...overrides,
+  };
+  return Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+}
+
+const log4jProperties = (logFile: string) => `log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=${logFile}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+`;
+
+/** Wait until the broker answers a metadata request on its client port. */
+export async function waitForBroker(brokers: string, timeoutMs: number, isAlive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (!isAlive()) throw new Error('Kafka broker process exited during startup');
+    const admin = new Kafka({ clientId: 'stella-broker-probe', brokers: [brokers], logLevel: logLevel.NOTHING,
+      retry: { retries: 0 }, connectionTimeout: 1000, requestTimeout: 2000 }).admin();
+    try {
+      await admin.connect();
+      const cluster = await admin.describeCluster();
+      if (cluster.brokers.length > 0 && cluster.controller !== null && cluster.controller >= 0) {
+        await admin.disconnect();
+        return;
+      }
+    } catch (err) {
+      lastError = err;
+    }
+    await admin.disconnect().catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`Kafka at ${brokers} not ready after ${timeoutMs} ms: ${String(lastError)}`);
+}
+
+export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
+  const log = opts.log ?? (() => {});
+  const libs = fetchKafka(KAFKA_VERSION, log);
+  mkdirSync(opts.dataDir, { recursive: true });
+  const id = await identity(opts.dataDir);
+  const propsFile = path.join(opts.dataDir, 'server.properties');
+  writeFileSync(propsFile, serverProperties(opts.dataDir, id, opts.overrides ?? {}));
+  const log4jFile = path.join(opts.dataDir, 'log4j.properties');
+  writeFileSync(log4jFile, log4jProperties(path.join(opts.dataDir, 'server.log')));
+  const classpath = path.join(libs, '*');
+  const jvm = [`-Xmx${opts.heapMb ?? 512}m`, `-Xms${Math.min(opts.heapMb ?? 512, 256)}m`, '-XX:+UseG1GC',
+    '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true', `-Dlog4j.configuration=file:${log4jFile}`, '-cp', classpath];
+
+  if (!existsSync(path.join(opts.dataDir, 'logs', 'meta.properties'))) {
+    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', id.clusterId, '-c', propsFile],
+      { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`kafka storage format failed: ${r.stdout}\n${r.stderr}`);
+  }
+  const out = openSync(path.join(opts.dataDir, 'stdout.log'), 'a');
+  const child: ChildProcess = spawn('java', [...jvm, 'kafka.Kafka', propsFile], { stdio: ['ignore', out, out], detached: false });
+  closeSync(out);
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  const brokers = `127.0.0.1:${id.port}`;
+  log(`starting Kafka ${KAFKA_VERSION} (pid ${child.pid}) on ${brokers}, data in ${opts.dataDir}`);
+  try {
+    await waitForBroker(brokers, opts.readyTimeoutMs ?? 90_000, () => !exited);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  log(`Kafka ready on ${brokers}`);
+  return {
+    brokers, port: id.port, dataDir: opts.dataDir, pid: child.pid,
+    stop: () => stopChild(child, () => exited),
+  };
+}
+
+// SIGTERM runs Kafka's controlled shutdown (flushes logs, writes a clean-shutdown marker);
+// SIGKILL only if it takes too long.
+async function stopChild(child: ChildProcess, isExited: () => boolean, graceMs = 20_000): Promise<void> {
+  if (isExited()) return;
+  const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await done;
+  clearTimeout(timer);
+}

@@ -1,0 +1,33 @@
+// Structured JSON logs (pino) with the project's fixed fields. Secrets never reach a log: known
+// secret-bearing keys are redacted, and callers log identifiers and codes, never payload values.
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+
+export const VERSION = '0.1.0';
+export const INSTANCE_ID = process.env.STELLA_INSTANCE_ID ?? randomUUID().slice(0, 8);
+
+export type { Logger };
+
+const redactPaths = ['authorization', 'token', 'password', 'secret', 'headers.authorization', 'req.headers.authorization',
+  '*.authorization', '*.token', '*.password', '*.secret', 'signingKey', '*.signingKey'];
+
+let root: Logger | undefined;
+
+export function rootLogger(): Logger {
+  if (!root) {
+    root = pino({
+      level: process.env.STELLA_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info'),
+      base: { service: 'stella-telemetry', version: VERSION, env: process.env.STELLA_ENV ?? 'dev', instance_id: INSTANCE_ID },
+      messageKey: 'msg',
+      timestamp: () => `,"ts":"${new Date().toISOString()}"`,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: redactPaths, censor: '[REDACTED]' },
+    });
+  }
+  return root;
+}
+
+/** A logger for one component (`service` field names it: receiver, scrub, timeline, ...). */
+export function logger(service: string, fields: Record<string, unknown> = {}): Logger {
+  return rootLogger().child({ service, ...fields });
+}

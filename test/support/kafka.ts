@@ -1,0 +1,48 @@
+// Helpers for tests against the real broker: unique topic names, and reading records back.
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { Kafka, logLevel, type IHeaders, type KafkaMessage } from 'kafkajs';
+
+export const brokers = (): string => inject('kafkaBrokers');
+export const uniq = (prefix: string): string => `${prefix}_${randomBytes(4).toString('hex')}`;
+
+export function testKafka(clientId = 'stella-test'): Kafka {
+  return new Kafka({ clientId, brokers: [brokers()], logLevel: logLevel.NOTHING });
+}
+
+export async function createTopics(topics: string[], numPartitions = 3): Promise<void> {
+  const admin = testKafka().admin();
+  await admin.connect();
+  await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions, replicationFactor: 1 })), waitForLeaders: true });
+  await admin.disconnect();
+}
+
+export interface ReadRecord { topic: string; partition: number; offset: string; key: string | null; value: Buffer; headers: Record<string, string> }
+
+export function headersToStrings(h: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h ?? {})) if (v !== undefined) out[k] = Array.isArray(v) ? String(v[0]) : String(v);
+  return out;
+}
+
+/** Read from the beginning of `topics` until `count` records arrived or `timeoutMs` passed. */
+export async function readRecords(topics: string[], count: number, timeoutMs = 30_000): Promise<ReadRecord[]> {
+  const consumer = testKafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
+  const out: ReadRecord[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }: { topic: string; partition: number; message: KafkaMessage }) => {
+      out.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? null,
+        value: message.value ?? Buffer.alloc(0), headers: headersToStrings(message.headers) });
+      if (out.length >= count) done();
+    },
+  });
+  const timer = setTimeout(done, timeoutMs);
+  await finished;
+  clearTimeout(timer);
+  await consumer.disconnect();
+  return out;
+}
