@@ -1,0 +1,49 @@
+// The one place the project builds kafkajs clients: logs go through pino, topics are created here.
+import { Kafka, logLevel, type ITopicConfig, type LogEntry } from 'kafkajs';
+import { logger } from '../log.ts';
+
+const kafkaLog = logger('kafka');
+const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
+};
+
+export interface KafkaClientOptions {
+  brokers: string[];
+  clientId: string;
+  /** Per-request timeout; connection attempts fail fast so callers can answer 503 quickly. */
+  requestTimeoutMs?: number;
+  connectionTimeoutMs?: number;
+}
+
+export function createKafka(opts: KafkaClientOptions): Kafka {
+  return new Kafka({
+    clientId: opts.clientId,
+    brokers: opts.brokers,
+    connectionTimeout: opts.connectionTimeoutMs ?? 3000,
+    requestTimeout: opts.requestTimeoutMs ?? 10_000,
+    retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 2000 },
+    logLevel: logLevel.WARN,
+    logCreator: () => ({ namespace, level, log }: LogEntry) => {
+      const { message, timestamp: _ts, logger: _l, ...rest } = log as Record<string, unknown>;
+      kafkaLog[levels[level] ?? 'info']({ namespace, ...rest }, String(message));
+    },
+  });
+}
+
+export interface TopicSpec { name: string; partitions: number; replicationFactor: number; configs?: Record<string, string> }
+
+/** Create missing topics (idempotent); existing topics are left as they are. */
+export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing: ITopicConfig[] = topics.filter((t) => !existing.has(t.name)).map((t) => ({
+      topic: t.name, numPartitions: t.partitions, replicationFactor: t.replicationFactor,
+      configEntries: Object.entries(t.configs ?? {}).map(([name, value]) => ({ name, value })),
+    }));
+    if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,0 +1,80 @@
+// An idempotent, acks=all producer that coalesces concurrent sends into one produce request per
+// linger window. Each caller's promise settles only when Kafka acknowledged (or refused) its own
+// messages, so "acked to the client" always means "acked by Kafka".
+import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
+import { CompressionTypes } from 'kafkajs';
+
+export interface OutMessage { key: string; value: Buffer; headers?: Record<string, string> }
+
+interface Pending { topic: string; messages: OutMessage[]; bytes: number; resolve: () => void; reject: (e: unknown) => void }
+
+export interface BatchingProducerOptions {
+  lingerMs?: number;
+  /** Upper bound on one produce request's payload: keeps each partition's record batch under the broker's message.max.bytes. */
+  maxBatchBytes?: number;
+  compression?: 'none' | 'gzip';
+}
+
+export class BatchingProducer {
+  private readonly producer: Producer;
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> = Promise.resolve();
+  private connected = false;
+  private readonly lingerMs: number;
+  private readonly maxBatchBytes: number;
+  private readonly compression: CompressionTypes;
+
+  constructor(kafka: Kafka, opts: BatchingProducerOptions = {}) {
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.lingerMs = opts.lingerMs ?? 2;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 1_000_000;
+    this.compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+  }
+
+  async connect(): Promise<void> {
+    await this.producer.connect();
+    this.connected = true;
+  }
+
+  async disconnect(): Promise<void> {
+    this.flush();
+    await this.inFlight.catch(() => {});
+    if (this.connected) await this.producer.disconnect();
+    this.connected = false;
+  }
+
+  /** Resolves when every message is acked by all in-sync replicas. */
+  send(topic: string, messages: OutMessage[]): Promise<void> {
+    const bytes = messages.reduce((n, m) => n + m.value.length + m.key.length, 0);
+    return new Promise<void>((resolve, reject) => {
+      if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.maxBatchBytes) this.flush();
+      this.queue.push({ topic, messages, bytes, resolve, reject });
+      this.queuedBytes += bytes;
+      if (this.queuedBytes >= this.maxBatchBytes) this.flush();
+      else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.lingerMs);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    const byTopic = new Map<string, Message[]>();
+    for (const p of batch) {
+      let list = byTopic.get(p.topic);
+      if (!list) byTopic.set(p.topic, (list = []));
+      for (const m of p.messages) list.push({ key: m.key, value: m.value, headers: m.headers });
+    }
+    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    // Requests go out one at a time (idempotent producer, max.in.flight=1 in kafkajs), so chain them.
+    this.inFlight = this.inFlight.catch(() => {}).then(() =>
+      this.producer.sendBatch({ topicMessages, acks: -1, compression: this.compression }).then(
+        () => { for (const p of batch) p.resolve(); },
+        (err: unknown) => { for (const p of batch) p.reject(err); },
+      ));
+  }
+}

@@ -1,0 +1,24 @@
+// Topic names (ARCHITECTURE.md). Raw topics keep the OpenTelemetry Collector Kafka exporter's
+// default names so a stock collector can feed the processors directly.
+export interface TopicNames {
+  spans: string; metrics: string; logs: string;
+  spansClean: string; metricsClean: string; logsClean: string;
+  dlq: string; sloEvents: string; timelineEvents: string;
+}
+
+export const defaultTopicNames: TopicNames = {
+  spans: 'otlp_spans', metrics: 'otlp_metrics', logs: 'otlp_logs',
+  spansClean: 'otlp_spans_clean', metricsClean: 'otlp_metrics_clean', logsClean: 'otlp_logs_clean',
+  dlq: 'otlp_dlq', sloEvents: 'slo_events', timelineEvents: 'timeline_events',
+};
+
+/** Kafka header names shared by every producer in the pipeline. */
+export const H = {
+  tenant: 'tenant',
+  contentSha256: 'content-sha256',
+  traceparent: 'traceparent',
+  dlqReason: 'dlq-reason',
+  dlqSourceTopic: 'dlq-source-topic',
+  dlqSourceOffset: 'dlq-source-offset',
+  scrubSummary: 'scrub-summary',
+} as const;
