@@ -1,0 +1,76 @@
+// State of one (tenant, SLO): minute buckets over 3 days for the burn-rate windows, hour buckets
+// over 30 days for "budget left", the watermark that bounds lateness, the latest bad trace as an
+// exemplar, and which alerts are firing (so a restored state neither re-fires nor forgets).
+import { BURN_RULES, RING_MINUTES, RULE_WINDOWS_MIN } from './burn.ts';
+import type { SloDefinition } from './config.ts';
+import { SlotRing } from './slot-ring.ts';
+
+const MIN = 60_000;
+const HOUR = 3_600_000;
+export const BUDGET_HOURS = 720; // 30 days
+
+export interface AlertFlag {
+  firing: boolean;
+  /** Event time the alert started firing (Alertmanager startsAt); 0 when not firing. */
+  startsAtMs: number;
+}
+
+export type IngestOutcome = 'applied' | 'late';
+
+export class SloState {
+  readonly minutes = new SlotRing(MIN, RING_MINUTES, RULE_WINDOWS_MIN);
+  readonly hours = new SlotRing(HOUR, BUDGET_HOURS, [BUDGET_HOURS]);
+  /** Max of event times seen and evaluation times; lateness is measured against it. */
+  watermarkMs = Number.NEGATIVE_INFINITY;
+  droppedLate = 0;
+  exemplarTraceId = '';
+  exemplarTimeMs = 0;
+  readonly alerts: AlertFlag[] = BURN_RULES.map(() => ({ firing: false, startsAtMs: 0 }));
+
+  constructor(readonly def: SloDefinition, readonly fingerprint: string) {}
+
+  get key(): string {
+    return stateKey(this.def.tenant, this.def.name);
+  }
+
+  /** Adds good/total counts at an event time; too-late samples are counted, not applied. */
+  add(eventTimeMs: number, good: number, total: number, badTraceId?: string): IngestOutcome {
+    if (eventTimeMs < this.watermarkMs - this.def.latenessMs) {
+      this.droppedLate += total;
+      return 'late';
+    }
+    if (eventTimeMs > this.watermarkMs) this.watermarkMs = eventTimeMs;
+    const minute = Math.floor(eventTimeMs / MIN);
+    this.minutes.add(minute, good, total);
+    this.hours.add(Math.floor(eventTimeMs / HOUR), good, total);
+    if (badTraceId && eventTimeMs >= this.exemplarTimeMs) {
+      this.exemplarTraceId = badTraceId;
+      this.exemplarTimeMs = eventTimeMs;
+    }
+    return 'applied';
+  }
+
+  /** Moves windows to the evaluation time, so idle SLOs' windows keep sliding. */
+  advanceTo(nowMs: number): void {
+    if (nowMs > this.watermarkMs) this.watermarkMs = nowMs;
+    this.minutes.advanceTo(Math.floor(this.watermarkMs / MIN));
+    this.hours.advanceTo(Math.floor(this.watermarkMs / HOUR));
+  }
+
+  /** Sums of the rule window of `minutes` length; O(1) via the ring's running sums. */
+  window(minutes: number): { good: number; total: number } {
+    const i = RULE_WINDOWS_MIN.indexOf(minutes);
+    if (i < 0) throw new Error(`no running sum for a ${minutes}m window`);
+    return { good: this.minutes.sumGood[i]!, total: this.minutes.sumTotal[i]! };
+  }
+
+  budgetWindow(): { good: number; total: number } {
+    return { good: this.hours.sumGood[0]!, total: this.hours.sumTotal[0]! };
+  }
+
+  byteSize(): number {
+    return this.minutes.byteSize() + this.hours.byteSize() + 64 * BURN_RULES.length + 128;
+  }
+}
+
+export const stateKey = (tenant: string, slo: string): string => `${tenant}/${slo}`;
