@@ -1,0 +1,64 @@
+// Whether Kafka is reachable right now. Producers report failures and successes as they happen;
+// while down, a background probe (a cheap metadata request) detects recovery, so callers can
+// fail fast with a retryable answer instead of queueing work in memory.
+import type { Admin, Kafka } from 'kafkajs';
+import { logger } from '../log.ts';
+import { gauge } from '../metrics.ts';
+
+const kafkaUp = gauge('stella_kafka_up', 'Whether Kafka answered the last produce or metadata request (1) or not (0)');
+
+export class KafkaHealth {
+  private up = false;
+  private admin: Admin | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private readonly log = logger('kafka-health');
+  lastError = '';
+
+  constructor(private readonly kafka: Kafka, private readonly probeIntervalMs = 1000) {}
+
+  get isUp(): boolean { return this.up; }
+
+  async start(): Promise<void> {
+    await this.probe();
+    this.timer = setInterval(() => { if (!this.up) void this.probe(); }, this.probeIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.admin?.disconnect().catch(() => {});
+  }
+
+  markDown(err: unknown): void {
+    if (this.up) this.log.warn({ error_message: String(err) }, 'Kafka unreachable; refusing new data with a retryable status until it returns');
+    this.up = false;
+    this.lastError = String(err);
+    kafkaUp.set(0);
+  }
+
+  markUp(): void {
+    if (!this.up) this.log.info('Kafka reachable');
+    this.up = true;
+    this.lastError = '';
+    kafkaUp.set(1);
+  }
+
+  private async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      if (!this.admin) { this.admin = this.kafka.admin({ retry: { retries: 0 } }); }
+      await this.admin.connect();
+      const c = await this.admin.describeCluster();
+      if (c.brokers.length === 0) throw new Error('no brokers in cluster metadata');
+      this.markUp();
+    } catch (err) {
+      this.markDown(err);
+      await this.admin?.disconnect().catch(() => {});
+      this.admin = undefined;
+    } finally {
+      this.probing = false;
+    }
+  }
+}

@@ -1,0 +1,110 @@
+// Ordered, idempotent migrations from clickhouse/NNNN_name.sql. Each file's statements use
+// IF NOT EXISTS, and applied versions are recorded in schema_migrations, so running migrate() at
+// every start-up (and from `stella db migrate`) is safe, also from two processes at once.
+// Retention is configuration, not schema: TTLs are substituted at creation and re-applied with
+// ALTER ... MODIFY TTL when the configured value changes.
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import { logger } from '../log.ts';
+import type { Store } from './store.ts';
+
+export const migrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../clickhouse');
+
+export interface RetentionConfig {
+  /** timeline_events TTL in days (default 180). */
+  timelineTtlDays: number;
+  /** otel_* tables TTL in days (default 30). */
+  otelTtlDays: number;
+}
+
+/** Config keys: STELLA_TIMELINE_TTL_DAYS, STELLA_OTEL_TTL_DAYS. */
+export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): RetentionConfig {
+  return {
+    timelineTtlDays: positiveInt(env.STELLA_TIMELINE_TTL_DAYS, 180, 'STELLA_TIMELINE_TTL_DAYS'),
+    otelTtlDays: positiveInt(env.STELLA_OTEL_TTL_DAYS, 30, 'STELLA_OTEL_TTL_DAYS'),
+  };
+}
+
+function positiveInt(v: string | undefined, dflt: number, name: string): number {
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0 || n > 36500) throw new Error(`${name} must be a whole number of days between 1 and 36500`);
+  return n;
+}
+
+export interface Migration { version: number; name: string; sql: string; checksum: string }
+
+export function loadMigrations(dir = migrationsDir): Migration[] {
+  return readdirSync(dir).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort().map((f) => {
+    const sql = readFileSync(path.join(dir, f), 'utf8');
+    return { version: Number(f.slice(0, 4)), name: f.replace(/\.sql$/, ''), sql, checksum: createHash('sha256').update(sql).digest('hex') };
+  });
+}
+
+/** Split a migration into statements: comments dropped, `;` at a line end terminates. */
+export function statements(sql: string, vars: Record<string, string | number>): string[] {
+  const body = sql.split('\n').filter((l) => !l.trimStart().startsWith('--')).join('\n')
+    .replace(/\{\{([A-Z_]+)\}\}/g, (_m, k: string) => {
+      if (!(k in vars)) throw new Error(`migration variable {{${k}}} has no value`);
+      return String(vars[k]);
+    });
+  return body.split(/;\s*(?:\n|$)/).map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/** Tables whose TTL follows configuration: table -> [TTL column expression, config key]. */
+const ttlTables: Record<string, [string, keyof RetentionConfig]> = {
+  timeline_events: ['toDateTime(ts)', 'timelineTtlDays'],
+  otel_traces: ['toDateTime(Timestamp)', 'otelTtlDays'],
+  otel_logs: ['TimestampTime', 'otelTtlDays'],
+  otel_metrics_gauge: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+  otel_metrics_sum: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+  otel_metrics_histogram: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+  otel_metrics_exponential_histogram: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+  otel_metrics_summary: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+};
+
+export interface MigrateResult { applied: string[]; skipped: string[]; ttlChanged: string[] }
+
+export async function migrate(store: Store, retention: RetentionConfig = retentionFromEnv(), dir = migrationsDir): Promise<MigrateResult> {
+  const log = logger('migrate');
+  await store.command(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32, name String, checksum String, applied_at DateTime64(3) DEFAULT now64(3)
+  ) ENGINE = ReplacingMergeTree ORDER BY version`);
+  const done = new Map((await store.selectRows<{ version: number; checksum: string }>(
+    'SELECT version, argMax(checksum, applied_at) AS checksum FROM schema_migrations GROUP BY version')).map((r) => [Number(r.version), r.checksum]));
+  const vars = { TIMELINE_TTL_DAYS: retention.timelineTtlDays, OTEL_TTL_DAYS: retention.otelTtlDays };
+  const result: MigrateResult = { applied: [], skipped: [], ttlChanged: [] };
+  for (const m of loadMigrations(dir)) {
+    const prior = done.get(m.version);
+    if (prior !== undefined) {
+      if (prior !== m.checksum) log.warn({ migration: m.name }, 'applied migration file changed since; ship changes as a new migration');
+      result.skipped.push(m.name);
+      continue;
+    }
+    for (const stmt of statements(m.sql, vars)) await store.command(stmt);
+    await store.insertRows('schema_migrations', [{ version: m.version, name: m.name, checksum: m.checksum }]);
+    result.applied.push(m.name);
+    log.info({ migration: m.name }, 'migration applied');
+  }
+  result.ttlChanged = await applyRetention(store, retention);
+  return result;
+}
+
+/** Re-apply configured TTLs where a table's current TTL differs. */
+async function applyRetention(store: Store, retention: RetentionConfig): Promise<string[]> {
+  const rows = await store.selectRows<{ name: string; create_table_query: string }>(
+    'SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() AND name IN {names:Array(String)}',
+    { names: Object.keys(ttlTables) });
+  const changed: string[] = [];
+  for (const r of rows) {
+    const [expr, key] = ttlTables[r.name]!;
+    const days = retention[key];
+    if (r.create_table_query.includes(`toIntervalDay(${days})`)) continue;
+    // days is a validated integer and expr a constant above: no user input reaches this DDL.
+    await store.command(`ALTER TABLE ${r.name} MODIFY TTL ${expr} + toIntervalDay(${days})`);
+    changed.push(r.name);
+  }
+  return changed;
+}

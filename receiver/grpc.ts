@@ -1,0 +1,96 @@
+// OTLP/gRPC: the three collector services' Export methods. Requests are taken as raw bytes (no
+// protobufjs decode) and handed to the ingestor; errors follow the OTLP spec's gRPC codes, with
+// RetryInfo in grpc-status-details-bin on UNAVAILABLE.
+import * as grpc from '@grpc/grpc-js';
+import { logger } from '../lib/log.ts';
+import { signals, types, type Signal } from '../lib/otlp/proto.ts';
+import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
+import { IngestError, type IngestErrorKind } from './ingest.ts';
+import { receiverMetrics, type Ingestor } from './ingestor.ts';
+import { grpcStatusOf } from './status.ts';
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  maxRequestBytes: number;
+  retryAfterSeconds: number;
+  tokens: TokenRegistry;
+  ingestor: Ingestor;
+}
+
+export interface RunningServer { port: number; close(): Promise<void> }
+
+const log = logger('receiver');
+const identity = (b: Buffer): Buffer => b;
+
+function statusDetails(code: grpc.status, message: string, retryAfterSeconds?: number): Buffer {
+  const details = retryAfterSeconds === undefined ? [] : [{
+    typeUrl: 'type.googleapis.com/google.rpc.RetryInfo',
+    value: types.RetryInfo.encode(types.RetryInfo.fromObject({ retryDelay: { seconds: retryAfterSeconds, nanos: 0 } })).finish(),
+  }];
+  return Buffer.from(types.Status.encode(types.Status.fromObject({ code, message, details })).finish());
+}
+
+function handler(signal: Signal, opts: GrpcServerOptions): grpc.handleUnaryCall<Buffer, Buffer> {
+  return (call, callback) => {
+    const end = receiverMetrics.requestSeconds.startTimer({ protocol: 'grpc', signal: signal.name });
+    const fail = (kind: IngestErrorKind, reason: string, message: string, tenant?: string) => {
+      const code = grpcStatusOf[kind];
+      const metadata = new grpc.Metadata();
+      metadata.set('grpc-status-details-bin', statusDetails(code, message, kind === 'unavailable' ? opts.retryAfterSeconds : undefined));
+      receiverMetrics.requests.inc({ protocol: 'grpc', signal: signal.name, code: grpc.status[code] ?? String(code) });
+      log.info({ protocol: 'grpc', signal: signal.name, tenant_id: tenant, error_code: reason, error_message: message }, 'export refused');
+      end();
+      callback({ code, details: message, metadata });
+    };
+    void (async () => {
+      let tenant: string | undefined;
+      try {
+        const auth = call.metadata.get('authorization')[0];
+        const principal = opts.tokens.authenticate(typeof auth === 'string' ? auth : auth?.toString());
+        tenant = principal.tenantId;
+        requireScope(principal, 'otlp:write', tenant);
+        const tp = call.metadata.get('traceparent')[0];
+        const outcome = await opts.ingestor.export(signal, call.request, principal, typeof tp === 'string' ? tp : undefined);
+        const response = signal.response.encode(signal.response.fromObject(outcome.rejected > 0
+          ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {})).finish();
+        receiverMetrics.requests.inc({ protocol: 'grpc', signal: signal.name, code: 'OK' });
+        end();
+        callback(null, Buffer.from(response));
+      } catch (err) {
+        if (err instanceof AuthError) fail(err.kind, err.kind, err.message, tenant);
+        else if (err instanceof IngestError) fail(err.kind, err.reason, err.message, tenant);
+        else {
+          log.error({ tenant_id: tenant, error_message: String(err) }, 'unexpected error in gRPC export');
+          fail('unavailable', 'internal', 'internal error; retry later', tenant);
+        }
+      }
+    })();
+  };
+}
+
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningServer> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': opts.maxRequestBytes,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+  });
+  for (const signal of Object.values(signals)) {
+    const definition: grpc.ServiceDefinition = {
+      Export: {
+        path: signal.grpcPath, requestStream: false, responseStream: false,
+        requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
+        originalName: 'export',
+      },
+    };
+    server.addService(definition, { Export: handler(signal, opts) });
+  }
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${opts.host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      const force = setTimeout(() => { server.forceShutdown(); resolve(); }, 5000);
+      server.tryShutdown(() => { clearTimeout(force); resolve(); });
+    }),
+  };
+}

@@ -1,0 +1,165 @@
+// OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs with application/x-protobuf or
+// application/json bodies, optionally gzip- or deflate-encoded. Responses use the request's
+// content type; errors carry a google.rpc.Status body; 503 carries Retry-After.
+import http from 'node:http';
+import zlib from 'node:zlib';
+import { promisify } from 'node:util';
+import { logger } from '../lib/log.ts';
+import { JsonInputError, messageToOtlpJson, otlpJsonToProto } from '../lib/otlp/json.ts';
+import { signals, types, type Signal } from '../lib/otlp/proto.ts';
+import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
+import type { RunningServer } from './grpc.ts';
+import { IngestError, type IngestErrorKind } from './ingest.ts';
+import { receiverMetrics, type Ingestor } from './ingestor.ts';
+import { grpcStatusOf, httpStatusOf } from './status.ts';
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  maxRequestBytes: number;
+  retryAfterSeconds: number;
+  tokens: TokenRegistry;
+  ingestor: Ingestor;
+}
+
+type Format = 'protobuf' | 'json';
+const log = logger('receiver');
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+const byPath = new Map<string, Signal>(Object.values(signals).map((s) => [s.httpPath, s]));
+
+function formatOf(contentType: string | undefined): Format | undefined {
+  const base = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (base === 'application/x-protobuf') return 'protobuf';
+  if (base === 'application/json') return 'json';
+  return undefined;
+}
+
+function send(res: http.ServerResponse, status: number, format: Format, body: Uint8Array | string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'content-type': format === 'json' ? 'application/json' : 'application/x-protobuf',
+    'content-length': Buffer.byteLength(body),
+    ...extra,
+  });
+  res.end(body);
+}
+
+function statusBody(format: Format, code: number, message: string): Uint8Array | string {
+  if (format === 'json') return JSON.stringify({ code, message, details: [] });
+  return types.Status.encode(types.Status.fromObject({ code, message })).finish();
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) { reject(new BodyTooLarge()); req.pause(); return; }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+async function decodeBody(raw: Buffer, encoding: string, limit: number): Promise<Buffer> {
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip') return await gunzip(raw, { maxOutputLength: limit });
+    if (encoding === 'deflate') return await inflate(raw, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new BodyTooLarge();
+    throw new IngestError('invalid', 'bad_encoding', `the body is not a valid ${encoding} stream: ${(err as Error).message}`);
+  }
+  return raw;
+}
+
+export async function startHttpServer(opts: HttpServerOptions): Promise<RunningServer> {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://receiver');
+    const signal = byPath.get(url.pathname);
+    const format: Format = formatOf(req.headers['content-type']) ?? 'json';
+    let tenant: string | undefined;
+    const end = receiverMetrics.requestSeconds.startTimer({ protocol: 'http', signal: signal?.name ?? 'none' });
+    const fail = (kind: IngestErrorKind, reason: string, message: string, closeConnection: boolean) => {
+      const status = httpStatusOf[kind];
+      const headers: Record<string, string> = {};
+      if (kind === 'unavailable') headers['retry-after'] = String(opts.retryAfterSeconds);
+      if (kind === 'unauthenticated') headers['www-authenticate'] = 'Bearer';
+      // The client may still be sending a body we will not read: close rather than drain it.
+      if (closeConnection) headers.connection = 'close';
+      receiverMetrics.requests.inc({ protocol: 'http', signal: signal?.name ?? 'none', code: String(status) });
+      log.info({ protocol: 'http', signal: signal?.name, tenant_id: tenant, error_code: reason, error_message: message }, 'export refused');
+      send(res, status, format, statusBody(format, grpcStatusOf[kind], message), headers);
+      end();
+    };
+    let bodyRead = false;
+    try {
+      if (!signal) {
+        receiverMetrics.requests.inc({ protocol: 'http', signal: 'none', code: '404' });
+        send(res, 404, 'json', statusBody('json', 5, `no OTLP endpoint at ${url.pathname}; use /v1/traces, /v1/metrics or /v1/logs`), { connection: 'close' });
+        end();
+        return;
+      }
+      if (req.method !== 'POST') {
+        receiverMetrics.requests.inc({ protocol: 'http', signal: signal.name, code: '405' });
+        send(res, 405, format, statusBody(format, 12, `${req.method} is not allowed; OTLP/HTTP uses POST`), { allow: 'POST', connection: 'close' });
+        end();
+        return;
+      }
+      if (!formatOf(req.headers['content-type'])) {
+        throw new IngestError('unsupported_media_type', 'content_type',
+          `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
+      }
+      const principal = opts.tokens.authenticate(req.headers.authorization);
+      tenant = principal.tenantId;
+      requireScope(principal, 'otlp:write', tenant);
+      const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
+      if (!['identity', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
+        throw new IngestError('unsupported_media_type', 'content_encoding', `unsupported Content-Encoding "${encoding}"; use gzip, deflate or none`);
+      }
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      if (declared > opts.maxRequestBytes) throw new BodyTooLarge();
+      const raw = await readBody(req, opts.maxRequestBytes);
+      bodyRead = true;
+      const body = await decodeBody(raw, encoding, opts.maxRequestBytes);
+      let proto: Uint8Array;
+      try {
+        proto = format === 'json' ? otlpJsonToProto(signal.name, body.toString('utf8')) : body;
+      } catch (err) {
+        if (err instanceof JsonInputError) throw new IngestError('invalid', 'malformed_json', err.message);
+        throw err;
+      }
+      const outcome = await opts.ingestor.export(signal, proto, principal, req.headers.traceparent as string | undefined);
+      const response = signal.response.fromObject(outcome.rejected > 0
+        ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {});
+      const payload = format === 'json'
+        ? JSON.stringify(messageToOtlpJson(null, signal.response, response))
+        : signal.response.encode(response).finish();
+      receiverMetrics.requests.inc({ protocol: 'http', signal: signal.name, code: '200' });
+      send(res, 200, format, payload);
+      end();
+    } catch (err) {
+      if (err instanceof BodyTooLarge) fail('too_large', 'body_too_large', `the request body exceeds the limit of ${opts.maxRequestBytes} bytes`, true);
+      else if (err instanceof AuthError) fail(err.kind, err.kind, err.message, !bodyRead);
+      else if (err instanceof IngestError) fail(err.kind, err.reason, err.message, !bodyRead);
+      else {
+        log.error({ tenant_id: tenant, error_message: String(err) }, 'unexpected error in HTTP export');
+        fail('unavailable', 'internal', 'internal error; retry later', !bodyRead);
+      }
+    }
+  };
+  const server = http.createServer((req, res) => { void handle(req, res); });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr ? addr.port : opts.port,
+    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); }),
+  };
+}

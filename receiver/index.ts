@@ -1,0 +1,45 @@
+// The OTLP receiver: gRPC and HTTP front ends over one ingestor, one producer and one health probe.
+import type { StellaConfig } from '../lib/config.ts';
+import { createKafka } from '../lib/kafka/client.ts';
+import { KafkaHealth } from '../lib/kafka/health.ts';
+import { BatchingProducer } from '../lib/kafka/producer.ts';
+import { TokenRegistry } from '../lib/tenancy.ts';
+import { startGrpcServer } from './grpc.ts';
+import { startHttpServer } from './http.ts';
+import { Ingestor } from './ingestor.ts';
+
+export interface RunningReceiver {
+  grpcPort: number;
+  httpPort: number;
+  ingestor: Ingestor;
+  health: KafkaHealth;
+  close(): Promise<void>;
+}
+
+export async function startReceiver(cfg: StellaConfig, brokers: string[], tokens = new TokenRegistry(cfg.tenants)): Promise<RunningReceiver> {
+  const kafka = createKafka({ brokers, clientId: `${cfg.kafka.clientId}-receiver`, requestTimeoutMs: cfg.kafka.produceTimeoutMs });
+  const health = new KafkaHealth(kafka);
+  await health.start();
+  const producer = new BatchingProducer(kafka, { lingerMs: cfg.kafka.lingerMs, maxBatchBytes: cfg.kafka.maxRecordBytes, compression: cfg.kafka.compression });
+  // Connecting can fail while Kafka is down; the producer connects again on its next send.
+  await producer.connect().catch((err: unknown) => health.markDown(err));
+  const ingestor = new Ingestor(producer, health, cfg.kafka.topics, {
+    maxRecordBytes: cfg.kafka.maxRecordBytes,
+    maxAttributeValueBytes: cfg.receiver.maxAttributeValueBytes,
+    maxInflightBytes: cfg.receiver.maxInflightBytes,
+    produceTimeoutMs: cfg.kafka.produceTimeoutMs,
+    retryAfterSeconds: cfg.receiver.retryAfterSeconds,
+  });
+  const common = { host: cfg.receiver.host, maxRequestBytes: cfg.receiver.maxRequestBytes, retryAfterSeconds: cfg.receiver.retryAfterSeconds, tokens, ingestor };
+  const grpc = await startGrpcServer({ ...common, port: cfg.receiver.grpcPort });
+  const http = await startHttpServer({ ...common, port: cfg.receiver.httpPort });
+  return {
+    grpcPort: grpc.port, httpPort: http.port, ingestor, health,
+    close: async () => {
+      // Stop intake first, then let in-flight produces settle.
+      await Promise.all([grpc.close(), http.close()]);
+      await producer.disconnect();
+      await health.stop();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// Joins the pure core to Kafka: refuses quickly when Kafka is down or the in-flight byte cap is
+// reached (retryable), produces the records with acks=all, and answers only after Kafka acked.
+import { createHash, randomBytes } from 'node:crypto';
+import type { BatchingProducer } from '../lib/kafka/producer.ts';
+import type { KafkaHealth } from '../lib/kafka/health.ts';
+import { H, type TopicNames } from '../lib/kafka/topics.ts';
+import { counter, gauge, histogram } from '../lib/metrics.ts';
+import type { Signal } from '../lib/otlp/proto.ts';
+import type { Principal } from '../lib/tenancy.ts';
+import { IngestError, prepareExport, type IngestLimits } from './ingest.ts';
+
+export interface IngestorOptions extends IngestLimits {
+  maxInflightBytes: number;
+  produceTimeoutMs: number;
+  retryAfterSeconds: number;
+}
+
+export interface ExportOutcome { accepted: number; rejected: number; message: string }
+
+export const receiverMetrics = {
+  requests: counter('stella_receiver_requests_total', 'OTLP export requests by protocol, signal and status', ['protocol', 'signal', 'code']),
+  items: counter('stella_receiver_items_total', 'OTLP items (spans, data points, log records) by outcome and reason', ['signal', 'tenant', 'outcome', 'reason']),
+  refusedRequests: counter('stella_receiver_refused_requests_total', 'Whole requests refused, by reason', ['signal', 'tenant', 'reason']),
+  produceSeconds: histogram('stella_receiver_produce_seconds', 'Time from produce to Kafka ack (acks=all)', ['topic']),
+  requestSeconds: histogram('stella_receiver_request_seconds', 'OTLP request handling time', ['protocol', 'signal']),
+  inflightBytes: gauge('stella_receiver_inflight_bytes', 'Bytes accepted from clients and not yet acked by Kafka'),
+  records: counter('stella_receiver_records_total', 'Kafka records written', ['topic']),
+};
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The traceparent for the receiver's produce step: the caller's trace when it sent one. */
+export function childTraceparent(incoming: string | undefined): string {
+  const m = incoming ? TRACEPARENT.exec(incoming.trim()) : null;
+  const traceId = m && m[1] !== '0'.repeat(32) ? m[1]! : randomBytes(16).toString('hex');
+  return `00-${traceId}-${randomBytes(8).toString('hex')}-${m ? m[3] : '01'}`;
+}
+
+export class Ingestor {
+  private inflight = 0;
+
+  constructor(
+    private readonly producer: BatchingProducer,
+    private readonly health: KafkaHealth,
+    private readonly topics: TopicNames,
+    private readonly opts: IngestorOptions,
+  ) {}
+
+  get inflightBytes(): number { return this.inflight; }
+
+  async export(signal: Signal, body: Uint8Array, principal: Principal, traceparent?: string): Promise<ExportOutcome> {
+    const tenant = principal.tenantId;
+    let prepared;
+    try {
+      prepared = prepareExport(signal, body, tenant, this.opts);
+    } catch (err) {
+      if (err instanceof IngestError) receiverMetrics.refusedRequests.inc({ signal: signal.name, tenant, reason: err.reason });
+      throw err;
+    }
+    for (const [reason, n] of prepared.rejectedBy) receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'refused', reason }, n);
+    if (prepared.records.length === 0) return { accepted: 0, rejected: prepared.rejected, message: prepared.message };
+
+    const refuse = (reason: string, message: string): never => {
+      receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'refused', reason }, prepared.accepted);
+      receiverMetrics.refusedRequests.inc({ signal: signal.name, tenant, reason });
+      throw new IngestError('unavailable', reason, message);
+    };
+    if (!this.health.isUp) refuse('kafka_unavailable', 'Kafka is unreachable; the data was not accepted, retry later');
+    const bytes = prepared.records.reduce((n, r) => n + r.length, 0);
+    if (this.inflight + bytes > this.opts.maxInflightBytes) {
+      refuse('inflight_limit', `the receiver is at its in-flight limit of ${this.opts.maxInflightBytes} bytes waiting for Kafka; retry later`);
+    }
+
+    const topic = this.topics[signal.topicKey];
+    const tp = childTraceparent(traceparent);
+    const messages = prepared.records.map((value) => ({
+      key: tenant,
+      value,
+      headers: { [H.tenant]: tenant, [H.contentSha256]: createHash('sha256').update(value).digest('hex'), [H.traceparent]: tp },
+    }));
+    // The bytes stay counted until Kafka settles them, even if the client was already told to
+    // retry: that is what bounds memory while Kafka is slow.
+    this.inflight += bytes;
+    receiverMetrics.inflightBytes.set(this.inflight);
+    const endProduce = receiverMetrics.produceSeconds.startTimer({ topic });
+    const produced = this.producer.send(topic, messages).finally(() => {
+      this.inflight -= bytes;
+      receiverMetrics.inflightBytes.set(this.inflight);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.opts.produceTimeoutMs); });
+    let result: 'timeout' | undefined;
+    try {
+      result = await Promise.race([produced.then(() => undefined), timeout]);
+    } catch (err) {
+      this.health.markDown(err);
+      refuse('kafka_error', 'Kafka did not accept the data; retry later');
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result === 'timeout') {
+      produced.catch((err: unknown) => this.health.markDown(err));
+      refuse('kafka_timeout', `Kafka did not acknowledge within ${this.opts.produceTimeoutMs} ms; retry later`);
+    }
+    endProduce();
+    this.health.markUp();
+    receiverMetrics.records.inc({ topic }, messages.length);
+    receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'accepted', reason: '' }, prepared.accepted);
+    return { accepted: prepared.accepted, rejected: prepared.rejected, message: prepared.message };
+  }
+}

@@ -1,0 +1,17 @@
+// One mapping from refusal kinds to the OTLP spec's HTTP and gRPC answers.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { IngestErrorKind } from './ingest.ts';
+
+export const httpStatusOf: Record<IngestErrorKind, number> = {
+  unauthenticated: 401, forbidden: 403, invalid: 400, too_large: 413, unsupported_media_type: 415, unavailable: 503,
+};
+
+export const grpcStatusOf: Record<IngestErrorKind, GrpcStatus> = {
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  forbidden: GrpcStatus.PERMISSION_DENIED,
+  invalid: GrpcStatus.INVALID_ARGUMENT,
+  // Without RetryInfo, RESOURCE_EXHAUSTED tells OTLP clients not to retry: right for "too large".
+  too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,
+  unavailable: GrpcStatus.UNAVAILABLE,
+};
