@@ -1,0 +1,43 @@
+// Bearer-token auth for the read API. The token resolves to a Principal (lib/tenancy.ts); the
+// tenant a request acts on is `?tenant=` when given, else the token's only tenant holding the
+// route's scope. 401 = no/unknown token; 403 = the token lacks `<scope>#tenant/<id>`. Bodies name
+// the missing scope and never echo the token or any request data beyond the tenant id asked for.
+import { AuthError, requireScope, tenantsWithScope, validateTenantId, type Scope, type TokenRegistry } from '../lib/tenancy.ts';
+import { apiError, type AuthedHandler, type Handler } from './router.ts';
+
+export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHandler) => Handler {
+  return (scope, handler) => async (req) => {
+    let principal;
+    try {
+      principal = tokens.authenticate(req.headers.authorization);
+    } catch (err) {
+      if (err instanceof AuthError) {
+        return { ...apiError(401, 'unauthenticated', err.message, { required_scope: `${scope}#tenant/<id>` }),
+          headers: { 'www-authenticate': `Bearer realm="stella", scope="${scope}"` } };
+      }
+      throw err;
+    }
+    const asked = req.query.get('tenant');
+    let tenant: string;
+    if (asked !== null) {
+      if (validateTenantId(asked)) return apiError(400, 'invalid_tenant', 'tenant must be a tenant id (lowercase letters, digits, "-", "_")');
+      tenant = asked;
+    } else {
+      const granted = tenantsWithScope(principal, scope);
+      if (granted.length === 0) {
+        return apiError(403, 'forbidden', `token lacks scope ${scope} for any tenant`, { required_scope: `${scope}#tenant/<id>` });
+      }
+      if (granted.length > 1) {
+        return apiError(400, 'tenant_required', `token holds ${scope} for several tenants; choose one with ?tenant=<id>`);
+      }
+      tenant = granted[0]!;
+    }
+    try {
+      requireScope(principal, scope, tenant);
+    } catch (err) {
+      if (err instanceof AuthError) return apiError(403, 'forbidden', err.message, { required_scope: `${scope}#tenant/${tenant}` });
+      throw err;
+    }
+    return handler({ ...req, principal, tenant });
+  };
+}

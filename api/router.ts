@@ -1,0 +1,73 @@
+// A tiny router: `GET /timeline/:event_id` style patterns, JSON responses, and per-route scope
+// guards. Evidence and SLO routes register on the same Router (registerXRoutes(router, deps)).
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal, Scope } from '../lib/tenancy.ts';
+
+export interface ApiRequest {
+  method: string;
+  path: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: IncomingHttpHeaders;
+  requestId: string;
+}
+
+/** A request that passed the auth guard: the principal and the one tenant it acts for. */
+export interface AuthedRequest extends ApiRequest { principal: Principal; tenant: string }
+
+export interface ApiResponse { status: number; body: unknown; headers?: Record<string, string> }
+
+export type Handler = (req: ApiRequest) => Promise<ApiResponse> | ApiResponse;
+export type AuthedHandler = (req: AuthedRequest) => Promise<ApiResponse> | ApiResponse;
+
+export interface Route { method: string; pattern: string; parts: string[]; handler: Handler; scope: Scope | undefined }
+
+export const json = (status: number, body: unknown, headers?: Record<string, string>): ApiResponse => ({ status, body, headers });
+export const apiError = (status: number, code: string, message: string, extra: Record<string, unknown> = {}): ApiResponse =>
+  json(status, { error: { code, message, ...extra } });
+
+export class Router {
+  readonly routes: Route[] = [];
+  /** Wraps handlers that need a scope; set by the server (api/auth.ts). */
+  guard: ((scope: Scope, h: AuthedHandler) => Handler) | undefined;
+
+  constructor(guard?: (scope: Scope, h: AuthedHandler) => Handler) { this.guard = guard; }
+
+  /** A public route (no token), e.g. /healthz. */
+  public(method: string, pattern: string, handler: Handler): void {
+    this.routes.push({ method, pattern, parts: split(pattern), handler, scope: undefined });
+  }
+
+  /** A route that requires `scope` for the tenant it acts on. */
+  scoped(method: string, pattern: string, scope: Scope, handler: AuthedHandler): void {
+    if (!this.guard) throw new Error('router has no auth guard');
+    this.routes.push({ method, pattern, parts: split(pattern), handler: this.guard(scope, handler), scope });
+  }
+
+  match(method: string, path: string): { route: Route; params: Record<string, string> } | { allowed: string[] } | undefined {
+    const segs = split(path);
+    const allowed: string[] = [];
+    for (const route of this.routes) {
+      const params = matchParts(route.parts, segs);
+      if (!params) continue;
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { route, params };
+      allowed.push(route.method);
+    }
+    return allowed.length ? { allowed } : undefined;
+  }
+}
+
+const split = (p: string) => p.split('/').filter((s) => s.length > 0);
+
+function matchParts(parts: string[], segs: string[]): Record<string, string> | undefined {
+  if (parts.length !== segs.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    let s: string;
+    try { s = decodeURIComponent(segs[i]!); } catch { return undefined; }
+    if (p.startsWith(':')) params[p.slice(1)] = s;
+    else if (p !== s) return undefined;
+  }
+  return params;
+}

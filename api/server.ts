@@ -1,0 +1,79 @@
+// The one HTTP read API server (default port 8080, STELLA_API_PORT). Routes are registered by
+// feature modules (registerTimelineRoutes, later evidence and SLO routes) on one Router; this file
+// owns transport concerns: JSON encoding, request ids, 404/405, error hiding, access metrics.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import type { TokenRegistry } from '../lib/tenancy.ts';
+import { logger } from '../lib/log.ts';
+import { histogram } from '../lib/metrics.ts';
+import { bearerGuard } from './auth.ts';
+import { apiError, json, Router, type ApiResponse } from './router.ts';
+
+export const DEFAULT_API_PORT = 8080;
+
+export interface ApiServerOptions {
+  tokens: TokenRegistry;
+  /** Default 8080; 0 picks a free port (tests). */
+  port?: number;
+  host?: string;
+  /** Feature route registrations, e.g. (r) => registerTimelineRoutes(r, { store }). */
+  register: ((router: Router) => void)[];
+  /** Readiness probe for /readyz (e.g. store.ping). */
+  ready?: () => Promise<boolean>;
+}
+
+export interface RunningApi { server: http.Server; url: string; port: number; router: Router; close(): Promise<void> }
+
+const latency = histogram('stella_api_request_seconds', 'API request latency', ['route', 'status']);
+
+export function createRouter(tokens: TokenRegistry, ready?: () => Promise<boolean>): Router {
+  const router = new Router(bearerGuard(tokens));
+  router.public('GET', '/healthz', () => json(200, { status: 'ok' }));
+  router.public('GET', '/readyz', async () => ((await (ready?.() ?? Promise.resolve(true)).catch(() => false))
+    ? json(200, { status: 'ready' }) : json(503, { status: 'not ready' })));
+  return router;
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi> {
+  const log = logger('api');
+  const router = createRouter(opts.tokens, opts.ready);
+  for (const r of opts.register) r(router);
+
+  const server = http.createServer((req, res) => {
+    const requestId = randomUUID();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const m = router.match(req.method ?? 'GET', url.pathname);
+    const routeName = m && 'route' in m ? m.route.pattern : 'unmatched';
+    const end = latency.startTimer({ route: routeName });
+    const send = (r: ApiResponse) => {
+      const body = JSON.stringify(r.body);
+      res.writeHead(r.status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store',
+        'x-request-id': requestId, ...r.headers });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      end({ status: String(r.status) });
+    };
+    if (!m) return send(apiError(404, 'not_found', 'no such route'));
+    if (!('route' in m)) return send({ ...apiError(405, 'method_not_allowed', 'method not allowed'), headers: { allow: m.allowed.join(', ') } });
+    Promise.resolve()
+      .then(() => m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
+        headers: req.headers, requestId }))
+      .then(send, (err: unknown) => {
+        // Internals (SQL, stack) stay in the log; the client gets the request id to quote.
+        log.error({ request_id: requestId, route: routeName, error_message: String(err) }, 'request failed');
+        send(apiError(500, 'internal', 'internal error', { request_id: requestId }));
+      });
+    req.resume();
+  });
+  const port = opts.port ?? DEFAULT_API_PORT;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, opts.host ?? '127.0.0.1', () => { server.off('error', reject); resolve(); });
+  });
+  const actual = (server.address() as AddressInfo).port;
+  log.info({ port: actual }, 'api listening');
+  return {
+    server, port: actual, url: `http://${opts.host ?? '127.0.0.1'}:${actual}`, router,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}

@@ -1,0 +1,80 @@
+// The timeline processor: consume clean spans, logs and metrics; write the OTel tables and
+// timeline_events; publish each derived event as JSON on the timeline_events topic (key = tenant).
+// A batch's offsets are committed (by runStage) only after ClickHouse and Kafka both acknowledged,
+// so a crash replays the batch; deterministic ids + ReplacingMergeTree + FINAL make the replay
+// invisible. Consumers of timeline_events get each event at least once and dedup by event_id.
+import type { Kafka } from 'kafkajs';
+import { BatchingProducer } from '../../lib/kafka/producer.ts';
+import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
+import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
+import { logger } from '../../lib/log.ts';
+import { counter } from '../../lib/metrics.ts';
+import { BatchWriter, TABLES, type BatchWriterOptions, type Store } from '../../lib/store/index.ts';
+import { eventMessage } from './events.ts';
+import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
+
+export interface TimelineRunnerOptions {
+  kafka: Kafka;
+  store: Store;
+  topics?: { spans?: string; logs?: string; metrics?: string; timelineEvents?: string; dlq?: string };
+  groupId?: string;
+  writer?: BatchWriterOptions;
+  partitionsConsumedConcurrently?: number;
+}
+
+export interface RunningTimeline { stop(): Promise<void>; stage: RunningStage }
+
+const eventsOut = counter('stella_timeline_events_total', 'Timeline events derived and stored', ['kind_family']);
+const poison = counter('stella_timeline_poison_records_total', 'Clean records the timeline could not decode (sent to the DLQ)');
+
+export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<RunningTimeline> {
+  const log = logger('timeline');
+  const topics = {
+    spans: opts.topics?.spans ?? defaultTopicNames.spansClean,
+    logs: opts.topics?.logs ?? defaultTopicNames.logsClean,
+    metrics: opts.topics?.metrics ?? defaultTopicNames.metricsClean,
+    timelineEvents: opts.topics?.timelineEvents ?? defaultTopicNames.timelineEvents,
+    dlq: opts.topics?.dlq ?? defaultTopicNames.dlq,
+  };
+  const signalOf = new Map<string, SignalKind>([[topics.spans, 'traces'], [topics.logs, 'logs'], [topics.metrics, 'metrics']]);
+  const writer = new BatchWriter(opts.store, opts.writer);
+  const producer = new BatchingProducer(opts.kafka, { lingerMs: 2 });
+  await producer.connect();
+
+  const handle = async (records: StageRecord[]): Promise<void> => {
+    const parts: Transformed[] = [];
+    const dead: StageRecord[] = [];
+    for (const r of records) {
+      try {
+        parts.push(transformRecord(signalOf.get(r.topic)!, r));
+      } catch (err) {
+        if (!(err instanceof PoisonRecord)) throw err;
+        dead.push(r);
+        poison.inc();
+        log.warn({ topic: r.topic, partition: r.partition, offset: r.offset, error_code: 'POISON_RECORD' }, err.message);
+      }
+    }
+    const out = mergeTransformed(parts);
+    const writes: Promise<void>[] = [];
+    for (const [table, rows] of out.rows) writes.push(writer.write(table, rows));
+    writes.push(writer.write(TABLES.timelineEvents, out.events as never));
+    if (dead.length) {
+      writes.push(producer.send(topics.dlq, dead.map((r) => ({ key: r.key ?? '', value: r.value, headers: {
+        ...r.headers, [H.dlqReason]: 'timeline: undecodable record', [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } }))));
+    }
+    await Promise.all(writes);
+    // Published only after the events are stored: a reader following a link from the topic finds the row.
+    if (out.events.length) {
+      await producer.send(topics.timelineEvents, out.events.map((e) => ({ key: e.tenant_id, value: Buffer.from(JSON.stringify(eventMessage(e))),
+        headers: { [H.tenant]: e.tenant_id } })));
+      for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
+    }
+  };
+
+  const stage = await runStage({ name: 'timeline', groupId: opts.groupId, kafka: opts.kafka,
+    topics: [topics.spans, topics.logs, topics.metrics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
+  return {
+    stage,
+    stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },
+  };
+}
