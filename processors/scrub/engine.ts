@@ -1,0 +1,154 @@
+// A tenant's compiled scrubber: the one-pass scanner for its enabled rules, the redaction styles
+// (placeholder or keyed pseudonym) and the sensitive-key test, plus the value walkers over OTLP
+// AnyValue/KeyValue trees. Pure: no I/O, no clock (the caller passes `now` for deep-debug grants).
+import { createHmac } from 'node:crypto';
+import type { AnyValue, KeyValue } from '../../lib/otlp/proto.ts';
+import { relaxedRules, type RedactionStyle, type TenantScrubPolicy } from './config.ts';
+import { DEFAULT_RULES, SENSITIVE_KEY, type RuleDef } from './rules.ts';
+import { compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
+
+/** What a scrubbed item (span, log record, resource, ...) had redacted: counts, rule ids, attribute keys. */
+export class Tally {
+  count = 0;
+  readonly rules = new Map<string, number>();
+  readonly keys = new Set<string>();
+  hit(ruleId: string, key: string | undefined): void {
+    this.count++;
+    this.rules.set(ruleId, (this.rules.get(ruleId) ?? 0) + 1);
+    if (key !== undefined) this.keys.add(key);
+  }
+}
+
+/** Outputs of the scrubber itself: never re-redacted (idempotence), never matched by a rule. */
+export const REDACTED_VALUE = /^(?:\[(?:REDACTED:[a-z0-9_]+|[a-z0-9_]+:[0-9a-f]{12})\]|<[a-z]+(?::[0-9a-f]{12})?>)$/;
+const PSEUDONYM_HEX = 12;
+// Decoded protobufjs messages carry oneof defaults on the prototype ('' / null): only own properties are set.
+const has = (v: AnyValue, f: keyof AnyValue): boolean => Object.prototype.hasOwnProperty.call(v, f) && v[f] !== null && v[f] !== undefined;
+const CACHE_LIMIT = 4096;
+
+export class Scrubber {
+  readonly scanner: Scanner;
+  readonly relaxed: ReadonlySet<string>;
+  private readonly styles: ReadonlyMap<string, RedactionStyle>;
+  private readonly key: Uint8Array | undefined;
+  private readonly sensitiveKeyOn: boolean;
+  private readonly extraKeys: RegExp | undefined;
+  private readonly keyCache = new Map<string, boolean>();
+  private readonly pseudonyms = new Map<string, string>();
+
+  constructor(policy: TenantScrubPolicy, relaxed: ReadonlySet<string>) {
+    this.relaxed = relaxed;
+    const on = (id: string) => policy.styles.has(id) && !relaxed.has(id);
+    this.styles = policy.styles;
+    this.key = policy.pseudonymKey;
+    const rules: RuleDef[] = [];
+    const repo = repoRootRule(policy.repoRoots);
+    if (repo && on('repo_path')) rules.push(repo);
+    for (const r of DEFAULT_RULES) if (on(r.id)) rules.push(r);
+    this.scanner = compileScanner(rules);
+    this.sensitiveKeyOn = on('sensitive_key');
+    this.extraKeys = policy.sensitiveKeys.length
+      ? new RegExp(`(?:^|[._\\-\\s/])(?:${policy.sensitiveKeys.map((k) => k.replace(/[.\-]/g, '\\$&')).join('|')})$`, 'i')
+      : undefined;
+  }
+
+  /** The replacement text for a secret found by `ruleId`. */
+  render(ruleId: string, value: string, angle?: string): string {
+    if (ruleId === 'repo_path') return '<repo>';
+    const style = this.styles.get(ruleId) ?? 'placeholder';
+    if (style === 'pseudonym' && this.key) {
+      const tag = this.pseudonym(ruleId, value);
+      return angle ? `<${angle}:${tag}>` : `[${ruleId}:${tag}]`;
+    }
+    return angle ? `<${angle}>` : `[REDACTED:${ruleId}]`;
+  }
+
+  /** Truncated HMAC-SHA-256 under the tenant key: equal inputs correlate, nothing is readable. */
+  private pseudonym(ruleId: string, value: string): string {
+    const k = `${ruleId}\u0000${value}`;
+    let p = this.pseudonyms.get(k);
+    if (p === undefined) {
+      p = createHmac('sha256', this.key!).update(k).digest('hex').slice(0, PSEUDONYM_HEX);
+      if (this.pseudonyms.size >= CACHE_LIMIT) this.pseudonyms.clear();
+      this.pseudonyms.set(k, p);
+    }
+    return p;
+  }
+
+  private readonly renderScan = (rule: ScanRule, value: string): string => this.render(rule.id, value, rule.angle);
+
+  /** Scrub one string; returns the same instance when nothing matched. */
+  string(s: string, tally: Tally, key?: string): string {
+    return redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
+  }
+
+  /** Whether an attribute key names a secret (`db.password`, `http.request.header.authorization`, `apiKey`). */
+  isSensitiveKey(key: string): boolean {
+    if (!this.sensitiveKeyOn) return false;
+    let v = this.keyCache.get(key);
+    if (v === undefined) {
+      const norm = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2'); // camelCase segments count as segments
+      v = SENSITIVE_KEY.test(norm) || (this.extraKeys?.test(norm) ?? false);
+      if (this.keyCache.size >= CACHE_LIMIT) this.keyCache.clear();
+      this.keyCache.set(key, v);
+    }
+    return v;
+  }
+
+  /** Scrub a KeyValue list in place (values of sensitive keys wholesale, the rest by the scanner). */
+  attributes(attrs: KeyValue[] | null | undefined, tally: Tally): void {
+    if (!attrs) return;
+    for (const kv of attrs) {
+      if (!kv.value || kv.key.startsWith('redaction.')) continue;
+      if (this.isSensitiveKey(kv.key)) this.sensitiveValue(kv.value, tally, kv.key);
+      else this.value(kv.value, tally, kv.key);
+    }
+  }
+
+  /** Scrub an AnyValue in place, walking nested arrays and kvlists. */
+  value(v: AnyValue, tally: Tally, key: string | undefined): void {
+    if (has(v, 'stringValue')) {
+      if (v.stringValue!.length === 0) return;
+      const out = this.string(v.stringValue!, tally, key);
+      if (out !== v.stringValue) v.stringValue = out;
+    } else if (has(v, 'arrayValue')) {
+      for (const item of v.arrayValue!.values ?? []) if (item) this.value(item, tally, key);
+    } else if (has(v, 'kvlistValue')) {
+      this.attributes(v.kvlistValue!.values, tally);
+    }
+  }
+
+  /** A sensitive key's value is replaced whatever it is: strings, numbers and bytes; arrays and maps walked. */
+  private sensitiveValue(v: AnyValue, tally: Tally, key: string): void {
+    if (has(v, 'stringValue')) {
+      if (v.stringValue!.length === 0 || REDACTED_VALUE.test(v.stringValue!)) return;
+      v.stringValue = this.render('sensitive_key', v.stringValue!);
+    } else if (has(v, 'arrayValue')) {
+      for (const item of v.arrayValue!.values ?? []) if (item) this.sensitiveValue(item, tally, key);
+      return;
+    } else if (has(v, 'kvlistValue')) {
+      for (const kv of v.kvlistValue!.values ?? []) if (kv.value) this.sensitiveValue(kv.value, tally, kv.key);
+      return;
+    } else if (has(v, 'intValue') || has(v, 'doubleValue') || has(v, 'bytesValue')) {
+      // Numbers and bytes become a string placeholder: a numeric PIN is as secret as a string one.
+      const raw = has(v, 'bytesValue') ? Buffer.from(v.bytesValue!).toString('base64') : String(has(v, 'intValue') ? v.intValue : v.doubleValue);
+      for (const f of ['intValue', 'doubleValue', 'bytesValue', 'boolValue'] as const) delete (v as Record<string, unknown>)[f];
+      v.stringValue = this.render('sensitive_key', raw);
+    } else return; // booleans and empty values carry no secret
+    tally.hit('sensitive_key', key);
+  }
+}
+
+// Compiled scrubbers are cached per policy and per set of relaxed rules (grants change rarely).
+const compiled = new WeakMap<TenantScrubPolicy, Map<string, Scrubber>>();
+
+/** The scrubber for a tenant policy at `now` (deep-debug grants active at `now` relax their rules). */
+export function scrubberFor(policy: TenantScrubPolicy, now: Date): Scrubber {
+  const relaxed = policy.grants.length ? relaxedRules(policy, now) : new Set<string>();
+  const k = [...relaxed].sort().join(',');
+  let byRelaxed = compiled.get(policy);
+  if (!byRelaxed) compiled.set(policy, (byRelaxed = new Map()));
+  let s = byRelaxed.get(k);
+  if (!s) byRelaxed.set(k, (s = new Scrubber(policy, relaxed)));
+  return s;
+}

@@ -1,0 +1,134 @@
+// The scrub stage: raw OTLP topics -> scrubbed clean topics (same key, same partition number,
+// headers carried, content-sha256 recomputed, scrub-summary added), undecodable records -> DLQ.
+// Offsets are committed by runStage only after handle() resolved, and handle() resolves only after
+// Kafka acked every clean/DLQ write (acks=all): a crash re-scrubs, never loses.
+// Deep-debug grant starts/expiries are published as timeline events (JSON, key = tenant).
+import type { Kafka, Message, Producer } from 'kafkajs';
+import { logger } from '../../lib/log.ts';
+import { counter } from '../../lib/metrics.ts';
+import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
+import { defaultTopicNames, H, type TopicNames } from '../../lib/kafka/topics.ts';
+import type { SignalName } from '../../lib/otlp/proto.ts';
+import type { ScrubConfig } from './config.ts';
+import { GrantTracker, type TimelineEvent } from './grants.ts';
+import { scrubRecord } from './record.ts';
+
+export type ScrubTopics = Pick<TopicNames, 'spans' | 'metrics' | 'logs' | 'spansClean' | 'metricsClean' | 'logsClean' | 'dlq' | 'timelineEvents'>;
+
+export interface ScrubRunnerOptions {
+  kafka: Kafka;
+  config: ScrubConfig;
+  topics?: Partial<ScrubTopics>;
+  /** Consumer group (default `stella-scrub`); tests pass unique ones. */
+  groupId?: string;
+  /** Clock for deep-debug grants (tests move it). */
+  now?: () => Date;
+  /** How often grant starts/expiries are checked without traffic (default 5 s). */
+  grantTickMs?: number;
+  partitionsConsumedConcurrently?: number;
+  fromBeginning?: boolean;
+}
+
+export interface RunningScrub {
+  stage: RunningStage;
+  /** Publish due grant events now (also runs on a timer and before each batch). Resolves when acked. */
+  publishGrantEvents(): Promise<TimelineEvent[]>;
+  stop(): Promise<void>;
+}
+
+const DLQ_SOURCE_PARTITION = 'dlq-source-partition';
+
+const redactions = counter('stella_scrub_redactions_total', 'Values redacted by the scrubber', ['tenant', 'rule']);
+const recordsOut = counter('stella_scrub_records_total', 'Raw records handled by the scrubber', ['signal', 'outcome']);
+const grantEvents = counter('stella_scrub_grant_events_total', 'Deep-debug grant events published', ['kind']);
+
+export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub> {
+  const log = logger('scrub');
+  const topics: ScrubTopics = { ...pickScrubTopics(defaultTopicNames), ...opts.topics };
+  const route = new Map<string, { signal: SignalName; clean: string }>([
+    [topics.spans, { signal: 'traces', clean: topics.spansClean }],
+    [topics.metrics, { signal: 'metrics', clean: topics.metricsClean }],
+    [topics.logs, { signal: 'logs', clean: topics.logsClean }],
+  ]);
+  const now = opts.now ?? (() => new Date());
+  // Our own idempotent producer: the clean record must land on the source partition number, which
+  // the shared BatchingProducer cannot address.
+  const producer: Producer = opts.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  let sending: Promise<unknown> = Promise.resolve();
+  const send = (topicMessages: { topic: string; messages: Message[] }[]): Promise<void> => {
+    const p = sending.catch(() => {}).then(() => producer.sendBatch({ topicMessages, acks: -1 }));
+    sending = p;
+    return p.then(() => {});
+  };
+
+  const tracker = new GrantTracker(opts.config);
+  let publishing: Promise<TimelineEvent[]> | undefined;
+  const publishGrantEvents = (): Promise<TimelineEvent[]> => {
+    publishing ??= (async () => {
+      const due = tracker.due(now());
+      if (due.length === 0) return due;
+      await send([{ topic: topics.timelineEvents, messages: due.map((e) => ({
+        key: e.tenant_id, value: Buffer.from(JSON.stringify(e)), headers: { [H.tenant]: e.tenant_id } })) }]);
+      tracker.ack(due);
+      for (const e of due) {
+        grantEvents.inc({ kind: e.kind });
+        log.info({ tenant_id: e.tenant_id, kind: e.kind, grant_id: e.resource_id, rules: e.details.rules }, 'deep-debug grant event');
+      }
+      return due;
+    })().finally(() => { publishing = undefined; });
+    return publishing;
+  };
+
+  const handle = async (records: StageRecord[], ctx: { topic: string; partition: number }): Promise<void> => {
+    const r = route.get(ctx.topic);
+    if (!r) throw new Error(`scrub: no route for topic ${ctx.topic}`);
+    // Grant events go out before data scrubbed under the grant, so the timeline shows the grant first.
+    await publishGrantEvents();
+    const at = now();
+    const clean: Message[] = [];
+    const dead: Message[] = [];
+    for (const rec of records) {
+      const v = scrubRecord(r.signal, rec, opts.config, at);
+      if (v.kind === 'clean') {
+        clean.push({ key: rec.key, value: v.value, headers: v.headers, partition: rec.partition });
+        for (const [rule, n] of Object.entries(v.summary.rules)) redactions.inc({ tenant: v.tenant, rule }, n);
+      } else {
+        dead.push({ key: rec.key, value: rec.value, headers: { ...rec.headers, [H.dlqReason]: v.reason,
+          [H.dlqSourceTopic]: rec.topic, [H.dlqSourceOffset]: rec.offset, [DLQ_SOURCE_PARTITION]: String(rec.partition) } });
+        log.warn({ topic: rec.topic, partition: rec.partition, offset: rec.offset, error_code: 'POISON_RECORD', error_message: v.reason }, 'raw record sent to the DLQ');
+      }
+    }
+    const out: { topic: string; messages: Message[] }[] = [];
+    if (clean.length) out.push({ topic: r.clean, messages: clean });
+    if (dead.length) out.push({ topic: topics.dlq, messages: dead });
+    await send(out); // acks=all: resolves only when every clean and DLQ record is durable
+    recordsOut.inc({ signal: r.signal, outcome: 'clean' }, clean.length);
+    if (dead.length) recordsOut.inc({ signal: r.signal, outcome: 'dlq' }, dead.length);
+  };
+
+  const stage = await runStage({ name: 'scrub', groupId: opts.groupId, kafka: opts.kafka, handle,
+    topics: [topics.spans, topics.metrics, topics.logs], fromBeginning: opts.fromBeginning,
+    partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently });
+  const timer = setInterval(() => {
+    publishGrantEvents().catch((err: unknown) => log.warn({ error_message: String(err) }, 'grant events not published; retrying'));
+  }, opts.grantTickMs ?? 5000);
+  timer.unref();
+  await publishGrantEvents().catch((err: unknown) => log.warn({ error_message: String(err) }, 'grant events not published; retrying'));
+
+  return {
+    stage, publishGrantEvents,
+    stop: async () => {
+      clearInterval(timer);
+      await stage.stop();
+      await publishing?.catch(() => {});
+      await sending.catch(() => {});
+      await producer.disconnect();
+    },
+  };
+}
+
+function pickScrubTopics(t: TopicNames): ScrubTopics {
+  const { spans, metrics, logs, spansClean, metricsClean, logsClean, dlq, timelineEvents } = t;
+  return { spans, metrics, logs, spansClean, metricsClean, logsClean, dlq, timelineEvents };
+}

@@ -1,0 +1,105 @@
+// One-pass string scanner: every enabled rule is an alternative of ONE global regex, so a string is
+// walked once whatever the number of rules (the regex engine tries the alternatives at each start
+// position; each alternative's failure is bounded by its bounded quantifiers, see rules.ts).
+import { DEFAULT_RULES, type RuleDef } from './rules.ts';
+
+export interface ScanRule extends RuleDef {
+  /** Capture group of the whole alternative, and of its kept prefix (if any). */
+  group: number;
+  keepGroup: number | undefined;
+}
+
+export interface Scanner {
+  re: RegExp;
+  rules: ScanRule[];
+}
+
+/** Renders the replacement of a matched secret; the scrubber decides style (placeholder/pseudonym). */
+export type Render = (rule: ScanRule, value: string) => string;
+
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/** A rule that rewrites a configured repository root to `<repo>` (checked before home paths). */
+export function repoRootRule(roots: readonly string[]): RuleDef | undefined {
+  const clean = [...new Set(roots.map((r) => r.replace(/[\\/]+$/, '')).filter((r) => r.length > 1))]
+    .sort((a, b) => b.length - a.length); // longest first: nested roots resolve to the innermost
+  if (clean.length === 0) return undefined;
+  return { id: 'repo_path', family: 'path', angle: 'repo', value: `(?<![\\w.~-])(?:${clean.map(escapeRe).join('|')})(?=[/\\\\\\s"':]|$)` };
+}
+
+/** Joins the given rules (in priority order) into one scanner. */
+export function compileScanner(rules: readonly RuleDef[]): Scanner {
+  let group = 1;
+  const scanRules: ScanRule[] = [];
+  const parts: string[] = [];
+  for (const r of rules) {
+    const own = group++;
+    const keepGroup = r.keep !== undefined ? group++ : undefined;
+    parts.push(r.keep !== undefined ? `((${r.keep})${r.value})` : `(${r.value})`);
+    scanRules.push({ ...r, group: own, keepGroup });
+  }
+  // Every rule starts where the previous character is not a letter or digit (word start, or after
+  // `_`/`-`/punctuation). Checking that once, before the alternation, rejects most positions inside
+  // words with one comparison instead of one attempt per rule.
+  const source = parts.length ? `(?<![A-Za-z0-9])(?:${parts.join('|')})` : '(?!)';
+  const re = new RegExp(source, 'g');
+  // Fragments must not add capture groups of their own, or the group numbering above would be wrong.
+  const groups = new RegExp(`${source}|`).exec('')!.length - 1;
+  if (groups !== group - 1) throw new Error(`scrub rules: a fragment contains a capturing group (${groups} != ${group - 1})`);
+  return { re, rules: scanRules };
+}
+
+export const defaultScanner = (): Scanner => compileScanner(DEFAULT_RULES);
+
+/** Shortest string any default rule can match; shorter strings are returned as they are. */
+export const MIN_SCAN_LENGTH = 6;
+
+export interface Finding { rule: ScanRule; start: number; end: number; value: string }
+
+/** All accepted findings in `s`, left to right, non-overlapping. */
+export function findAll(s: string, scanner: Scanner): Finding[] {
+  const out: Finding[] = [];
+  scan(s, scanner, (f) => { out.push(f); });
+  return out;
+}
+
+function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void): void {
+  if (s.length < MIN_SCAN_LENGTH) return;
+  const re = scanner.re;
+  re.lastIndex = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(s)) !== null) {
+    const rule = whichRule(m, scanner.rules);
+    const keep = rule.keepGroup !== undefined ? m[rule.keepGroup]!.length : 0;
+    const start = m.index + keep;
+    const end = m.index + m[0].length;
+    const value = s.slice(start, end);
+    if (end === m.index) { re.lastIndex = m.index + 1; continue; } // never loop on an empty match
+    if (rule.validate && !rule.validate(value)) {
+      // Rejected (Luhn, IP validity, ...): resume one character later so other rules still get a chance.
+      re.lastIndex = m.index + 1;
+      continue;
+    }
+    onFinding({ rule, start, end, value });
+  }
+}
+
+function whichRule(m: RegExpExecArray, rules: ScanRule[]): ScanRule {
+  for (const r of rules) if (m[r.group] !== undefined) return r;
+  throw new Error('scrub scanner: a match without a rule');
+}
+
+/**
+ * Returns `s` with every finding replaced by `render(rule, value)`; `onHit` sees each rule id.
+ * Returns the same string instance when nothing matched (callers use identity to skip writes).
+ */
+export function redactString(s: string, scanner: Scanner, render: Render, onHit: (ruleId: string) => void): string {
+  let out: string | undefined;
+  let last = 0;
+  scan(s, scanner, (f) => {
+    out = (out ?? '') + s.slice(last, f.start) + render(f.rule, f.value);
+    last = f.end;
+    onHit(f.rule.id);
+  });
+  return out === undefined ? s : out + s.slice(last);
+}
