@@ -1,0 +1,128 @@
+// The evidence store: one directory tree per tenant (`<root>/tenants/<tenant>/...`), written
+// append-only. Immutable files (tiles, entry bundles, checkpoints/<size>, envelopes, keys) are
+// written new-then-linked with fsync and never overwritten; only `checkpoint` (the latest) is
+// mutable. The interface is small so an object store with WORM retention can implement it.
+import { randomBytes } from 'node:crypto';
+import { promises as fsp, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { validateTenantId } from '../../lib/tenancy.ts';
+import { bytesEqual } from './hash.ts';
+
+export class ImmutableConflictError extends Error {
+  override readonly name = 'ImmutableConflictError';
+  constructor(readonly tenant: string, readonly file: string) {
+    super(`refusing to overwrite sealed file ${file} of tenant ${tenant} with different bytes`);
+  }
+}
+
+export interface StoreFile { path: string; bytes: Uint8Array }
+
+export interface EvidenceStore {
+  /** Bytes of a file, or undefined when it does not exist. */
+  read(tenant: string, file: string): Promise<Uint8Array | undefined>;
+  /** Write a file that must never change: identical bytes are a no-op, different bytes throw ImmutableConflictError. */
+  writeImmutable(tenant: string, file: string, bytes: Uint8Array): Promise<void>;
+  /** The same for many files with one durability barrier (one fsync round per batch, not per file). */
+  writeImmutableMany(tenant: string, files: readonly StoreFile[]): Promise<void>;
+  /** Replace a mutable file (only `checkpoint`) atomically and durably. */
+  writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void>;
+  /** Names (relative to `dir`) of the files directly in `dir`; empty when it does not exist. */
+  list(tenant: string, dir: string): Promise<string[]>;
+}
+
+export const MUTABLE_FILES: ReadonlySet<string> = new Set(['checkpoint']);
+
+/** Reject tenant ids and file paths that could escape the tenant's directory. */
+export function checkTenantPath(tenant: string, file: string): void {
+  const bad = validateTenantId(tenant);
+  if (bad) throw new Error(bad);
+  if (file === '' || file.startsWith('/') || file.split('/').some((p) => p === '' || p === '.' || p === '..') || file.includes('\\') || file.includes('\0')) {
+    throw new Error(`invalid evidence path "${file}"`);
+  }
+}
+
+const TMP_PREFIX = '.tmp-';
+
+export class FsEvidenceStore implements EvidenceStore {
+  constructor(readonly root: string) {}
+
+  tenantDir(tenant: string): string {
+    const bad = validateTenantId(tenant);
+    if (bad) throw new Error(bad);
+    return path.join(this.root, 'tenants', tenant);
+  }
+
+  private abs(tenant: string, file: string): string {
+    checkTenantPath(tenant, file);
+    return path.join(this.tenantDir(tenant), ...file.split('/'));
+  }
+
+  async read(tenant: string, file: string): Promise<Uint8Array | undefined> {
+    try {
+      return await fsp.readFile(this.abs(tenant, file));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async list(tenant: string, dir: string): Promise<string[]> {
+    try {
+      const names = await fsp.readdir(this.abs(tenant, dir));
+      return names.filter((n) => !n.startsWith(TMP_PREFIX)).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  writeImmutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> {
+    return this.writeImmutableMany(tenant, [{ path: file, bytes }]);
+  }
+
+  async writeImmutableMany(tenant: string, files: readonly StoreFile[]): Promise<void> {
+    for (const f of files) if (MUTABLE_FILES.has(f.path)) throw new Error(`${f.path} is mutable; use writeMutable`);
+    const targets = files.map((f) => ({ ...f, abs: this.abs(tenant, f.path) }));
+    const dirs = new Set(targets.map((t) => path.dirname(t.abs)));
+    await Promise.all([...dirs].map((d) => fsp.mkdir(d, { recursive: true })));
+    // 1. Write every temp file and fsync it (concurrently: the kernel batches the journal commits).
+    const staged = await Promise.all(targets.map(async (t) => {
+      const tmp = path.join(path.dirname(t.abs), `${TMP_PREFIX}${randomBytes(6).toString('hex')}`);
+      const fh = await fsp.open(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+      try { await fh.writeFile(t.bytes); await fh.sync(); } finally { await fh.close(); }
+      return { ...t, tmp };
+    }));
+    // 2. Link each into place: link() fails on an existing name, so a sealed file is never replaced.
+    try {
+      await Promise.all(staged.map(async (s) => {
+        try {
+          await fsp.link(s.tmp, s.abs);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          const existing = await fsp.readFile(s.abs);
+          if (!bytesEqual(existing, s.bytes)) throw new ImmutableConflictError(tenant, s.path);
+        }
+      }));
+    } finally {
+      await Promise.all(staged.map((s) => fsp.unlink(s.tmp).catch(() => undefined)));
+    }
+    // 3. One fsync per directory makes the new names durable.
+    await Promise.all([...dirs].map((d) => syncDir(d)));
+  }
+
+  async writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> {
+    if (!MUTABLE_FILES.has(file)) throw new Error(`${file} is not a mutable evidence file`);
+    const abs = this.abs(tenant, file);
+    await fsp.mkdir(path.dirname(abs), { recursive: true });
+    const tmp = path.join(path.dirname(abs), `${TMP_PREFIX}${randomBytes(6).toString('hex')}`);
+    const fh = await fsp.open(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+    try { await fh.writeFile(bytes); await fh.sync(); } finally { await fh.close(); }
+    await fsp.rename(tmp, abs);
+    await syncDir(path.dirname(abs));
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
