@@ -4,4 +4,4 @@ export { BatchWriter, type BatchWriterOptions } from './batch-writer.ts';
 export { migrate, retentionFromEnv, loadMigrations, statements, type RetentionConfig, type MigrateResult } from './migrate.ts';
 export { TenantStore, forTenant, MAX_LIMIT, type TimelineEvent, type TimelineFilter, type TimelineCursor, type TraceSpan,
   type EvidenceSegment } from './tenant-store.ts';
-export { TABLES, insertEvidenceSegment, type TimelineEventRow, type EvidenceSegmentRow } from './tables.ts';
+export { TABLES, insertEvidenceSegment, dateTime64, timelineInsertRow, type TimelineEventRow, type EvidenceSegmentRow } from './tables.ts';

@@ -127,13 +127,17 @@ export function openStore(opts: StoreOptions = storeOptionsFromEnv()): Promise<S
   const created = (async () => {
     let client: ClickHouseClient;
     if (opts.url) {
-      client = createClient({ url: opts.url, username: opts.username, password: opts.password, database: opts.database });
+      client = createClient({ url: opts.url, username: opts.username, password: opts.password, database: opts.database,
+        // DateTime64 values are written as UTC text (tables.ts): pin the session time zone.
+        clickhouse_settings: { session_timezone: 'UTC' } });
     } else {
       const p = path.resolve(opts.dataPath ?? 'data/chdb');
       mkdirSync(p, { recursive: true });
       // chdb's Connection implements @clickhouse/client-common's Connection; the cast bridges the
       // two packages' copies of that type.
       client = createClient({ connection: createChdbConnection({ path: p }) as never });
+      // chdb keeps SETs for its one session: pin UTC for the DateTime64 text we write (tables.ts).
+      await client.command({ query: "SET session_timezone = 'UTC'" });
     }
     return new Store(client, location, opts, () => { open.delete(location); });
   })();

@@ -3,13 +3,14 @@
 import { createHash } from 'node:crypto';
 import { otlpRoot, toHex, type ExportLogsServiceRequest, type ExportMetricsServiceRequest,
   type ExportTraceServiceRequest, type InstrumentationScope, type KeyValue, type LogRecord, type Resource } from '../../lib/otlp/proto.ts';
-import { TABLES, type Row } from '../../lib/store/index.ts';
+import { dateTime64, TABLES, type Row } from '../../lib/store/index.ts';
 import { anyValueString, attrMap } from './attributes.ts';
 
 const SPAN_KINDS = ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer'];
 const STATUS_CODES = ['Unset', 'Ok', 'Error'];
 const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 const ns = (v: unknown): string => (v === undefined || v === null ? '0' : String(v));
+const dt = (v: unknown): string => dateTime64(ns(v));
 
 export const LogRecordType = otlpRoot.lookupType('opentelemetry.proto.logs.v1.LogRecord');
 export const SpanType = otlpRoot.lookupType('opentelemetry.proto.trace.v1.Span');
@@ -38,12 +39,12 @@ export function spanRows(req: ExportTraceServiceRequest, tenant: string): Row[] 
         const start = BigInt(ns(s.startTimeUnixNano));
         const end = BigInt(ns(s.endTimeUnixNano));
         rows.push({
-          Timestamp: start.toString(), TraceId: toHex(s.traceId), SpanId: toHex(s.spanId), ParentSpanId: toHex(s.parentSpanId),
+          Timestamp: dateTime64(start), TraceId: toHex(s.traceId), SpanId: toHex(s.spanId), ParentSpanId: toHex(s.parentSpanId),
           TraceState: s.traceState ?? '', SpanName: s.name ?? '', SpanKind: SPAN_KINDS[s.kind ?? 0] ?? 'Unspecified',
           ServiceName: svc, ResourceAttributes: resAttrs, ScopeName: ss.scope?.name ?? '', ScopeVersion: ss.scope?.version ?? '',
           SpanAttributes: attrMap(s.attributes), Duration: (end > start ? end - start : 0n).toString(),
           StatusCode: STATUS_CODES[s.status?.code ?? 0] ?? 'Unset', StatusMessage: s.status?.message ?? '',
-          'Events.Timestamp': (s.events ?? []).map((e) => ns(e.timeUnixNano)),
+          'Events.Timestamp': (s.events ?? []).map((e) => dt(e.timeUnixNano)),
           'Events.Name': (s.events ?? []).map((e) => e.name ?? ''),
           'Events.Attributes': (s.events ?? []).map((e) => attrMap(e.attributes)),
           'Links.TraceId': (s.links ?? []).map((l) => toHex(l.traceId)),
@@ -79,7 +80,7 @@ export function logRows(req: ExportLogsServiceRequest, tenant: string): Row[] {
       const scopeAttrs = attrMap(sl.scope?.attributes);
       for (const rec of sl.logRecords ?? []) {
         rows.push({
-          Timestamp: logTimestamp(rec), TraceId: toHex(rec.traceId), SpanId: toHex(rec.spanId), TraceFlags: (rec.flags ?? 0) & 0xff,
+          Timestamp: dateTime64(logTimestamp(rec)), TraceId: toHex(rec.traceId), SpanId: toHex(rec.spanId), TraceFlags: (rec.flags ?? 0) & 0xff,
           SeverityText: rec.severityText ?? '', SeverityNumber: rec.severityNumber ?? 0, ServiceName: svc,
           Body: anyValueString(rec.body), ResourceSchemaUrl: rl.schemaUrl ?? '', ResourceAttributes: resAttrs,
           ScopeSchemaUrl: sl.schemaUrl ?? '', ScopeName: sl.scope?.name ?? '', ScopeVersion: sl.scope?.version ?? '',
@@ -112,7 +113,7 @@ interface MetricMsg {
 const numberValue = (p: { asDouble?: number; asInt?: unknown }): number => (has(p, 'asInt') ? Number(p.asInt) : p.asDouble ?? 0);
 const exemplarColumns = (ex: Exemplar[] | undefined): Row => ({
   'Exemplars.FilteredAttributes': (ex ?? []).map((e) => attrMap(e.filteredAttributes)),
-  'Exemplars.TimeUnix': (ex ?? []).map((e) => ns(e.timeUnixNano)),
+  'Exemplars.TimeUnix': (ex ?? []).map((e) => dt(e.timeUnixNano)),
   'Exemplars.Value': (ex ?? []).map(numberValue),
   'Exemplars.SpanId': (ex ?? []).map((e) => toHex(e.spanId)),
   'Exemplars.TraceId': (ex ?? []).map((e) => toHex(e.traceId)),
@@ -135,7 +136,7 @@ export function metricRows(req: ExportMetricsServiceRequest, tenant: string): Ma
           ResourceAttributes: resAttrs, ResourceSchemaUrl: rm.schemaUrl ?? '', ScopeName: scope.name ?? '', ScopeVersion: scope.version ?? '',
           ScopeAttributes: attrMap(scope.attributes), ScopeDroppedAttrCount: scope.droppedAttributesCount ?? 0, ScopeSchemaUrl: sm.schemaUrl ?? '',
           ServiceName: svc, MetricName: m.name ?? '', MetricDescription: m.description ?? '', MetricUnit: m.unit ?? '',
-          Attributes: attrMap(p.attributes), StartTimeUnix: ns(p.startTimeUnixNano), TimeUnix: ns(p.timeUnixNano),
+          Attributes: attrMap(p.attributes), StartTimeUnix: dt(p.startTimeUnixNano), TimeUnix: dt(p.timeUnixNano),
           Flags: p.flags ?? 0, TenantId: tenant,
         });
         // Every point table but summary carries exemplars.

@@ -9,7 +9,7 @@ import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/s
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
-import { BatchWriter, TABLES, type BatchWriterOptions, type Store } from '../../lib/store/index.ts';
+import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store } from '../../lib/store/index.ts';
 import { eventMessage } from './events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
@@ -57,7 +57,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     const out = mergeTransformed(parts);
     const writes: Promise<void>[] = [];
     for (const [table, rows] of out.rows) writes.push(writer.write(table, rows));
-    writes.push(writer.write(TABLES.timelineEvents, out.events as never));
+    writes.push(writer.write(TABLES.timelineEvents, out.events.map(timelineInsertRow)));
     if (dead.length) {
       writes.push(producer.send(topics.dlq, dead.map((r) => ({ key: r.key ?? '', value: r.value, headers: {
         ...r.headers, [H.dlqReason]: 'timeline: undecodable record', [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } }))));
