@@ -229,7 +229,7 @@ function parseObjective(v: unknown, p: string, problems: string[]): number | und
   if (typeof v === 'number') n = v;
   else if (typeof v === 'string') {
     const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
-    if (m) n = Number(m[1]) / 100;
+    if (m) n = Number(`${m[1]}e-2`); // decimal shift, not /100: "99.9%" must be exactly the double 0.999
   }
   if (v === undefined) problems.push(`${p} is required (e.g. 0.999 or "99.9%")`);
   else if (n === undefined || !Number.isFinite(n)) problems.push(`${p} must be a number like 0.999 or a percentage like "99.9%"`);

@@ -46,11 +46,15 @@ export function nanosToMs(v: Long | number | null | undefined): number {
   return (v.high * 4294967296 + (v.low >>> 0)) / 1e6;
 }
 
+// Decoded protobufjs messages carry oneof defaults on the prototype (stringValue ""), so "is this
+// member set" must look at own properties, not at the value.
+const has = (v: object, k: string): boolean => Object.prototype.hasOwnProperty.call(v, k) && (v as Record<string, unknown>)[k] !== null;
+
 function anyToNumber(v: AnyValue | null | undefined): number | undefined {
   if (!v) return undefined;
-  if (v.intValue !== undefined && v.intValue !== null) return typeof v.intValue === 'number' ? v.intValue : v.intValue.toNumber();
-  if (v.doubleValue !== undefined && v.doubleValue !== null) return v.doubleValue;
-  if (v.stringValue !== undefined && v.stringValue !== null && v.stringValue !== '') {
+  if (has(v, 'intValue')) return typeof v.intValue === 'number' ? v.intValue : v.intValue!.toNumber();
+  if (has(v, 'doubleValue')) return v.doubleValue;
+  if (has(v, 'stringValue') && v.stringValue !== '') {
     const n = Number(v.stringValue);
     return Number.isFinite(n) ? n : undefined;
   }
@@ -130,8 +134,8 @@ function flatAttributes(attrs: readonly KeyValue[] | undefined): Record<string, 
   for (const kv of attrs) {
     const v = kv.value;
     if (!v) continue;
-    if (v.stringValue !== undefined && v.stringValue !== null) o[kv.key] = v.stringValue;
-    else if (v.boolValue !== undefined && v.boolValue !== null) o[kv.key] = String(v.boolValue);
+    if (has(v, 'stringValue')) o[kv.key] = v.stringValue!;
+    else if (has(v, 'boolValue')) o[kv.key] = String(v.boolValue);
     else {
       const n = anyToNumber(v);
       if (n !== undefined) o[kv.key] = String(n);
