@@ -23,10 +23,18 @@ export interface RuleDef {
   keep?: string;
   /** Regex source of the redacted part. Only non-capturing groups inside. */
   value: string;
-  /** Rejects candidates the regex cannot (Luhn, base64 shape, IP validity, ...). */
-  validate?: (value: string) => boolean;
+  /**
+   * Rejects candidates the regex cannot (Luhn, base64 shape, IP validity, ...): false rejects, a
+   * number accepts only that many leading characters (e.g. an IPv6 address without its `:port`).
+   */
+  validate?: (value: string) => boolean | number;
   /** Off unless a tenant turns it on. */
   defaultOff?: boolean;
+  /**
+   * Keyword rules (`password=...`, `Authorization: ...`): when the value itself is exactly a more
+   * specific finding (a GitHub token, a JWT), report that rule instead, for attribution and pseudonyms.
+   */
+  refine?: boolean;
   /** Scrub output is `<user>`-style instead of `[REDACTED:id]` (paths stay readable as paths). */
   angle?: string;
 }
@@ -41,7 +49,7 @@ const KV_VALUE = `[^\\s"'&,;<>{}\\[\\]\\\\]{1,512}`;
 const KV_SEP = `["']?\\s{0,3}[:=]{1,2}\\s{0,3}["']?`;
 const KV_KEYS = ['password', 'passwd', 'passphrase', 'pwd', 'secret', 'token', 'apikey', 'api_key', 'api-key',
   'access_key', 'access-key', 'accesskey', 'secret_key', 'private_key', 'client_secret', 'session_id', 'sessionid',
-  'credential', 'credentials', 'accountkey', 'account_key', 'x-amz-signature', 'x-amz-credential', 'x-amz-security-token'];
+  'credential', 'credentials', 'accountkey', 'account_key'];
 const KV_KEYWORDS = `(?:${KV_KEYS.sort((a, b) => b.length - a.length).map(ci).join('|')})`;
 
 function luhn(digits: string): boolean {
@@ -84,10 +92,17 @@ const isBasicCredential = (v: string): boolean => {
 // Bearer values are opaque; require a digit or symbol (or length) so prose like "bearer authentication" passes.
 const isBearerValue = (v: string): boolean => v.length >= 20 || /[0-9._~+/=-]/.test(v);
 
-const LOOPBACK_V4 = /^(127\.0\.0\.1|0\.0\.0\.0)$/;
-const isPublicishV6 = (v: string): boolean => {
+// Loopback, and network addresses (last octet 0: also what `Chrome/120.0.0.0`-style versions look like).
+const NOT_A_HOST_V4 = /^127\.0\.0\.1$|\.0$/;
+const isHostV6 = (v: string): boolean => {
   const bare = v.replace(/%.*$/, '');
   return isIPv6(bare) && bare !== '::' && bare !== '::1' && (bare.match(/:/g)?.length ?? 0) >= 2;
+};
+/** An IPv6 address, or one followed by an unbracketed `:port` (then only the address is redacted). */
+const ipv6Length = (v: string): boolean | number => {
+  if (isHostV6(v)) return true;
+  const port = /:\d{1,5}$/.exec(v);
+  return port !== null && isHostV6(v.slice(0, port.index)) ? port.index : false;
 };
 
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
@@ -126,24 +141,25 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   { id: 'age_secret_key', family: 'token', value: `AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}` },
 
   // Credentials in URLs: scheme://user:<password>@host (the user name stays).
-  { id: 'url_password', family: 'url_secret', keep: `\\b[A-Za-z][A-Za-z0-9+.-]{1,16}://[^\\s/?#@:\\[\\]]{0,128}:`, value: `[^\\s/?#@\\[\\]]{1,256}(?=@)` },
+  // Unencoded `#`/`?` in passwords are common in hand-written connection strings, so they count.
+  { id: 'url_password', refine: true, family: 'url_secret', keep: `\\b[A-Za-z][A-Za-z0-9+.-]{1,16}://[^\\s/?#@:\\[\\]]{0,128}:`, value: `[^\\s/@\\[\\]]{1,256}(?=@)` },
   // Authorization values: `Bearer <token>`, `Basic <base64 user:pass>`, and `Authorization: <anything>`.
-  { id: 'authorization', family: 'auth', keep: `${ci('authorization')}${KV_SEP}`, value: `(?:[A-Za-z][A-Za-z0-9-]{1,16} {1,3})?[^\\s"'\\[\\]]{1,4096}` },
+  { id: 'authorization', refine: true, family: 'auth', keep: `${ci('authorization')}${KV_SEP}`, value: `(?![A-Za-z][A-Za-z0-9-]{1,16} {1,3}\\[)(?:[A-Za-z][A-Za-z0-9-]{1,16} {1,3})?[^\\s"'\\[\\]]{1,4096}` },
   { id: 'bearer', family: 'auth', keep: `\\b(?:[Bb]earer|BEARER)\\s{1,4}`, value: `[A-Za-z0-9._~+/=-]{8,4096}`, validate: isBearerValue },
   { id: 'basic_auth', family: 'auth', keep: `\\b(?:[Bb]asic|BASIC)\\s{1,4}`, value: `[A-Za-z0-9+/]{4,2048}={0,2}(?![A-Za-z0-9+/=])`, validate: isBasicCredential },
   // Cookies run to the end of the line or quote; other secrets-by-keyword end at a separator.
-  { id: 'cookie', family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `[^\\r\\n"\\[\\]]{1,4096}` },
-  { id: 'kv_secret', family: 'kv_secret', keep: `${KV_KEYWORDS}${KV_SEP}`, value: KV_VALUE },
+  { id: 'cookie', refine: true, family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `[^\\s"\\[\\]][^\\r\\n"\\[\\]]{0,4095}` },
+  { id: 'kv_secret', refine: true, family: 'kv_secret', keep: `${KV_KEYWORDS}${KV_SEP}`, value: KV_VALUE },
   // Azure SAS / presigned URL signatures: `sig=` only as a query parameter.
-  { id: 'url_signature', family: 'url_secret', keep: `(?<=[?&])(?:sig|signature|X-Amz-Signature|X-Goog-Signature)=`, value: `[^\\s&#"'\\[\\]]{8,1024}` },
+  { id: 'url_signature', refine: true, family: 'url_secret', keep: `(?<=[?&])(?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential)=`, value: `[^\\s&#"'\\[\\]]{8,1024}` },
 
   { id: 'email', family: 'email',
     value: `(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}(?![A-Za-z0-9-])`,
     // ssh-style git remotes (git@github.com:org/repo) name a service account, not a person.
     validate: (v) => !/^git@/.test(v) },
   { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ -]?\\d){11,17}(?![\\w-])`, validate: isCardNumber },
-  { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-])`, validate: (v) => !LOOPBACK_V4.test(v) },
-  { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:])`, validate: isPublicishV6 },
+  { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-])`, validate: (v) => !NOT_A_HOST_V4.test(v) },
+  { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:])`, validate: ipv6Length },
 
   // Home directories lose the user name: /home/alice/x -> /home/<user>/x (repo roots are per tenant).
   { id: 'home_path', family: 'path', angle: 'user', keep: `(?<![\\w.~-])(?:/home/|/Users/|[A-Za-z]:\\\\Users\\\\)`, value: `[A-Za-z0-9._-]{1,64}(?=[/\\\\\\s"':]|$)` },

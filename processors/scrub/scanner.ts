@@ -63,7 +63,7 @@ export function findAll(s: string, scanner: Scanner): Finding[] {
   return out;
 }
 
-function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void): void {
+function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refining = false): void {
   if (s.length < MIN_SCAN_LENGTH) return;
   const re = scanner.re;
   re.lastIndex = 0;
@@ -72,16 +72,33 @@ function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void): voi
     const rule = whichRule(m, scanner.rules);
     const keep = rule.keepGroup !== undefined ? m[rule.keepGroup]!.length : 0;
     const start = m.index + keep;
-    const end = m.index + m[0].length;
-    const value = s.slice(start, end);
+    let end = m.index + m[0].length;
+    let value = s.slice(start, end);
     if (end === m.index) { re.lastIndex = m.index + 1; continue; } // never loop on an empty match
-    if (rule.validate && !rule.validate(value)) {
-      // Rejected (Luhn, IP validity, ...): resume one character later so other rules still get a chance.
-      re.lastIndex = m.index + 1;
-      continue;
+    if (rule.validate) {
+      const verdict = rule.validate(value);
+      if (verdict === false) {
+        // Rejected (Luhn, IP validity, ...): resume one character later so other rules still get a chance.
+        re.lastIndex = m.index + 1;
+        continue;
+      }
+      if (typeof verdict === 'number') {
+        end = start + verdict;
+        value = value.slice(0, verdict);
+        re.lastIndex = end;
+      }
     }
-    onFinding({ rule, start, end, value });
+    onFinding({ rule: rule.refine && !refining ? refined(rule, value, scanner) : rule, start, end, value });
   }
+}
+
+/** The specific rule that matches all of a keyword rule's value, else the keyword rule itself. */
+function refined(rule: ScanRule, value: string, scanner: Scanner): ScanRule {
+  let inner: Finding | undefined;
+  const lastIndex = scanner.re.lastIndex;
+  scan(value, scanner, (f) => { inner ??= f; }, true);
+  scanner.re.lastIndex = lastIndex; // the nested scan shares the regex object
+  return inner && inner.start === 0 && inner.end === value.length ? inner.rule : rule;
 }
 
 function whichRule(m: RegExpExecArray, rules: ScanRule[]): ScanRule {
