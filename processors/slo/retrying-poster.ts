@@ -29,6 +29,7 @@ export class RetryingPoster {
   private running = false;
   private closed = false;
   private wake?: () => void;
+  private inflight?: AbortController;
   private idleWaiters: (() => void)[] = [];
   readonly opts: Required<Omit<PosterOptions, 'headers'>> & { headers: Record<string, string> };
 
@@ -66,6 +67,7 @@ export class RetryingPoster {
     this.closed = true;
     this.queue.length = 0;
     this.wake?.();
+    this.inflight?.abort(); // do not leave a request hanging on a dead endpoint after shutdown
   }
 
   /** Backoff before attempt n (1-based retry count): base·2^(n−1) capped, with "equal jitter" (half fixed, half random). */
@@ -106,12 +108,13 @@ export class RetryingPoster {
   }
 
   private async post(body: string): Promise<'ok' | 'rejected' | 'retry'> {
+    const ctl = (this.inflight = new AbortController());
     try {
       const res = await fetch(this.opts.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...this.opts.headers },
         body,
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        signal: AbortSignal.any([ctl.signal, AbortSignal.timeout(this.opts.timeoutMs)]),
       });
       await res.arrayBuffer().catch(() => undefined);
       if (res.ok) return 'ok';
@@ -124,6 +127,8 @@ export class RetryingPoster {
     } catch (e) {
       log.debug({ target: this.opts.target, error_code: 'SLO_ALERT_POST_FAILED', error_message: (e as Error).message }, 'alert POST failed');
       return 'retry';
+    } finally {
+      this.inflight = undefined;
     }
   }
 
