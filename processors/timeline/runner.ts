@@ -20,6 +20,8 @@ export interface TimelineRunnerOptions {
   groupId?: string;
   writer?: BatchWriterOptions;
   partitionsConsumedConcurrently?: number;
+  /** Runs after a batch's output is durable, before its offsets are committed (crash-injection point for tests). */
+  beforeCommit?: (records: StageRecord[]) => Promise<void>;
 }
 
 export interface RunningTimeline { stop(): Promise<void>; stage: RunningStage }
@@ -69,10 +71,24 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
         headers: { [H.tenant]: e.tenant_id } })));
       for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     }
+    await opts.beforeCommit?.(records);
+    advanceFetchPosition(records);
+  };
+
+  // WORKAROUND (lib/kafka/stage.ts runs eachBatch with eachBatchAutoResolve=false and never calls
+  // resolveOffset, so kafkajs keeps fetching from the first position and every batch is handled
+  // again and again). With autoCommit off, consumer.seek() only resolves the offset locally, which
+  // moves the fetch position past this durable batch; the stage still commits as before.
+  let consumer: RunningStage['consumer'] | undefined;
+  const advanceFetchPosition = (records: StageRecord[]) => {
+    const last = records[records.length - 1];
+    if (!consumer || !last) return;
+    consumer.seek({ topic: last.topic, partition: last.partition, offset: (BigInt(last.offset) + 1n).toString() });
   };
 
   const stage = await runStage({ name: 'timeline', groupId: opts.groupId, kafka: opts.kafka,
     topics: [topics.spans, topics.logs, topics.metrics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
+  consumer = stage.consumer;
   return {
     stage,
     stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },
