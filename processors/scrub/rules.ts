@@ -44,8 +44,11 @@ export function ci(word: string): string {
   return [...word].map((c) => (/[a-z]/i.test(c) ? `[${c.toLowerCase()}${c.toUpperCase()}]` : c === '-' || c === '.' ? `\\${c}` : c)).join('');
 }
 
-// Values of `key=value` style secrets end at whitespace, quotes, separators and brackets.
-const KV_VALUE = `[^\\s"'&,;<>{}\\[\\]\\\\]{1,512}`;
+// Values of `key=value` style secrets end at whitespace, quotes, separators and brackets. A value
+// never starts with a separator (`a:: b` must not yield the value `:`) nor with a pseudonym's hex
+// tail (`[gitlab_token:0123456789ab]` is output, not `token: 0123...`).
+const VALUE_HEAD = `(?![0-9a-f]{12}\\])`;
+const KV_VALUE = `${VALUE_HEAD}[^\\s"'&,;<>{}\\[\\]\\\\:=][^\\s"'&,;<>{}\\[\\]\\\\]{0,511}`;
 const KV_SEP = `["']?\\s{0,3}[:=]{1,2}\\s{0,3}["']?`;
 const KV_KEYS = ['password', 'passwd', 'passphrase', 'pwd', 'secret', 'token', 'apikey', 'api_key', 'api-key',
   'access_key', 'access-key', 'accesskey', 'secret_key', 'private_key', 'client_secret', 'session_id', 'sessionid',
@@ -81,6 +84,18 @@ export function isCardNumber(raw: string): boolean {
     : /^(5018|5020|5038|6304|6759|676[1-3])/.test(d) ? [12, 13, 14, 15, 16, 17, 18, 19]
     : undefined;
   return !!brand && brand.includes(d.length) && luhn(d);
+}
+
+/**
+ * A card candidate may run into a following number (`5555 5555 5555 4444 36`): accept the longest
+ * prefix, cut at a separator, that is a card number.
+ */
+export function cardLength(raw: string): boolean | number {
+  if (isCardNumber(raw)) return true;
+  for (let i = raw.length - 1; i > 0; i--) {
+    if ((raw[i] === ' ' || raw[i] === '-') && isCardNumber(raw.slice(0, i))) return i;
+  }
+  return false;
 }
 
 const isBasicCredential = (v: string): boolean => {
@@ -144,11 +159,11 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   // Unencoded `#`/`?` in passwords are common in hand-written connection strings, so they count.
   { id: 'url_password', refine: true, family: 'url_secret', keep: `\\b[A-Za-z][A-Za-z0-9+.-]{1,16}://[^\\s/?#@:\\[\\]]{0,128}:`, value: `[^\\s/@\\[\\]]{1,256}(?=@)` },
   // Authorization values: `Bearer <token>`, `Basic <base64 user:pass>`, and `Authorization: <anything>`.
-  { id: 'authorization', refine: true, family: 'auth', keep: `${ci('authorization')}${KV_SEP}`, value: `(?![A-Za-z][A-Za-z0-9-]{1,16} {1,3}\\[)(?:[A-Za-z][A-Za-z0-9-]{1,16} {1,3})?[^\\s"'\\[\\]]{1,4096}` },
+  { id: 'authorization', refine: true, family: 'auth', keep: `${ci('authorization')}${KV_SEP}`, value: `${VALUE_HEAD}(?![A-Za-z][A-Za-z0-9-]{1,16} {1,3}\\[)(?:[A-Za-z][A-Za-z0-9-]{1,16} {1,3})?[^\\s"'\\[\\]:=][^\\s"'\\[\\]]{0,4095}` },
   { id: 'bearer', family: 'auth', keep: `\\b(?:[Bb]earer|BEARER)\\s{1,4}`, value: `[A-Za-z0-9._~+/=-]{8,4096}`, validate: isBearerValue },
   { id: 'basic_auth', family: 'auth', keep: `\\b(?:[Bb]asic|BASIC)\\s{1,4}`, value: `[A-Za-z0-9+/]{4,2048}={0,2}(?![A-Za-z0-9+/=])`, validate: isBasicCredential },
   // Cookies run to the end of the line or quote; other secrets-by-keyword end at a separator.
-  { id: 'cookie', refine: true, family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `[^\\s"\\[\\]][^\\r\\n"\\[\\]]{0,4095}` },
+  { id: 'cookie', refine: true, family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `${VALUE_HEAD}[^\\s"'\\[\\]:=][^\\r\\n"\\[\\]]{0,4095}` },
   { id: 'kv_secret', refine: true, family: 'kv_secret', keep: `${KV_KEYWORDS}${KV_SEP}`, value: KV_VALUE },
   // Azure SAS / presigned URL signatures: `sig=` only as a query parameter.
   { id: 'url_signature', refine: true, family: 'url_secret', keep: `(?<=[?&])(?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential)=`, value: `[^\\s&#"'\\[\\]]{8,1024}` },
@@ -157,7 +172,7 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
     value: `(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}(?![A-Za-z0-9-])`,
     // ssh-style git remotes (git@github.com:org/repo) name a service account, not a person.
     validate: (v) => !/^git@/.test(v) },
-  { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ -]?\\d){11,17}(?![\\w-])`, validate: isCardNumber },
+  { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ -]?\\d){11,17}(?![\\w-])`, validate: cardLength },
   { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-])`, validate: (v) => !NOT_A_HOST_V4.test(v) },
   { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:])`, validate: ipv6Length },
 

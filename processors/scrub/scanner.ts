@@ -17,6 +17,9 @@ export interface Scanner {
 /** Renders the replacement of a matched secret; the scrubber decides style (placeholder/pseudonym). */
 export type Render = (rule: ScanRule, value: string) => string;
 
+/** The end of a placeholder or pseudonym the scrubber writes (see Scrubber.render). */
+const OUTPUT_TAIL = '\\[(?:REDACTED:[a-z0-9_]{1,40}|[a-z0-9_]{1,40}:[0-9a-f]{12})\\]|<[a-z]{1,8}(?::[0-9a-f]{12})?>';
+
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 /** A rule that rewrites a configured repository root to `<repo>` (checked before home paths). */
@@ -40,8 +43,10 @@ export function compileScanner(rules: readonly RuleDef[]): Scanner {
   }
   // Every rule starts where the previous character is not a letter or digit (word start, or after
   // `_`/`-`/punctuation). Checking that once, before the alternation, rejects most positions inside
-  // words with one comparison instead of one attempt per rule.
-  const source = parts.length ? `(?<![A-Za-z0-9])(?:${parts.join('|')})` : '(?!)';
+  // words with one comparison instead of one attempt per rule. The scrubber's own placeholders count
+  // as a word too: text glued to a redacted secret (`10.1.2.3/home/x`) was glued to the secret's
+  // last character before, and must not start matching on a second pass (idempotence).
+  const source = parts.length ? `(?<![A-Za-z0-9])(?<!${OUTPUT_TAIL})(?:${parts.join('|')})` : '(?!)';
   const re = new RegExp(source, 'g');
   // Fragments must not add capture groups of their own, or the group numbering above would be wrong.
   const groups = new RegExp(`${source}|`).exec('')!.length - 1;
