@@ -1,0 +1,26 @@
+// Named verification failures and the exit codes `stella forensic verify` uses for them
+// (documented in docs/evidence.md).
+export const VERIFY_CAUSES = [
+  'BUNDLE_CORRUPT', 'MANIFEST_MISSING', 'MANIFEST_MISMATCH', 'ENTRY_MISSING', 'MERKLE_MISMATCH',
+  'CHECKPOINT_INCONSISTENT', 'SIGNATURE_INVALID', 'KEY_UNKNOWN', 'STATEMENT_MISMATCH',
+] as const;
+export type VerifyCause = (typeof VERIFY_CAUSES)[number];
+
+export const EXIT_OK = 0;
+
+export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
+  BUNDLE_CORRUPT: 10,
+  MANIFEST_MISSING: 11,
+  MANIFEST_MISMATCH: 12,
+  ENTRY_MISSING: 13,
+  MERKLE_MISMATCH: 14,
+  CHECKPOINT_INCONSISTENT: 15,
+  SIGNATURE_INVALID: 16,
+  KEY_UNKNOWN: 17,
+  STATEMENT_MISMATCH: 18,
+};
+
+export class VerifyFailure extends Error {
+  override readonly name = 'VerifyFailure';
+  constructor(readonly code: VerifyCause, readonly detail: string) { super(`${code}: ${detail}`); }
+}

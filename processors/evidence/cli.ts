@@ -1,0 +1,75 @@
+// Functions behind `stella forensic verify <bundle>` and `stella forensic attest show <bundle|envelope>`.
+// Offline: they read one local file and touch no network. Argument parsing lives in the CLI.
+import { promises as fsp } from 'node:fs';
+import { causeExitCode, EXIT_OK } from './causes.ts';
+import { verifyBundle, type Manifest, type VerifyProgress, type VerifyResult } from './bundle.ts';
+import { parseEnvelope, verifyEnvelope } from './dsse.ts';
+import { parseVerifierKey, type Verifier } from './note.ts';
+import type { SegmentStatement } from './statement.ts';
+import { gunzip, readTar } from './tar.ts';
+
+export { causeExitCode } from './causes.ts';
+
+export interface ForensicVerifyOutcome { result: VerifyResult; exitCode: number; seconds: number }
+
+export async function forensicVerify(file: string, opts: { onProgress?: (p: VerifyProgress) => void; trustedKeys?: string[] } = {}): Promise<ForensicVerifyOutcome> {
+  const started = performance.now();
+  let bytes: Buffer;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (e) {
+    const result: VerifyResult = { ok: false, cause: 'BUNDLE_CORRUPT', detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+    return { result, exitCode: causeExitCode.BUNDLE_CORRUPT, seconds: 0 };
+  }
+  const result = verifyBundle(bytes, { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}) });
+  return { result, exitCode: result.ok ? EXIT_OK : causeExitCode[result.cause], seconds: (performance.now() - started) / 1000 };
+}
+
+export interface Attestation {
+  size: number;
+  sealedAt: string;
+  tenant: string;
+  previousSize: number;
+  rootHex: string;
+  signedBy: string; // DSSE key id: <name>+<hex8>
+  /** True when a signature verified against a key the bundle (or the statement itself) names. */
+  signatureVerified: boolean;
+  kafka: SegmentStatement['predicate']['kafka'];
+  statement: SegmentStatement;
+}
+
+/** The statements in a bundle (every envelope) or in one `.dsse.json` envelope, and who signed them when. */
+export async function attestShow(file: string): Promise<{ attestations: Attestation[]; text: string }> {
+  const bytes = await fsp.readFile(file);
+  const envelopes: Uint8Array[] = [];
+  let keys: Verifier[] = [];
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    const files = readTar(gunzip(bytes));
+    for (const f of files) if (/^envelopes\/\d+\.dsse\.json$/.test(f.path)) envelopes.push(f.bytes);
+    const manifest = files.find((f) => f.path === 'manifest.json');
+    if (manifest) keys = (JSON.parse(Buffer.from(manifest.bytes).toString('utf8')) as Manifest).keys.map((k) => parseVerifierKey(k.verifier_key));
+  } else {
+    envelopes.push(bytes);
+  }
+  const attestations = envelopes.map((b) => {
+    const env = parseEnvelope(b);
+    const statement = JSON.parse(Buffer.from(env.payload, 'base64').toString('utf8')) as SegmentStatement;
+    const p = statement.predicate;
+    // A lone envelope only carries its own claim of who signed it: check it against that key, and say so.
+    const candidates = keys.length ? keys : [parseVerifierKey(p.signing_key.verifier_key)];
+    const v = verifyEnvelope(b, candidates);
+    return {
+      size: p.new.size, sealedAt: p.sealed_at, tenant: p.tenant, previousSize: p.previous.size, rootHex: p.new.root,
+      signedBy: env.signatures[0]!.keyid, signatureVerified: v.ok, kafka: p.kafka, statement,
+    };
+  }).sort((a, b) => a.size - b.size);
+  const text = attestations.map((a) => [
+    `segment ${a.previousSize}→${a.size} of tenant ${a.tenant}`,
+    `  sealed at   ${a.sealedAt}`,
+    `  signed by   ${a.signedBy} (${a.signatureVerified ? 'signature verified' : 'SIGNATURE NOT VERIFIED'}${keys.length ? '' : ', against the key the statement names'})`,
+    `  root        ${a.rootHex}`,
+    ...a.kafka.map((k) => `  kafka       ${k.topic}[${k.partition}] ${k.fromOffset}..${k.toOffset}`),
+    `  statement   ${JSON.stringify(a.statement, null, 2).split('\n').join('\n              ')}`,
+  ].join('\n')).join('\n\n');
+  return { attestations, text };
+}

@@ -1,0 +1,60 @@
+// Shared fixtures for the evidence tests: temp stores, fixed keys, entries with Kafka positions.
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { entryBytes } from '../../processors/evidence/jcs.ts';
+import { signerFromSeed, type Signer } from '../../processors/evidence/note.ts';
+import type { AppendItem } from '../../processors/evidence/sealer.ts';
+import { FsEvidenceStore, type EvidenceStore, type StoreFile } from '../../processors/evidence/store.ts';
+
+export const TENANT = 'acme';
+export const ORIGIN = 'stella-telemetry.example/tenants/acme';
+
+/** A deterministic signer: seed = SHA-256(label). */
+export function testSigner(label = 'key-1', name = ORIGIN): Signer {
+  return signerFromSeed(name, createHash('sha256').update(label).digest());
+}
+
+export function tempStore(): FsEvidenceStore {
+  return new FsEvidenceStore(mkdtempSync(path.join(os.tmpdir(), 'stella-evidence-')));
+}
+
+/** Timeline-event-like entries fed in Kafka offset order on one partition. */
+export function items(from: number, to: number, topic = 'stella.timeline', partition = 0): AppendItem[] {
+  const out: AppendItem[] = [];
+  for (let i = from; i < to; i++) {
+    out.push({ entry: entryBytes({ event_id: `ev-${i}`, kind: 'timeline', tenant: TENANT, seq: i, body: { msg: `event ${i}`, n: i * 1.5 } }), kafka: { topic, partition, offset: String(i) } });
+  }
+  return out;
+}
+
+/** Every file under a directory with its bytes (hex), for byte-for-byte comparisons of stores. */
+export function snapshotDir(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string): void => {
+    for (const n of readdirSync(d)) {
+      const p = path.join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[path.relative(dir, p)] = readFileSync(p).toString('hex');
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+export class SimulatedCrash extends Error {}
+
+/** A real store that throws once, before writing the first file whose path matches `at`. */
+export class CrashingStore implements EvidenceStore {
+  crashed = false;
+  constructor(private readonly inner: EvidenceStore, private readonly at: RegExp | undefined) {}
+  private maybeCrash(paths: readonly string[]): void {
+    if (!this.crashed && this.at && paths.some((p) => this.at!.test(p))) { this.crashed = true; throw new SimulatedCrash(`crash before ${paths.join(',')}`); }
+  }
+  read(t: string, f: string) { return this.inner.read(t, f); }
+  list(t: string, d: string) { return this.inner.list(t, d); }
+  async writeImmutable(t: string, f: string, b: Uint8Array) { this.maybeCrash([f]); return this.inner.writeImmutable(t, f, b); }
+  async writeImmutableMany(t: string, files: readonly StoreFile[]) { this.maybeCrash(files.map((x) => x.path)); return this.inner.writeImmutableMany(t, files); }
+  async writeMutable(t: string, f: string, b: Uint8Array) { this.maybeCrash([f]); return this.inner.writeMutable(t, f, b); }
+}
