@@ -15,6 +15,8 @@ export interface SpanMatcher {
   /** Exact span name; when absent (and no nameRegex) every span of the service matches. */
   name?: string;
   nameRegex?: RegExp;
+  /** The regex as written (RE2-compatible when rendered to Prometheus rules); anchored when matching. */
+  namePattern?: string;
   kind: SpanKindName;
 }
 export interface MetricMatcher {
@@ -191,6 +193,7 @@ function parseSpanMatcher(raw: unknown, p: string, type: SliType, problems: stri
     if (src !== undefined) {
       try {
         m.nameRegex = new RegExp(`^(?:${src})$`);
+        m.namePattern = src;
       } catch (e) {
         problems.push(`${p}.nameRegex is not a valid regular expression: ${(e as Error).message}`);
       }
@@ -267,6 +270,6 @@ function checkKeys(o: Obj, allowed: string[], p: string, problems: string[]): vo
 export function sliFingerprint(d: SloDefinition): string {
   const s = d.sli;
   return JSON.stringify([d.tenant, d.service, s.type, s.source, s.thresholdMs ?? null, s.spans?.name ?? null,
-    s.spans?.nameRegex?.source ?? null, s.spans?.kind ?? null, s.metric?.name ?? null,
+    s.spans?.namePattern ?? null, s.spans?.kind ?? null, s.metric?.name ?? null,
     s.metric ? Object.entries(s.metric.attributes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null]);
 }

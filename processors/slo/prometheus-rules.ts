@@ -58,7 +58,7 @@ function sliExprs(def: SloDefinition, o: Required<RenderOptions>): SliExprs {
   if (sli.source === 'spans' && sli.spans) {
     const m: [string, '=' | '!=' | '=~', string][] = [tenant, ['service_name', '=', def.service]];
     if (sli.spans.name !== undefined) m.push(['span_name', '=', sli.spans.name]);
-    if (sli.spans.nameRegex) m.push(['span_name', '=~', sli.spans.nameRegex.source.replace(/^\^\(\?:(.*)\)\$$/, '$1')]);
+    if (sli.spans.namePattern !== undefined) m.push(['span_name', '=~', sli.spans.namePattern]); // PromQL =~ is anchored too
     if (sli.spans.kind !== 'any') m.push(['span_kind', '=', SPAN_KIND_LABEL[sli.spans.kind]!]);
     if (sli.type === 'availability') {
       const calls = o.spanCalls;
@@ -137,7 +137,8 @@ export function renderPrometheusRules(config: SloConfig, options: RenderOptions 
         labels: { ...ids, severity: r.severity, windows: r.windows },
         annotations: {
           summary: `${def.tenant}/${def.service}: SLO ${def.name} is burning its error budget (${r.severity}, ${r.windows})`,
-          description: `Error ratio {{ $value | humanizePercentage }} over ${long} exceeds ${r.factor}× the budget of objective ${def.objective}.`,
+          // Static text (no $value): identical to the processor's alerts and testable with promtool exp_annotations.
+          description: `Error ratio over ${long} and ${short} exceeds ${r.factor}× the error budget of objective ${def.objective} (30-day window).`,
           journey: def.journey,
           ...(def.runbook ? { runbook_url: def.runbook } : {}),
         },

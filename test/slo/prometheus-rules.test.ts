@@ -1,0 +1,110 @@
+// The rendered Prometheus rules pass `promtool check rules`, and `promtool test rules` fed with
+// spanmetrics counters derived from the same burst agrees with the processor's evaluator on which
+// alerts are firing at every minute.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { parseSloConfig } from '../../processors/slo/config.ts';
+import { SloEvaluator, type AlertStatus } from '../../processors/slo/evaluator.ts';
+import { renderPrometheusRules } from '../../processors/slo/prometheus-rules.ts';
+import { availabilityConfig, countsByMinute, endOfMinute, requireBinary, trafficByMinute } from './helpers.ts';
+
+const promtool = requireBinary(['promtool'], 'prometheus');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-promtool-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function promtoolRun(args: string[]): { code: number; out: string } {
+  const r = spawnSync(promtool, args, { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw new Error(`cannot run promtool: ${r.error.message}`);
+  return { code: r.status ?? -1, out: `${r.stdout}\n${r.stderr}` };
+}
+
+describe('renderPrometheusRules', () => {
+  it('renders every SLI shape of the example file into rules promtool accepts', () => {
+    const config = parseSloConfig(readFileSync(new URL('./fixtures/slos.yaml', import.meta.url), 'utf8'));
+    const text = renderPrometheusRules(config);
+    writeFileSync(path.join(dir, 'all.rules.yaml'), text);
+    const r = promtoolRun(['check', 'rules', 'all.rules.yaml']);
+    expect(r.out).toContain('SUCCESS');
+    expect(r.code, r.out).toBe(0);
+    // 4 SLOs × (7 ratio windows + 4 long-window event counts + objective + budget) recordings + 4 alerts each.
+    expect(r.out).toContain(`${4 * (7 + 4 + 2 + 4)} rules found`);
+    const doc = parse(text) as { groups: { name: string; rules: Record<string, unknown>[] }[] };
+    const records = new Set(doc.groups.flatMap((g) => g.rules.map((x) => x.record)).filter(Boolean));
+    expect([...records]).toEqual(expect.arrayContaining([
+      'slo:sli_error:ratio_rate5m', 'slo:sli_error:ratio_rate30m', 'slo:sli_error:ratio_rate1h', 'slo:sli_error:ratio_rate2h',
+      'slo:sli_error:ratio_rate6h', 'slo:sli_error:ratio_rate1d', 'slo:sli_error:ratio_rate3d', 'slo:sli_events:increase1h',
+    ]));
+    expect(text).toContain('le=~"2000(\\\\.0)?"'); // latency threshold as a bucket bound, either le rendering
+    expect(text).toContain('span_name=~"GET /v[12]/.*"');
+    expect(text).toContain('http_server_request_duration_seconds_bucket{tenant="globex", job="api", http_route="/search", le=~"0\\\\.5"}');
+  });
+
+  it('a rule file promtool rejects is reported as a failure (the check has teeth)', () => {
+    writeFileSync(path.join(dir, 'broken.rules.yaml'), renderPrometheusRules(availabilityConfig()).replace('sum(rate(', 'sum(rate(('));
+    expect(promtoolRun(['check', 'rules', 'broken.rules.yaml']).code).not.toBe(0);
+  });
+
+  it('promtool test rules agrees with the evaluator, minute by minute, on the same burst', () => {
+    const config = availabilityConfig();
+    const rulesText = renderPrometheusRules(config);
+    writeFileSync(path.join(dir, 'slo.rules.yaml'), rulesText);
+    const rules = parse(rulesText) as { groups: { name: string; rules: { alert?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[] };
+    const annotationsByWindows = new Map(rules.groups.flatMap((g) => g.rules).filter((r) => r.alert).map((r) => [r.labels!.windows!, r.annotations!]));
+
+    // Same traffic shape as the Alertmanager test, event time from 0 (promtool series start at 0).
+    const minutes = 160;
+    const traffic = trafficByMinute({ startMs: 0, minutes, perMinute: 100, burstFrom: 90, burstTo: 110, errorsPerMinute: 50 });
+    const counts = countsByMinute(traffic);
+    const ev = new SloEvaluator(config);
+    const firingAt: AlertStatus[][] = [];
+    for (let m = 0; m < minutes; m++) {
+      ev.ingest(traffic[m]!);
+      firingAt.push(ev.evaluate(endOfMinute(0, m)).firing);
+    }
+    expect(firingAt[90]!.some((a) => a.windows === '1h/5m')).toBe(false);
+    expect(firingAt[91]!.some((a) => a.windows === '1h/5m')).toBe(true);
+
+    // spanmetrics counters scraped at each minute boundary: value at k·1m = events in minutes < k.
+    const cumulative = (pick: (c: { good: number; total: number }) => number) => {
+      const v = [0];
+      for (const c of counts) v.push(v[v.length - 1]! + pick(c));
+      return v.join(' ');
+    };
+    const base = 'tenant="acme", service_name="checkout", span_name="POST /checkout", span_kind="SPAN_KIND_SERVER"';
+    const testDoc = (shiftMinutes: number) => ({
+      rule_files: ['slo.rules.yaml'],
+      evaluation_interval: '1m',
+      group_eval_order: rules.groups.map((g) => g.name), // recordings before alerts at each step
+      tests: [{
+        interval: '1m',
+        input_series: [
+          { series: `traces_span_metrics_calls_total{${base}, status_code="STATUS_CODE_UNSET"}`, values: cumulative((c) => c.good) },
+          { series: `traces_span_metrics_calls_total{${base}, status_code="STATUS_CODE_ERROR"}`, values: cumulative((c) => c.total - c.good) },
+        ],
+        // The evaluator's verdict at the end of minute m is Prometheus' verdict at (m+1)·1m.
+        alert_rule_test: firingAt.map((firing, m) => ({
+          eval_time: `${m + 1 + shiftMinutes}m`,
+          alertname: 'SloErrorBudgetBurn',
+          exp_alerts: firing.map((a) => ({
+            exp_labels: { tenant: a.tenant, service: a.service, slo: a.slo, severity: a.severity, windows: a.windows },
+            exp_annotations: annotationsByWindows.get(a.windows),
+          })),
+        })),
+      }],
+    });
+    writeFileSync(path.join(dir, 'slo.test.yaml'), stringify(testDoc(0), { lineWidth: 0 }));
+    const r = promtoolRun(['test', 'rules', 'slo.test.yaml']);
+    expect(r.code, r.out.slice(0, 4000)).toBe(0);
+    expect(r.out).toContain('SUCCESS');
+
+    // Control: the same expectations one minute late must fail, so agreement above is not vacuous.
+    writeFileSync(path.join(dir, 'slo-shifted.test.yaml'), stringify(testDoc(1), { lineWidth: 0 }));
+    const shifted = promtoolRun(['test', 'rules', 'slo-shifted.test.yaml']);
+    expect(shifted.code).not.toBe(0);
+    expect(shifted.out).toContain('time: 1h32m,'); // first disagreement: the page alert fires at 92m (end of minute 91)
+  });
+});
