@@ -25,7 +25,8 @@ const identity = (b: Buffer): Buffer => b;
 
 function statusDetails(code: grpc.status, message: string, retryAfterSeconds?: number): Buffer {
   const details = retryAfterSeconds === undefined ? [] : [{
-    typeUrl: 'type.googleapis.com/google.rpc.RetryInfo',
+    // protobufjs supplies its own google.protobuf.Any, which keeps the snake_case field name.
+    type_url: 'type.googleapis.com/google.rpc.RetryInfo',
     value: types.RetryInfo.encode(types.RetryInfo.fromObject({ retryDelay: { seconds: retryAfterSeconds, nanos: 0 } })).finish(),
   }];
   return Buffer.from(types.Status.encode(types.Status.fromObject({ code, message, details })).finish());

@@ -26,8 +26,13 @@ export function headersToStrings(h: IHeaders | undefined): Record<string, string
 }
 
 /** Read from the beginning of `topics` until `count` records arrived or `timeoutMs` passed. */
-export async function readRecords(topics: string[], count: number, timeoutMs = 30_000): Promise<ReadRecord[]> {
-  const consumer = testKafka().consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
+export function readRecords(topics: string[], count: number, timeoutMs = 30_000): Promise<ReadRecord[]> {
+  return readRecordsAt(brokers(), topics, count, timeoutMs);
+}
+
+export async function readRecordsAt(brokerList: string, topics: string[], count: number, timeoutMs = 30_000): Promise<ReadRecord[]> {
+  const kafka = new Kafka({ clientId: 'stella-test-reader', brokers: [brokerList], logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: uniq('reader'), maxWaitTimeInMs: 100 });
   const out: ReadRecord[] = [];
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });

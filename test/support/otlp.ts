@@ -35,8 +35,8 @@ export async function grpcExport(port: number, signal: SignalName, body: Uint8Ar
         const bin = err.metadata?.get('grpc-status-details-bin')[0];
         let retryDelaySeconds: number | undefined;
         if (bin) {
-          const st = types.Status.toObject(types.Status.decode(bin as Buffer), { longs: Number }) as { details?: { typeUrl: string; value: Uint8Array }[] };
-          const ri = st.details?.find((d) => d.typeUrl.endsWith('google.rpc.RetryInfo'));
+          const st = types.Status.toObject(types.Status.decode(bin as Buffer), { longs: Number }) as { details?: { type_url: string; value: Uint8Array }[] };
+          const ri = st.details?.find((d) => d.type_url?.endsWith('google.rpc.RetryInfo'));
           if (ri) retryDelaySeconds = Number((types.RetryInfo.toObject(types.RetryInfo.decode(ri.value), { longs: Number }) as { retryDelay: { seconds: number } }).retryDelay.seconds);
         }
         resolve({ code: err.code, details: err.details, retryDelaySeconds });
