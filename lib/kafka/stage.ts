@@ -55,7 +55,7 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
-    eachBatch: async ({ batch, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+    eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
       if (batch.messages.length === 0) return;
       const recs: StageRecord[] = batch.messages.map((m) => ({
         topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null,
@@ -77,6 +77,9 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
       }
       const last = recs[recs.length - 1]!;
       const next = (BigInt(last.offset) + 1n).toString();
+      // resolveOffset moves this consumer's fetch position past the batch; commitOffsets makes that
+      // durable for the group (autoCommit is off, so nothing is committed before the output is).
+      resolveOffset(last.offset);
       await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
       batches.inc({ stage: opts.name, outcome: 'ok' });
       records.inc({ stage: opts.name, topic: batch.topic }, recs.length);
