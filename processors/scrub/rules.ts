@@ -121,7 +121,13 @@ const ipv6Length = (v: string): boolean | number => {
 };
 
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const TOKEN_END = '(?![0-9A-Za-z_-])';
+/**
+ * The start of a placeholder or pseudonym the scrubber writes. Rules that end with "not followed by
+ * a word character" also refuse to end right before one: the secret that stood there before the
+ * first pass kept them from matching, and the second pass must agree (idempotence).
+ */
+export const OUTPUT_HEAD = '\\[(?:REDACTED:|[a-z0-9_]{1,40}:[0-9a-f]{12}\\])|<[a-z]{1,8}[:>]';
+const TOKEN_END = `(?![0-9A-Za-z_-]|${OUTPUT_HEAD})`;
 
 /**
  * Default rules in priority order: when two rules could start at the same position, the earlier
@@ -134,7 +140,7 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   { id: 'jwt', family: 'jwt', value: `\\beyJ[A-Za-z0-9_-]{8,2048}\\.eyJ[A-Za-z0-9_-]{2,8192}\\.[A-Za-z0-9_-]{0,2048}` },
 
   // Vendor token families (prefix + documented alphabet/length).
-  { id: 'aws_access_key', family: 'token', value: `\\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[A-Z0-9]{16}\\b` },
+  { id: 'aws_access_key', family: 'token', value: `\\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[A-Z0-9]{16}${TOKEN_END}` },
   { id: 'github_token', family: 'token', value: `\\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})${TOKEN_END}` },
   { id: 'gitlab_token', family: 'token', value: `\\bgl(?:pat|ptt|rt|dt|soat|cbt|ft|imt|oas)-[0-9A-Za-z_-]{20,300}(?:\\.[0-9a-z]{2,20})?${TOKEN_END}` },
   { id: 'slack_webhook', family: 'token', value: `https?://hooks\\.slack\\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,300}` },
@@ -146,13 +152,13 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   { id: 'npm_token', family: 'token', value: `\\bnpm_[A-Za-z0-9]{36}${TOKEN_END}` },
   { id: 'pypi_token', family: 'token', value: `\\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}` },
   { id: 'sendgrid_key', family: 'token', value: `\\bSG\\.[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}${TOKEN_END}` },
-  { id: 'twilio_key', family: 'token', value: `\\bSK[0-9a-fA-F]{32}\\b` },
+  { id: 'twilio_key', family: 'token', value: `\\bSK[0-9a-fA-F]{32}${TOKEN_END}` },
   { id: 'docker_pat', family: 'token', value: `\\bdckr_pat_[A-Za-z0-9_-]{27,100}` },
   { id: 'vault_token', family: 'token', value: `\\bhv[sbr]\\.[A-Za-z0-9_-]{24,255}` },
-  { id: 'shopify_token', family: 'token', value: `\\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\\b` },
-  { id: 'digitalocean_token', family: 'token', value: `\\bdo[opr]_v1_[a-f0-9]{64}\\b` },
-  { id: 'databricks_token', family: 'token', value: `\\bdapi[a-f0-9]{32}(?:-\\d)?\\b` },
-  { id: 'huggingface_token', family: 'token', value: `\\bhf_[A-Za-z0-9]{34,40}\\b` },
+  { id: 'shopify_token', family: 'token', value: `\\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}${TOKEN_END}` },
+  { id: 'digitalocean_token', family: 'token', value: `\\bdo[opr]_v1_[a-f0-9]{64}${TOKEN_END}` },
+  { id: 'databricks_token', family: 'token', value: `\\bdapi[a-f0-9]{32}(?:-\\d)?${TOKEN_END}` },
+  { id: 'huggingface_token', family: 'token', value: `\\bhf_[A-Za-z0-9]{34,40}${TOKEN_END}` },
   { id: 'age_secret_key', family: 'token', value: `AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}` },
 
   // Credentials in URLs: scheme://user:<password>@host (the user name stays).
@@ -161,7 +167,7 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   // Authorization values: `Bearer <token>`, `Basic <base64 user:pass>`, and `Authorization: <anything>`.
   { id: 'authorization', refine: true, family: 'auth', keep: `${ci('authorization')}${KV_SEP}`, value: `${VALUE_HEAD}(?![A-Za-z][A-Za-z0-9-]{1,16} {1,3}\\[)(?:[A-Za-z][A-Za-z0-9-]{1,16} {1,3})?[^\\s"'\\[\\]:=][^\\s"'\\[\\]]{0,4095}` },
   { id: 'bearer', family: 'auth', keep: `\\b(?:[Bb]earer|BEARER)\\s{1,4}`, value: `[A-Za-z0-9._~+/=-]{8,4096}`, validate: isBearerValue },
-  { id: 'basic_auth', family: 'auth', keep: `\\b(?:[Bb]asic|BASIC)\\s{1,4}`, value: `[A-Za-z0-9+/]{4,2048}={0,2}(?![A-Za-z0-9+/=])`, validate: isBasicCredential },
+  { id: 'basic_auth', family: 'auth', keep: `\\b(?:[Bb]asic|BASIC)\\s{1,4}`, value: `[A-Za-z0-9+/]{4,2048}={0,2}(?![A-Za-z0-9+/=]|${OUTPUT_HEAD})`, validate: isBasicCredential },
   // Cookies run to the end of the line or quote; other secrets-by-keyword end at a separator.
   { id: 'cookie', refine: true, family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `${VALUE_HEAD}[^\\s"'\\[\\]:=][^\\r\\n"\\[\\]]{0,4095}` },
   { id: 'kv_secret', refine: true, family: 'kv_secret', keep: `${KV_KEYWORDS}${KV_SEP}`, value: KV_VALUE },
@@ -169,12 +175,12 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   { id: 'url_signature', refine: true, family: 'url_secret', keep: `(?<=[?&])(?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential)=`, value: `[^\\s&#"'\\[\\]]{8,1024}` },
 
   { id: 'email', family: 'email',
-    value: `(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}(?![A-Za-z0-9-])`,
+    value: `(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\\.[A-Za-z0-9-]{1,63}){0,8}\\.[A-Za-z]{2,24}(?![A-Za-z0-9-]|${OUTPUT_HEAD})`,
     // ssh-style git remotes (git@github.com:org/repo) name a service account, not a person.
     validate: (v) => !/^git@/.test(v) },
-  { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ -]?\\d){11,17}(?![\\w-])`, validate: cardLength },
-  { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-])`, validate: (v) => !NOT_A_HOST_V4.test(v) },
-  { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:])`, validate: ipv6Length },
+  { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ -]?\\d){11,17}(?![\\w-]|${OUTPUT_HEAD})`, validate: cardLength },
+  { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-]|${OUTPUT_HEAD})`, validate: (v) => !NOT_A_HOST_V4.test(v) },
+  { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:]|${OUTPUT_HEAD})`, validate: ipv6Length },
 
   // Home directories lose the user name: /home/alice/x -> /home/<user>/x (repo roots are per tenant).
   { id: 'home_path', family: 'path', angle: 'user', keep: `(?<![\\w.~-])(?:/home/|/Users/|[A-Za-z]:\\\\Users\\\\)`, value: `[A-Za-z0-9._-]{1,64}(?=[/\\\\\\s"':]|$)` },

@@ -103,7 +103,8 @@ function refined(rule: ScanRule, value: string, scanner: Scanner): ScanRule {
   const lastIndex = scanner.re.lastIndex;
   scan(value, scanner, (f) => { inner ??= f; }, true);
   scanner.re.lastIndex = lastIndex; // the nested scan shares the regex object
-  return inner && inner.start === 0 && inner.end === value.length ? inner.rule : rule;
+  // Path rules rewrite rather than hide, so a path-shaped cookie is still hidden as a cookie.
+  return inner && !inner.rule.angle && inner.start === 0 && inner.end === value.length ? inner.rule : rule;
 }
 
 function whichRule(m: RegExpExecArray, rules: ScanRule[]): ScanRule {
