@@ -17,7 +17,7 @@ export function rootLogger(): Logger {
   if (!root) {
     root = pino({
       level: process.env.STELLA_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info'),
-      base: { service: 'stella-telemetry', version: VERSION, env: process.env.STELLA_ENV ?? 'dev', instance_id: INSTANCE_ID },
+      base: { version: VERSION, env: process.env.STELLA_ENV ?? 'dev', instance_id: INSTANCE_ID },
       messageKey: 'msg',
       timestamp: () => `,"ts":"${new Date().toISOString()}"`,
       formatters: { level: (label) => ({ level: label }) },
@@ -27,7 +27,7 @@ export function rootLogger(): Logger {
   return root;
 }
 
-/** A logger for one component (`service` field names it: receiver, scrub, timeline, ...). */
+/** A logger for one component; its `service` field names it (receiver, scrub, timeline, ...). */
 export function logger(service: string, fields: Record<string, unknown> = {}): Logger {
   return rootLogger().child({ service, ...fields });
 }

@@ -2,7 +2,7 @@
 // linger window. Each caller's promise settles only when Kafka acknowledged (or refused) its own
 // messages, so "acked to the client" always means "acked by Kafka".
 import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
-import { CompressionTypes } from 'kafkajs';
+import { CompressionTypes, Partitioners } from 'kafkajs';
 
 export interface OutMessage { key: string; value: Buffer; headers?: Record<string, string> }
 
@@ -27,7 +27,11 @@ export class BatchingProducer {
   private readonly compression: CompressionTypes;
 
   constructor(kafka: Kafka, opts: BatchingProducerOptions = {}) {
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    // The Java-compatible murmur2 partitioner: a tenant's key lands on the same partition whichever
+    // client (ours, a collector's Kafka exporter, a Java tool) wrote it. Retries stay bounded (kafkajs
+    // warns that this weakens exactly-once); the receiver's own timeout and client retries cover it.
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner });
     this.lingerMs = opts.lingerMs ?? 2;
     this.maxBatchBytes = opts.maxBatchBytes ?? 1_000_000;
     this.compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
