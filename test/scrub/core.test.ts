@@ -1,0 +1,198 @@
+// The scanner's safety (pathological inputs), rule behaviours that matter, config validation,
+// deep-debug grants, the raw->clean record verdicts and the `stella scrub` JSON command.
+import { describe, expect, it } from 'vitest';
+import { H } from '../../lib/kafka/topics.ts';
+import { decodeTraces, encode, types } from '../../lib/otlp/proto.ts';
+import { parseScrubConfig, policyFor, ScrubConfigError } from '../../processors/scrub/config.ts';
+import { Tally, scrubberFor } from '../../processors/scrub/engine.ts';
+import { GrantTracker, grantEvent } from '../../processors/scrub/grants.ts';
+import { scrubTraces } from '../../processors/scrub/otlp.ts';
+import { scrubRecord, sha256Hex } from '../../processors/scrub/record.ts';
+import { scrubJsonCommand } from '../../processors/scrub/cli.ts';
+import { isCardNumber } from '../../processors/scrub/rules.ts';
+
+const now = new Date('2026-11-23T12:00:00Z');
+const defaults = scrubberFor(policyFor(parseScrubConfig({ defaults: { repoRoots: ['/home/alice/src/repo'] } }), 't'), now);
+const scrub = (x: string) => defaults.string(x, new Tally());
+
+describe('pathological inputs do not stall the scanner', () => {
+  const MB = 1 << 20;
+  const shapes: [string, string][] = [
+    ['letters', 'a'.repeat(MB)],
+    ['local-part run then @', 'a.b-c_d%e+f'.repeat(MB / 11) + '@'],
+    ['@ runs', 'a@'.repeat(MB / 2)],
+    ['digits', '4'.repeat(MB)],
+    ['digit-dash', '4-'.repeat(MB / 2)],
+    ['hex-colon', 'ab:'.repeat(MB / 3)],
+    ['dotted digits', '1.'.repeat(MB / 2)],
+    ['PEM headers', '-----BEGIN PRIVATE KEY-----'.repeat(MB / 27)],
+    ['PEM body without end', '-----BEGIN RSA PRIVATE KEY-----\n' + 'QUFB'.repeat(MB / 4)],
+    ['kv keys', 'password='.repeat(MB / 9)],
+    ['kv separators', 'token:: '.repeat(MB / 8)],
+    ['jwt-ish', 'eyJaaaaaaaaaa.'.repeat(MB / 14)],
+    ['home paths', '/home/'.repeat(MB / 6)],
+    ['url schemes', 'postgres://u:'.repeat(MB / 13)],
+    ['bearer', 'Bearer '.repeat(MB / 7)],
+    ['words', 'hello world '.repeat(MB / 12)],
+  ];
+  it.each(shapes)('%s (1 MB) scans in well under 2 s', (_name, input) => {
+    const t = performance.now();
+    scrub(input);
+    expect(performance.now() - t).toBeLessThan(2000);
+  });
+
+  it('a 1 MB attribute value inside a span is scrubbed in under 2 s', () => {
+    const huge = 'x'.repeat(512 * 1024) + ' alice@example.com ' + 'a@'.repeat(256 * 1024);
+    const req = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'op', attributes: [{ key: 'blob', value: { stringValue: huge } }] }] }] }] };
+    const t = performance.now();
+    const { summary } = scrubTraces(req as never, policyFor(parseScrubConfig({}), 't'), now);
+    expect(performance.now() - t).toBeLessThan(2000);
+    expect(summary.rules.email).toBe(1);
+  });
+});
+
+describe('rules', () => {
+  it('checks cards with Luhn and brand prefixes', () => {
+    expect(isCardNumber('4111111111111111')).toBe(true);
+    expect(isCardNumber('4111111111111112')).toBe(false);
+    expect(isCardNumber('1700000000000000000')).toBe(false); // a nanosecond timestamp, not a card
+    expect(scrub('pan 4111 1111 1111 1111 36.5')).toBe('pan [REDACTED:card] 36.5');
+  });
+  it('rewrites paths: repo root to <repo>, home directories lose the user', () => {
+    expect(scrub('at /home/alice/src/repo/a/b.ts:3')).toBe('at <repo>/a/b.ts:3');
+    expect(scrub('/home/alice/x')).toBe('/home/<user>/x');
+    expect(scrub('/Users/bob/Library/x')).toBe('/Users/<user>/Library/x');
+    expect(scrub('/var/lib/app/x')).toBe('/var/lib/app/x');
+  });
+  it('keeps what surrounds a secret: scheme, user, key names', () => {
+    expect(scrub('postgres://svc:pa#ss@db:5432/x')).toBe('postgres://svc:[REDACTED:url_password]@db:5432/x');
+    expect(scrub('Authorization: Bearer abc.def.ghi123')).toBe('Authorization: [REDACTED:authorization]');
+    expect(scrub('retry with bearer abcdefgh1234')).toBe('retry with bearer [REDACTED:bearer]');
+    expect(scrub('bearer of bad news, basic plan')).toBe('bearer of bad news, basic plan');
+    expect(scrub('export GITHUB_TOKEN=ghp_' + 'a1'.repeat(18))).toBe('export GITHUB_TOKEN=[REDACTED:github_token]');
+  });
+  it('can turn IP redaction off per tenant', () => {
+    const noIp = scrubberFor(policyFor(parseScrubConfig({ tenants: { acme: { ip: false } } }), 'acme'), now);
+    expect(noIp.string('from 203.0.113.9 alice@example.com', new Tally())).toBe('from 203.0.113.9 [REDACTED:email]');
+  });
+});
+
+describe('parseScrubConfig', () => {
+  const bad = (raw: unknown, msg: RegExp) => expect(() => parseScrubConfig(raw, {})).toThrow(msg);
+  it('names the offending path in every error', () => {
+    bad({ tenants: { acme: { rules: { emial: 'off' } } } }, /tenants\.acme\.rules\.emial: unknown rule or family/);
+    bad({ tenants: { acme: { rules: { email: 'hash' } } } }, /tenants\.acme\.rules\.email: must be placeholder, pseudonym or off/);
+    bad({ tenants: { acme: { rules: { email: 'pseudonym' } } } }, /tenants\.acme\.pseudonymKey: is required/);
+    bad({ tenants: { acme: { pseudonymKey: 'hex:00' } } }, /at least 16 bytes/);
+    bad({ tenants: { acme: { pseudonymKey: { env: 'NOPE' } } } }, /environment variable NOPE is not set/);
+    bad({ tenants: { Acme: {} } }, /tenants\.Acme: tenant id/);
+    bad({ tenants: { acme: { repoRoots: ['src/repo'] } } }, /repoRoots\[0\]: must be an absolute path/);
+    bad({ tenants: { acme: { colour: 1 } } }, /tenants\.acme\.colour: unknown key/);
+    bad({ tenants: { acme: { deepDebug: [{ id: 'g', rules: ['email'], startsAt: '2026-11-23T00:00:00Z', expiresAt: '2026-12-23T00:00:00Z', actor: 'ops', reason: 'r' }] } } }, /at most 7 days/);
+    bad({ tenants: { acme: { deepDebug: [{ id: 'g', rules: ['email'], startsAt: '2026-11-23T00:00:00Z', expiresAt: 'soon', actor: 'ops', reason: 'r' }] } } }, /expiresAt: must be an RFC 3339/);
+    expect(() => parseScrubConfig(7)).toThrow(ScrubConfigError);
+  });
+  it('applies families, then rules, and resolves keys from the environment', () => {
+    const cfg = parseScrubConfig({ tenants: { acme: { pseudonymKey: { env: 'K' }, rules: { token: 'pseudonym', aws_access_key: 'off' } } } }, { K: 'base64:' + Buffer.alloc(32, 7).toString('base64') });
+    const p = policyFor(cfg, 'acme');
+    expect(p.styles.get('github_token')).toBe('pseudonym');
+    expect(p.styles.has('aws_access_key')).toBe(false);
+    expect(p.styles.get('email')).toBe('placeholder');
+    expect(policyFor(cfg, 'other').styles.get('github_token')).toBe('placeholder');
+  });
+});
+
+describe('deep debug', () => {
+  const cfg = parseScrubConfig({ tenants: { acme: { deepDebug: [{ id: 'INC-42', rules: ['email', 'ip'], startsAt: '2026-11-23T12:00:00Z', expiresAt: '2026-11-23T13:00:00Z', actor: 'ops-7', reason: 'checkout incident' }] } } });
+  const policy = policyFor(cfg, 'acme');
+  const x = 'alice@example.com from 203.0.113.9 token=abcdef';
+  it('relaxes the named rules only while the grant is active, then expires by itself', () => {
+    expect(scrubberFor(policy, new Date('2026-11-23T11:59:59Z')).string(x, new Tally())).toBe('[REDACTED:email] from [REDACTED:ipv4] token=[REDACTED:kv_secret]');
+    const during = scrubberFor(policy, new Date('2026-11-23T12:30:00Z'));
+    expect(during.string(x, new Tally())).toBe('alice@example.com from 203.0.113.9 token=[REDACTED:kv_secret]');
+    expect([...during.relaxed].sort()).toEqual(['email', 'ipv4', 'ipv6']);
+    expect(scrubberFor(policy, new Date('2026-11-23T13:00:00Z')).string(x, new Tally())).toBe('[REDACTED:email] from [REDACTED:ipv4] token=[REDACTED:kv_secret]');
+    expect(scrubberFor(policyFor(cfg, 'other'), new Date('2026-11-23T12:30:00Z')).string(x, new Tally())).toContain('[REDACTED:email]');
+  });
+  it('reports grant start and expiry once each, with stable event ids', () => {
+    const tr = new GrantTracker(cfg);
+    expect(tr.due(new Date('2026-11-23T11:00:00Z'))).toEqual([]);
+    const started = tr.due(new Date('2026-11-23T12:00:01Z'));
+    expect(started.map((e) => e.kind)).toEqual(['scrub.deep_debug.granted']);
+    expect(started[0]).toMatchObject({ tenant_id: 'acme', actor: 'ops-7', resource_type: 'scrub_grant', resource_id: 'INC-42',
+      ts: '2026-11-23T12:00:00.000000000Z', ts_unix_nano: '1795435200000000000', details: { rules: ['email', 'ip'], reason: 'checkout incident' } });
+    expect(tr.due(new Date('2026-11-23T12:00:02Z'))).toHaveLength(1); // not acked yet: still due
+    tr.ack(started);
+    expect(tr.due(new Date('2026-11-23T12:30:00Z'))).toEqual([]);
+    const expired = tr.due(new Date('2026-11-23T13:00:00Z'));
+    expect(expired.map((e) => [e.kind, e.actor])).toEqual([['scrub.deep_debug.expired', 'system:stella-scrub']]);
+    tr.ack(expired);
+    expect(tr.due(new Date('2026-11-24T00:00:00Z'))).toEqual([]);
+    // A restarted scrubber re-announces with the same ids (the timeline deduplicates by event_id).
+    expect(new GrantTracker(cfg).due(new Date('2026-11-24T00:00:00Z')).map((e) => e.event_id)).toEqual([started[0]!.event_id, expired[0]!.event_id]);
+    expect(grantEvent('acme', policyFor(cfg, 'acme').grants[0]!, 'scrub.deep_debug.granted').event_id).toMatch(/^[0-9a-f]{32}$/);
+  });
+  it('marks the batch summary with the relaxed rules', () => {
+    const req = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'x', attributes: [{ key: 'a', value: { stringValue: x } }] }] }] }] };
+    expect(scrubTraces(req as never, policy, new Date('2026-11-23T12:30:00Z')).summary.relaxed).toEqual(['email', 'ipv4', 'ipv6']);
+  });
+});
+
+describe('scrubRecord', () => {
+  const cfg = parseScrubConfig({});
+  const raw = (name: string) => Buffer.from(encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name, traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 1) }] }] }] })));
+  const rec = (value: Buffer, key: string | null = 'acme', extra: Record<string, string> = {}) => ({ key, value, headers: { [H.tenant]: key ?? '', [H.contentSha256]: sha256Hex(value), traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', ...extra } });
+
+  it('scrubs, recomputes content-sha256, carries headers and adds the summary header', () => {
+    const v = scrubRecord('traces', rec(raw('GET /u/alice@example.com')), cfg, now);
+    if (v.kind !== 'clean') throw new Error(v.reason);
+    expect(decodeTraces(v.value).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name).toBe('GET /u/[REDACTED:email]');
+    expect(v.headers[H.contentSha256]).toBe(sha256Hex(v.value));
+    expect(v.headers.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    expect(JSON.parse(v.headers[H.scrubSummary]!)).toEqual({ v: 1, total: 1, items: 1, rules: { email: 1 } });
+    expect(v.headers[H.scrubSummary]).not.toContain('alice');
+  });
+  it('keeps the exact bytes of a record with nothing to redact', () => {
+    const value = raw('GET /healthz');
+    const v = scrubRecord('traces', rec(value), cfg, now);
+    expect(v.kind === 'clean' && v.value).toBe(value);
+  });
+  it('sends undecodable, mismatched or unkeyed records to the DLQ with a reason', () => {
+    const junk = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
+    expect(scrubRecord('traces', rec(junk), cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/^scrub: undecodable traces request/) });
+    expect(scrubRecord('traces', { ...rec(raw('x')), headers: { [H.contentSha256]: '00' } }, cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/content-sha256/) });
+    expect(scrubRecord('traces', rec(raw('x'), null), cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/tenant id/) });
+    expect(scrubRecord('traces', rec(raw('x'), 'acme', { [H.tenant]: 'other' }), cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/tenant header/) });
+  });
+});
+
+describe('stella scrub (scrubJsonCommand)', () => {
+  const doc = { resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'api' } }] }, scopeLogs: [{ scope: { name: 's' }, logRecords: [{
+    timeUnixNano: '1700000000000000000', severityNumber: 9, traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
+    body: { stringValue: 'login alice@example.com' }, attributes: [{ key: 'n', value: { intValue: '7' } }] }] }] }] };
+  it('scrubs OTLP JSON and keeps hex ids, int enums and string int64s', () => {
+    const out = JSON.parse(scrubJsonCommand(JSON.stringify(doc)));
+    const r = out.resourceLogs[0].scopeLogs[0].logRecords[0];
+    expect(r.body.stringValue).toBe('login [REDACTED:email]');
+    expect(r.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+    expect(r.spanId).toBe('00f067aa0ba902b7');
+    expect(r.severityNumber).toBe(9);
+    expect(r.timeUnixNano).toBe('1700000000000000000');
+    expect(r.attributes[0]).toEqual({ key: 'n', value: { intValue: '7' } });
+  });
+  it('handles JSON Lines, a tenant policy, and is idempotent', () => {
+    const cfg = parseScrubConfig({ tenants: { acme: { pseudonymKey: 'hex:' + '11'.repeat(16), rules: { email: 'pseudonym' } } } });
+    const lines = [JSON.stringify(doc), JSON.stringify(doc)].join('\n');
+    const out = scrubJsonCommand(lines, { config: cfg, tenant: 'acme' });
+    const [a, b] = out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(a.resourceLogs[0].scopeLogs[0].logRecords[0].body.stringValue).toMatch(/^login \[email:[0-9a-f]{12}\]$/);
+    expect(b).toEqual(a);
+    expect(scrubJsonCommand(out, { config: cfg, tenant: 'acme' })).toBe(out);
+  });
+  it('explains bad input', () => {
+    expect(() => scrubJsonCommand('')).toThrow(/no input/);
+    expect(() => scrubJsonCommand('{"foo": 1}')).toThrow(/resourceSpans, resourceLogs or resourceMetrics/);
+    expect(() => scrubJsonCommand('{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}')).toThrow(/traceId "zz" is not hex/);
+    expect(() => scrubJsonCommand('{"resourceSpans": []}\nnot json')).toThrow(/line 2 is not JSON/);
+  });
+});
