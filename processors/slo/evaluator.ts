@@ -6,6 +6,7 @@ import { BURN_RULES, budgetRemaining, burnRate, errorRatio, ratioThreshold, type
 import { SPAN_KIND_NUMBER, sliFingerprint, type SloConfig, type SloDefinition } from './config.ts';
 import { histogramGoodCount, isSpanSample, type HistogramSample, type SliSample, type SpanSample } from './samples.ts';
 import { SloState } from './slo-state.ts';
+import { formatWindow } from './duration.ts';
 
 export interface AlertIdentity {
   tenant: string;
@@ -52,6 +53,7 @@ export interface SloSummary {
   burnRates: Record<string, number>;
   firing: string[];
   droppedLate: number;
+  droppedFuture: number;
 }
 
 /** A compiled matcher + classifier for one SLO: returns good (1/0), or -1 when the sample does not match. */
@@ -63,14 +65,14 @@ interface CompiledSlo {
   latency: boolean;
 }
 
-const samplesCounter = () => counter('stella_slo_samples_total', 'SLI samples by outcome (applied, late, unmatched)', ['outcome']);
+const samplesCounter = () => counter('stella_slo_samples_total', 'SLI samples by outcome (applied, late, future, unmatched)', ['outcome']);
 const transitionsCounter = () => counter('stella_slo_alert_transitions_total', 'SLO alert state changes', ['severity', 'status']);
 
 export class SloEvaluator {
   private readonly byTenant = new Map<string, Map<string, CompiledSlo[]>>();
   private readonly states = new Map<string, SloState>();
   // Counted locally and flushed to prom-client on evaluate(): a metric call per sample would cost more than the work.
-  private pending = { applied: 0, late: 0, unmatched: 0 };
+  private pending = { applied: 0, late: 0, future: 0, unmatched: 0 };
 
   constructor(readonly config: SloConfig) {
     for (const def of config.slos) {
@@ -170,7 +172,7 @@ export class SloEvaluator {
       for (const rule of BURN_RULES) {
         for (const ms of [rule.longMs, rule.shortMs]) {
           const w = state.window(ms / 60_000);
-          burnRates[`${ms / 60_000}m`] = burnRate(errorRatio(w.good, w.total), def.objective);
+          burnRates[formatWindow(ms)] = burnRate(errorRatio(w.good, w.total), def.objective);
         }
       }
       return {
@@ -178,6 +180,7 @@ export class SloEvaluator {
         budgetRemaining: budgetRemaining(budget.good, budget.total, def.objective), burnRates,
         firing: BURN_RULES.filter((_, i) => state.alerts[i]!.firing).map((r) => `${r.severity}:${r.windows}`),
         droppedLate: state.droppedLate,
+        droppedFuture: state.droppedFuture,
       };
     });
   }
@@ -195,8 +198,9 @@ export class SloEvaluator {
     const p = this.pending;
     if (p.applied) samplesCounter().inc({ outcome: 'applied' }, p.applied);
     if (p.late) samplesCounter().inc({ outcome: 'late' }, p.late);
+    if (p.future) samplesCounter().inc({ outcome: 'future' }, p.future);
     if (p.unmatched) samplesCounter().inc({ outcome: 'unmatched' }, p.unmatched);
-    this.pending = { applied: 0, late: 0, unmatched: 0 };
+    this.pending = { applied: 0, late: 0, future: 0, unmatched: 0 };
   }
 }
 

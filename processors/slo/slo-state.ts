@@ -15,7 +15,12 @@ export interface AlertFlag {
   startsAtMs: number;
 }
 
-export type IngestOutcome = 'applied' | 'late';
+export type IngestOutcome = 'applied' | 'late' | 'future';
+/**
+ * Samples further than this ahead of the last evaluation time are refused: one client with a
+ * skewed clock (year 2099) would otherwise move the watermark and wipe the tenant's windows.
+ */
+export const FUTURE_TOLERANCE_MS = 3_600_000;
 
 export class SloState {
   readonly minutes = new SlotRing(MIN, RING_MINUTES, RULE_WINDOWS_MIN);
@@ -23,6 +28,9 @@ export class SloState {
   /** Max of event times seen and evaluation times; lateness is measured against it. */
   watermarkMs = Number.NEGATIVE_INFINITY;
   droppedLate = 0;
+  droppedFuture = 0;
+  /** Latest evaluation time (not persisted: after a restore the first evaluation sets it again). */
+  evaluatedAtMs = Number.NEGATIVE_INFINITY;
   exemplarTraceId = '';
   exemplarTimeMs = 0;
   readonly alerts: AlertFlag[] = BURN_RULES.map(() => ({ firing: false, startsAtMs: 0 }));
@@ -39,6 +47,10 @@ export class SloState {
       this.droppedLate += total;
       return 'late';
     }
+    if (eventTimeMs > this.evaluatedAtMs + FUTURE_TOLERANCE_MS && this.evaluatedAtMs !== Number.NEGATIVE_INFINITY) {
+      this.droppedFuture += total;
+      return 'future';
+    }
     if (eventTimeMs > this.watermarkMs) this.watermarkMs = eventTimeMs;
     const minute = Math.floor(eventTimeMs / MIN);
     this.minutes.add(minute, good, total);
@@ -52,6 +64,7 @@ export class SloState {
 
   /** Moves windows to the evaluation time, so idle SLOs' windows keep sliding. */
   advanceTo(nowMs: number): void {
+    if (nowMs > this.evaluatedAtMs) this.evaluatedAtMs = nowMs;
     if (nowMs > this.watermarkMs) this.watermarkMs = nowMs;
     this.minutes.advanceTo(Math.floor(this.watermarkMs / MIN));
     this.hours.advanceTo(Math.floor(this.watermarkMs / HOUR));

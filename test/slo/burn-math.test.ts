@@ -52,7 +52,7 @@ describe('multiwindow evaluation (objective 99.9%, 100 events/min)', () => {
     feed(ev, 0, 60, (m) => (m >= 56 ? 20 : 0)); // 80 bad / 6000 = 0.01333 → burn 13.3
     const r = ev.evaluate(endOfMinute(0, 59));
     expect(firingSet(r)).not.toContain('page:1h/5m');
-    expect(ev.summaries()[0]!.burnRates['60m']).toBeCloseTo(80 / 6, 6);
+    expect(ev.summaries()[0]!.burnRates['1h']).toBeCloseTo(80 / 6, 6);
   });
 
   it('window edge: one fully bad minute keeps the page alert for exactly 5 minutes of the short window', () => {
@@ -104,7 +104,7 @@ describe('multiwindow evaluation (objective 99.9%, 100 events/min)', () => {
     for (let i = 0; i < 9; i++) ev.ingestOne(span(30 * MIN + i, true)); // 9 events, all errors
     const r = ev.evaluate(endOfMinute(0, 30));
     expect(r.firing).toEqual([]);
-    expect(ev.summaries()[0]!.burnRates['60m']).toBeCloseTo(1000, 6); // burning hard, but too few events
+    expect(ev.summaries()[0]!.burnRates['1h']).toBeCloseTo(1000, 6); // burning hard, but too few events
     ev.ingestOne(span(30 * MIN + 50, true)); // the 10th
     expect(firingSet(ev.evaluate(endOfMinute(0, 30)))).toEqual(['page:1h/5m', 'page:6h/30m', 'ticket:1d/2h', 'ticket:3d/6h']);
   });
@@ -140,6 +140,18 @@ describe('event time: lateness and out-of-order', () => {
     ev.evaluate(50 * MIN);
     expect(ev.ingestOne(span(47 * MIN, true))).toBe(true); // matched, but late
     expect(ev.state('acme', 'checkout-availability')!.droppedLate).toBe(1);
+  });
+
+  it('refuses samples more than 1h ahead of the evaluation clock (a skewed client cannot wipe the windows)', () => {
+    const ev = new SloEvaluator(availabilityConfig());
+    feed(ev, 0, 60, (m) => (m === 59 ? 100 : 0));
+    expect(ev.evaluate(endOfMinute(0, 59)).firing.length).toBe(4);
+    ev.ingestOne(span(endOfMinute(0, 59) + 3_600_001, false)); // 1 h + 1 ms ahead: refused
+    ev.ingestOne(span(endOfMinute(0, 59) + 3_600_000, false)); // exactly 1 h ahead: applied
+    const st = ev.state('acme', 'checkout-availability')!;
+    expect(st.droppedFuture).toBe(1);
+    expect(st.window(4320).total).toBe(6001);
+    expect(ev.summaries()[0]).toMatchObject({ droppedFuture: 1, droppedLate: 0 });
   });
 
   it('shuffled arrival within lateness gives the same windows and alerts as in-order arrival', () => {
