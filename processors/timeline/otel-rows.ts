@@ -27,7 +27,13 @@ export function resourceDigest(r: Resource | null | undefined): string {
 }
 
 /** sha256 of a log record's canonical bytes (its protobuf encoding). */
-export const logRecordDigest = (rec: LogRecord): string => createHash('sha256').update(LogRecordType.encode(rec as never).finish()).digest('hex');
+// Memoised per decoded record: the OTel row (RecordId) and the timeline event (digest) both need it.
+const digests = new WeakMap<LogRecord, string>();
+export const logRecordDigest = (rec: LogRecord): string => {
+  let d = digests.get(rec);
+  if (d === undefined) digests.set(rec, (d = createHash('sha256').update(LogRecordType.encode(rec as never).finish()).digest('hex')));
+  return d;
+};
 
 export function spanRows(req: ExportTraceServiceRequest, tenant: string): Row[] {
   const rows: Row[] = [];

@@ -4,12 +4,12 @@
 // so a crash replays the batch; deterministic ids + ReplacingMergeTree + FINAL make the replay
 // invisible. Consumers of timeline_events get each event at least once and dedup by event_id.
 import type { Kafka } from 'kafkajs';
-import { BatchingProducer } from '../../lib/kafka/producer.ts';
+import { BatchingProducer, type OutMessage } from '../../lib/kafka/producer.ts';
 import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
-import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store } from '../../lib/store/index.ts';
+import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventMessage } from './events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
@@ -26,6 +26,8 @@ export interface TimelineRunnerOptions {
 
 export interface RunningTimeline { stop(): Promise<void>; stage: RunningStage }
 
+const MAX_PUBLISH_BYTES = 256 * 1024;
+
 const eventsOut = counter('stella_timeline_events_total', 'Timeline events derived and stored', ['kind_family']);
 const poison = counter('stella_timeline_poison_records_total', 'Clean records the timeline could not decode (sent to the DLQ)');
 
@@ -40,8 +42,24 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
   };
   const signalOf = new Map<string, SignalKind>([[topics.spans, 'traces'], [topics.logs, 'logs'], [topics.metrics, 'metrics']]);
   const writer = new BatchWriter(opts.store, opts.writer);
-  const producer = new BatchingProducer(opts.kafka, { lingerMs: 2 });
+  const producer = new BatchingProducer(opts.kafka, { lingerMs: 2, maxBatchBytes: 900_000 });
   await producer.connect();
+
+  // One Kafka batch can derive thousands of events; keep each produce request well under the
+  // broker's message.max.bytes (1 MB default) by sending bounded chunks (sent concurrently, acked together).
+  const publishEvents = async (events: TimelineEventRow[]): Promise<void> => {
+    const sends: Promise<void>[] = [];
+    let chunk: OutMessage[] = [];
+    let bytes = 0;
+    for (const e of events) {
+      const value = Buffer.from(JSON.stringify(eventMessage(e)));
+      if (bytes + value.length > MAX_PUBLISH_BYTES && chunk.length) { sends.push(producer.send(topics.timelineEvents, chunk)); chunk = []; bytes = 0; }
+      chunk.push({ key: e.tenant_id, value, headers: { [H.tenant]: e.tenant_id } });
+      bytes += value.length + e.tenant_id.length + 64;
+    }
+    if (chunk.length) sends.push(producer.send(topics.timelineEvents, chunk));
+    await Promise.all(sends);
+  };
 
   const handle = async (records: StageRecord[]): Promise<void> => {
     const parts: Transformed[] = [];
@@ -67,8 +85,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     await Promise.all(writes);
     // Published only after the events are stored: a reader following a link from the topic finds the row.
     if (out.events.length) {
-      await producer.send(topics.timelineEvents, out.events.map((e) => ({ key: e.tenant_id, value: Buffer.from(JSON.stringify(eventMessage(e))),
-        headers: { [H.tenant]: e.tenant_id } })));
+      await publishEvents(out.events);
       for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     }
     await opts.beforeCommit?.(records);
