@@ -15,11 +15,15 @@ export const sha256Hex = (data: Uint8Array | string): string => oneShotHash('sha
 /** The root of the empty tree: SHA-256 of the empty string (RFC 6962 §2.1). */
 export const EMPTY_ROOT: Buffer = sha256(new Uint8Array(0));
 
-const LEAF_PREFIX = Buffer.from([0x00]);
+// Entries are at most 65,535 bytes (uint16 length prefixes), so one scratch buffer holds any
+// 0x00 ‖ entry without allocating per leaf.
+const leafScratch = Buffer.alloc(1 + 0xffff);
 
 /** RFC 6962 leaf hash: SHA-256(0x00 ‖ entry). */
 export function leafHash(entry: Uint8Array): Buffer {
-  return sha256(Buffer.concat([LEAF_PREFIX, entry]));
+  if (entry.length > 0xffff) return sha256(Buffer.concat([Buffer.from([0x00]), entry]));
+  leafScratch.set(entry, 1);
+  return sha256(leafScratch.subarray(0, 1 + entry.length));
 }
 
 // A reused 65-byte scratch buffer: node hashing is the hot loop of tree building and proofs, and

@@ -22,8 +22,37 @@ export async function readTile(store: EvidenceStore, tenant: string, t: TileCoor
   return store.read(tenant, tilePath({ ...t, width: TILE_WIDTH }));
 }
 
+export interface LogReaderOptions {
+  /** Keep up to this many tiles in memory. Tile paths name immutable content (the width is in the
+   *  path), so a cached tile never goes stale; upper-level tiles are shared by most proofs. */
+  tileCache?: number;
+}
+
 export class LogReader {
-  constructor(readonly store: EvidenceStore, readonly tenant: string) {}
+  private readonly cache = new Map<string, Uint8Array>();
+  private readonly cacheMax: number;
+  private readonly nodeMemo: Map<string, Uint8Array> | undefined;
+
+  constructor(readonly store: EvidenceStore, readonly tenant: string, opts: LogReaderOptions = {}) {
+    this.cacheMax = opts.tileCache ?? 0;
+    this.nodeMemo = this.cacheMax > 0 ? new Map() : undefined;
+  }
+
+  private async tile(t: TileCoord): Promise<Uint8Array | undefined> {
+    const key = tilePath(t);
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key); // refresh LRU position
+      this.cache.set(key, hit);
+      return hit;
+    }
+    const b = await readTile(this.store, this.tenant, t);
+    if (b && this.cacheMax > 0) {
+      this.cache.set(key, b);
+      if (this.cache.size > this.cacheMax) this.cache.delete(this.cache.keys().next().value!);
+    }
+    return b;
+  }
 
   async latest(): Promise<SignedCheckpoint | undefined> {
     const b = await this.store.read(this.tenant, CHECKPOINT_FILE);
@@ -49,11 +78,13 @@ export class LogReader {
     const tiles = tilesForRanges(ranges, size);
     const loaded = new Map<string, Uint8Array>();
     await Promise.all(tiles.map(async (t) => {
-      const b = await readTile(this.store, this.tenant, t);
+      const b = await this.tile(t);
       if (!b) throw new ProofError(`tile ${tilePath(t)} is missing from the store`);
       loaded.set(tilePath(t), b);
     }));
-    return tileNodeSource(size, (t) => loaded.get(tilePath(t)));
+    // Bound the memo roughly like the tile cache (a tile yields at most 255 memoized nodes).
+    if (this.nodeMemo && this.nodeMemo.size > this.cacheMax * 64) this.nodeMemo.clear();
+    return tileNodeSource(size, (t) => loaded.get(tilePath(t)), this.nodeMemo);
   }
 
   async inclusionProof(index: number, size: number): Promise<Uint8Array[]> {

@@ -182,9 +182,14 @@ function forEachSubtree(ranges: readonly LeafRange[], f: (level: number, index: 
  * floor(level/8) and is the MTH of 2^(level mod 8) consecutive hashes of that tile.
  * `getTile` returns a tile's bytes (a full tile or a wider partial is fine: hashes are a prefix).
  */
-export function tileNodeSource(size: number, getTile: (t: TileCoord) => Uint8Array | undefined): NodeSource {
+export function tileNodeSource(size: number, getTile: (t: TileCoord) => Uint8Array | undefined, nodeMemo?: Map<string, Uint8Array>): NodeSource {
   const cache = new Map<string, Uint8Array[]>();
   return (level, index) => {
+    // A complete subtree's hash never changes as the tree grows, so a long-lived reader of one
+    // log may memoize node hashes across proofs (upper-level tiles serve every proof).
+    const memoKey = nodeMemo ? `${level}/${index}` : '';
+    const memoized = nodeMemo?.get(memoKey);
+    if (memoized) return memoized;
     const tl = Math.floor(level / TILE_HEIGHT);
     const span = 2 ** (level % TILE_HEIGHT);
     const first = index * span;
@@ -201,6 +206,8 @@ export function tileNodeSource(size: number, getTile: (t: TileCoord) => Uint8Arr
     }
     const offset = first % TILE_WIDTH;
     if (offset + span > hashes.length) throw new ProofError(`node (${level}, ${index}) is not complete in tile ${key}`);
-    return subtreeHash(hashes.slice(offset, offset + span));
+    const h = subtreeHash(hashes.slice(offset, offset + span));
+    nodeMemo?.set(memoKey, h);
+    return h;
   };
 }
