@@ -11,3 +11,5 @@ export * from './prometheus-rules.ts';
 export * from './golden-signals.ts';
 export { SlotRing } from './slot-ring.ts';
 export { SloState } from './slo-state.ts';
+export * from './slo-events.ts';
+export * from './incident-mode.ts';

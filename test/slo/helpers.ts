@@ -58,7 +58,8 @@ export function trafficByMinute(t: Traffic): SpanSample[][] {
     const minute: SpanSample[] = [];
     for (let i = 0; i < t.perMinute; i++) {
       const at = t.startMs + m * MIN + Math.floor((i * MIN) / t.perMinute);
-      minute.push(span(at, i < errors));
+      // Deterministic trace ids (minute, index) so two generations of the same traffic are identical.
+      minute.push(span(at, i < errors, { traceId: (m * 1_000_000 + i + 1).toString(16).padStart(32, '0') }));
     }
     out.push(minute);
   }
