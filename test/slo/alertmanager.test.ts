@@ -112,7 +112,7 @@ describe('SLO alerts through a real Alertmanager', () => {
         dispatcher.handle(ev.evaluate(endOfMinute(startMs, m)));
         worstMs = Math.max(worstMs, performance.now() - t0);
       }
-      expect(worstMs).toBeLessThan(50); // enqueue only; never waits on the dead endpoints
+      expect(worstMs).toBeLessThan(250); // enqueue only; a blocking send would take the 30 s timeout
       // The healthy webhook (own queue) got the page firing and resolution in webhook format.
       const fire = await webhook.waitFor(pageAlertWith('firing'), 5000);
       expect(fire.body).toMatchObject({ version: '4', status: 'firing', receiver: 'ops', groupLabels: { alertname: 'SloErrorBudgetBurn' } });

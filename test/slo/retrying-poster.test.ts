@@ -69,7 +69,7 @@ describe('RetryingPoster', () => {
     const p = new RetryingPoster({ url: `http://127.0.0.1:${port}/`, target: 'dead-test', baseDelayMs: 5, maxDelayMs: 10, maxAttempts: 3, maxQueue: 3 });
     const t0 = performance.now();
     for (let i = 0; i < 10; i++) p.enqueue({ i });
-    expect(performance.now() - t0).toBeLessThan(20); // enqueue never waits
+    expect(performance.now() - t0).toBeLessThan(100); // enqueue never waits (a connect attempt is async)
     expect(p.depth).toBeLessThanOrEqual(3);
     await p.idle();
     expect(await metricValue('dead-test', 'dropped_queue_full')).toBeGreaterThanOrEqual(6);
