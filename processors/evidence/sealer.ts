@@ -119,10 +119,15 @@ export class Sealer {
    * water (sealed or already queued) are skipped: that is what makes re-delivery after a crash
    * between seal and offset commit harmless.
    */
-  append(items: readonly AppendItem[]): { accepted: number; skipped: number } {
+  append(items: readonly AppendItem[]): { accepted: number; skipped: number; indices: number[] } {
     let accepted = 0;
     let skipped = 0;
-    for (const item of items) {
+    // Log index each item will have once sealed (-1 when skipped): the runner records
+    // event_id → index for inclusion-proof lookups.
+    const indices = new Array<number>(items.length);
+    for (let n = 0; n < items.length; n++) {
+      const item = items[n]!;
+      indices[n] = -1;
       if (item.entry.length > MAX_ENTRY_SIZE) throw new SealerError(`entry of ${item.entry.length} bytes exceeds the ${MAX_ENTRY_SIZE}-byte limit`);
       if (item.kafka) {
         const k = tpKey(item.kafka.topic, item.kafka.partition);
@@ -131,10 +136,11 @@ export class Sealer {
         if (hw !== undefined && off <= hw) { skipped++; continue; }
         this.pendingHighWater.set(k, { topic: item.kafka.topic, partition: item.kafka.partition, offset: off });
       }
+      indices[n] = this.edge.size + this.pending.length;
       this.pending.push(item);
       accepted++;
     }
-    return { accepted, skipped };
+    return { accepted, skipped, indices };
   }
 
   /** Seal the queued entries; undefined when there is nothing to seal. */
