@@ -12,7 +12,7 @@ import { fromB64Strict, leafHash, sha256Hex, toB64, toHex, bytesEqual } from './
 import { canonicalBytes, canonicalize } from './jcs.ts';
 import { keyForSize, keySchedule, parseKeyRotation, KeyScheduleError, type KeyValidity } from './keys.ts';
 import { defaultOrigin } from './layout.ts';
-import { MemoryTree, ProofError, verifyConsistency, verifyInclusion } from './merkle.ts';
+import { CompactRange, ProofError, verifyConsistency, verifyInclusion } from './merkle.ts';
 import { parseCheckpoint, parseNote, parseVerifierKey, verifyNote, type Checkpoint, type Verifier } from './note.ts';
 import { LogReader, formatTlogProof, parseTlogProof } from './reader.ts';
 import { verifyEnvelope } from './dsse.ts';
@@ -369,10 +369,21 @@ function entryFromLogBundles(files: ReadonlyMap<string, Uint8Array>, m: Manifest
 
 function verifyLog(files: ReadonlyMap<string, Uint8Array>, m: Manifest, checkpoints: ReadonlyMap<number, Checkpoint>,
   listed: Set<string>, progress: (p: VerifyProgress) => void): void {
-  // Recompute the whole tree from the entries: one leaf hash and about one node hash per entry.
-  const tree = new MemoryTree();
+  // Recompute the tree from the entries, streaming: one leaf hash and about one node hash per
+  // entry, O(log n) memory, and the root taken at every checkpoint size on the way.
+  const range = new CompactRange();
+  const sizes = [...checkpoints.keys()].sort((a, b) => a - b);
+  let nextSize = 0;
   const total = Math.ceil(m.tree_size / TILE_WIDTH);
   if (m.entry_bundles.length !== total) fail('ENTRY_MISSING', `the log of size ${m.tree_size} needs ${total} entry bundles, the manifest lists ${m.entry_bundles.length}`);
+  const checkRoot = (): void => {
+    while (nextSize < sizes.length && sizes[nextSize] === range.size) {
+      const cp = checkpoints.get(range.size)!;
+      const root = range.root();
+      if (!bytesEqual(root, cp.root)) fail('MERKLE_MISMATCH', `the entries give root ${toHex(root)} at size ${range.size}, checkpoints/${range.size} says ${toHex(cp.root)}`);
+      nextSize++;
+    }
+  };
   m.entry_bundles.forEach((eb, t) => {
     const tile = tileInTree(0, t, m.tree_size)!;
     if (eb.path !== entryBundlePath(t, tile.width)) fail('MANIFEST_MISMATCH', `entry bundle ${t} should be ${entryBundlePath(t, tile.width)}, manifest says ${eb.path}`);
@@ -381,12 +392,10 @@ function verifyLog(files: ReadonlyMap<string, Uint8Array>, m: Manifest, checkpoi
     let entries: Buffer[];
     try { entries = decodeEntryBundle(b); } catch (e) { return fail('MERKLE_MISMATCH', `${eb.path}: ${(e as Error).message}`); }
     if (entries.length !== tile.width) fail('ENTRY_MISSING', `${eb.path} holds ${entries.length} entries, expected ${tile.width}`);
-    for (const e of entries) tree.append(leafHash(e));
-    if (t % 64 === 0 || t === total - 1) progress({ phase: 'tree', done: tree.size, total: m.tree_size });
+    for (const e of entries) { range.append(leafHash(e)); checkRoot(); }
+    if (t % 64 === 0 || t === total - 1) progress({ phase: 'tree', done: range.size, total: m.tree_size });
   });
-  for (const [size, cp] of checkpoints) {
-    if (!bytesEqual(tree.root(size), cp.root)) fail('MERKLE_MISMATCH', `the entries give root ${toHex(tree.root(size))} at size ${size}, checkpoints/${size} says ${toHex(cp.root)}`);
-  }
+  if (nextSize < sizes.length) fail('MANIFEST_MISMATCH', `checkpoint ${sizes[nextSize]} is beyond the log's entries`);
   for (const eb of m.entry_bundles) if (sha256Hex(files.get(eb.path)!) !== eb.sha256) fail('MANIFEST_MISMATCH', `${eb.path} does not match the sha256 the manifest lists`);
 }
 

@@ -286,3 +286,35 @@ export class MemoryTree {
     return consistencyProof(m, n, this.node);
   }
 }
+
+/**
+ * A compact range [0, size): the O(log n) roots of the complete subtrees left of the edge. Enough
+ * to compute the tree's root at any point while streaming leaves, without keeping the tree — what
+ * whole-log verification uses.
+ */
+export class CompactRange {
+  private readonly hashes: Uint8Array[] = [];
+  private readonly heights: number[] = [];
+  size = 0;
+
+  append(leaf: Uint8Array): void {
+    let h = leaf;
+    let height = 0;
+    // Merge with the rightmost subtree while it has the same height (binary carry).
+    while (this.heights.length > 0 && this.heights[this.heights.length - 1] === height) {
+      h = nodeHash(this.hashes.pop()!, h);
+      this.heights.pop();
+      height++;
+    }
+    this.hashes.push(h);
+    this.heights.push(height);
+    this.size++;
+  }
+
+  root(): Uint8Array {
+    if (this.size === 0) return EMPTY_ROOT;
+    let acc = this.hashes[this.hashes.length - 1]!;
+    for (let i = this.hashes.length - 2; i >= 0; i--) acc = nodeHash(this.hashes[i]!, acc);
+    return acc;
+  }
+}

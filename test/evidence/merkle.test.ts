@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EMPTY_ROOT, leafHash } from '../../processors/evidence/hash.ts';
 import {
-  MemoryTree, ProofError, consistencyProofLength, inclusionProofLength, verifyConsistency, verifyInclusion,
+  CompactRange, MemoryTree, ProofError, consistencyProofLength, inclusionProofLength, verifyConsistency, verifyInclusion,
 } from '../../processors/evidence/merkle.ts';
 
 // An independent, deliberately naive RFC 6962 implementation: recursion straight from §2.1.
@@ -95,6 +95,16 @@ describe('every proof up to 200 leaves agrees with the brute-force tree', () => 
 
   it('roots', () => {
     for (let n = 0; n <= MAX; n++) expect(bytesHex(tree.root(n))).toBe(hex(roots[n]!));
+  });
+
+  it('a streaming compact range gives the same root at every size', () => {
+    const r = new CompactRange();
+    expect(hex(r.root())).toBe(hex(roots[0]!));
+    for (let n = 1; n <= MAX; n++) {
+      r.append(L(data[n - 1]!));
+      if (hex(r.root()) !== hex(roots[n]!)) throw new Error(`compact range root differs at ${n}`);
+    }
+    expect(r.size).toBe(MAX);
   });
 
   it('inclusion proofs for every (index, size), generated equal and verified', () => {
