@@ -78,14 +78,19 @@ const scopeRule = ruleFor(otlpRoot.lookupType('opentelemetry.proto.common.v1.Ins
 
 // ---- varints
 
-function readVarint32(buf: Uint8Array, pos: number, end: number): [number, number] {
+// The read position of the varint readers. Returning [value, pos] tuples allocated once per field
+// and made GC the largest cost of the walk; the walk is synchronous, so one cursor is safe.
+let at = 0;
+
+/** Read a varint of at most 32 bits at `at` (advancing it). */
+function readVarint32(buf: Uint8Array, end: number): number {
   let result = 0;
   let shift = 0;
   for (let i = 0; i < 5; i++) {
-    if (pos >= end) throw new WireError('truncated varint');
-    const b = buf[pos++]!;
+    if (at >= end) throw new WireError('truncated varint');
+    const b = buf[at++]!;
     result |= (b & 0x7f) << shift;
-    if (b < 0x80) return [result >>> 0, pos];
+    if (b < 0x80) return result >>> 0;
     shift += 7;
   }
   // Lengths and tags never exceed 32 bits in a valid message.
@@ -113,6 +118,17 @@ export const framedSize = (len: number): number => 1 + varintSize(len) + len;
 
 // ---- validation
 
+/** UTF-8 check: a JS loop for short ASCII strings (most attribute keys and values), which is cheaper
+ * than a native call plus a subarray view; anything else goes to the native validator. */
+function validUtf8(buf: Uint8Array, start: number, end: number): boolean {
+  if (end - start <= 64) {
+    let i = start;
+    while (i < end && buf[i]! < 0x80) i++;
+    if (i === end) return true;
+  }
+  return isUtf8(buf.subarray(start, end));
+}
+
 interface WalkState {
   maxAttrBytes: number;
   oversizedAttr: boolean;
@@ -125,14 +141,14 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
   const fields = rule.fields;
   while (pos < end) {
     let tag: number;
-    [tag, pos] = readVarint32(buf, pos, end);
+    at = pos; tag = readVarint32(buf, end); pos = at;
     const field = tag >>> 3;
     const wt = tag & 7;
     if (field === 0) throw new WireError(`invalid field number 0 in ${rule.name}`);
     const fr = fields[field];
     if (wt === 2) {
       let len: number;
-      [len, pos] = readVarint32(buf, pos, end);
+      at = pos; len = readVarint32(buf, end); pos = at;
       const next = pos + len;
       if (next > end) throw new WireError(`truncated field ${field} of ${rule.name}`);
       if (fr) {
@@ -141,7 +157,7 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
             walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true);
             break;
           case Kind.String:
-            if (len > 0 && !isUtf8(buf.subarray(pos, next))) throw new WireError(`invalid UTF-8 in a string field of ${rule.name}`);
+            if (len > 0 && !validUtf8(buf, pos, next)) throw new WireError(`invalid UTF-8 in a string field of ${rule.name}`);
             if (inAttr && len > st.maxAttrBytes) st.oversizedAttr = true;
             break;
           case Kind.Bytes:
@@ -237,18 +253,18 @@ function tenantClaim(buf: Uint8Array, start: number, end: number): string | unde
   let claim: string | undefined;
   while (pos < end) {
     let tag: number, len: number;
-    [tag, pos] = readVarint32(buf, pos, end);
+    at = pos; tag = readVarint32(buf, end); pos = at;
     if ((tag & 7) !== 2) { pos = skipField(buf, pos, end, tag & 7); continue; }
-    [len, pos] = readVarint32(buf, pos, end);
+    at = pos; len = readVarint32(buf, end); pos = at;
     const next = pos + len;
     if (tag >>> 3 === 1) {
       // KeyValue: key = 1, value = 2 (AnyValue: string_value = 1)
       let p = pos, key: Uint8Array | undefined, value: string | undefined = '';
       while (p < next) {
         let t: number, l: number;
-        [t, p] = readVarint32(buf, p, next);
+        at = p; t = readVarint32(buf, next); p = at;
         if ((t & 7) !== 2) { p = skipField(buf, p, next, t & 7); continue; }
-        [l, p] = readVarint32(buf, p, next);
+        at = p; l = readVarint32(buf, next); p = at;
         if (t >>> 3 === 1) key = buf.subarray(p, p + l);
         else if (t >>> 3 === 2) value = anyValueString(buf, p, p + l);
         p += l;
@@ -267,9 +283,9 @@ function anyValueString(buf: Uint8Array, start: number, end: number): string | u
   let out: string | undefined;
   while (p < end) {
     let t: number, l: number;
-    [t, p] = readVarint32(buf, p, end);
+    at = p; t = readVarint32(buf, end); p = at;
     if ((t & 7) !== 2) { out = undefined; p = skipField(buf, p, end, t & 7); continue; }
-    [l, p] = readVarint32(buf, p, end);
+    at = p; l = readVarint32(buf, end); p = at;
     out = t >>> 3 === 1 ? Buffer.from(buf.buffer, buf.byteOffset + p, l).toString('utf8') : undefined;
     p += l;
   }
@@ -280,7 +296,7 @@ function skipField(buf: Uint8Array, pos: number, end: number, wt: number): numbe
   if (wt === 0) return skipVarint(buf, pos, end);
   if (wt === 1) return pos + 8;
   if (wt === 5) return pos + 4;
-  if (wt === 2) { const [l, p] = readVarint32(buf, pos, end); return p + l; }
+  if (wt === 2) { at = pos; const l = readVarint32(buf, end); return at + l; }
   throw new WireError(`unsupported wire type ${wt}`);
 }
 
@@ -299,10 +315,10 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
   let pos = 0;
   while (pos < end) {
     let tag: number, len: number;
-    [tag, pos] = readVarint32(buf, pos, end);
+    at = pos; tag = readVarint32(buf, end); pos = at;
     if (tag >>> 3 !== 1) { if ((tag >>> 3) === 0) throw new WireError('invalid field number 0'); pos = skipField(buf, pos, end, tag & 7); continue; }
     if ((tag & 7) !== 2) throw new WireError('wrong wire type for the resource list');
-    [len, pos] = readVarint32(buf, pos, end);
+    at = pos; len = readVarint32(buf, end); pos = at;
     const rEnd = pos + len;
     if (rEnd > end) throw new WireError('truncated resource');
     // ResourceX: resource = 1, scopes = 2, schema_url = 3 (same numbers in all three signals)
@@ -314,13 +330,13 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
     while (p < rEnd) {
       const fieldStart = p;
       let t: number;
-      [t, p] = readVarint32(buf, p, rEnd);
+      at = p; t = readVarint32(buf, rEnd); p = at;
       const f = t >>> 3, wt = t & 7;
       if (f === 0) throw new WireError('invalid field number 0');
       if ((f === 1 || f === 2 || f === 3) && wt !== 2) throw new WireError(`wrong wire type for field ${f} of a resource entry`);
       if (wt !== 2) { p = skipField(buf, p, rEnd, wt); if (p > rEnd) throw new WireError('truncated field'); trailer.push({ start: fieldStart, end: p }); continue; }
       let l: number;
-      [l, p] = readVarint32(buf, p, rEnd);
+      at = p; l = readVarint32(buf, rEnd); p = at;
       const fEnd = p + l;
       if (fEnd > rEnd) throw new WireError('truncated field of a resource entry');
       if (f === 1) {
@@ -372,13 +388,13 @@ function parseScope(buf: Uint8Array, start: number, end: number, itemRule: TypeR
   while (p < end) {
     const fieldStart = p;
     let t: number;
-    [t, p] = readVarint32(buf, p, end);
+    at = p; t = readVarint32(buf, end); p = at;
     const f = t >>> 3, wt = t & 7;
     if (f === 0) throw new WireError('invalid field number 0');
     if ((f === 1 || f === 2 || f === 3) && wt !== 2) throw new WireError(`wrong wire type for field ${f} of a scope entry`);
     if (wt !== 2) { p = skipField(buf, p, end, wt); if (p > end) throw new WireError('truncated field'); header.push({ start: fieldStart, end: p }); continue; }
     let l: number;
-    [l, p] = readVarint32(buf, p, end);
+    at = p; l = readVarint32(buf, end); p = at;
     const fEnd = p + l;
     if (fEnd > end) throw new WireError('truncated field of a scope entry');
     if (f === 2) {
