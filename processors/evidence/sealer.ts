@@ -125,10 +125,13 @@ export class Sealer {
     // Log index each item will have once sealed (-1 when skipped): the runner records
     // event_id → index for inclusion-proof lookups.
     const indices = new Array<number>(items.length);
+    // Validate the whole batch first so a refused batch leaves nothing half-queued.
+    for (const item of items) {
+      if (item.entry.length > MAX_ENTRY_SIZE) throw new SealerError(`entry of ${item.entry.length} bytes exceeds the ${MAX_ENTRY_SIZE}-byte limit`);
+    }
     for (let n = 0; n < items.length; n++) {
       const item = items[n]!;
       indices[n] = -1;
-      if (item.entry.length > MAX_ENTRY_SIZE) throw new SealerError(`entry of ${item.entry.length} bytes exceeds the ${MAX_ENTRY_SIZE}-byte limit`);
       if (item.kafka) {
         const k = tpKey(item.kafka.topic, item.kafka.partition);
         const off = BigInt(item.kafka.offset);

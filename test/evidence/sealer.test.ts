@@ -117,6 +117,14 @@ describe('sealer', () => {
     });
   });
 
+  it('refuses entries over 65,535 bytes with a clear error, before queuing anything', async () => {
+    const s = await Sealer.recover({ store: tempStore(), tenant: TENANT, signer: testSigner() });
+    expect(() => s.append([{ entry: Buffer.from('{}') }, { entry: Buffer.alloc(65_536) }])).toThrow(/65536 bytes exceeds the 65535-byte limit/);
+    expect(s.pendingCount).toBe(0);
+    expect(s.append([{ entry: Buffer.alloc(65_535, 0x20) }])).toMatchObject({ accepted: 1 });
+    expect((await s.seal(T1))!.to_size).toBe(1);
+  });
+
   it('refuses to overwrite a sealed file with different bytes', async () => {
     const { store } = await uninterrupted();
     await expect(store.writeImmutable(TENANT, 'tile/0/000', Buffer.alloc(8192))).rejects.toBeInstanceOf(ImmutableConflictError);
