@@ -74,11 +74,11 @@ export class SloState {
   window(minutes: number): { good: number; total: number } {
     const i = RULE_WINDOWS_MIN.indexOf(minutes);
     if (i < 0) throw new Error(`no running sum for a ${minutes}m window`);
-    return { good: this.minutes.sumGood[i]!, total: this.minutes.sumTotal[i]! };
+    return { good: this.minutes.windowGood(i), total: this.minutes.windowTotal(i) };
   }
 
   budgetWindow(): { good: number; total: number } {
-    return { good: this.hours.sumGood[0]!, total: this.hours.sumTotal[0]! };
+    return { good: this.hours.windowGood(0), total: this.hours.windowTotal(0) };
   }
 
   byteSize(): number {

@@ -1,6 +1,6 @@
 // Event-time buckets {good, total} in a ring of fixed-size slots (minutes or hours), with running
-// sums per window so that every window sum is O(1) to read: adding a sample touches each window
-// once, and advancing the head subtracts exactly the slots that leave each window. Typed arrays
+// sums per window so that every window sum is O(1) to read: advancing the head moves exactly one
+// slot into and one slot out of each window, and only out-of-order samples touch the sums. Typed arrays
 // keep a 3-day minute ring at 4320 × 2 × 4 bytes ≈ 34 KB.
 
 const U32_MAX = 0xffff_ffff;
@@ -10,20 +10,34 @@ export class SlotRing {
   readonly total: Uint32Array;
   /** Absolute index (time / slotMs) of the newest slot; -Infinity before the first sample. */
   head = Number.NEGATIVE_INFINITY;
-  /** Running sums per window, aligned with `windows`. Sums stay exact in float64 (< 2^53). */
-  readonly sumGood: Float64Array;
-  readonly sumTotal: Float64Array;
+  /**
+   * Running sums per window (aligned with `windows`) over the window's slots EXCEPT the head:
+   * (head − w, head − 1]. The head slot is added on read, so the common case — a sample for the
+   * current slot — is two increments. Float64 keeps the sums exact (< 2^53).
+   */
+  private readonly restGood: Float64Array;
+  private readonly restTotal: Float64Array;
 
   constructor(readonly slotMs: number, readonly size: number, readonly windows: readonly number[]) {
     for (const w of windows) if (!(w >= 1 && w <= size && Number.isInteger(w))) throw new Error(`window of ${w} slots does not fit a ring of ${size}`);
     this.good = new Uint32Array(size);
     this.total = new Uint32Array(size);
-    this.sumGood = new Float64Array(windows.length);
-    this.sumTotal = new Float64Array(windows.length);
+    this.restGood = new Float64Array(windows.length);
+    this.restTotal = new Float64Array(windows.length);
   }
 
-  slotOf(timeMs: number): number {
-    return Math.floor(timeMs / this.slotMs);
+  private idx(slot: number): number {
+    const i = slot % this.size;
+    return i < 0 ? i + this.size : i;
+  }
+
+  /** Good events in window i (by index into `windows`), head included. O(1). */
+  windowGood(i: number): number {
+    return this.head === Number.NEGATIVE_INFINITY ? 0 : this.restGood[i]! + this.good[this.idx(this.head)]!;
+  }
+
+  windowTotal(i: number): number {
+    return this.head === Number.NEGATIVE_INFINITY ? 0 : this.restTotal[i]! + this.total[this.idx(this.head)]!;
   }
 
   /** Moves the head forward to `slot`, retiring slots that fall out of each window. */
@@ -34,43 +48,48 @@ export class SlotRing {
       // Everything in the ring is older than the largest window: start clean.
       this.good.fill(0);
       this.total.fill(0);
-      this.sumGood.fill(0);
-      this.sumTotal.fill(0);
+      this.restGood.fill(0);
+      this.restTotal.fill(0);
       this.head = slot;
       return;
     }
-    const n = this.size;
-    for (let h = this.head + 1; h <= slot; h++) {
+    for (let h = this.head; h < slot; h++) {
+      // Head h becomes a past slot of every window; slot h + 1 − w leaves window w.
+      const cur = this.idx(h);
+      const g = this.good[cur]!;
+      const t = this.total[cur]!;
       for (let i = 0; i < this.windows.length; i++) {
-        const leaving = (((h - this.windows[i]!) % n) + n) % n;
-        this.sumGood[i]! -= this.good[leaving]!;
-        this.sumTotal[i]! -= this.total[leaving]!;
+        const leaving = this.idx(h + 1 - this.windows[i]!);
+        this.restGood[i]! += g - this.good[leaving]!;
+        this.restTotal[i]! += t - this.total[leaving]!;
       }
-      const idx = ((h % n) + n) % n; // this physical slot held h − n, already out of every window
-      this.good[idx] = 0;
-      this.total[idx] = 0;
+      const next = this.idx(h + 1); // held h + 1 − size, which just left the largest window
+      this.good[next] = 0;
+      this.total[next] = 0;
     }
     this.head = slot;
   }
 
   /**
    * Adds counts to an absolute slot; a slot ahead of the head advances it. Returns false (nothing
-   * applied) when the slot is older than the ring holds.
+   * applied) when the slot is older than the ring holds or the slot would overflow.
    */
   add(slot: number, good: number, total: number): boolean {
     if (slot > this.head) this.advanceTo(slot);
     else if (slot <= this.head - this.size) return false;
-    const idx = ((slot % this.size) + this.size) % this.size;
-    const g = this.good[idx]! + good;
-    const t = this.total[idx]! + total;
+    const i = this.idx(slot);
+    const t = this.total[i]! + total;
     if (t > U32_MAX) return false; // saturated slot: refuse rather than wrap around
-    this.good[idx] = g;
-    this.total[idx] = t;
-    const age = this.head - slot;
-    for (let i = 0; i < this.windows.length; i++) {
-      if (age < this.windows[i]!) {
-        this.sumGood[i]! += good;
-        this.sumTotal[i]! += total;
+    this.good[i]! += good;
+    this.total[i] = t;
+    if (slot !== this.head) {
+      // Out of order: an older slot is already part of the running sums of the windows that still hold it.
+      const age = this.head - slot;
+      for (let w = 0; w < this.windows.length; w++) {
+        if (age < this.windows[w]!) {
+          this.restGood[w]! += good;
+          this.restTotal[w]! += total;
+        }
       }
     }
     return true;
@@ -80,8 +99,8 @@ export class SlotRing {
   forEachNonEmpty(fn: (slot: number, good: number, total: number) => void): void {
     if (this.head === Number.NEGATIVE_INFINITY) return;
     for (let s = this.head - this.size + 1; s <= this.head; s++) {
-      const idx = ((s % this.size) + this.size) % this.size;
-      if (this.total[idx] !== 0 || this.good[idx] !== 0) fn(s, this.good[idx]!, this.total[idx]!);
+      const i = this.idx(s);
+      if (this.total[i] !== 0 || this.good[i] !== 0) fn(s, this.good[i]!, this.total[i]!);
     }
   }
 
@@ -91,14 +110,13 @@ export class SlotRing {
     let total = 0;
     if (this.head === Number.NEGATIVE_INFINITY) return { good, total };
     for (let s = this.head - slots + 1; s <= this.head; s++) {
-      const idx = ((s % this.size) + this.size) % this.size;
-      good += this.good[idx]!;
-      total += this.total[idx]!;
+      good += this.good[this.idx(s)]!;
+      total += this.total[this.idx(s)]!;
     }
     return { good, total };
   }
 
   byteSize(): number {
-    return this.good.byteLength + this.total.byteLength + this.sumGood.byteLength + this.sumTotal.byteLength;
+    return this.good.byteLength + this.total.byteLength + this.restGood.byteLength + this.restTotal.byteLength;
   }
 }

@@ -206,8 +206,8 @@ describe('SlotRing running sums', () => {
       if (step % 50 === 0) {
         windows.forEach((w, i) => {
           const scan = ring.scanWindow(w);
-          expect(ring.sumGood[i]).toBe(scan.good);
-          expect(ring.sumTotal[i]).toBe(scan.total);
+          expect(ring.windowGood(i)).toBe(scan.good);
+          expect(ring.windowTotal(i)).toBe(scan.total);
         });
       }
     }
