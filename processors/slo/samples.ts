@@ -213,7 +213,8 @@ export function histogramGoodCount(s: HistogramSample, thresholdMs: number): num
   let good = 0;
   const n = Math.min(s.bucketCounts.length, s.boundsMs.length);
   for (let i = 0; i < n; i++) {
-    if (s.boundsMs[i]! > thresholdMs) break;
+    // Relative tolerance: bounds converted from seconds (0.7 s × 1000) may land an ulp above the threshold.
+    if (s.boundsMs[i]! > thresholdMs * (1 + 1e-9)) break;
     good += s.bucketCounts[i]!;
   }
   return Math.min(good, s.count);
