@@ -1,5 +1,6 @@
 // Shared fixtures for the evidence tests: temp stores, fixed keys, entries with Kafka positions.
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -16,8 +17,14 @@ export function testSigner(label = 'key-1', name = ORIGIN): Signer {
   return signerFromSeed(name, createHash('sha256').update(label).digest());
 }
 
+const tempDirs: string[] = [];
+// Registered in each test file that imports these helpers: remove the stores it created.
+if (process.env.VITEST) afterAll(() => { for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
+
 export function tempStore(): FsEvidenceStore {
-  return new FsEvidenceStore(mkdtempSync(path.join(os.tmpdir(), 'stella-evidence-')));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-evidence-'));
+  tempDirs.push(dir);
+  return new FsEvidenceStore(dir);
 }
 
 /** Timeline-event-like entries fed in Kafka offset order on one partition. */
