@@ -16,7 +16,9 @@ export interface BatchingProducerOptions {
 }
 
 export class BatchingProducer {
-  private readonly producer: Producer;
+  private producer: Producer;
+  /** Set when a produce failed for good: the idempotent session must not be reused (see flush). */
+  private poisoned = false;
   private queue: Pending[] = [];
   private queuedBytes = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -26,15 +28,19 @@ export class BatchingProducer {
   private readonly maxBatchBytes: number;
   private readonly compression: CompressionTypes;
 
-  constructor(kafka: Kafka, opts: BatchingProducerOptions = {}) {
-    // The Java-compatible murmur2 partitioner: a tenant's key lands on the same partition whichever
-    // client (ours, a collector's Kafka exporter, a Java tool) wrote it. Retries stay bounded (kafkajs
-    // warns that this weakens exactly-once); the receiver's own timeout and client retries cover it.
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner });
+  constructor(private readonly kafka: Kafka, opts: BatchingProducerOptions = {}) {
+    this.producer = this.newProducer();
     this.lingerMs = opts.lingerMs ?? 2;
     this.maxBatchBytes = opts.maxBatchBytes ?? 1_000_000;
     this.compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+  }
+
+  private newProducer(): Producer {
+    // The Java-compatible murmur2 partitioner: a tenant's key lands on the same partition whichever
+    // client (ours, a collector's Kafka exporter, a Java tool) wrote it. Retries stay bounded (kafkajs
+    // warns that this weakens exactly-once); the receiver's own timeout and client retries cover it.
+    return this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner });
   }
 
   async connect(): Promise<void> {
@@ -47,6 +53,13 @@ export class BatchingProducer {
     await this.inFlight.catch(() => {});
     if (this.connected) await this.producer.disconnect();
     this.connected = false;
+  }
+
+  private async renewSession(): Promise<void> {
+    await this.producer.disconnect().catch(() => {});
+    this.producer = this.newProducer();
+    await this.producer.connect();
+    this.poisoned = false;
   }
 
   /** Resolves when every message is acked by all in-sync replicas. */
@@ -75,10 +88,19 @@ export class BatchingProducer {
     }
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     // Requests go out one at a time (idempotent producer, max.in.flight=1 in kafkajs), so chain them.
-    this.inFlight = this.inFlight.catch(() => {}).then(() =>
-      this.producer.sendBatch({ topicMessages, acks: -1, compression: this.compression }).then(
+    this.inFlight = this.inFlight.catch(() => {}).then(async () => {
+      if (this.poisoned) await this.renewSession();
+      await this.producer.sendBatch({ topicMessages, acks: -1, compression: this.compression }).then(
         () => { for (const p of batch) p.resolve(); },
-        (err: unknown) => { for (const p of batch) p.reject(err); },
-      ));
+        (err: unknown) => {
+          // kafkajs rolls a partition's sequence number back when a produce fails, even when the
+          // broker did append the batch (e.g. a request timeout). The next, different batch would
+          // then reuse that sequence range and the broker would acknowledge it as a duplicate
+          // without writing it: acked data silently lost. A fresh producer id avoids that.
+          this.poisoned = true;
+          for (const p of batch) p.reject(err);
+        },
+      );
+    }).catch((err: unknown) => { for (const p of batch) p.reject(err); });
   }
 }

@@ -51,3 +51,16 @@ export async function readRecordsAt(brokerList: string, topics: string[], count:
   await consumer.disconnect();
   return out;
 }
+
+/** Read every record currently in `topic`: up to each partition's high watermark at call time. */
+export async function readAllRecordsAt(brokerList: string, topic: string, timeoutMs = 60_000): Promise<ReadRecord[]> {
+  const kafka = new Kafka({ clientId: 'stella-test-reader', brokers: [brokerList], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  const total = offsets.reduce((n, o) => n + Number(BigInt(o.high) - BigInt(o.low)), 0);
+  const recs = await readRecordsAt(brokerList, [topic], total, timeoutMs);
+  if (recs.length < total) throw new Error(`read ${recs.length} of the ${total} records in ${topic} within ${timeoutMs} ms`);
+  return recs;
+}

@@ -47,7 +47,8 @@ describe('parseExportRequest + splitIntoRecords', () => {
     }
     for (let i = 0; i < 2000; i++) {
       const b = Buffer.from(body);
-      b[(i * 7919) % b.length] ^= 1 << (i % 8);
+      const pos = (i * 7919) % b.length;
+      b[pos] = b[pos]! ^ (1 << (i % 8));
       try { parseExportRequest(signals.traces, b, 'acme', limits); } catch (e) {
         if (!(e instanceof WireError) && !(e instanceof TenantMismatchError)) throw e;
       }
