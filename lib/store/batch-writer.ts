@@ -50,8 +50,9 @@ export class BatchWriter {
     if (!q || q.rows.length === 0) return;
     if (q.timer) clearTimeout(q.timer);
     this.queues.delete(table);
-    const token = blockToken(q.rows.map((r) => JSON.stringify(r)));
-    const p = this.store.insertRows(table, q.rows, token).then(
+    // Serialise once: the same lines make the dedup token and the insert body.
+    const lines = q.rows.map((r) => JSON.stringify(r));
+    const p = this.store.insertJsonLines(table, lines, blockToken(lines)).then(
       () => { for (const w of q.waiters) w.resolve(); },
       (err: unknown) => { for (const w of q.waiters) w.reject(err); },
     );

@@ -34,6 +34,13 @@ export function storeOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Store
 }
 
 export type Row = Record<string, unknown>;
+
+// Rows are serialised once (BatchWriter needs the text for its dedup token); a string handed to
+// the client is such a pre-serialised JSON line and goes out unchanged. Row objects are never strings.
+const jsonHandling = {
+  parse: JSON.parse,
+  stringify: (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v)),
+};
 export type QueryParams = Record<string, unknown>;
 
 const log = logger('store');
@@ -57,13 +64,20 @@ export class Store {
    */
   async insertRows(table: string, rows: Row[], dedupToken = ''): Promise<void> {
     if (rows.length === 0) return;
+    await this.insertJsonLines(table, rows.map((r) => JSON.stringify(r)), dedupToken);
+  }
+
+  /** As insertRows, for rows already serialised as JSON (one object per line). */
+  async insertJsonLines(table: string, lines: string[], dedupToken = ''): Promise<void> {
+    if (lines.length === 0) return;
     const attempts = this.opts.insertAttempts ?? 4;
     for (let attempt = 1; ; attempt++) {
       const end = queryDuration.startTimer({ kind: 'insert' });
       try {
-        await this.client.insert({ table, values: rows, format: 'JSONEachRow',
+        // Lines are strings: the client's stringify (jsonHandling) passes them through unchanged.
+        await this.client.insert({ table, values: lines, format: 'JSONEachRow',
           clickhouse_settings: { insert_deduplication_token: dedupToken } });
-        insertedRows.inc({ table }, rows.length);
+        insertedRows.inc({ table }, lines.length);
         return;
       } catch (err) {
         if (attempt >= attempts) throw err;
@@ -127,7 +141,7 @@ export function openStore(opts: StoreOptions = storeOptionsFromEnv()): Promise<S
   const created = (async () => {
     let client: ClickHouseClient;
     if (opts.url) {
-      client = createClient({ url: opts.url, username: opts.username, password: opts.password, database: opts.database,
+      client = createClient({ json: jsonHandling, url: opts.url, username: opts.username, password: opts.password, database: opts.database,
         // DateTime64 values are written as UTC text (tables.ts): pin the session time zone.
         clickhouse_settings: { session_timezone: 'UTC' } });
     } else {
@@ -135,7 +149,7 @@ export function openStore(opts: StoreOptions = storeOptionsFromEnv()): Promise<S
       mkdirSync(p, { recursive: true });
       // chdb's Connection implements @clickhouse/client-common's Connection; the cast bridges the
       // two packages' copies of that type.
-      client = createClient({ connection: createChdbConnection({ path: p }) as never });
+      client = createClient({ json: jsonHandling, connection: createChdbConnection({ path: p }) as never });
       // chdb keeps SETs for its one session: pin UTC for the DateTime64 text we write (tables.ts).
       await client.command({ query: "SET session_timezone = 'UTC'" });
     }

@@ -49,6 +49,10 @@ export interface EvidenceSegment {
   tenant_id: string; from_size: string; to_size: string; root_hex: string; statement_sha256: string; sealed_at_unix_nano: string;
 }
 
+// Duplicates of a row share its partition (the partition key is a function of the sort key), so
+// FINAL may merge partition by partition and skip single-part partitions.
+const FINAL_SETTINGS = 'SETTINGS do_not_merge_across_partitions_select_final = 1';
+
 const EVENT_COLUMNS = `event_id, toString(toUnixTimestamp64Nano(ts)) AS ts_unix_nano, tenant_id, project_id, kind, actor,
   resource_type, resource_id, trace_id, span_id, digest, details, source`;
 
@@ -90,19 +94,19 @@ export class TenantStore {
     }
     // FINAL: redelivered (duplicate) rows never show, even before the background merge.
     return this.rows<TimelineEvent>(`SELECT ${EVENT_COLUMNS} FROM timeline_events FINAL
-      WHERE ${where.join(' AND ')} ORDER BY ts, event_id LIMIT {limit:UInt32}`, params);
+      WHERE ${where.join(' AND ')} ORDER BY ts, event_id LIMIT {limit:UInt32} ${FINAL_SETTINGS}`, params);
   }
 
   async getEvent(eventId: string): Promise<TimelineEvent | undefined> {
     const rows = await this.rows<TimelineEvent>(`SELECT ${EVENT_COLUMNS} FROM timeline_events FINAL
-      WHERE tenant_id = {tenant:String} AND event_id = {id:String} LIMIT 1`, { id: eventId });
+      WHERE tenant_id = {tenant:String} AND event_id = {id:String} LIMIT 1 ${FINAL_SETTINGS}`, { id: eventId });
     return rows[0];
   }
 
   /** Timeline events correlated with one trace, in order. */
   eventsForTrace(traceId: string, limit = MAX_LIMIT): Promise<TimelineEvent[]> {
     return this.rows<TimelineEvent>(`SELECT ${EVENT_COLUMNS} FROM timeline_events FINAL
-      WHERE tenant_id = {tenant:String} AND trace_id = {trace:String} ORDER BY ts, event_id LIMIT {limit:UInt32}`,
+      WHERE tenant_id = {tenant:String} AND trace_id = {trace:String} ORDER BY ts, event_id LIMIT {limit:UInt32} ${FINAL_SETTINGS}`,
     { trace: traceId, limit });
   }
 
@@ -117,7 +121,7 @@ export class TenantStore {
       FROM otel_traces FINAL
       WHERE TenantId = {tenant:String} AND TraceId = {trace:String}
         AND Timestamp >= toDateTime({start:UInt32}) AND Timestamp <= toDateTime({end:UInt32}) + 1
-      ORDER BY Timestamp, SpanId LIMIT {limit:UInt32}`, { trace: traceId, start: range[0]!.start, end: range[0]!.end, limit });
+      ORDER BY Timestamp, SpanId LIMIT {limit:UInt32} ${FINAL_SETTINGS}`, { trace: traceId, start: range[0]!.start, end: range[0]!.end, limit });
   }
 
   /** Sealed evidence segments, oldest first (for links from events to their segment). */
