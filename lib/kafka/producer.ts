@@ -4,7 +4,13 @@
 import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 
-export interface OutMessage { key: string; value: Buffer; headers?: Record<string, string> }
+export interface OutMessage {
+  key: string;
+  value: Buffer;
+  headers?: Record<string, string>;
+  /** Explicit partition (e.g. a processor keeping the source partition); else murmur2(key). */
+  partition?: number;
+}
 
 interface Pending { topic: string; messages: OutMessage[]; bytes: number; resolve: () => void; reject: (e: unknown) => void }
 
@@ -84,7 +90,7 @@ export class BatchingProducer {
     for (const p of batch) {
       let list = byTopic.get(p.topic);
       if (!list) byTopic.set(p.topic, (list = []));
-      for (const m of p.messages) list.push({ key: m.key, value: m.value, headers: m.headers });
+      for (const m of p.messages) list.push({ key: m.key, value: m.value, headers: m.headers, partition: m.partition });
     }
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     // Requests go out one at a time (idempotent producer, max.in.flight=1 in kafkajs), so chain them.
