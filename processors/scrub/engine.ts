@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import type { AnyValue, KeyValue } from '../../lib/otlp/proto.ts';
 import { relaxedRules, type RedactionStyle, type TenantScrubPolicy } from './config.ts';
 import { DEFAULT_RULES, SENSITIVE_KEY, type RuleDef } from './rules.ts';
-import { compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
+import { MIN_SCAN_LENGTH, compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
 
 /** What a scrubbed item (span, log record, resource, ...) had redacted: counts, rule ids, attribute keys. */
 export class Tally {
@@ -22,6 +22,13 @@ export class Tally {
 /** Outputs of the scrubber itself: never re-redacted (idempotence), never matched by a rule. */
 export const REDACTED_VALUE = /^(?:\[(?:REDACTED:[a-z0-9_]+|[a-z0-9_]+:[0-9a-f]{12})\]|<[a-z]+(?::[0-9a-f]{12})?>)$/;
 const PSEUDONYM_HEX = 12;
+/**
+ * Telemetry repeats itself: routes, methods, user agents, queries and service names recur in every
+ * span. Strings that held nothing to redact are remembered (only those: secrets are never kept
+ * around), so a repeated clean value costs one hash lookup instead of a scan.
+ */
+const CLEAN_CACHE_LIMIT = 16384;
+const CLEAN_CACHE_MAX_LENGTH = 512;
 // Decoded protobufjs messages carry oneof defaults on the prototype ('' / null): only own properties are set.
 const has = (v: AnyValue, f: keyof AnyValue): boolean => Object.prototype.hasOwnProperty.call(v, f) && v[f] !== null && v[f] !== undefined;
 const CACHE_LIMIT = 4096;
@@ -35,9 +42,18 @@ export class Scrubber {
   private readonly extraKeys: RegExp | undefined;
   private readonly keyCache = new Map<string, boolean>();
   private readonly pseudonyms = new Map<string, string>();
+  // Two generations approximate an LRU at Set speed: a full young generation becomes the old one,
+  // and hits in the old generation are promoted, so recurring values survive a flood of unique ones.
+  private cleanYoung = new Set<string>();
+  private cleanOld = new Set<string>();
+  /** Scans skipped thanks to the clean-string cache, and scans run (for the benchmark's report). */
+  readonly stats = { cached: 0, scanned: 0 };
 
-  constructor(policy: TenantScrubPolicy, relaxed: ReadonlySet<string>) {
+  private readonly cacheClean: boolean;
+
+  constructor(policy: TenantScrubPolicy, relaxed: ReadonlySet<string>, opts: { cleanCache?: boolean } = {}) {
     this.relaxed = relaxed;
+    this.cacheClean = opts.cleanCache ?? true;
     const on = (id: string) => policy.styles.has(id) && !relaxed.has(id);
     this.styles = policy.styles;
     this.key = policy.pseudonymKey;
@@ -79,7 +95,24 @@ export class Scrubber {
 
   /** Scrub one string; returns the same instance when nothing matched. */
   string(s: string, tally: Tally, key?: string): string {
-    return redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
+    if (s.length < MIN_SCAN_LENGTH) return s;
+    const cacheable = this.cacheClean && s.length <= CLEAN_CACHE_MAX_LENGTH;
+    if (cacheable) {
+      if (this.cleanYoung.has(s)) { this.stats.cached++; return s; }
+      if (this.cleanOld.has(s)) { this.stats.cached++; this.rememberClean(s); return s; }
+    }
+    this.stats.scanned++;
+    const out = redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
+    if (out === s && cacheable) this.rememberClean(s);
+    return out;
+  }
+
+  private rememberClean(s: string): void {
+    if (this.cleanYoung.size >= CLEAN_CACHE_LIMIT / 2) {
+      this.cleanOld = this.cleanYoung;
+      this.cleanYoung = new Set();
+    }
+    this.cleanYoung.add(s);
   }
 
   /** Whether an attribute key names a secret (`db.password`, `http.request.header.authorization`, `apiKey`). */

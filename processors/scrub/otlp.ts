@@ -91,12 +91,15 @@ function setAttr(attrs: KeyValue[], key: string, value: KeyValue['value']): void
   else attrs.push({ key, value });
 }
 
-function batchFor(policy: TenantScrubPolicy, now: Date): Batch {
-  return new Batch(scrubberFor(policy, now), policy.summaryAttributes);
+/** `scrubber` overrides the cached per-policy scrubber (benchmarks compare cache settings with it). */
+export interface ScrubOptions { scrubber?: Scrubber }
+
+function batchFor(policy: TenantScrubPolicy, now: Date, opts: ScrubOptions | undefined): Batch {
+  return new Batch(opts?.scrubber ?? scrubberFor(policy, now), policy.summaryAttributes);
 }
 
-export function scrubTraces(req: ExportTraceServiceRequest, policy: TenantScrubPolicy, now: Date): ScrubResult<ExportTraceServiceRequest> {
-  const b = batchFor(policy, now);
+export function scrubTraces(req: ExportTraceServiceRequest, policy: TenantScrubPolicy, now: Date, opts?: ScrubOptions): ScrubResult<ExportTraceServiceRequest> {
+  const b = batchFor(policy, now, opts);
   const s = b.scrubber;
   for (const rs of req.resourceSpans ?? []) {
     b.resource(rs.resource);
@@ -119,8 +122,8 @@ export function scrubTraces(req: ExportTraceServiceRequest, policy: TenantScrubP
   return { message: req, summary: b.summary() };
 }
 
-export function scrubLogs(req: ExportLogsServiceRequest, policy: TenantScrubPolicy, now: Date): ScrubResult<ExportLogsServiceRequest> {
-  const b = batchFor(policy, now);
+export function scrubLogs(req: ExportLogsServiceRequest, policy: TenantScrubPolicy, now: Date, opts?: ScrubOptions): ScrubResult<ExportLogsServiceRequest> {
+  const b = batchFor(policy, now, opts);
   const s = b.scrubber;
   for (const rl of req.resourceLogs ?? []) {
     b.resource(rl.resource);
@@ -141,8 +144,8 @@ export function scrubLogs(req: ExportLogsServiceRequest, policy: TenantScrubPoli
 interface DataPointLike { attributes?: KeyValue[]; exemplars?: { filteredAttributes?: KeyValue[] }[] }
 const POINT_KINDS = ['gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary'] as const;
 
-export function scrubMetrics(req: ExportMetricsServiceRequest, policy: TenantScrubPolicy, now: Date): ScrubResult<ExportMetricsServiceRequest> {
-  const b = batchFor(policy, now);
+export function scrubMetrics(req: ExportMetricsServiceRequest, policy: TenantScrubPolicy, now: Date, opts?: ScrubOptions): ScrubResult<ExportMetricsServiceRequest> {
+  const b = batchFor(policy, now, opts);
   const s = b.scrubber;
   for (const rm of req.resourceMetrics ?? []) {
     b.resource(rm.resource);

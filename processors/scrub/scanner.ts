@@ -4,14 +4,19 @@
 import { DEFAULT_RULES, type RuleDef } from './rules.ts';
 
 export interface ScanRule extends RuleDef {
-  /** Capture group of the whole alternative, and of its kept prefix (if any). */
+  /** Capture group of the whole alternative, and of its kept prefix (if any), in its variant regex. */
   group: number;
   keepGroup: number | undefined;
 }
 
+/** One compiled alternation (all rules whose required characters a string has). */
+interface Variant { re: RegExp; rules: ScanRule[] }
+
 export interface Scanner {
-  re: RegExp;
-  rules: ScanRule[];
+  /** The enabled rules in priority order. */
+  rules: readonly RuleDef[];
+  /** Compiled alternations by feature mask (see `features`), built on first use. */
+  variants: Map<number, Variant>;
 }
 
 /** Renders the replacement of a matched secret; the scrubber decides style (placeholder/pseudonym). */
@@ -30,12 +35,52 @@ export function repoRootRule(roots: readonly string[]): RuleDef | undefined {
   return { id: 'repo_path', family: 'path', angle: 'repo', value: `(?<![\\w.~-])(?:${clean.map(escapeRe).join('|')})(?=[/\\\\\\s"':]|$)` };
 }
 
-/** Joins the given rules (in priority order) into one scanner. */
+// Cheap character features of a string. A rule that needs `@` (e-mail, URL credentials) cannot
+// match a string without one, so strings are scanned by the alternation of only the rules whose
+// features they have: still one pass per string, with fewer alternatives tried at each position.
+export const F = { at: 1, sep: 2, dot: 4, slash: 8, space: 16 } as const;
+export const ALL_FEATURES = 31;
+
+/** What characters each rule needs (all bits must be present); rules not listed need none. */
+const NEEDS: Record<string, number> = {
+  private_key: F.space, jwt: F.dot, slack_webhook: F.sep | F.slash | F.dot, google_oauth_token: F.dot, sendgrid_key: F.dot, vault_token: F.dot,
+  url_password: F.sep | F.slash | F.at, authorization: F.sep, bearer: F.space, basic_auth: F.space, cookie: F.sep, kv_secret: F.sep,
+  url_signature: F.sep, email: F.at | F.dot, ipv4: F.dot, ipv6: F.sep, home_path: F.slash, repo_path: F.slash,
+};
+export const needsOf = (ruleId: string): number => NEEDS[ruleId] ?? 0;
+
+export function features(s: string): number {
+  let f = 0;
+  for (let i = 0; i < s.length; i++) {
+    switch (s.charCodeAt(i)) {
+      case 64: f |= F.at; break; // @
+      case 58: case 61: f |= F.sep; break; // : =
+      case 46: f |= F.dot; break; // .
+      case 47: case 92: f |= F.slash; break; // / \
+      case 32: case 9: case 10: case 13: f |= F.space; break;
+      default: continue;
+    }
+    if (f === ALL_FEATURES) break;
+  }
+  return f;
+}
+
+/** Joins the given rules (in priority order) into one scanner; variants compile on first use. */
 export function compileScanner(rules: readonly RuleDef[]): Scanner {
+  const scanner: Scanner = { rules, variants: new Map() };
+  variant(scanner, ALL_FEATURES); // compile the full alternation now: fragment errors surface at startup
+  return scanner;
+}
+
+function variant(scanner: Scanner, mask: number): Variant {
+  let v = scanner.variants.get(mask);
+  if (v) return v;
   let group = 1;
   const scanRules: ScanRule[] = [];
   const parts: string[] = [];
-  for (const r of rules) {
+  for (const r of scanner.rules) {
+    const needs = needsOf(r.id);
+    if ((needs & mask) !== needs) continue;
     const own = group++;
     const keepGroup = r.keep !== undefined ? group++ : undefined;
     parts.push(r.keep !== undefined ? `((${r.keep})${r.value})` : `(${r.value})`);
@@ -51,7 +96,9 @@ export function compileScanner(rules: readonly RuleDef[]): Scanner {
   // Fragments must not add capture groups of their own, or the group numbering above would be wrong.
   const groups = new RegExp(`${source}|`).exec('')!.length - 1;
   if (groups !== group - 1) throw new Error(`scrub rules: a fragment contains a capturing group (${groups} != ${group - 1})`);
-  return { re, rules: scanRules };
+  v = { re, rules: scanRules };
+  scanner.variants.set(mask, v);
+  return v;
 }
 
 export const defaultScanner = (): Scanner => compileScanner(DEFAULT_RULES);
@@ -70,11 +117,13 @@ export function findAll(s: string, scanner: Scanner): Finding[] {
 
 function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refining = false): void {
   if (s.length < MIN_SCAN_LENGTH) return;
-  const re = scanner.re;
+  const v = variant(scanner, features(s));
+  if (v.rules.length === 0) return;
+  const re = v.re;
   re.lastIndex = 0;
   let m: RegExpExecArray | null;
   while ((m = re.exec(s)) !== null) {
-    const rule = whichRule(m, scanner.rules);
+    const rule = whichRule(m, v.rules);
     const keep = rule.keepGroup !== undefined ? m[rule.keepGroup]!.length : 0;
     const start = m.index + keep;
     let end = m.index + m[0].length;
@@ -93,16 +142,20 @@ function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refi
         re.lastIndex = end;
       }
     }
-    onFinding({ rule: rule.refine && !refining ? refined(rule, value, scanner) : rule, start, end, value });
+    let found: ScanRule = rule;
+    if (rule.refine && !refining) {
+      const lastIndex = re.lastIndex; // the nested scan may reuse this regex object
+      found = refined(rule, value, scanner);
+      re.lastIndex = lastIndex;
+    }
+    onFinding({ rule: found, start, end, value });
   }
 }
 
 /** The specific rule that matches all of a keyword rule's value, else the keyword rule itself. */
 function refined(rule: ScanRule, value: string, scanner: Scanner): ScanRule {
   let inner: Finding | undefined;
-  const lastIndex = scanner.re.lastIndex;
   scan(value, scanner, (f) => { inner ??= f; }, true);
-  scanner.re.lastIndex = lastIndex; // the nested scan shares the regex object
   // Path rules rewrite rather than hide, so a path-shaped cookie is still hidden as a cookie.
   return inner && !inner.rule.angle && inner.start === 0 && inner.end === value.length ? inner.rule : rule;
 }
