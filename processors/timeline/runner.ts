@@ -89,23 +89,10 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
       for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     }
     await opts.beforeCommit?.(records);
-    advanceFetchPosition(records);
-  };
-
-  // WORKAROUND (lib/kafka/stage.ts runs eachBatch with eachBatchAutoResolve=false and never calls
-  // resolveOffset, so kafkajs keeps fetching from the first position and every batch is handled
-  // again and again). With autoCommit off, consumer.seek() only resolves the offset locally, which
-  // moves the fetch position past this durable batch; the stage still commits as before.
-  let consumer: RunningStage['consumer'] | undefined;
-  const advanceFetchPosition = (records: StageRecord[]) => {
-    const last = records[records.length - 1];
-    if (!consumer || !last) return;
-    consumer.seek({ topic: last.topic, partition: last.partition, offset: (BigInt(last.offset) + 1n).toString() });
   };
 
   const stage = await runStage({ name: 'timeline', groupId: opts.groupId, kafka: opts.kafka,
     topics: [topics.spans, topics.logs, topics.metrics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
-  consumer = stage.consumer;
   return {
     stage,
     stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },
