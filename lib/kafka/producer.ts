@@ -54,10 +54,14 @@ export class BatchingProducer {
     this.connected = true;
   }
 
-  async disconnect(): Promise<void> {
+  /** Flush, wait for outstanding produces (at most `graceMs`: with Kafka down they would retry for
+   * long), then disconnect. Callers whose sends were cut short see their promises reject. */
+  async disconnect(graceMs = 10_000): Promise<void> {
     this.flush();
-    await this.inFlight.catch(() => {});
-    if (this.connected) await this.producer.disconnect();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.inFlight.catch(() => {}), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
+    clearTimeout(timer);
+    if (this.connected) await this.producer.disconnect().catch(() => {});
     this.connected = false;
   }
 
