@@ -85,6 +85,35 @@ export class GoldenSignals {
   get openCells(): number {
     return this.cells.size;
   }
+
+  /**
+   * Open minutes as deterministic JSON (sorted cells, sparse histograms), to checkpoint with the
+   * offsets: a replay must not re-emit a minute with only the post-checkpoint part of its spans.
+   */
+  snapshot(): string {
+    const cells = [...this.cells.values()]
+      .sort((a, b) => a.minute - b.minute || cmp(a.tenant, b.tenant) || cmp(a.service, b.service))
+      .map((c) => {
+        const hist: number[] = [];
+        c.hist.forEach((n, i) => { if (n) hist.push(i, n); });
+        return [c.tenant, c.service, c.minute, c.requests, c.errors, hist];
+      });
+    const flushed = this.flushedBeforeMinute === Number.NEGATIVE_INFINITY ? null : this.flushedBeforeMinute;
+    return JSON.stringify({ v: 1, flushedBeforeMinute: flushed, lateDropped: this.lateDropped, cells });
+  }
+
+  restore(json: string): void {
+    const doc = JSON.parse(json) as { v: number; flushedBeforeMinute: number | null; lateDropped: number; cells: [string, string, number, number, number, number[]][] };
+    if (doc.v !== 1) throw new Error(`unsupported golden-signals snapshot version ${doc.v}`);
+    this.cells.clear();
+    this.flushedBeforeMinute = doc.flushedBeforeMinute ?? Number.NEGATIVE_INFINITY;
+    this.lateDropped = doc.lateDropped;
+    for (const [tenant, service, minute, requests, errors, sparse] of doc.cells) {
+      const hist = new Uint32Array(BUCKETS);
+      for (let i = 0; i < sparse.length; i += 2) hist[sparse[i]!] = sparse[i + 1]!;
+      this.cells.set(`${tenant}\u0000${service}\u0000${minute}`, { tenant, service, minute, requests, errors, hist });
+    }
+  }
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

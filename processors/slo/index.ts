@@ -13,3 +13,4 @@ export { SlotRing } from './slot-ring.ts';
 export { SloState } from './slo-state.ts';
 export * from './slo-events.ts';
 export * from './incident-mode.ts';
+export * from './slo-core.ts';
