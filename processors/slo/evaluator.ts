@@ -86,7 +86,7 @@ export class SloEvaluator {
     }
   }
 
-  /** Applies samples; returns how many were applied to at least one SLO. */
+  /** Routes samples to their SLOs; returns how many matched at least one (late ones included, and counted as late). */
   ingest(samples: readonly SliSample[]): number {
     let applied = 0;
     for (const s of samples) if (this.ingestOne(s)) applied++;
