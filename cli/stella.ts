@@ -1,20 +1,32 @@
 #!/usr/bin/env -S npx tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { ConfigError, loadConfig } from '../lib/config.ts';
+import { cmdAttestShow, cmdDbMigrate, cmdForensicVerify, cmdObsTrace, cmdScrub, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
-export class UsageError extends Error {}
+export { UsageError };
 
 const HELP = `stella — the stella-telemetry pipeline and its tools
 
 Usage: stella <command> [options]
 
 Commands:
-  run [--only <part>]     run the pipeline (parts: ${PARTS.join(', ')}); default: all parts
-  help                    show this help
+  run [--only <part>]                 run the pipeline (parts: ${PARTS.join(', ')}); default: all parts
+  scrub [--tenant T] [--config F]     OTLP JSON on stdin -> scrubbed OTLP JSON on stdout
+  obs trace <trace_id>                a trace's timeline events and spans (from the API)
+  forensic verify <bundle>            verify an evidence bundle offline; exit code names the cause
+  forensic attest show <bundle>       print the bundle's signed statements and who signed them when
+  slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
+  db migrate                          apply ClickHouse migrations (idempotent)
+  help                                show this help
+
+Common options: --output table|json|yaml, --tenant <id>, --api <url> (STELLA_API_URL, default
+http://127.0.0.1:8080), --token <token> (STELLA_TOKEN), --help.
 
 Configuration: STELLA_CONFIG (YAML/JSON file), KAFKA_BROKERS, CLICKHOUSE_URL, STELLA_DATA_DIR, ...
-(see README.md, "Configuration"). Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+(see README.md, "Configuration"). Exit codes: 0 ok, 1 not found or failed check, 2 usage or
+configuration error, 3 not authorized, 4 unreachable or runtime failure; forensic verify uses one
+code per failure cause (docs/evidence.md).
 `;
 
 export function parseFlags(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
@@ -53,12 +65,30 @@ async function cmdRun(flags: Map<string, string | true>): Promise<number> {
   return 0;
 }
 
-export async function main(argv: string[]): Promise<number> {
+const stdio: Io = {
+  stdout: (s) => { process.stdout.write(s); },
+  stderr: (s) => { process.stderr.write(s); },
+  stdin: async () => {
+    if (process.stdin.isTTY) return '';
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+
+export async function main(argv: string[], io: Io = stdio): Promise<number> {
   const { positional, flags } = parseFlags(argv);
-  const [cmd] = positional;
-  if (!cmd || cmd === 'help' || flags.has('help')) { process.stdout.write(HELP); return cmd || flags.has('help') ? 0 : 2; }
+  const [cmd, sub, sub2, ...rest] = positional;
+  const words = positional.join(' ');
+  if (!cmd || cmd === 'help' || flags.has('help')) { io.stdout(HELP); return cmd || flags.has('help') ? 0 : 2; }
   if (cmd === 'run') return cmdRun(flags);
-  throw new UsageError(`unknown command "${cmd}"; run "stella help"`);
+  if (cmd === 'scrub') return cmdScrub(flags, io);
+  if (cmd === 'obs' && sub === 'trace') return cmdObsTrace([sub2, ...rest].filter((x): x is string => !!x), flags, io);
+  if (cmd === 'forensic' && sub === 'verify') return cmdForensicVerify([sub2, ...rest].filter((x): x is string => !!x), flags, io);
+  if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return cmdAttestShow(rest, flags, io);
+  if (cmd === 'slo' && sub === 'rules') return cmdSloRules(flags, io);
+  if (cmd === 'db' && sub === 'migrate') return cmdDbMigrate(io);
+  throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }
 
 const isEntry = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
