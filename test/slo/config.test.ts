@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseSloConfig, SloConfigError, sliFingerprint } from '../../processors/slo/config.ts';
+import { requireBinary } from './helpers.ts';
 
 const fixture = readFileSync(new URL('./fixtures/slos.yaml', import.meta.url), 'utf8');
 
@@ -127,5 +128,12 @@ slos:
     expect(b.objective).toBe(0.9);
     expect(sliFingerprint(a)).toBe(sliFingerprint(b)); // objective change keeps the state
     expect(sliFingerprint(a)).not.toBe(sliFingerprint(c)); // a new threshold changes what "good" means
+  });
+});
+
+describe('test prerequisites', () => {
+  it('a missing Debian binary fails loudly with the package to install (tests never skip)', () => {
+    expect(() => requireBinary(['stella-no-such-binary'], 'prometheus-alertmanager'))
+      .toThrow('required binary stella-no-such-binary not found on PATH: install the Debian package "prometheus-alertmanager" (see .ci/apt-packages.txt)');
   });
 });
