@@ -25,8 +25,12 @@ export function dateTime64(nsText: string | bigint): string {
   if (n > MAX_NS) n = MAX_NS;
   const secs = n / 1_000_000_000n;
   const frac = (n % 1_000_000_000n).toString().padStart(9, '0');
-  return `${new Date(Number(secs) * 1000).toISOString().slice(0, 19).replace('T', ' ')}.${frac}`;
+  // Batches are mostly within one second: reuse the formatted second (formatting dominates otherwise).
+  if (secs !== lastSecs) { lastSecs = secs; lastSecsText = new Date(Number(secs) * 1000).toISOString().slice(0, 19).replace('T', ' '); }
+  return `${lastSecsText}.${frac}`;
 }
+let lastSecs = -1n;
+let lastSecsText = '';
 
 /** A derived event as stored: `ts` converted for DateTime64(9). */
 export function timelineInsertRow(e: TimelineEventRow): Record<string, unknown> {
