@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parseSloConfig } from '../../processors/slo/config.ts';
 import { SloEvaluator, type AlertStatus } from '../../processors/slo/evaluator.ts';
+import type { HistogramSample } from '../../processors/slo/samples.ts';
 import { renderPrometheusRules } from '../../processors/slo/prometheus-rules.ts';
 import { availabilityConfig, countsByMinute, endOfMinute, requireBinary, trafficByMinute } from './helpers.ts';
 
@@ -166,5 +167,69 @@ slos:
     const r = promtoolRun(['test', 'rules', 'lat.test.yaml']);
     expect(r.code, r.out.slice(0, 4000)).toBe(0);
     expect(firingAt.some((f) => f.length > 0)).toBe(true); // something fired, so agreement is not all-empty
+  });
+
+  it('metric SLO: the OTLP-histogram rules (seconds, job label, attribute matcher) agree with the evaluator', () => {
+    const config = parseSloConfig(`
+slos:
+  - name: search-latency
+    tenant: globex
+    service: api
+    objective: 0.99
+    minEvents: 10
+    sli: { type: latency, threshold: 500ms, metric: { name: http.server.request.duration, attributes: { http.route: /search } } }
+`);
+    const rulesText = renderPrometheusRules(config);
+    writeFileSync(path.join(dir, 'metric.rules.yaml'), rulesText);
+    const rules = parse(rulesText) as { groups: { name: string; rules: { alert?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[] };
+    const annotationsByWindows = new Map(rules.groups.flatMap((g) => g.rules).filter((r) => r.alert).map((r) => [r.labels!.windows!, r.annotations!]));
+
+    // One delta histogram point per minute, bounds 0.1 / 0.5 / 1 s: 200 requests, of which 100 over 0.5 s during minutes [60, 80).
+    const minutes = 110;
+    // Baseline 0.5% slow. (Exactly 1% would sit on the 3d/6h threshold of a 99% objective, where Prometheus'
+    // float rate arithmetic and exact counts can differ by an ulp — see docs/slo.md.)
+    const buckets = (m: number): number[] => (m >= 60 && m < 80 ? [50, 50, 60, 40] : [150, 49, 1, 0]);
+    const samples: HistogramSample[] = Array.from({ length: minutes }, (_, m) => ({
+      tenant: 'globex', service: 'api', metric: 'http.server.request.duration', attributes: { 'http.route': '/search' },
+      eventTimeMs: m * 60_000 + 30_000, boundsMs: [100, 500, 1000], bucketCounts: buckets(m), count: 200, isError: false,
+    }));
+    const ev = new SloEvaluator(config);
+    const firingAt = samples.map((s, m) => { ev.ingest([s]); return ev.evaluate(endOfMinute(0, m)).firing; });
+    // 1h/5m: 0.5% before the burst, 50% during: 1h ratio (0.005·(60−k) + 0.5k)/60 > 0.144 ⇔ k ≥ 17 → minute 76.
+    expect(firingAt.findIndex((f) => f.some((a) => a.windows === '1h/5m'))).toBe(76);
+
+    const cumulative = (pick: (b: number[]) => number) => {
+      const v = [0];
+      for (let m = 0; m < minutes; m++) v.push(v[v.length - 1]! + pick(buckets(m)));
+      return v.join(' ');
+    };
+    const base = 'tenant="globex", job="api", http_route="/search"';
+    const doc = {
+      rule_files: ['metric.rules.yaml'],
+      evaluation_interval: '1m',
+      group_eval_order: rules.groups.map((g) => g.name),
+      tests: [{
+        interval: '1m',
+        input_series: [
+          { series: `http_server_request_duration_seconds_bucket{${base}, le="0.1"}`, values: cumulative((b) => b[0]!) },
+          { series: `http_server_request_duration_seconds_bucket{${base}, le="0.5"}`, values: cumulative((b) => b[0]! + b[1]!) },
+          { series: `http_server_request_duration_seconds_bucket{${base}, le="+Inf"}`, values: cumulative(() => 200) },
+          { series: `http_server_request_duration_seconds_count{${base}}`, values: cumulative(() => 200) },
+          // Another route must not leak into this SLO.
+          { series: `http_server_request_duration_seconds_count{tenant="globex", job="api", http_route="/other"}`, values: cumulative(() => 1000) },
+        ],
+        alert_rule_test: firingAt.map((firing, m) => ({
+          eval_time: `${m + 1}m`,
+          alertname: 'SloErrorBudgetBurn',
+          exp_alerts: firing.map((a) => ({
+            exp_labels: { tenant: a.tenant, service: a.service, slo: a.slo, severity: a.severity, windows: a.windows },
+            exp_annotations: annotationsByWindows.get(a.windows),
+          })),
+        })),
+      }],
+    };
+    writeFileSync(path.join(dir, 'metric.test.yaml'), stringify(doc, { lineWidth: 0 }));
+    const r = promtoolRun(['test', 'rules', 'metric.test.yaml']);
+    expect(r.code, r.out.slice(0, 4000)).toBe(0);
   });
 });
