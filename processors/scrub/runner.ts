@@ -88,11 +88,16 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     const at = now();
     const clean: Message[] = [];
     const dead: Message[] = [];
+    const counts = new Map<string, { tenant: string; rule: string; n: number }>();
     for (const rec of records) {
       const v = scrubRecord(r.signal, rec, opts.config, at);
       if (v.kind === 'clean') {
         clean.push({ key: rec.key, value: v.value, headers: v.headers, partition: rec.partition });
-        for (const [rule, n] of Object.entries(v.summary.rules)) redactions.inc({ tenant: v.tenant, rule }, n);
+        for (const [rule, n] of Object.entries(v.summary.rules)) {
+          const k = `${v.tenant}\u0000${rule}`;
+          const c = counts.get(k);
+          if (c) c.n += n; else counts.set(k, { tenant: v.tenant, rule, n });
+        }
       } else {
         dead.push({ key: rec.key, value: rec.value, headers: { ...rec.headers, [H.dlqReason]: v.reason,
           [H.dlqSourceTopic]: rec.topic, [H.dlqSourceOffset]: rec.offset, [DLQ_SOURCE_PARTITION]: String(rec.partition) } });
@@ -103,6 +108,8 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     if (clean.length) out.push({ topic: r.clean, messages: clean });
     if (dead.length) out.push({ topic: topics.dlq, messages: dead });
     await send(out); // acks=all: resolves only when every clean and DLQ record is durable
+    // Counted once the batch is durable, so a retried batch is not counted twice.
+    for (const c of counts.values()) redactions.inc({ tenant: c.tenant, rule: c.rule }, c.n);
     recordsOut.inc({ signal: r.signal, outcome: 'clean' }, clean.length);
     if (dead.length) recordsOut.inc({ signal: r.signal, outcome: 'dlq' }, dead.length);
   };

@@ -5,6 +5,7 @@
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { H } from '../../lib/kafka/topics.ts';
+import { registry } from '../../lib/metrics.ts';
 import { decodeLogs, decodeTraces, encode, types } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig } from '../../processors/scrub/config.ts';
 import { sha256Hex } from '../../processors/scrub/record.ts';
@@ -105,6 +106,13 @@ describe('scrub runner on Kafka', () => {
     expect(timeline).toHaveLength(1);
     expect(timeline[0]!.key).toBe('beta');
     expect(JSON.parse(timeline[0]!.value.toString())).toMatchObject({ kind: 'scrub.deep_debug.granted', tenant_id: 'beta', resource_id: 'INC-7', actor: 'ops-1' });
+
+    // Per-tenant, per-rule counters (values never appear in labels).
+    const redactions = await registry.getSingleMetric('stella_scrub_redactions_total')!.get();
+    const count = (tenant: string, rule: string) => redactions.values.find((v) => v.labels.tenant === tenant && v.labels.rule === rule)?.value ?? 0;
+    expect([count('acme', 'email'), count('acme', 'ipv4'), count('acme', 'sensitive_key'), count('beta', 'email'), count('beta', 'ipv4')]).toEqual([1, 1, 1, 1, 0]);
+    const records = await registry.getSingleMetric('stella_scrub_records_total')!.get();
+    expect(records.values.find((v) => v.labels.signal === 'traces' && v.labels.outcome === 'dlq')?.value).toBe(1);
 
     // The batch's offsets end up committed (runStage commits after handle() resolved, i.e. after the acks).
     const admin = testKafka().admin();
