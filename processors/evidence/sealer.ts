@@ -89,6 +89,8 @@ export class Sealer {
     const bad = validateTenantId(opts.tenant);
     if (bad) throw new SealerError(bad);
     const { store, tenant } = opts;
+    const removed = (await store.removeIncompleteWrites?.(tenant)) ?? 0;
+    if (removed > 0) log.warn({ tenant, removed }, 'removed temp files of interrupted evidence writes');
     const reader = new LogReader(store, tenant);
     const sizes = await reader.sealedSizes();
     const size = sizes[sizes.length - 1] ?? 0;

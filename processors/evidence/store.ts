@@ -28,6 +28,8 @@ export interface EvidenceStore {
   writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void>;
   /** Names (relative to `dir`) of the files directly in `dir`; empty when it does not exist. */
   list(tenant: string, dir: string): Promise<string[]>;
+  /** Remove leftovers of interrupted writes (the sealer calls it on recovery, as the only writer). */
+  removeIncompleteWrites?(tenant: string): Promise<number>;
 }
 
 export const MUTABLE_FILES: ReadonlySet<string> = new Set(['checkpoint']);
@@ -108,6 +110,21 @@ export class FsEvidenceStore implements EvidenceStore {
     }
     // 3. One fsync per directory makes the new names durable.
     await Promise.all([...dirs].map((d) => syncDir(d)));
+  }
+
+  /** Delete `.tmp-*` files a killed process left behind; returns how many. */
+  async removeIncompleteWrites(tenant: string): Promise<number> {
+    const dir = this.tenantDir(tenant);
+    let names: string[];
+    try {
+      names = (await fsp.readdir(dir, { recursive: true })) as string[];
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw e;
+    }
+    const stale = names.filter((n) => path.basename(n).startsWith(TMP_PREFIX));
+    await Promise.all(stale.map((n) => fsp.unlink(path.join(dir, n)).catch(() => undefined)));
+    return stale.length;
   }
 
   async writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> {

@@ -1,4 +1,4 @@
-import { chmodSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -103,6 +103,20 @@ describe('sealer', () => {
         expect(snapshotDir(fs.root)).toEqual(want);
       });
     }
+    it('a process killed mid-write: its temp files are removed on recovery', async () => {
+      const want = snapshotDir((await uninterrupted()).store.root);
+      const fs = tempStore();
+      let s = await Sealer.recover({ store: fs, tenant: TENANT, signer: testSigner() });
+      s.append(items(0, 300)); await s.seal(T1);
+      // What a kill -9 during writeImmutableMany leaves: a half-written temp file next to the tiles.
+      mkdirSync(path.join(fs.tenantDir(TENANT), 'tile', '0'), { recursive: true });
+      writeFileSync(path.join(fs.tenantDir(TENANT), 'tile', '0', '.tmp-0123456789ab'), Buffer.alloc(100));
+      s = await Sealer.recover({ store: fs, tenant: TENANT, signer: testSigner() });
+      s.append(items(300, 513)); await s.seal(T2);
+      s.append(items(513, 777)); await s.seal(T3);
+      expect(snapshotDir(fs.root)).toEqual(want);
+    });
+
     it('after the checkpoint, before the Kafka offset commit', async () => {
       const want = snapshotDir((await uninterrupted()).store.root);
       const fs = tempStore();
