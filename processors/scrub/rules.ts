@@ -171,6 +171,8 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
   // Cookies run to the end of the line or quote; other secrets-by-keyword end at a separator.
   { id: 'cookie', refine: true, family: 'kv_secret', keep: `(?:${ci('set-cookie')}|${ci('cookie')})${KV_SEP}`, value: `${VALUE_HEAD}[^\\s"'\\[\\]:=][^\\r\\n"\\[\\]]{0,4095}` },
   { id: 'kv_secret', refine: true, family: 'kv_secret', keep: `${KV_KEYWORDS}${KV_SEP}`, value: KV_VALUE },
+  // `curl -u user:password` / `--user user:password` in logged command lines.
+  { id: 'cli_password', refine: true, family: 'kv_secret', keep: `(?:-u|--user)(?: {1,3}|=)[^\\s:'"\\[\\]/\\\\]{1,64}:`, value: KV_VALUE },
   // Azure SAS / presigned URL signatures: `sig=` only as a query parameter.
   { id: 'url_signature', refine: true, family: 'url_secret', keep: `(?<=[?&])(?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential)=`, value: `[^\\s&#"'\\[\\]]{8,1024}` },
 

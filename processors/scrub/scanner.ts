@@ -44,7 +44,7 @@ export const ALL_FEATURES = 31;
 /** What characters each rule needs (all bits must be present); rules not listed need none. */
 const NEEDS: Record<string, number> = {
   private_key: F.space, jwt: F.dot, slack_webhook: F.sep | F.slash | F.dot, google_oauth_token: F.dot, sendgrid_key: F.dot, vault_token: F.dot,
-  url_password: F.sep | F.slash | F.at, authorization: F.sep, bearer: F.space, basic_auth: F.space, cookie: F.sep, kv_secret: F.sep,
+  url_password: F.sep | F.slash | F.at, authorization: F.sep, bearer: F.space, basic_auth: F.space, cookie: F.sep, kv_secret: F.sep, cli_password: F.sep,
   url_signature: F.sep, email: F.at | F.dot, ipv4: F.dot, ipv6: F.sep, home_path: F.slash, repo_path: F.slash,
 };
 export const needsOf = (ruleId: string): number => NEEDS[ruleId] ?? 0;
@@ -143,9 +143,11 @@ function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refi
       }
     }
     let found: ScanRule = rule;
-    if (rule.refine && !refining) {
-      const lastIndex = re.lastIndex; // the nested scan may reuse this regex object
-      found = refined(rule, value, scanner);
+    if (!refining) {
+      const lastIndex = re.lastIndex; // nested scans may reuse this regex object
+      // The kept prefix is not trusted either: `https://<token>:x-oauth-basic@host` keeps a token.
+      if (keep > 0) scan(s.slice(m.index, start), scanner, (f) => onFinding({ ...f, start: m!.index + f.start, end: m!.index + f.end }), true);
+      if (rule.refine) found = refined(rule, value, scanner);
       re.lastIndex = lastIndex;
     }
     onFinding({ rule: found, start, end, value });

@@ -70,6 +70,9 @@ describe('rules', () => {
     expect(scrub('retry with bearer abcdefgh1234')).toBe('retry with bearer [REDACTED:bearer]');
     expect(scrub('bearer of bad news, basic plan')).toBe('bearer of bad news, basic plan');
     expect(scrub('export GITHUB_TOKEN=ghp_' + 'a1'.repeat(18))).toBe('export GITHUB_TOKEN=[REDACTED:github_token]');
+    // The kept prefix of a keyword rule is scanned too: a token used as the URL user name goes.
+    expect(scrub('https://ghp_' + 'a1'.repeat(18) + ':x-oauth-basic@github.com/o/r.git')).toBe('https://[REDACTED:github_token]:[REDACTED:url_password]@github.com/o/r.git');
+    expect(scrub('curl -u admin:s3cret https://registry.example.com/v2/')).toBe('curl -u admin:[REDACTED:cli_password] https://registry.example.com/v2/');
   });
   it('can turn IP redaction off per tenant', () => {
     const noIp = scrubberFor(policyFor(parseScrubConfig({ tenants: { acme: { ip: false } } }), 'acme'), now);

@@ -9,7 +9,7 @@ import { gen, prng } from './support.ts';
 const FRAGMENTS = ['hello', 'GET', '/api/v1/users', 'user', 'password', 'token', 'secret', 'Bearer', 'basic', 'Authorization:', 'Cookie:',
   'set-cookie', '=', ':', '::', '@', '://', 'https://', 'postgres://u:', '-----BEGIN PRIVATE KEY-----', '-----END PRIVATE KEY-----', '[', ']', '<', '>',
   '/home/', '/Users/', '/home/alice/src/repo', '10.0.0.', '2001:db8', 'eyJ', 'sk_live_', 'ghp_', 'AKIA', '?', '&', 'sig=', '"', "'", ',', ';',
-  '[REDACTED:email]', '[email:0123456789ab]', '<user>', '<repo>', 'REDACTED', 'x'.repeat(40), '4111', '1111', '-', '_', '.', 'example.com'];
+  'curl -u a:', '--user=', '[REDACTED:email]', '[email:0123456789ab]', '<user>', '<repo>', 'REDACTED', 'x'.repeat(40), '4111', '1111', '-', '_', '.', 'example.com'];
 const SLOTS = ['aws_access_key', 'github_token', 'gitlab_token', 'slack_token', 'slack_webhook', 'stripe_key', 'gcp_api_key', 'jwt', 'opaque', 'basic',
   'password', 'card', 'traceid', 'uuid', 'sha256', 'b64id', 'ts_iso', 'openai_key', 'sendgrid_key', 'vault_token'];
 const SEPS = ['', ' ', ' ', '\n', '=', ': ', '/', '&', '"', ', '];
