@@ -9,7 +9,8 @@ import { GrantTracker, grantEvent } from '../../processors/scrub/grants.ts';
 import { scrubTraces } from '../../processors/scrub/otlp.ts';
 import { scrubRecord, sha256Hex } from '../../processors/scrub/record.ts';
 import { scrubJsonCommand } from '../../processors/scrub/cli.ts';
-import { isCardNumber } from '../../processors/scrub/rules.ts';
+import { DEFAULT_RULES, isCardNumber } from '../../processors/scrub/rules.ts';
+import { repoRootRule } from '../../processors/scrub/scanner.ts';
 
 const now = new Date('2026-11-23T12:00:00Z');
 const defaults = scrubberFor(policyFor(parseScrubConfig({ defaults: { repoRoots: ['/home/alice/src/repo'] } }), 't'), now);
@@ -48,6 +49,17 @@ describe('pathological inputs do not stall the scanner', () => {
     const { summary } = scrubTraces(req as never, policyFor(parseScrubConfig({}), 't'), now);
     expect(performance.now() - t).toBeLessThan(2000);
     expect(summary.rules.email).toBe(1);
+  });
+});
+
+describe('rule fragments are linear-time by construction', () => {
+  // Strip escapes and character classes, then look for unbounded quantifiers (*, +, {n,}).
+  const skeleton = (src: string) => src.replace(/\\./g, 'x').replace(/\[[^\]]*\]/g, 'x');
+  it.each([...DEFAULT_RULES, repoRootRule(['/home/alice/src/repo'])!].map((r) => [r.id, r] as const))('%s has only bounded quantifiers', (_id, r) => {
+    for (const part of [r.keep ?? '', r.value]) {
+      const sk = skeleton(part);
+      expect(sk, part).not.toMatch(/[*+]|\{\d+,\}/);
+    }
   });
 });
 
