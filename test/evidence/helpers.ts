@@ -12,6 +12,9 @@ import { FsEvidenceStore, type EvidenceStore, type StoreFile } from '../../proce
 export const TENANT = 'acme';
 export const ORIGIN = 'stella-telemetry.example/tenants/acme';
 
+/** Seal boundaries for the SIGKILL test: 16 seals of 1,500 entries, fixed sealed_at each. */
+export const KILL_PLAN: [number, number, string][] = Array.from({ length: 16 }, (_, k) => [k * 1500, (k + 1) * 1500, new Date(Date.UTC(2026, 10, 23, 10, k)).toISOString()]);
+
 /** A deterministic signer: seed = SHA-256(label). */
 export function testSigner(label = 'key-1', name = ORIGIN): Signer {
   return signerFromSeed(name, createHash('sha256').update(label).digest());
