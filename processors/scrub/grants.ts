@@ -45,7 +45,10 @@ export function grantEvent(tenant: string, g: DeepDebugGrant, kind: TimelineEven
 
 export class GrantTracker {
   private readonly announced = new Set<string>();
-  constructor(private readonly config: ScrubConfig) {}
+  constructor(private config: ScrubConfig) {}
+
+  /** Track reloaded policies; what was already announced stays announced. */
+  setConfig(config: ScrubConfig): void { this.config = config; }
 
   /** Events that are due at `now` and not yet acknowledged (start before expiry, per tenant order). */
   due(now: Date): TimelineEvent[] {

@@ -17,6 +17,7 @@ export type ScrubTopics = Pick<TopicNames, 'spans' | 'metrics' | 'logs' | 'spans
 
 export interface ScrubRunnerOptions {
   kafka: Kafka;
+  /** Per-tenant scrub policies (`parseScrubConfig`), grants included. */
   config: ScrubConfig;
   topics?: Partial<ScrubTopics>;
   /** Consumer group (default `stella-scrub`); tests pass unique ones. */
@@ -33,6 +34,8 @@ export interface RunningScrub {
   stage: RunningStage;
   /** Publish due grant events now (also runs on a timer and before each batch). Resolves when acked. */
   publishGrantEvents(): Promise<TimelineEvent[]>;
+  /** Swap in a reloaded config (new grants included); batches already being handled finish with the old one. */
+  setConfig(config: ScrubConfig): void;
   stop(): Promise<void>;
 }
 
@@ -62,7 +65,8 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     return p.then(() => {});
   };
 
-  const tracker = new GrantTracker(opts.config);
+  let config = opts.config;
+  const tracker = new GrantTracker(config);
   let publishing: Promise<TimelineEvent[]> | undefined;
   const publishGrantEvents = (): Promise<TimelineEvent[]> => {
     publishing ??= (async () => {
@@ -86,11 +90,12 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     // Grant events go out before data scrubbed under the grant, so the timeline shows the grant first.
     await publishGrantEvents();
     const at = now();
+    const current = config;
     const clean: Message[] = [];
     const dead: Message[] = [];
     const counts = new Map<string, { tenant: string; rule: string; n: number }>();
     for (const rec of records) {
-      const v = scrubRecord(r.signal, rec, opts.config, at);
+      const v = scrubRecord(r.signal, rec, current, at);
       if (v.kind === 'clean') {
         clean.push({ key: rec.key, value: v.value, headers: v.headers, partition: rec.partition });
         for (const [rule, n] of Object.entries(v.summary.rules)) {
@@ -125,6 +130,7 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
 
   return {
     stage, publishGrantEvents,
+    setConfig: (next) => { config = next; tracker.setConfig(next); },
     stop: async () => {
       clearInterval(timer);
       await stage.stop();

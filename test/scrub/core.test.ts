@@ -146,6 +146,11 @@ describe('deep debug', () => {
     // A restarted scrubber re-announces with the same ids (the timeline deduplicates by event_id).
     expect(new GrantTracker(cfg).due(new Date('2026-11-24T00:00:00Z')).map((e) => e.event_id)).toEqual([started[0]!.event_id, expired[0]!.event_id]);
     expect(grantEvent('acme', policyFor(cfg, 'acme').grants[0]!, 'scrub.deep_debug.granted').event_id).toMatch(/^[0-9a-f]{32}$/);
+    // A reloaded config with a new grant: only the new grant is due.
+    tr.setConfig(parseScrubConfig({ tenants: { acme: { deepDebug: [
+      { id: 'INC-42', rules: ['email', 'ip'], startsAt: '2026-11-23T12:00:00Z', expiresAt: '2026-11-23T13:00:00Z', actor: 'ops-7', reason: 'checkout incident' },
+      { id: 'INC-43', rules: ['card'], startsAt: '2026-11-24T00:00:00Z', expiresAt: '2026-11-24T01:00:00Z', actor: 'ops-2', reason: 'refunds' }] } } }));
+    expect(tr.due(new Date('2026-11-24T00:30:00Z')).map((e) => [e.resource_id, e.kind])).toEqual([['INC-43', 'scrub.deep_debug.granted']]);
   });
   it('marks the batch summary with the relaxed rules', () => {
     const req = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'x', attributes: [{ key: 'a', value: { stringValue: x } }] }] }] }] };
