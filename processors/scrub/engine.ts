@@ -29,9 +29,10 @@ const PSEUDONYM_HEX = 12;
  */
 const CLEAN_CACHE_LIMIT = 16384;
 const CLEAN_CACHE_MAX_LENGTH = 512;
+/** Attribute keys are few and recur: their sensitivity verdict is remembered. */
+const KEY_CACHE_LIMIT = 4096;
 // Decoded protobufjs messages carry oneof defaults on the prototype ('' / null): only own properties are set.
 const has = (v: AnyValue, f: keyof AnyValue): boolean => Object.prototype.hasOwnProperty.call(v, f) && v[f] !== null && v[f] !== undefined;
-const CACHE_LIMIT = 4096;
 
 export class Scrubber {
   readonly scanner: Scanner;
@@ -41,7 +42,6 @@ export class Scrubber {
   private readonly sensitiveKeyOn: boolean;
   private readonly extraKeys: RegExp | undefined;
   private readonly keyCache = new Map<string, boolean>();
-  private readonly pseudonyms = new Map<string, string>();
   // Two generations approximate an LRU at Set speed: a full young generation becomes the old one,
   // and hits in the old generation are promoted, so recurring values survive a flood of unique ones.
   private cleanYoung = new Set<string>();
@@ -80,15 +80,9 @@ export class Scrubber {
   }
 
   /** Truncated HMAC-SHA-256 under the tenant key: equal inputs correlate, nothing is readable. */
+  // Not cached: a cache would keep the secrets themselves in memory as keys.
   private pseudonym(ruleId: string, value: string): string {
-    const k = `${ruleId}\u0000${value}`;
-    let p = this.pseudonyms.get(k);
-    if (p === undefined) {
-      p = createHmac('sha256', this.key!).update(k).digest('hex').slice(0, PSEUDONYM_HEX);
-      if (this.pseudonyms.size >= CACHE_LIMIT) this.pseudonyms.clear();
-      this.pseudonyms.set(k, p);
-    }
-    return p;
+    return createHmac('sha256', this.key!).update(`${ruleId}\u0000${value}`).digest('hex').slice(0, PSEUDONYM_HEX);
   }
 
   private readonly renderScan = (rule: ScanRule, value: string): string => this.render(rule.id, value, rule.angle);
@@ -122,7 +116,7 @@ export class Scrubber {
     if (v === undefined) {
       const norm = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2'); // camelCase segments count as segments
       v = SENSITIVE_KEY.test(norm) || (this.extraKeys?.test(norm) ?? false);
-      if (this.keyCache.size >= CACHE_LIMIT) this.keyCache.clear();
+      if (this.keyCache.size >= KEY_CACHE_LIMIT) this.keyCache.clear();
       this.keyCache.set(key, v);
     }
     return v;

@@ -1,7 +1,9 @@
-// One-pass string scanner: every enabled rule is an alternative of ONE global regex, so a string is
+// One-pass string scanner: the enabled rules are alternatives of ONE global regex, so a string is
 // walked once whatever the number of rules (the regex engine tries the alternatives at each start
-// position; each alternative's failure is bounded by its bounded quantifiers, see rules.ts).
-import { DEFAULT_RULES, type RuleDef } from './rules.ts';
+// position; each alternative's failure is bounded by its bounded quantifiers, see rules.ts). Which
+// alternation a string gets depends on cheap character features (`features`): rules needing an `@`
+// are left out for strings without one.
+import type { RuleDef } from './rules.ts';
 
 export interface ScanRule extends RuleDef {
   /** Capture group of the whole alternative, and of its kept prefix (if any), in its variant regex. */
@@ -100,8 +102,6 @@ function variant(scanner: Scanner, mask: number): Variant {
   scanner.variants.set(mask, v);
   return v;
 }
-
-export const defaultScanner = (): Scanner => compileScanner(DEFAULT_RULES);
 
 /** Shortest string any default rule can match; shorter strings are returned as they are. */
 export const MIN_SCAN_LENGTH = 6;
