@@ -17,7 +17,7 @@ import { formatCheckpoint, signNote, type Signer } from './note.ts';
 import { LogReader, readTile } from './reader.ts';
 import { segmentStatement, statementBytes, type KafkaHighWater, type KafkaRange, type SegmentPredicate } from './statement.ts';
 import type { EvidenceStore, StoreFile } from './store.ts';
-import { MAX_ENTRY_SIZE, TILE_WIDTH, decodeEntryBundle, entryBundlePath, hashesAtTileLevel, splitTileHashes, tileInTree, tileNodeSource, tilePath, tilesForRanges } from './tiles.ts';
+import { MAX_ENTRY_SIZE, TILE_WIDTH, decodeEntryBundle, entryBundlePath, hashesAtTileLevel, parseTilePath, splitTileHashes, tileInTree, tileNodeSource, tilePath, tilesForRanges } from './tiles.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 
 const log = logger('evidence');
@@ -89,11 +89,18 @@ export class Sealer {
     const bad = validateTenantId(opts.tenant);
     if (bad) throw new SealerError(bad);
     const { store, tenant } = opts;
-    const removed = (await store.removeIncompleteWrites?.(tenant)) ?? 0;
-    if (removed > 0) log.warn({ tenant, removed }, 'removed temp files of interrupted evidence writes');
     const reader = new LogReader(store, tenant);
     const sizes = await reader.sealedSizes();
     const size = sizes[sizes.length - 1] ?? 0;
+    // Files an interrupted seal wrote beyond the last commit record are not sealed: remove them so
+    // the re-seal may carry the same records in another order (e.g. another partition interleave).
+    const keyRecords = new Map<string, KeyRecord>();
+    for (const n of await store.list(tenant, 'keys')) {
+      const b = await store.read(tenant, `keys/${n}`);
+      if (b) keyRecords.set(`keys/${n}`, JSON.parse(Buffer.from(b).toString('utf8')) as KeyRecord);
+    }
+    const removed = (await store.removeIncompleteWrites?.(tenant, (f) => isCommittedFile(f, size, keyRecords))) ?? [];
+    if (removed.length > 0) log.warn({ tenant, size, removed: removed.length }, 'removed files of an interrupted seal');
     if (size === 0) {
       const keyRecorded = (await store.read(tenant, keyRecordPath(opts.signer.keyIdHex))) !== undefined;
       return new Sealer(store, opts, EMPTY_EDGE, EMPTY_ROOT, [], keyRecorded);
@@ -271,4 +278,15 @@ export async function loadEdge(store: EvidenceStore, tenant: string, size: numbe
     if (partialEntries.length !== w) throw new SealerError(`tenant ${tenant}: partial entry bundle holds ${partialEntries.length} entries, expected ${w}`);
   }
   return { size, partialTiles, partialEntries };
+}
+
+/** Whether a store file belongs to the log as committed at `size` (or to an earlier committed size). */
+export function isCommittedFile(file: string, size: number, keyRecords: ReadonlyMap<string, KeyRecord>): boolean {
+  const t = parseTilePath(file);
+  if (t) return t.index * TILE_WIDTH + t.width <= (t.entries ? size : hashesAtTileLevel(size, t.level));
+  const cp = /^checkpoints\/(0|[1-9]\d*)$/.exec(file);
+  if (cp) return Number(cp[1]) <= size;
+  const key = keyRecords.get(file);
+  if (key) return key.rotation_index === null || key.rotation_index < size;
+  return true; // anything else is not ours to judge
 }

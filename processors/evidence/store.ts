@@ -28,8 +28,13 @@ export interface EvidenceStore {
   writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void>;
   /** Names (relative to `dir`) of the files directly in `dir`; empty when it does not exist. */
   list(tenant: string, dir: string): Promise<string[]>;
-  /** Remove leftovers of interrupted writes (the sealer calls it on recovery, as the only writer). */
-  removeIncompleteWrites?(tenant: string): Promise<number>;
+  /**
+   * Remove leftovers of an interrupted seal: temp files, and files the commit record never covered
+   * (`isCommitted(path)` false). Only the sealer calls it, on recovery, as the tenant's only writer.
+   * Optional: a WORM backend cannot delete, and then a re-seal of differently ordered entries
+   * fails loudly with ImmutableConflictError instead.
+   */
+  removeIncompleteWrites?(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]>;
 }
 
 export const MUTABLE_FILES: ReadonlySet<string> = new Set(['checkpoint']);
@@ -112,19 +117,26 @@ export class FsEvidenceStore implements EvidenceStore {
     await Promise.all([...dirs].map((d) => syncDir(d)));
   }
 
-  /** Delete `.tmp-*` files a killed process left behind; returns how many. */
-  async removeIncompleteWrites(tenant: string): Promise<number> {
+  async removeIncompleteWrites(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]> {
     const dir = this.tenantDir(tenant);
     let names: string[];
     try {
       names = (await fsp.readdir(dir, { recursive: true })) as string[];
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
-    const stale = names.filter((n) => path.basename(n).startsWith(TMP_PREFIX));
-    await Promise.all(stale.map((n) => fsp.unlink(path.join(dir, n)).catch(() => undefined)));
-    return stale.length;
+    const removed: string[] = [];
+    await Promise.all(names.map(async (n) => {
+      const rel = n.split(path.sep).join('/');
+      const temp = path.basename(n).startsWith(TMP_PREFIX);
+      if (!temp && (rel === 'checkpoint' || rel.startsWith('envelopes/') || isCommitted(rel))) return;
+      const st = await fsp.stat(path.join(dir, n)).catch(() => undefined);
+      if (!st?.isFile()) return;
+      await fsp.unlink(path.join(dir, n));
+      removed.push(rel);
+    }));
+    return removed.sort();
   }
 
   async writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> {

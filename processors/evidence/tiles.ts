@@ -55,7 +55,7 @@ export function parseTilePath(p: string): (TileCoord & { entries: boolean }) | u
   const m = /^tile\/(entries|0|[1-9]\d?)\/((?:x\d{3}\/)*\d{3})(?:\.p\/([1-9]\d*))?$/.exec(p);
   if (!m) return undefined;
   const width = m[3] === undefined ? TILE_WIDTH : Number(m[3]);
-  if (width >= TILE_WIDTH) return undefined;
+  if (m[3] !== undefined && width >= TILE_WIDTH) return undefined; // a full tile has no .p/ suffix
   const entries = m[1] === 'entries';
   return { entries, level: entries ? 0 : Number(m[1]), index: decodeTileIndex(m[2]!), width };
 }

@@ -25,6 +25,9 @@ describe('tlog-tiles paths and shapes', () => {
     expect(entryBundlePath(2, 17)).toBe('tile/entries/002.p/17');
     expect(parseTilePath('tile/entries/x001/x234/067.p/12')).toEqual({ entries: true, level: 0, index: 1234067, width: 12 });
     expect(parseTilePath('tile/2/000.p/256')).toBeUndefined();
+    expect(parseTilePath('tile/0/x001/x234/067')).toEqual({ entries: false, level: 0, index: 1234067, width: 256 });
+    expect(parseTilePath('tile/entries/000')).toEqual({ entries: true, level: 0, index: 0, width: 256 });
+    expect(parseTilePath('tile/0/0001')).toBeUndefined();
     expect(() => tilePath({ level: 0, index: 0, width: 0 })).toThrow(/width/);
   });
 

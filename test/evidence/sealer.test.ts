@@ -103,6 +103,33 @@ describe('sealer', () => {
         expect(snapshotDir(fs.root)).toEqual(want);
       });
     }
+    it('re-delivery in another order after a crash before the commit record (uncommitted tiles are dropped)', async () => {
+      // Two partitions: the interleave after a restart need not match the one before it.
+      const mixed = (order: 'ab' | 'ba') => {
+        const a = items(300, 420, 'stella.timeline', 0);
+        const b = items(420, 513, 'stella.timeline', 1);
+        return order === 'ab' ? [...a, ...b] : [...b, ...a];
+      };
+      const run = async (store: ReturnType<typeof tempStore>, order: 'ab' | 'ba', crashAt?: RegExp) => {
+        let s = await Sealer.recover({ store, tenant: TENANT, signer: testSigner() });
+        s.append(items(0, 300)); await s.seal(T1);
+        if (crashAt) {
+          const c = await Sealer.recover({ store: new CrashingStore(store, crashAt), tenant: TENANT, signer: testSigner() });
+          c.append(mixed('ab'));
+          await expect(c.seal(T2)).rejects.toBeInstanceOf(SimulatedCrash);
+          s = await Sealer.recover({ store, tenant: TENANT, signer: testSigner() });
+        }
+        s.append(mixed(order)); await s.seal(T2);
+      };
+      const want = tempStore();
+      await run(want, 'ba');
+      for (const at of [/^envelopes\//, /^checkpoints\//]) {
+        const got = tempStore();
+        await run(got, 'ba', at);
+        expect(snapshotDir(got.root)).toEqual(snapshotDir(want.root));
+      }
+    });
+
     it('a process killed mid-write: its temp files are removed on recovery', async () => {
       const want = snapshotDir((await uninterrupted()).store.root);
       const fs = tempStore();
