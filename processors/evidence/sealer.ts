@@ -82,8 +82,9 @@ export class Sealer {
   /**
    * Rebuild the sealer from the store: the largest sealed size with an envelope, its right-edge
    * tiles and partial entry bundle (root re-computed and checked against the checkpoint), the
-   * Kafka high water from its statement, and the key schedule. Rolls `checkpoint` forward if a
-   * crash came between the envelope and the checkpoint pointer.
+   * Kafka high water from its statement, and the key schedule. First removes what an interrupted
+   * seal left beyond that commit record; rolls `checkpoint` forward if a crash came between the
+   * envelope and the checkpoint pointer.
    */
   static async recover(opts: SealerOptions): Promise<Sealer> {
     const bad = validateTenantId(opts.tenant);
@@ -287,6 +288,6 @@ export function isCommittedFile(file: string, size: number, keyRecords: Readonly
   const cp = /^checkpoints\/(0|[1-9]\d*)$/.exec(file);
   if (cp) return Number(cp[1]) <= size;
   const key = keyRecords.get(file);
-  if (key) return key.rotation_index === null || key.rotation_index < size;
+  if (key) return size > 0 && (key.rotation_index === null || key.rotation_index < size);
   return true; // anything else is not ours to judge
 }

@@ -130,6 +130,19 @@ describe('sealer', () => {
       }
     });
 
+    it('a first seal that never committed leaves no key behind (the restart may use another key)', async () => {
+      const fs = tempStore();
+      const c = await Sealer.recover({ store: new CrashingStore(fs, /^envelopes\//), tenant: TENANT, signer: testSigner('first') });
+      c.append(items(0, 10));
+      await expect(c.seal(T1)).rejects.toBeInstanceOf(SimulatedCrash);
+      expect(await fs.list(TENANT, 'keys')).toEqual([`${testSigner('first').keyIdHex}.json`]);
+      const s = await Sealer.recover({ store: fs, tenant: TENANT, signer: testSigner() });
+      expect(await fs.list(TENANT, 'keys')).toEqual([]);
+      s.append(items(0, 10)); await s.seal(T1);
+      expect(await fs.list(TENANT, 'keys')).toEqual([`${testSigner().keyIdHex}.json`]);
+      expect((await new LogReader(fs, TENANT).keySchedule(10)).map((k) => k.verifier.keyIdHex)).toEqual([testSigner().keyIdHex]);
+    });
+
     it('a process killed mid-write: its temp files are removed on recovery', async () => {
       const want = snapshotDir((await uninterrupted()).store.root);
       const fs = tempStore();
