@@ -2,7 +2,7 @@
 // the key schedule. Reads only the tiles a proof needs.
 import { fromB64Strict, toB64 } from './hash.ts';
 import { parseKeyRotation, keySchedule, type KeyValidity } from './keys.ts';
-import { CHECKPOINT_FILE, checkpointHistoryPath, envelopePath, keyRecordPath, sizesFromNames, type KeyRecord } from './layout.ts';
+import { CHECKPOINT_FILE, checkpointHistoryPath, envelopePath, sizesFromNames, type KeyRecord } from './layout.ts';
 import { consistencyProofRanges, inclusionProofRanges, rangeHash, ProofError } from './merkle.ts';
 import { parseCheckpoint, parseNote, parseVerifierKey, type Checkpoint } from './note.ts';
 import type { EvidenceStore } from './store.ts';
@@ -133,7 +133,6 @@ export class LogReader {
   }
 }
 
-export { keyRecordPath };
 
 // ---- C2SP tlog-proof ---------------------------------------------------------------------------
 

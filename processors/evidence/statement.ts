@@ -1,6 +1,6 @@
 // The in-toto Statement v1 that each seal signs (in a DSSE envelope): its subject is the signed
 // checkpoint file, its predicate says what the segment added and which Kafka records it covers.
-import { sha256Hex, toHex } from './hash.ts';
+import { sha256Hex } from './hash.ts';
 import { canonicalBytes } from './jcs.ts';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
@@ -57,4 +57,3 @@ export function checkStatementShape(s: unknown): string | undefined {
   return undefined;
 }
 
-export const rootHex = toHex;

@@ -21,7 +21,6 @@ function mthR(d: Uint8Array[], a: number, b: number): Buffer {
   }
   return r;
 }
-const mth = (d: Uint8Array[]): Buffer => { memo.clear(); return mthR(d, 0, d.length); };
 function pathR(m: number, d: Uint8Array[], a: number, b: number): Buffer[] {
   if (b - a === 1) return [];
   const s = k(b - a);
