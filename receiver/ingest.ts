@@ -1,7 +1,8 @@
 // The receiver's pure core: one Export request body in, the Kafka record values out (validated,
 // tenant-stamped, split under the record limit) plus what was refused and why. No I/O.
 import type { Signal } from '../lib/otlp/proto.ts';
-import { parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type RejectReason } from '../lib/otlp/wire.ts';
+import { parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type ParsedRequest, type RejectReason } from '../lib/otlp/wire.ts';
+import { keepLog, keepSpan } from './sampling.ts';
 
 export type IngestErrorKind = 'unauthenticated' | 'forbidden' | 'invalid' | 'too_large' | 'unsupported_media_type' | 'unavailable';
 
@@ -22,6 +23,8 @@ export interface PreparedExport {
   rejectedBy: Map<RejectReason, number>;
   /** For partial_success.error_message; empty when nothing was rejected. */
   message: string;
+  /** Items dropped by head sampling (not rejections: the client is not told). */
+  sampledOut: number;
 }
 
 const describe: Record<RejectReason, (n: number, noun: string, l: IngestLimits) => string> = {
@@ -33,7 +36,31 @@ const describe: Record<RejectReason, (n: number, noun: string, l: IngestLimits) 
 export const itemNoun = (signal: Signal): string =>
   signal.name === 'traces' ? 'spans' : signal.name === 'logs' ? 'log records' : 'data points';
 
-export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, limits: IngestLimits): PreparedExport {
+/**
+ * Head sampling (receiver/sampling.ts): drops sampled-out spans / trace-correlated log records
+ * in place and returns how many went. Scopes left empty are dropped; metrics are never sampled.
+ */
+export function applySampling(signal: Signal, parsed: ParsedRequest, threshold: number): number {
+  if (signal.name === 'metrics') return 0;
+  const keep = signal.name === 'traces' ? keepSpan : keepLog;
+  let dropped = 0;
+  for (const r of parsed.resources) {
+    for (const sc of r.scopes) {
+      let w = 0;
+      for (const it of sc.items) {
+        if (keep(it.bytes, threshold)) sc.items[w++] = it;
+        else dropped += it.count;
+      }
+      sc.items.length = w;
+    }
+    if (dropped) r.scopes = r.scopes.filter((sc) => sc.items.length > 0);
+  }
+  parsed.accepted -= dropped;
+  return dropped;
+}
+
+/** `sampleThreshold`: keep threshold from HeadSampler.thresholdFor (undefined = keep everything). */
+export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, limits: IngestLimits, sampleThreshold?: number): PreparedExport {
   let parsed;
   try {
     parsed = parseExportRequest(signal, body, tenant, limits);
@@ -42,6 +69,7 @@ export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, 
     if (err instanceof TenantMismatchError) throw new IngestError('forbidden', 'tenant_mismatch', err.message);
     throw err;
   }
+  const sampledOut = sampleThreshold === undefined ? 0 : applySampling(signal, parsed, sampleThreshold);
   const split = splitIntoRecords(parsed, limits.maxRecordBytes);
   const rejectedBy = new Map(parsed.rejected);
   if (split.tooLarge > 0) rejectedBy.set('item_too_large', split.tooLarge);
@@ -55,5 +83,5 @@ export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, 
     const [first] = rejectedBy.keys();
     throw new IngestError(first === 'item_too_large' ? 'too_large' : 'invalid', first ?? 'invalid', parts.join('; '));
   }
-  return { records: split.records, accepted: split.accepted, rejected, rejectedBy, message: parts.join('; ') };
+  return { records: split.records, accepted: split.accepted, rejected, rejectedBy, message: parts.join('; '), sampledOut };
 }

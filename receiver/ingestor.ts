@@ -8,11 +8,14 @@ import { counter, gauge, histogram } from '../lib/metrics.ts';
 import type { Signal } from '../lib/otlp/proto.ts';
 import type { Principal } from '../lib/tenancy.ts';
 import { IngestError, prepareExport, type IngestLimits } from './ingest.ts';
+import { headSampler, type HeadSampler } from './sampling.ts';
 
 export interface IngestorOptions extends IngestLimits {
   maxInflightBytes: number;
   produceTimeoutMs: number;
   retryAfterSeconds: number;
+  /** Per-tenant head sampling; default the process-wide `headSampler` (receiver/sampling.ts). */
+  sampler?: HeadSampler;
 }
 
 export interface ExportOutcome { accepted: number; rejected: number; message: string }
@@ -52,12 +55,13 @@ export class Ingestor {
     const tenant = principal.tenantId;
     let prepared;
     try {
-      prepared = prepareExport(signal, body, tenant, this.opts);
+      prepared = prepareExport(signal, body, tenant, this.opts, (this.opts.sampler ?? headSampler).thresholdFor(tenant));
     } catch (err) {
       if (err instanceof IngestError) receiverMetrics.refusedRequests.inc({ signal: signal.name, tenant, reason: err.reason });
       throw err;
     }
     for (const [reason, n] of prepared.rejectedBy) receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'refused', reason }, n);
+    if (prepared.sampledOut) receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'sampled_out', reason: 'head_sampling' }, prepared.sampledOut);
     if (prepared.records.length === 0) return { accepted: 0, rejected: prepared.rejected, message: prepared.message };
 
     const refuse = (reason: string, message: string): never => {
