@@ -43,6 +43,8 @@ export function grantEvent(tenant: string, g: DeepDebugGrant, kind: TimelineEven
   };
 }
 
+const announceKey = (tenant: string, grantId: string, kind: string): string => `${tenant}\u0000${grantId}\u0000${kind}`;
+
 export class GrantTracker {
   private readonly announced = new Set<string>();
   constructor(private config: ScrubConfig) {}
@@ -65,11 +67,11 @@ export class GrantTracker {
 
   /** Mark events as published (call after the timeline topic acked them). */
   ack(events: readonly TimelineEvent[]): void {
-    for (const e of events) this.announced.add(e.event_id);
+    for (const e of events) this.announced.add(announceKey(e.tenant_id, e.resource_id, e.kind));
   }
 
   private push(out: TimelineEvent[], tenant: string, g: DeepDebugGrant, kind: TimelineEvent['kind']): void {
-    const e = grantEvent(tenant, g, kind);
-    if (!this.announced.has(e.event_id)) out.push(e);
+    // Checked before building the event: due() runs before every batch, hashing is not free.
+    if (!this.announced.has(announceKey(tenant, g.id, kind))) out.push(grantEvent(tenant, g, kind));
   }
 }
