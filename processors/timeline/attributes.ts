@@ -33,9 +33,17 @@ export function anyValueString(v: AnyValue | null | undefined): string {
   return typeof j === 'string' ? j : typeof j === 'object' ? JSON.stringify(j) : String(j);
 }
 
+// A record's attributes are mapped for its OTel row and again for its event's details: memoise per
+// decoded list. Callers must treat the result as read-only (it is shared).
+const mapped = new WeakMap<readonly KeyValue[], Record<string, string>>();
+
 export function attrMap(attrs: readonly KeyValue[] | null | undefined): Record<string, string> {
+  if (!attrs) return {};
+  const hit = mapped.get(attrs);
+  if (hit) return hit;
   const out: Record<string, string> = {};
-  for (const kv of attrs ?? []) out[kv.key] = anyValueString(kv.value);
+  for (const kv of attrs) out[kv.key] = anyValueString(kv.value);
+  mapped.set(attrs, out);
   return out;
 }
 

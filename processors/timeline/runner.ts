@@ -10,7 +10,7 @@ import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
 import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
-import { eventMessage } from './events.ts';
+import { eventMessageJson } from './events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
 export interface TimelineRunnerOptions {
@@ -52,7 +52,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     let chunk: OutMessage[] = [];
     let bytes = 0;
     for (const e of events) {
-      const value = Buffer.from(JSON.stringify(eventMessage(e)));
+      const value = Buffer.from(eventMessageJson(e));
       if (bytes + value.length > MAX_PUBLISH_BYTES && chunk.length) { sends.push(producer.send(topics.timelineEvents, chunk)); chunk = []; bytes = 0; }
       chunk.push({ key: e.tenant_id, value, headers: { [H.tenant]: e.tenant_id } });
       bytes += value.length + e.tenant_id.length + 64;
@@ -82,12 +82,12 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
       writes.push(producer.send(topics.dlq, dead.map((r) => ({ key: r.key ?? '', value: r.value, headers: {
         ...r.headers, [H.dlqReason]: 'timeline: undecodable record', [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } }))));
     }
+    // Publishing overlaps the ClickHouse inserts (they run on the engine's threads while this one
+    // encodes Kafka messages); the offsets are committed only after both are acknowledged. If the
+    // insert fails, the whole batch is retried, so a published event's row always follows.
+    if (out.events.length) writes.push(publishEvents(out.events));
     await Promise.all(writes);
-    // Published only after the events are stored: a reader following a link from the topic finds the row.
-    if (out.events.length) {
-      await publishEvents(out.events);
-      for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
-    }
+    for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     await opts.beforeCommit?.(records);
   };
 
