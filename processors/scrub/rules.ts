@@ -1,13 +1,15 @@
 // The default scrub rules: what is a secret or personal datum, as regular-expression fragments that
 // the scanner joins into ONE alternation, so that each string is scanned once for all rules.
 //
-// Safety contract for every fragment (checked by review and by the pathological-input tests):
+// Safety contract for every fragment (checked by a static test, the pathological-input tests and
+// the idempotence property):
 //   - every quantifier is bounded ({m,n}); no nested quantifiers over overlapping classes, so a
 //     failed attempt at one start position costs at most the fragment's bounded length;
 //   - fragments start with a literal, a rare character, or a cheap look-behind, so most start
-//     positions are rejected on the first character;
-//   - value classes never contain '[' or ']' and placeholders never contain a trigger, so no rule
-//     matches what the scrubber writes (idempotence).
+//     positions are rejected on the first character (the scanner also gates word starts);
+//   - value classes never contain '[' or ']', values never start with a separator or a pseudonym's
+//     hex tail, and negative end conditions also refuse a following placeholder (OUTPUT_HEAD), so
+//     no rule matches what the scrubber writes and a second pass changes nothing.
 // Shapes follow the public secret-scanner rule sets (gitleaks, trufflehog, GitHub secret scanning):
 // vendor prefixes plus the documented alphabet and length of each token family.
 import { isIPv6 } from 'node:net';
