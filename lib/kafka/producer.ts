@@ -5,7 +5,8 @@ import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 
 export interface OutMessage {
-  key: string;
+  /** Tenant id for our records; null only when relaying a keyless record as it came. */
+  key: string | null;
   value: Buffer;
   headers?: Record<string, string>;
   /** Explicit partition (e.g. a processor keeping the source partition); else murmur2(key). */
@@ -74,7 +75,7 @@ export class BatchingProducer {
 
   /** Resolves when every message is acked by all in-sync replicas. */
   send(topic: string, messages: OutMessage[]): Promise<void> {
-    const bytes = messages.reduce((n, m) => n + m.value.length + m.key.length, 0);
+    const bytes = messages.reduce((n, m) => n + m.value.length + (m.key?.length ?? 0), 0);
     return new Promise<void>((resolve, reject) => {
       if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.maxBatchBytes) this.flush();
       this.queue.push({ topic, messages, bytes, resolve, reject });

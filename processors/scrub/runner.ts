@@ -3,7 +3,8 @@
 // Offsets are committed by runStage only after handle() resolved, and handle() resolves only after
 // Kafka acked every clean/DLQ write (acks=all): a crash re-scrubs, never loses.
 // Deep-debug grant starts/expiries are published as timeline events (JSON, key = tenant).
-import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import { BatchingProducer, type OutMessage } from '../../lib/kafka/producer.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
 import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
@@ -54,13 +55,13 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     [topics.logs, { signal: 'logs', clean: topics.logsClean }],
   ]);
   const now = opts.now ?? (() => new Date());
-  // Our own idempotent producer: the clean record must land on the source partition number, which
-  // the shared BatchingProducer cannot address.
-  const producer: Producer = opts.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  // The shared producer (idempotent, acks=all; it renews its session after a failed produce, which
+  // a raw kafkajs producer does not). Clean records name their source partition explicitly.
+  const producer = new BatchingProducer(opts.kafka, { lingerMs: 0 });
   await producer.connect();
   let sending: Promise<unknown> = Promise.resolve();
-  const send = (topicMessages: { topic: string; messages: Message[] }[]): Promise<void> => {
-    const p = sending.catch(() => {}).then(() => producer.sendBatch({ topicMessages, acks: -1 }));
+  const send = (topicMessages: { topic: string; messages: OutMessage[] }[]): Promise<void> => {
+    const p = Promise.all(topicMessages.map((t) => producer.send(t.topic, t.messages)));
     sending = p;
     return p.then(() => {});
   };
@@ -91,8 +92,8 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     await publishGrantEvents();
     const at = now();
     const current = config;
-    const clean: Message[] = [];
-    const dead: Message[] = [];
+    const clean: OutMessage[] = [];
+    const dead: OutMessage[] = [];
     const counts = new Map<string, { tenant: string; rule: string; n: number }>();
     for (const rec of records) {
       const v = scrubRecord(r.signal, rec, current, at);
@@ -109,7 +110,7 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
         log.warn({ topic: rec.topic, partition: rec.partition, offset: rec.offset, error_code: 'POISON_RECORD', error_message: v.reason }, 'raw record sent to the DLQ');
       }
     }
-    const out: { topic: string; messages: Message[] }[] = [];
+    const out: { topic: string; messages: OutMessage[] }[] = [];
     if (clean.length) out.push({ topic: r.clean, messages: clean });
     if (dead.length) out.push({ topic: topics.dlq, messages: dead });
     await send(out); // acks=all: resolves only when every clean and DLQ record is durable
