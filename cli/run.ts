@@ -1,17 +1,29 @@
 // `stella run`: the receiver, the processors and the API in one process on the configured (or
 // embedded default) Kafka and ClickHouse; `--only <part>` runs one part for scaling out.
 // Shutdown order on SIGTERM: stop intake, drain and commit the processors, then stop Kafka.
-import type { StellaConfig } from '../lib/config.ts';
+import { ConfigError, type StellaConfig } from '../lib/config.ts';
 import { startAdminServer } from '../lib/admin.ts';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import { connectKafka, ensurePipelineTopics } from '../lib/kafka/setup.ts';
 import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { TokenRegistry } from '../lib/tenancy.ts';
+import { createKafka } from '../lib/kafka/client.ts';
+import { parseScrubConfig } from '../processors/scrub/config.ts';
+import { startScrub } from '../processors/scrub/runner.ts';
 import { startReceiver } from '../receiver/index.ts';
 
-export const PARTS = ['receiver'] as const;
+export const PARTS = ['receiver', 'scrub'] as const;
 export type Part = (typeof PARTS)[number];
+
+/** Parse a processor's config section; its errors become ConfigErrors naming the section. */
+function section<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new ConfigError([`${name}: ${(err as Error).message}`]);
+  }
+}
 
 export interface RunningPipeline {
   brokers: string[];
@@ -48,6 +60,14 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       ports.grpc = receiver.grpcPort;
       ports.http = receiver.httpPort;
       out(`OTLP receiver: gRPC ${cfg.receiver.host}:${receiver.grpcPort}, HTTP http://${cfg.receiver.host}:${receiver.httpPort}`);
+    }
+    if (parts.has('scrub')) {
+      // Validated before anything consumes, so a bad rule file stops startup with its path named.
+      const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
+      const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
+        config: scrubConfig, topics: cfg.kafka.topics });
+      stops.push(() => scrub.stop());
+      out('Scrub: raw -> clean topics');
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);
