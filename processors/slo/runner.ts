@@ -192,13 +192,15 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
   const persist = async (pc: PartitionCore, ticks: SloTick[], extraIncidents: IncidentModeEvent[] = []): Promise<void> => {
     const incidents = [...ticks.flatMap((t) => t.incidentEvents), ...extraIncidents];
     const timeline = [...ticks.flatMap((t) => t.timelineEvents), ...incidents.map(incidentTimelineEvent)];
-    const sloEvents = ticks.flatMap((t) => t.sloEvents);
+    // slo_events and timeline rows both come from the transitions, in the same order: the record
+    // carries the timeline event id as header `event-id`, so consumers can deduplicate replays.
+    const sloEvents = ticks.flatMap((t) => t.sloEvents.map((r, i) => ({ ...r, eventId: t.timelineEvents[i]?.event_id ?? '' })));
     const golden = ticks.flatMap((t) => t.goldenSignals);
     await Promise.all([
       insertGoldenSignals(opts.store, golden),
       publishTimeline(timeline),
-      sloEvents.length ? producer.send(topics.sloEvents, sloEvents.map((r, i) => ({ key: r.key, value: Buffer.from(r.value),
-        headers: { ...r.headers, 'event-id': ticks.flatMap((t) => t.timelineEvents)[i]?.event_id ?? '' } }))) : Promise.resolve(),
+      sloEvents.length ? producer.send(topics.sloEvents, sloEvents.map((r) => ({ key: r.key, value: Buffer.from(r.value),
+        headers: { ...r.headers, 'event-id': r.eventId } }))) : Promise.resolve(),
     ]);
     for (const e of incidents) {
       for (const w of dispatcher.webhooks) w.poster.enqueue(incidentWebhookPayload(e, w.receiver, externalURL));
