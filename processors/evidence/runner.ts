@@ -1,0 +1,397 @@
+// The evidence runner: consumes timeline events and clean telemetry batches from Kafka and appends
+// them, per tenant, to the tenant's Merkle log (one Sealer per tenant); seals every N seconds or M
+// entries; writes each segment's row to ClickHouse `evidence_segments`; commits Kafka offsets only
+// once the seal covering them is durable. Protocol and crash behaviour: docs/evidence.md "Runner".
+//
+// Commit rule, per topic-partition: commit = min(first unsealed offset of every tenant with pending
+// entries on it), or last handled offset + 1 when none are pending. A partition carries several
+// tenants, so one tenant's seal never commits past another tenant's unsealed records.
+import { AssignerProtocol, type Consumer, type EachBatchPayload, type Kafka, type PartitionAssigner } from 'kafkajs';
+import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
+import { logger } from '../../lib/log.ts';
+import { counter } from '../../lib/metrics.ts';
+import { insertEvidenceSegment, type Store } from '../../lib/store/index.ts';
+import { validateTenantId } from '../../lib/tenancy.ts';
+import { EventIndex, indexFileBytes, indexPath } from './event-index.ts';
+import { sha256Hex } from './hash.ts';
+import { canonicalize, entryBytes } from './jcs.ts';
+import { loadSigningKey } from './keys.ts';
+import { defaultOrigin } from './layout.ts';
+import type { Signer } from './note.ts';
+import { LogReader } from './reader.ts';
+import { Sealer, type AppendItem, type SegmentRow } from './sealer.ts';
+import type { SegmentStatement } from './statement.ts';
+import { FsEvidenceStore, type EvidenceStore } from './store.ts';
+import { MAX_ENTRY_SIZE } from './tiles.ts';
+import { parseEnvelope } from './dsse.ts';
+
+const log = logger('evidence');
+const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
+
+export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
+export const OVERSIZE_EVENT_TYPE = 'stella.evidence.oversize-event/v1';
+export const UNPARSABLE_EVENT_TYPE = 'stella.evidence.unparsable-event/v1';
+export const COPARTITION_ASSIGNER = 'StellaCoPartition';
+
+export interface EvidenceTopics { timelineEvents: string; clean: string[] }
+
+export interface EvidenceRunnerOptions {
+  kafka: Kafka;
+  /** Root of the FsEvidenceStore (`<root>/tenants/<tenant>/...`); or pass `evidenceStore`. */
+  storeRoot?: string;
+  evidenceStore?: EvidenceStore;
+  /** ClickHouse store for `evidence_segments` rows. */
+  store: Store;
+  /** A signer per tenant (its name must be the tenant's origin), or one key file for every tenant. */
+  signer?: (tenant: string) => Promise<Signer> | Signer;
+  keyFile?: string;
+  /** Checkpoint origin = key name per tenant; default stella-telemetry.example/tenants/<tenant>. */
+  origin?: (tenant: string) => string;
+  topics?: Partial<EvidenceTopics>;
+  groupId?: string;
+  sealEverySeconds?: number;
+  sealEveryEntries?: number;
+  now?: () => Date;
+  fromBeginning?: boolean;
+}
+
+export interface RunningEvidence {
+  consumer: Consumer;
+  /** Graceful: seal what is pending, commit, disconnect. */
+  stop(): Promise<void>;
+  /** Crash simulation: stop sealing and committing at once, drop pending entries, disconnect. */
+  abandon(): Promise<void>;
+  /** Seal every tenant now (tests, shutdown). */
+  sealAll(): Promise<void>;
+  readonly tenants: ReadonlyMap<string, { size: number; pending: number }>;
+}
+
+interface TenantState {
+  tenant: string;
+  partition: number;
+  sealer: Sealer;
+  index: EventIndex;
+  lock: Promise<unknown>;
+  lastSealMs: number;
+  unsealedRows: SegmentRow[];
+  dropped: boolean;
+}
+
+interface TpState { topic: string; partition: number; lastHandled: bigint | undefined; firstPending: Map<string, bigint>; committed: bigint | undefined }
+
+/** Same partition number of every topic to the same member: a tenant's records (same key, same
+ *  partition number when the topics have equal partition counts) all reach one sealer. */
+export const coPartitionAssigner: PartitionAssigner = ({ cluster }) => ({
+  name: COPARTITION_ASSIGNER,
+  version: 1,
+  async assign({ members, topics }) {
+    const ids = members.map((m) => m.memberId).sort();
+    const plan = new Map<string, Record<string, number[]>>(ids.map((id) => [id, {}]));
+    for (const topic of topics) {
+      const parts = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId).sort((a, b) => a - b);
+      for (const p of parts) {
+        const a = plan.get(ids[p % ids.length]!)!;
+        (a[topic] ??= []).push(p);
+      }
+    }
+    return ids.map((memberId) => ({ memberId, memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: plan.get(memberId)!, userData: Buffer.alloc(0) }) }));
+  },
+  protocol({ topics }) {
+    return { name: COPARTITION_ASSIGNER, metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) };
+  },
+});
+
+/** The entry for a timeline event record: its canonical JSON, or a digest summary when too large or unparsable. */
+export function timelineEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }): { entry: Buffer; eventId: string | undefined } {
+  let obj: Record<string, unknown> | undefined;
+  try {
+    const v = JSON.parse(value.toString('utf8')) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) obj = v as Record<string, unknown>;
+  } catch { /* summarized below */ }
+  const eventId = typeof obj?.event_id === 'string' ? obj.event_id : undefined;
+  if (obj) {
+    const text = canonicalize(obj);
+    if (Buffer.byteLength(text) <= MAX_ENTRY_SIZE) return { entry: Buffer.from(text, 'utf8'), eventId };
+  }
+  return {
+    entry: entryBytes({ type: obj ? OVERSIZE_EVENT_TYPE : UNPARSABLE_EVENT_TYPE, ...(eventId ? { event_id: eventId } : {}), topic: pos.topic,
+      partition: pos.partition, offset: pos.offset, sha256: sha256Hex(value), size: value.length }),
+    eventId,
+  };
+}
+
+/** The entry for a clean telemetry record (one OTLP export batch): where it is and its digest. */
+export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }): Buffer {
+  return entryBytes({ type: CLEAN_BATCH_TYPE, topic: pos.topic, partition: pos.partition, offset: pos.offset, sha256: sha256Hex(value), size: value.length });
+}
+
+/** The `evidence_segments` row of the latest seal, read back from its envelope (restart upsert). */
+export async function latestSegmentRow(store: EvidenceStore, tenant: string): Promise<SegmentRow | undefined> {
+  const reader = new LogReader(store, tenant);
+  const sizes = await reader.sealedSizes();
+  const size = sizes[sizes.length - 1];
+  if (size === undefined) return undefined;
+  const env = parseEnvelope((await reader.envelopeAt(size))!);
+  const payload = Buffer.from(env.payload, 'base64');
+  const p = (JSON.parse(payload.toString('utf8')) as SegmentStatement).predicate;
+  return { tenant, from_size: p.previous.size, to_size: p.new.size, root_hex: p.new.root, statement_sha256: sha256Hex(payload), sealed_at: p.sealed_at };
+}
+
+const isoToNanos = (iso: string): string => (BigInt(Date.parse(iso)) * 1_000_000n).toString();
+
+export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<RunningEvidence> {
+  const evidence = opts.evidenceStore ?? new FsEvidenceStore(opts.storeRoot ?? (() => { throw new Error('storeRoot or evidenceStore is required'); })());
+  const topics: EvidenceTopics = {
+    timelineEvents: opts.topics?.timelineEvents ?? defaultTopicNames.timelineEvents,
+    clean: opts.topics?.clean ?? [defaultTopicNames.spansClean, defaultTopicNames.logsClean, defaultTopicNames.metricsClean],
+  };
+  const allTopics = [topics.timelineEvents, ...topics.clean];
+  const sealEveryMs = (opts.sealEverySeconds ?? 60) * 1000;
+  const sealEveryEntries = opts.sealEveryEntries ?? 100_000;
+  const now = opts.now ?? (() => new Date());
+  const originOf = opts.origin ?? defaultOrigin;
+  const keyCache = new Map<string, Promise<Signer>>();
+  const signerFor = (tenant: string): Promise<Signer> => {
+    let p = keyCache.get(tenant);
+    if (!p) {
+      if (opts.signer) p = Promise.resolve(opts.signer(tenant));
+      else if (opts.keyFile) p = loadSigningKey(opts.keyFile, originOf(tenant));
+      else throw new Error('signer or keyFile is required');
+      keyCache.set(tenant, p);
+    }
+    return p;
+  };
+
+  // Equal partition counts are what makes "same key → same partition number" hold across topics.
+  const admin = opts.kafka.admin();
+  await admin.connect();
+  try {
+    const md = await admin.fetchTopicMetadata({ topics: allTopics });
+    const counts = new Set(md.topics.map((t) => t.partitions.length));
+    if (counts.size !== 1) throw new Error(`evidence input topics must have equal partition counts (${md.topics.map((t) => `${t.name}:${t.partitions.length}`).join(', ')})`);
+  } finally { await admin.disconnect(); }
+
+  const tenants = new Map<string, TenantState>();
+  const opening = new Map<string, Promise<TenantState>>();
+  // Sealers being retired after a rebalance: a new sealer for the tenant waits for the old one's
+  // last operation (one writer per tenant log, also inside this process).
+  const retiring = new Map<string, Promise<unknown>>();
+  const tps = new Map<string, TpState>();
+  const tpKey = (t: string, p: number): string => `${t}\u0000${p}`;
+  let dead = false;
+  let rebalancing = false;
+
+  const consumer = opts.kafka.consumer({
+    groupId: opts.groupId ?? 'stella-evidence',
+    partitionAssigners: [coPartitionAssigner],
+    maxWaitTimeInMs: 200,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
+  });
+
+  const withLock = <T>(s: TenantState, fn: () => Promise<T>): Promise<T> => {
+    const run = s.lock.then(fn, fn);
+    s.lock = run.catch(() => undefined);
+    return run;
+  };
+
+  const openTenant = (tenant: string, partition: number): Promise<TenantState> => {
+    const have = tenants.get(tenant);
+    if (have) return Promise.resolve(have);
+    let p = opening.get(tenant);
+    if (!p) {
+      p = (async () => {
+        await retiring.get(tenant);
+        const sealer = await Sealer.recover({ store: evidence, tenant, signer: await signerFor(tenant), origin: originOf(tenant) });
+        const index = new EventIndex(evidence, tenant);
+        await index.refresh(sealer.size);
+        const s: TenantState = { tenant, partition, sealer, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], dropped: false };
+        // A crash after a seal and before its index file / segment row: write them now (idempotent).
+        await writeIndexTail(s);
+        const row = await latestSegmentRow(evidence, tenant);
+        if (row) s.unsealedRows.push(row);
+        await flushRows(s);
+        tenants.set(tenant, s);
+        log.info({ tenant_id: tenant, size: sealer.size }, 'evidence tenant opened');
+        return s;
+      })().finally(() => opening.delete(tenant));
+      opening.set(tenant, p);
+    }
+    return p;
+  };
+
+  async function writeIndexTail(s: TenantState): Promise<void> {
+    const names = await evidence.list(s.tenant, 'index');
+    const last = names.map((n) => Number(n.replace(/\.json$/, ''))).filter(Number.isSafeInteger).sort((a, b) => a - b).pop() ?? 0;
+    if (last < s.sealer.size) await evidence.writeImmutable(s.tenant, indexPath(s.sealer.size), indexFileBytes(last, s.sealer.size, s.index.events));
+  }
+
+  async function flushRows(s: TenantState): Promise<void> {
+    while (s.unsealedRows.length) {
+      const r = s.unsealedRows[0]!;
+      await insertEvidenceSegment(opts.store, { tenant_id: r.tenant, from_size: r.from_size, to_size: r.to_size, root_hex: r.root_hex,
+        statement_sha256: r.statement_sha256, sealed_at: isoToNanos(r.sealed_at) });
+      s.unsealedRows.shift();
+    }
+  }
+
+  /** Seal one tenant (caller holds its lock), record the segment, then commit what is now covered. */
+  async function sealLocked(s: TenantState): Promise<void> {
+    if (dead || s.dropped) return;
+    const from = s.sealer.size;
+    if (s.sealer.pendingCount > 0) {
+      const row = await s.sealer.seal(now());
+      s.lastSealMs = Date.now();
+      if (row) {
+        s.index.indexedSize = row.to_size;
+        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.index.events));
+        s.unsealedRows.push(row);
+      }
+    }
+    await flushRows(s);
+    for (const tp of tps.values()) tp.firstPending.delete(s.tenant);
+    await commitCovered();
+  }
+  const sealTenant = (s: TenantState): Promise<void> => withLock(s, () => sealLocked(s));
+
+  async function commitCovered(): Promise<void> {
+    if (dead) return;
+    const out: { topic: string; partition: number; offset: string }[] = [];
+    for (const tp of tps.values()) {
+      if (tp.lastHandled === undefined) continue;
+      let c = tp.lastHandled + 1n;
+      for (const o of tp.firstPending.values()) if (o < c) c = o;
+      if (tp.committed === undefined || c > tp.committed) out.push({ topic: tp.topic, partition: tp.partition, offset: c.toString() });
+    }
+    if (out.length === 0) return;
+    try {
+      await consumer.commitOffsets(out);
+      for (const o of out) tps.get(tpKey(o.topic, o.partition))!.committed = BigInt(o.offset);
+    } catch (err) {
+      // A rebalance in progress: the offsets stay uncommitted and the records are re-delivered
+      // (and skipped as at or below the sealed high water).
+      log.warn({ error_message: String(err) }, 'offset commit failed; records will be re-delivered');
+    }
+  }
+
+  const handleBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> => {
+    if (batch.messages.length === 0 || dead) return;
+    const { topic, partition } = batch;
+    const isTimeline = topic === topics.timelineEvents;
+    // Group by tenant, keeping offset order within each tenant.
+    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined }[]>();
+    for (const m of batch.messages) {
+      const headerTenant = m.headers?.[H.tenant];
+      const tenant = (headerTenant !== undefined ? String(Array.isArray(headerTenant) ? headerTenant[0] : headerTenant) : undefined) ?? m.key?.toString();
+      if (!tenant || validateTenantId(tenant)) {
+        recordsIn.inc({ outcome: 'no_tenant' });
+        log.warn({ topic, partition, offset: m.offset, error_code: 'NO_TENANT' }, 'record without a valid tenant; not logged');
+        continue;
+      }
+      const value = m.value ?? Buffer.alloc(0);
+      const pos = { topic, partition, offset: m.offset };
+      const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos), eventId: undefined };
+      let list = byTenant.get(tenant);
+      if (!list) byTenant.set(tenant, (list = []));
+      list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId });
+    }
+    const k = tpKey(topic, partition);
+    let tp = tps.get(k);
+    if (!tp) tps.set(k, (tp = { topic, partition, lastHandled: undefined, firstPending: new Map(), committed: undefined }));
+    for (const [tenant, list] of [...byTenant].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (!isRunning() || isStale() || dead) return;
+      const s = await openTenant(tenant, partition);
+      if (s.partition !== partition) log.warn({ tenant_id: tenant, topic, partition, expected: s.partition }, 'tenant seen on another partition number; topics must be co-partitioned');
+      await withLock(s, async () => {
+        if (dead || s.dropped) return;
+        // At-least-once timeline delivery: a republished event (same event_id) is logged once.
+        const seen = new Set<string>();
+        const fresh = list.filter((x) => {
+          if (x.eventId === undefined) return true;
+          if (s.index.events.has(x.eventId) || seen.has(x.eventId)) { recordsIn.inc({ outcome: 'duplicate_event' }); return false; }
+          seen.add(x.eventId);
+          return true;
+        });
+        // Seal boundaries fall every `sealEveryEntries` entries, also inside a batch, so a replay
+        // after a crash cuts the same segments.
+        for (let i = 0; i < fresh.length;) {
+          const room = Math.max(1, sealEveryEntries - s.sealer.pendingCount);
+          const chunk = fresh.slice(i, i + room);
+          i += chunk.length;
+          const res = s.sealer.append(chunk.map((x) => x.item));
+          let first: bigint | undefined;
+          res.indices.forEach((idx, n) => {
+            if (idx < 0) return;
+            const x = chunk[n]!;
+            if (x.eventId !== undefined) s.index.events.set(x.eventId, idx);
+            first ??= BigInt(x.item.kafka!.offset);
+          });
+          recordsIn.inc({ outcome: 'appended' }, res.accepted);
+          recordsIn.inc({ outcome: 'redelivered' }, res.skipped);
+          if (first !== undefined && !tp.firstPending.has(tenant)) tp.firstPending.set(tenant, first);
+          if (s.sealer.pendingCount >= sealEveryEntries) await sealLocked(s);
+        }
+      });
+    }
+    const last = batch.messages[batch.messages.length - 1]!.offset;
+    tp.lastHandled = BigInt(last);
+    resolveOffset(last);
+    await commitCovered(); // batches with nothing new (re-deliveries, no tenant) still move on
+    await heartbeat();
+  };
+
+  consumer.on(consumer.events.REBALANCING, () => { rebalancing = true; });
+  consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    rebalancing = false;
+    const assigned = e.payload.memberAssignment as Record<string, number[]>;
+    const owned = new Set(Object.values(assigned).flat());
+    for (const [key, tp] of tps) {
+      if (!(assigned[tp.topic] ?? []).includes(tp.partition)) tps.delete(key);
+      else { tp.committed = undefined; tp.firstPending.clear(); tp.lastHandled = undefined; }
+    }
+    // Partitions we keep restart from their committed offsets; drop every sealer's unsealed entries
+    // (they will be re-delivered) and the sealers of tenants we no longer own.
+    for (const [tenant, s] of tenants) {
+      tenants.delete(tenant);
+      const done = withLock(s, async () => { s.dropped = true; });
+      retiring.set(tenant, done);
+      void done.finally(() => { if (retiring.get(tenant) === done) retiring.delete(tenant); });
+      if (!owned.has(s.partition)) log.info({ tenant_id: tenant, partition: s.partition }, 'evidence tenant released (partition revoked)');
+    }
+  });
+
+  await consumer.connect();
+  await consumer.subscribe({ topics: allTopics, fromBeginning: opts.fromBeginning ?? true });
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: handleBatch });
+
+  const timer = setInterval(() => {
+    if (dead || rebalancing) return;
+    for (const s of tenants.values()) {
+      if (s.sealer.pendingCount > 0 && Date.now() - s.lastSealMs >= sealEveryMs) {
+        sealTenant(s).catch((err: unknown) => log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; offsets not committed'));
+      } else if (s.unsealedRows.length) {
+        withLock(s, () => flushRows(s)).then(() => commitCovered()).catch(() => undefined);
+      }
+    }
+  }, Math.max(50, Math.min(1000, sealEveryMs / 4)));
+  timer.unref();
+
+  const sealAll = async (): Promise<void> => { await Promise.all([...tenants.values()].map((s) => sealTenant(s))); };
+
+  return {
+    consumer,
+    get tenants() { return new Map([...tenants].map(([t, s]) => [t, { size: s.sealer.size, pending: s.sealer.pendingCount }])); },
+    sealAll,
+    stop: async () => {
+      await consumer.stop();
+      await sealAll();
+      dead = true;
+      clearInterval(timer);
+      await consumer.disconnect();
+    },
+    abandon: async () => {
+      dead = true;
+      clearInterval(timer);
+      await consumer.disconnect();
+    },
+  };
+}
