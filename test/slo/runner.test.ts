@@ -163,6 +163,7 @@ describe('SLO runner', () => {
       kindPrefixes: ['slo.', 'incident.'], limit: 1000 });
     const pageRows = tl.filter((e) => e.kind.startsWith('slo.breach') && JSON.parse(e.details).windows === '1h/5m');
     expect(pageRows.map((e) => e.kind)).toEqual(['slo.breach.started', 'slo.breach.resolved']);
+    expect(pageStart.headers['event-id']).toBe(pageRows[0]!.event_id); // consumers of slo_events dedup replays by it
     expect(tl.filter((e) => e.kind === 'incident.mode.started')).toHaveLength(1);
     expect(tl.filter((e) => e.kind === 'slo.breach.started')).toHaveLength(byWindows.size);
     expect((await forTenant(store, 'globex').listEvents({ fromUnixNano: 0n, toUnixNano: BigInt(Date.now() + 3_600_000) * 1_000_000n, kindPrefixes: ['slo.'], limit: 10 }))).toHaveLength(0);
