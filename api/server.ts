@@ -12,6 +12,15 @@ import { apiError, json, Router, type ApiResponse } from './router.ts';
 
 export const DEFAULT_API_PORT = 8080;
 
+/** Config key STELLA_API_PORT (default 8080). */
+export function apiPortFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.STELLA_API_PORT;
+  if (v === undefined || v === '') return DEFAULT_API_PORT;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error('STELLA_API_PORT must be a port number (0-65535)');
+  return n;
+}
+
 export interface ApiServerOptions {
   tokens: TokenRegistry;
   /** Default 8080; 0 picks a free port (tests). */

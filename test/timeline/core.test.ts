@@ -9,6 +9,7 @@ import { PoisonRecord, transformRecord } from '../../processors/timeline/transfo
 import { decodeCursor, encodeCursor, parseTime } from '../../api/params.ts';
 import { parseTimelineQuery } from '../../api/timeline-routes.ts';
 import { traceTable } from '../../processors/timeline/cli.ts';
+import { apiPortFromEnv, DEFAULT_API_PORT } from '../../api/server.ts';
 import { hexId, logsRequest, tracesRequest } from './support.ts';
 
 const src = { topic: 'otlp_logs_clean', partition: 2, offset: '41' };
@@ -108,6 +109,13 @@ describe('time and parameters', () => {
     expect(() => parseTimelineQuery(new URLSearchParams('trace_id=nothex'), now, 10n)).toThrow(/trace_id/);
     expect(() => parseTimelineQuery(new URLSearchParams('from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z'), now, 10n)).toThrow(/before/);
     expect(() => parseTimelineQuery(new URLSearchParams('project=a&project=b'), now, 10n)).toThrow(/once/);
+  });
+
+  it('reads the API port from STELLA_API_PORT, default 8080', () => {
+    expect(apiPortFromEnv({})).toBe(DEFAULT_API_PORT);
+    expect(DEFAULT_API_PORT).toBe(8080);
+    expect(apiPortFromEnv({ STELLA_API_PORT: '9090' })).toBe(9090);
+    expect(() => apiPortFromEnv({ STELLA_API_PORT: 'http' })).toThrow(/STELLA_API_PORT/);
   });
 
   it('renders the obs trace table in time order', () => {

@@ -1,0 +1,269 @@
+// Evidence routes (docs/evidence.md "API"):
+//   GET  /evidence/:tenant/checkpoint                 evidence:read    latest signed checkpoint (text/plain)
+//   GET  /evidence/:tenant/tile/<L>/<N>[.p/<W>]        evidence:read    C2SP tlog-tiles, as stored (immutable)
+//   GET  /evidence/:tenant/tile/entries/<N>[.p/<W>]    evidence:read    entry bundles
+//   GET  /evidence/proof/inclusion?event_id=           evidence:read    C2SP tlog-proof of the event's entry
+//   GET  /evidence/proof/consistency?from=&to=         evidence:read    consistency proof between sealed sizes
+//   POST /evidence/snapshot {kind, resource_id, case_id} evidence:create deterministic case bundle → its id
+//   GET  /evidence/bundles/:id                          evidence:export  the bundle bytes (.tar.gz)
+//   POST /evidence/verify  (bundle bytes)               evidence:read    verification result JSON
+//   POST /evidence/hold/:case_id                        evidence:create  legal hold on the case's bundles
+// The tenant comes from the token's grants (`?tenant=` to choose); in `/evidence/:tenant/...` paths it
+// must be the path's tenant, checked by the same guard (403 otherwise).
+//
+// Two things these routes need from the HTTP server beyond JSON (see docs/evidence.md "Server"):
+// the raw request body as `rawBody: Buffer` on POST, and responses whose `body` is a Buffer or a
+// string with a non-JSON content type written as-is.
+import { forTenant, MAX_LIMIT, type Store, type TimelineEvent } from '../lib/store/index.ts';
+import { validateTenantId, type Scope } from '../lib/tenancy.ts';
+import { buildBundle, formatConsistencyProof, verifyBundle, type Manifest } from '../processors/evidence/bundle.ts';
+import { causeExitCode } from '../processors/evidence/causes.ts';
+import { EventIndex } from '../processors/evidence/event-index.ts';
+import { sha256Hex } from '../processors/evidence/hash.ts';
+import { canonicalBytes } from '../processors/evidence/jcs.ts';
+import { CHECKPOINT_FILE } from '../processors/evidence/layout.ts';
+import { LogReader, formatTlogProof } from '../processors/evidence/reader.ts';
+import type { EvidenceStore } from '../processors/evidence/store.ts';
+import { gunzip, readTar } from '../processors/evidence/tar.ts';
+import { parseTilePath } from '../processors/evidence/tiles.ts';
+import { BadRequest, EVENT_ID, HEX_TRACE_ID } from './params.ts';
+import { apiError, json, type ApiRequest, type ApiResponse, type AuthedHandler, type AuthedRequest, type Router } from './router.ts';
+
+export interface EvidenceRouteDeps {
+  /** The tenants' logs (read-only here; the runner writes them). */
+  evidence: EvidenceStore;
+  /** Where bundles and holds are kept: a separate store (the runner's recovery never touches it). */
+  cases: EvidenceStore;
+  /** ClickHouse, for the timeline events a snapshot covers. */
+  store: Store;
+  /** Most events one snapshot may hold. Default 10,000. */
+  maxSnapshotEvents?: number;
+  now?: () => Date;
+}
+
+export const CASE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const BUNDLE_ID = /^[0-9a-f]{64}$/;
+const SIZE = /^[1-9]\d{0,15}$/;
+
+export const bundlePath = (id: string): string => `bundles/${id}.tar.gz`;
+export const bundleMetaPath = (id: string): string => `bundles/${id}.json`;
+export const holdPath = (caseId: string): string => `holds/${caseId}.json`;
+
+export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; bytes: number }
+export interface HoldRecord { case_id: string; held_at: string; bundles: string[] }
+
+const text = (status: number, body: string | Buffer, contentType: string, extra: Record<string, string> = {}): ApiResponse =>
+  ({ status, body, headers: { 'content-type': contentType, ...extra } });
+
+const handled = (h: AuthedHandler): AuthedHandler => async (req) => {
+  try { return await h(req); } catch (err) {
+    if (err instanceof BadRequest) return apiError(400, 'invalid_parameter', err.message, { parameter: err.param });
+    throw err;
+  }
+};
+
+type WithBody = ApiRequest & { rawBody?: Buffer; body?: unknown };
+
+/** The request body as bytes (server-provided `rawBody`, or a Buffer `body`). */
+function rawBody(req: ApiRequest): Buffer | undefined {
+  const r = req as WithBody;
+  if (Buffer.isBuffer(r.rawBody)) return r.rawBody;
+  if (Buffer.isBuffer(r.body)) return r.body;
+  return undefined;
+}
+
+/** A JSON object body (from rawBody or an already-parsed body), else the query parameters. */
+function bodyFields(req: ApiRequest): Record<string, unknown> {
+  const raw = rawBody(req);
+  if (raw && raw.length) {
+    try {
+      const v = JSON.parse(raw.toString('utf8')) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch { /* fall through */ }
+    throw new BadRequest('body', 'body must be a JSON object');
+  }
+  const b = (req as WithBody).body;
+  if (b && typeof b === 'object' && !Buffer.isBuffer(b)) return b as Record<string, unknown>;
+  return Object.fromEntries(req.query);
+}
+
+export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps): void {
+  const maxEvents = deps.maxSnapshotEvents ?? 10_000;
+  const now = deps.now ?? (() => new Date());
+  const guard = router.guard;
+  if (!guard) throw new Error('router has no auth guard');
+
+  // One reader (tile cache) and one event index per tenant, refreshed as the log grows.
+  const readers = new Map<string, LogReader>();
+  const indexes = new Map<string, EventIndex>();
+  const readerOf = (t: string): LogReader => { let r = readers.get(t); if (!r) readers.set(t, (r = new LogReader(deps.evidence, t, { tileCache: 4096 }))); return r; };
+  const indexOf = async (t: string, size: number): Promise<EventIndex> => {
+    let x = indexes.get(t);
+    if (!x) indexes.set(t, (x = new EventIndex(deps.evidence, t)));
+    await x.refresh(size, readerOf(t));
+    return x;
+  };
+
+  /** A route under /evidence/:tenant/...: the guard checks the scope for the path's tenant. */
+  const tenantPath = (method: string, pattern: string, scope: Scope, h: AuthedHandler): void => {
+    const inner = guard(scope, handled(h));
+    const handler = (req: ApiRequest) => {
+      const t = req.params.tenant!;
+      if (validateTenantId(t)) return apiError(400, 'invalid_tenant', 'tenant must be a tenant id (lowercase letters, digits, "-", "_")');
+      const asked = req.query.get('tenant');
+      if (asked !== null && asked !== t) return apiError(400, 'invalid_tenant', '?tenant= differs from the tenant in the path');
+      const query = new URLSearchParams(req.query);
+      query.set('tenant', t);
+      return inner({ ...req, query });
+    };
+    router.routes.push({ method, pattern, parts: pattern.split('/').filter(Boolean), handler, scope });
+  };
+
+  tenantPath('GET', '/evidence/:tenant/checkpoint', 'evidence:read', async (req) => {
+    const b = await deps.evidence.read(req.tenant, CHECKPOINT_FILE);
+    if (!b) return apiError(404, 'not_found', 'the tenant has no sealed checkpoint yet');
+    return text(200, Buffer.from(b), 'text/plain; charset=utf-8', { 'cache-control': 'no-cache' });
+  });
+
+  // Tile paths have 1 to 7 segments after tile/ (level or "entries", x-grouped index, .p/<W>).
+  for (let n = 2; n <= 8; n++) {
+    const segs = Array.from({ length: n }, (_, i) => `:s${i}`).join('/');
+    tenantPath('GET', `/evidence/:tenant/tile/${segs}`, 'evidence:read', async (req) => {
+      const rel = `tile/${Array.from({ length: n }, (_, i) => req.params[`s${i}`]!).join('/')}`;
+      if (!parseTilePath(rel)) return apiError(404, 'not_found', 'not a tile path');
+      const b = await deps.evidence.read(req.tenant, rel);
+      if (!b) return apiError(404, 'not_found', 'no such tile');
+      return text(200, Buffer.from(b), 'application/octet-stream', { 'cache-control': 'public, max-age=31536000, immutable' });
+    });
+  }
+
+  router.scoped('GET', '/evidence/proof/inclusion', 'evidence:read', handled(async (req) => {
+    const id = (req.query.get('event_id') ?? '').toLowerCase();
+    if (!EVENT_ID.test(id)) throw new BadRequest('event_id', 'event_id must be 32 hex characters');
+    const reader = readerOf(req.tenant);
+    const latest = await reader.latest();
+    if (!latest) return apiError(404, 'not_found', 'the tenant has no sealed checkpoint yet');
+    const n = latest.checkpoint.size;
+    const index = (await indexOf(req.tenant, n)).events.get(id);
+    // Another tenant's event id is indistinguishable from one not (yet) sealed.
+    if (index === undefined || index >= n) return apiError(404, 'not_found', 'no sealed entry for this event (unknown, or not sealed yet)');
+    return text(200, formatTlogProof(index, await reader.inclusionProof(index, n), latest.note), 'text/plain; charset=utf-8');
+  }));
+
+  router.scoped('GET', '/evidence/proof/consistency', 'evidence:read', handled(async (req) => {
+    const from = req.query.get('from') ?? '';
+    const to = req.query.get('to') ?? '';
+    if (!SIZE.test(from)) throw new BadRequest('from', 'from must be a sealed tree size (a positive integer)');
+    if (!SIZE.test(to)) throw new BadRequest('to', 'to must be a sealed tree size (a positive integer)');
+    const m = Number(from);
+    const n = Number(to);
+    if (m > n) throw new BadRequest('from', 'from must not exceed to');
+    const reader = readerOf(req.tenant);
+    const [a, b] = await Promise.all([reader.checkpointAt(m), reader.checkpointAt(n)]);
+    if (!a || !b) return apiError(404, 'not_found', 'both sizes must be sealed checkpoints of this tenant');
+    return text(200, formatConsistencyProof(m, n, await reader.consistencyProof(m, n)), 'text/plain; charset=utf-8');
+  }));
+
+  router.scoped('POST', '/evidence/snapshot', 'evidence:create', handled(async (req) => {
+    const f = bodyFields(req);
+    const kind = typeof f.kind === 'string' ? f.kind : '';
+    const resourceId = typeof f.resource_id === 'string' ? f.resource_id : '';
+    const caseId = typeof f.case_id === 'string' ? f.case_id : '';
+    if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(kind)) throw new BadRequest('kind', 'kind must be trace, event, resource, or a resource type');
+    if (resourceId.length === 0 || resourceId.length > 512) throw new BadRequest('resource_id', 'resource_id must be 1 to 512 characters');
+    if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
+    const events = await snapshotEvents(deps.store, req.tenant, kind, resourceId, maxEvents + 1);
+    if (events.length === 0) return apiError(404, 'not_found', 'no timeline events match');
+    if (events.length > maxEvents) return apiError(413, 'too_many_events', `a snapshot holds at most ${maxEvents} events; narrow it`);
+    const reader = readerOf(req.tenant);
+    const latest = await reader.latest();
+    const size = latest?.checkpoint.size ?? 0;
+    const index = await indexOf(req.tenant, size);
+    const indices: number[] = [];
+    const unsealed: string[] = [];
+    for (const e of events) {
+      const i = index.events.get(e.event_id);
+      if (i === undefined || i >= size) unsealed.push(e.event_id); else indices.push(i);
+    }
+    if (unsealed.length) {
+      return apiError(409, 'not_sealed', `${unsealed.length} of the ${events.length} events are not sealed in the evidence log yet; retry after the next seal`,
+        { unsealed_event_ids: unsealed.slice(0, 100) });
+    }
+    const bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set(indices)].sort((a, b) => a - b), atSize: size });
+    const id = sha256Hex(bytes);
+    const meta: BundleMeta = { id, case_id: caseId, kind, resource_id: resourceId, tree_size: size, events: indices.length, bytes: bytes.length };
+    // Content-addressed and immutable: the same case over the same log gives the same id and bytes.
+    await deps.cases.writeImmutableMany(req.tenant, [{ path: bundlePath(id), bytes }, { path: bundleMetaPath(id), bytes: canonicalBytes(meta) }]);
+    return json(201, { tenant: req.tenant, bundle_id: id, ...meta, links: { self: `/evidence/bundles/${id}` } });
+  }));
+
+  router.scoped('GET', '/evidence/bundles/:id', 'evidence:export', handled(async (req) => {
+    const id = req.params.id!.toLowerCase();
+    if (!BUNDLE_ID.test(id)) throw new BadRequest('id', 'bundle id must be 64 hex characters');
+    const b = await deps.cases.read(req.tenant, bundlePath(id));
+    if (!b) return apiError(404, 'not_found', 'no such bundle');
+    return text(200, Buffer.from(b), 'application/gzip', {
+      'content-disposition': `attachment; filename="evidence-${id.slice(0, 16)}.tar.gz"`, 'cache-control': 'private, max-age=31536000, immutable',
+    });
+  }));
+
+  router.scoped('POST', '/evidence/verify', 'evidence:read', handled(async (req) => {
+    const raw = rawBody(req);
+    if (!raw || raw.length === 0) throw new BadRequest('body', 'send the bundle bytes as the request body');
+    // Verifying is offline maths, but a bundle of another tenant is still that tenant's data.
+    const tenant = bundleTenant(raw);
+    if (tenant !== undefined && tenant !== req.tenant) return apiError(403, 'forbidden', `the bundle belongs to another tenant; token acts for ${req.tenant}`);
+    const result = verifyBundle(raw);
+    return json(200, { tenant: req.tenant, exit_code: result.ok ? 0 : causeExitCode[result.cause], result });
+  }));
+
+  router.scoped('POST', '/evidence/hold/:case_id', 'evidence:create', handled(async (req) => {
+    const caseId = req.params.case_id!;
+    if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
+    const existing = await deps.cases.read(req.tenant, holdPath(caseId));
+    if (existing) return json(200, { tenant: req.tenant, hold: JSON.parse(Buffer.from(existing).toString('utf8')) as HoldRecord, created: false });
+    const bundles: string[] = [];
+    for (const n of await deps.cases.list(req.tenant, 'bundles')) {
+      if (!n.endsWith('.json')) continue;
+      const m = await deps.cases.read(req.tenant, `bundles/${n}`);
+      if (m && (JSON.parse(Buffer.from(m).toString('utf8')) as BundleMeta).case_id === caseId) bundles.push(n.slice(0, -5));
+    }
+    const hold: HoldRecord = { case_id: caseId, held_at: now().toISOString(), bundles: bundles.sort() };
+    await deps.cases.writeImmutable(req.tenant, holdPath(caseId), canonicalBytes(hold));
+    return json(201, { tenant: req.tenant, hold, created: true });
+  }));
+}
+
+/** The timeline events a snapshot covers. kind: trace (resource_id = trace id), event (an event id),
+ *  resource (any resource type), or a resource type (e.g. service, component). */
+export async function snapshotEvents(store: Store, tenant: string, kind: string, id: string, limit: number): Promise<TimelineEvent[]> {
+  const ts = forTenant(store, tenant);
+  if (kind === 'trace') {
+    if (!HEX_TRACE_ID.test(id.toLowerCase())) throw new BadRequest('resource_id', 'a trace snapshot needs a 32-hex trace id');
+    return ts.eventsForTrace(id.toLowerCase(), Math.min(limit, MAX_LIMIT));
+  }
+  if (kind === 'event') {
+    if (!EVENT_ID.test(id.toLowerCase())) throw new BadRequest('resource_id', 'an event snapshot needs a 32-hex event id');
+    const e = await ts.getEvent(id.toLowerCase());
+    return e ? [e] : [];
+  }
+  const out: TimelineEvent[] = [];
+  let after: { tsUnixNano: bigint; eventId: string } | undefined;
+  const to = BigInt(Date.now() + 86_400_000) * 1_000_000n;
+  while (out.length < limit) {
+    const page = await ts.listEvents({ fromUnixNano: 0n, toUnixNano: to, resourceId: id, ...(kind === 'resource' ? {} : { resourceType: kind }),
+      limit: MAX_LIMIT, ...(after ? { after } : {}) });
+    out.push(...page);
+    if (page.length < MAX_LIMIT) break;
+    const last = page[page.length - 1]!;
+    after = { tsUnixNano: BigInt(last.ts_unix_nano), eventId: last.event_id };
+  }
+  return out.slice(0, limit);
+}
+
+function bundleTenant(bytes: Buffer): string | undefined {
+  try {
+    const m = readTar(gunzip(bytes)).find((f) => f.path === 'manifest.json');
+    return m ? (JSON.parse(Buffer.from(m.bytes).toString('utf8')) as Manifest).tenant : undefined;
+  } catch { return undefined; }
+}
