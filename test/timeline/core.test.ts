@@ -128,3 +128,17 @@ describe('time and parameters', () => {
     expect(lines[3]).toMatch(/fetch.*src 1\.5ms Ok/);
   });
 });
+
+describe('public surfaces', () => {
+  it('export what the CLI and start-up wiring need', async () => {
+    const tl = await import('../../processors/timeline/index.ts');
+    const api = await import('../../api/index.ts');
+    const store = await import('../../lib/store/index.ts');
+    expect(typeof tl.startTimelineRunner).toBe('function');
+    expect(typeof tl.obsTrace).toBe('function');
+    expect(typeof api.startApiServer).toBe('function');
+    expect(typeof api.registerTimelineRoutes).toBe('function');
+    expect(typeof store.migrate).toBe('function');
+    expect(typeof store.openStore).toBe('function');
+  });
+});
