@@ -47,14 +47,16 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
 
   // One Kafka batch can derive thousands of events; keep each produce request well under the
   // broker's message.max.bytes (1 MB default) by sending bounded chunks (sent concurrently, acked together).
-  const publishEvents = async (events: TimelineEventRow[]): Promise<void> => {
+  const publishEvents = async (events: TimelineEventRow[], traceparents: Map<TimelineEventRow, string>): Promise<void> => {
     const sends: Promise<void>[] = [];
     let chunk: OutMessage[] = [];
     let bytes = 0;
     for (const e of events) {
       const value = Buffer.from(eventMessageJson(e));
       if (bytes + value.length > MAX_PUBLISH_BYTES && chunk.length) { sends.push(producer.send(topics.timelineEvents, chunk)); chunk = []; bytes = 0; }
-      chunk.push({ key: e.tenant_id, value, headers: { [H.tenant]: e.tenant_id } });
+      // W3C trace context flows on: the event carries its source record's traceparent.
+      const tp = traceparents.get(e);
+      chunk.push({ key: e.tenant_id, value, headers: tp ? { [H.tenant]: e.tenant_id, [H.traceparent]: tp } : { [H.tenant]: e.tenant_id } });
       bytes += value.length + e.tenant_id.length + 64;
     }
     if (chunk.length) sends.push(producer.send(topics.timelineEvents, chunk));
@@ -64,9 +66,13 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
   const handle = async (records: StageRecord[]): Promise<void> => {
     const parts: Transformed[] = [];
     const dead: StageRecord[] = [];
+    const traceparents = new Map<TimelineEventRow, string>();
     for (const r of records) {
       try {
-        parts.push(transformRecord(signalOf.get(r.topic)!, r));
+        const part = transformRecord(signalOf.get(r.topic)!, r);
+        const tp = r.headers[H.traceparent];
+        if (tp) for (const e of part.events) traceparents.set(e, tp);
+        parts.push(part);
       } catch (err) {
         if (!(err instanceof PoisonRecord)) throw err;
         dead.push(r);
@@ -85,7 +91,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     // Publishing overlaps the ClickHouse inserts (they run on the engine's threads while this one
     // encodes Kafka messages); the offsets are committed only after both are acknowledged. If the
     // insert fails, the whole batch is retried, so a published event's row always follows.
-    if (out.events.length) writes.push(publishEvents(out.events));
+    if (out.events.length) writes.push(publishEvents(out.events, traceparents));
     await Promise.all(writes);
     for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     await opts.beforeCommit?.(records);

@@ -16,8 +16,10 @@ let runner: RunningTimeline;
 let api: RunningApi;
 let producer: Producer;
 
+const TRACEPARENT = `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01`;
+
 async function send(topic: string, tenant: string, value: Buffer): Promise<void> {
-  await producer.send({ topic, acks: -1, messages: [{ key: tenant, value, headers: { tenant } }] });
+  await producer.send({ topic, acks: -1, messages: [{ key: tenant, value, headers: { tenant, traceparent: TRACEPARENT } }] });
 }
 
 interface Step { service: string; job: string; event: string; resource: [string, string]; fail?: boolean }
@@ -116,7 +118,7 @@ describe('timeline pipeline', () => {
     const published = await readRecords([topics.timelineEvents], 15, 20_000);
     const mine = published.map((r) => JSON.parse(r.value.toString())).filter((m) => m.trace_id === traceId);
     expect(new Set(mine.map((m) => m.event_id))).toEqual(new Set(events.map((e: any) => e.event_id)));
-    expect(published.every((r) => r.key === 'acme' && r.headers.tenant === 'acme')).toBe(true);
+    expect(published.every((r) => r.key === 'acme' && r.headers.tenant === 'acme' && r.headers.traceparent === TRACEPARENT)).toBe(true);
 
     // Metrics reached the exporter tables; the undecodable record went to the DLQ and did not stall the stream.
     const store = await testStore();
