@@ -78,6 +78,26 @@ describe('store', () => {
     expect(await forTenant(store, 'someone-else').eventsForTrace(traceId)).toEqual([]);
   });
 
+  it('bounds batches by rows (flush without waiting for the timer) and by time', async () => {
+    const store = await testStore();
+    const tenant = `bw${hexId(3)}`;
+    const seg = (i: number) => ({ tenant_id: tenant, from_size: i, to_size: i + 1, root_hex: '', statement_sha256: '', sealed_at: '2026-11-23 00:00:00.000000000' });
+    const bySize = new BatchWriter(store, { maxRows: 3, maxDelayMs: 60_000 });
+    const t = performance.now();
+    await Promise.all([bySize.write('evidence_segments', [seg(0), seg(1)]), bySize.write('evidence_segments', [seg(2)])]);
+    expect(performance.now() - t).toBeLessThan(10_000); // did not wait for the 60 s timer
+    const byTime = new BatchWriter(store, { maxRows: 1000, maxDelayMs: 20 });
+    await byTime.write('evidence_segments', [seg(3)]);
+    expect(await forTenant(store, tenant).listEvidenceSegments()).toHaveLength(4);
+  });
+
+  it('surfaces a failing insert to every writer in the block after its retries', async () => {
+    const store = await testStore();
+    const writer = new BatchWriter(store, { maxDelayMs: 5 });
+    const results = await Promise.allSettled([writer.write('no_such_table', [{ a: 1 }]), writer.write('no_such_table', [{ a: 2 }])]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
+
   it('refuses invalid tenant ids before any SQL runs', async () => {
     const store = await testStore();
     for (const bad of ["acme' OR 1=1 --", '', 'ACME', 'a b', 'x'.repeat(64)]) expect(() => forTenant(store, bad)).toThrow(/invalid tenant/);
