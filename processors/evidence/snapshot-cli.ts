@@ -1,0 +1,72 @@
+// `stella forensic snapshot create --case <id> --scope <kind> --id <resource id> [--out file]`:
+// asks the API to build the case bundle, downloads it, writes it. Like obsTrace (timeline/cli.ts)
+// it returns {exitCode, stdout, stderr}; the CLI parses argv and prints.
+// Exit codes: 0 written, 1 nothing to snapshot (no matching events, or not sealed yet), 2 usage,
+// 3 auth (401/403), 4 other (network, server, write).
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { sha256Hex } from './hash.ts';
+
+export interface SnapshotCreateOptions {
+  baseUrl: string;
+  token: string;
+  tenant?: string;
+  caseId: string;
+  /** What to snapshot: trace | event | resource | a resource type (service, component, ...). */
+  scope: string;
+  /** The trace id, event id or resource id. */
+  id: string;
+  /** Output file; default ./<case id>.tar.gz */
+  out?: string;
+  fetch?: typeof fetch;
+}
+
+export interface CliResult { exitCode: number; stdout: string; stderr: string }
+
+export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliResult> {
+  if (!opts.caseId || !opts.scope || !opts.id) return { exitCode: 2, stdout: '', stderr: 'usage: stella forensic snapshot create --case <id> --scope <trace|event|resource|type> --id <id> [--out file]\n' };
+  const f = opts.fetch ?? fetch;
+  const q = opts.tenant ? `?tenant=${encodeURIComponent(opts.tenant)}` : '';
+  const headers = { authorization: `Bearer ${opts.token}` };
+  const url = new URL(`/evidence/snapshot${q}`, opts.baseUrl);
+  let res: Response;
+  try {
+    res = await f(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ kind: opts.scope, resource_id: opts.id, case_id: opts.caseId }) });
+  } catch (err) {
+    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
+  }
+  const body = (await res.json().catch(() => ({}))) as { bundle_id?: string; events?: number; tree_size?: number; error?: { code?: string; message?: string } };
+  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  if (res.status === 404 || res.status === 409) return { exitCode: 1, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'nothing to snapshot'}\n` };
+  if (res.status === 400) return { exitCode: 2, stdout: '', stderr: `400: ${body.error?.message ?? 'bad request'}\n` };
+  if (!res.ok || !body.bundle_id) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'snapshot failed'}\n` };
+
+  const id = body.bundle_id;
+  const dl = new URL(`/evidence/bundles/${id}${q}`, opts.baseUrl);
+  let bytes: Buffer;
+  try {
+    const r = await f(dl, { headers: { ...headers, accept: 'application/gzip' } });
+    if (r.status === 401 || r.status === 403) {
+      const e = (await r.json().catch(() => ({}))) as { error?: { message?: string } };
+      return { exitCode: 3, stdout: '', stderr: `${r.status}: ${e.error?.message ?? 'not allowed'} (downloading needs evidence:export)\n` };
+    }
+    if (!r.ok) return { exitCode: 4, stdout: '', stderr: `${r.status}: bundle download failed\n` };
+    bytes = Buffer.from(await r.arrayBuffer());
+  } catch (err) {
+    return { exitCode: 4, stdout: '', stderr: `cannot reach ${dl.origin}: ${(err as Error).message}\n` };
+  }
+  // The id is the SHA-256 of the bundle: check what arrived is what the server built.
+  if (sha256Hex(bytes) !== id) return { exitCode: 4, stdout: '', stderr: `downloaded bundle does not match its id ${id}\n` };
+  const out = opts.out ?? `${opts.caseId.replace(/[^A-Za-z0-9._-]/g, '_')}.tar.gz`;
+  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await fsp.writeFile(tmp, bytes, { mode: 0o644 });
+    await fsp.rename(tmp, out);
+  } catch (err) {
+    await fsp.unlink(tmp).catch(() => undefined);
+    return { exitCode: 4, stdout: '', stderr: `cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n` };
+  }
+  return { exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n  verify offline: stella forensic verify ${out}\n`, stderr: '' };
+}
