@@ -1,6 +1,6 @@
 // Shared helpers for the timeline tests: one chdb engine per vitest worker (chdb binds one data
 // path per process), OTLP request builders, and a token registry with several tenants.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -10,11 +10,26 @@ import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { migrate, openStore, type Store } from '../../lib/store/index.ts';
 
 let storePromise: Promise<Store> | undefined;
+const DIR_PREFIX = 'stella-chdb-timeline-';
+
+/** Remove data dirs of earlier runs (older than 30 minutes: no run lasts that long). */
+function sweepStaleDirs(): void {
+  const cutoff = Date.now() - 30 * 60_000;
+  for (const name of readdirSync(os.tmpdir())) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const p = path.join(os.tmpdir(), name);
+    try { if (statSync(p).mtimeMs < cutoff) rmSync(p, { recursive: true, force: true }); } catch { /* raced with another sweep */ }
+  }
+}
 
 /** The worker's store (temp data dir), migrated once. Never closed: the engine lives for the worker. */
 export function testStore(): Promise<Store> {
   storePromise ??= (async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-chdb-timeline-'));
+    sweepStaleDirs();
+    const dir = mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}`));
+    // The engine lives as long as the worker process; its data dir goes with it when the worker
+    // exits normally (killed workers leave it to the next run's sweep).
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const store = await openStore({ dataPath: dir });
     await migrate(store, { timelineTtlDays: 180, otelTtlDays: 30 });
     return store;
