@@ -63,6 +63,7 @@ const ttlTables: Record<string, [string, keyof RetentionConfig]> = {
   otel_metrics_histogram: ['toDateTime(TimeUnix)', 'otelTtlDays'],
   otel_metrics_exponential_histogram: ['toDateTime(TimeUnix)', 'otelTtlDays'],
   otel_metrics_summary: ['toDateTime(TimeUnix)', 'otelTtlDays'],
+  golden_signals: ['minute', 'otelTtlDays'], // clickhouse/0100 (SLO processor)
 };
 
 export interface MigrateResult { applied: string[]; skipped: string[]; ttlChanged: string[] }
