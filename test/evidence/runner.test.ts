@@ -1,10 +1,16 @@
 // The evidence runner on the real broker with embedded ClickHouse: entries in Kafka offset order,
 // sealed checkpoints that verify, segment rows, committed offsets, timeline de-duplication, and
 // crash (abandon) / restart mid-stream giving the same log as an uninterrupted run.
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
+import { loadSigningKey } from '../../processors/evidence/keys.ts';
 import { buildBundle, verifyBundle } from '../../processors/evidence/bundle.ts';
 import { EventIndex } from '../../processors/evidence/event-index.ts';
-import { CLEAN_BATCH_TYPE, startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
+import { AssignerProtocol } from 'kafkajs';
+import { CLEAN_BATCH_TYPE, COPARTITION_ASSIGNER, startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
 import { forTenant } from '../../lib/store/index.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from '../timeline/support.ts';
@@ -119,5 +125,69 @@ describe('evidence runner', () => {
     expect(a.map((e) => e.seq)).toEqual(Array.from({ length: 90 }, (_, i) => i));
     expect(a).toEqual(b);
     expect(verifyBundle(await buildBundle(crashed, 'acme', { caseId: 'crash' }))).toMatchObject({ ok: true, treeSize: 90 });
+  });
+
+  it('two runners in one group (a rebalance mid-stream): each tenant has one writer, every log complete and in order', async () => {
+    const timeline = uniq('ev_timeline');
+    const clean = uniq('ev_spans_clean');
+    await createTopics([timeline, clean], 4);
+    const tenants = ['t-a', 't-b', 't-c', 't-d', 't-e', 't-f'];
+    const evs = new Map(tenants.map((t) => [t, Array.from({ length: 40 }, (_, i) => testEvent(t, i))]));
+    const wave = async (from: number, to: number) => {
+      await produce(timeline, tenants.flatMap((t) => evs.get(t)!.slice(from, to).map((e) => ({ tenant: t, value: JSON.stringify(e) }))));
+      await produce(clean, tenants.map((t) => ({ tenant: t, value: Buffer.from(`batch ${t} ${from}`) })));
+    };
+    const store = tempStore();
+    const group = uniq('evidence-rebalance');
+    await wave(0, 20);
+    const a = await start({ timeline, clean: [clean], root: store.root, group, entries: 8, seconds: 0.2 });
+    await waitFor('first seals', async () => (await sealedSize(store, 't-a')) > 0);
+    const b = await start({ timeline, clean: [clean], root: store.root, group, entries: 8, seconds: 0.2 });
+    await wave(20, 40);
+    for (const t of tenants) await waitFor(`${t} complete`, async () => (await sealedSize(store, t)) === 42);
+    // The co-partition assignment: the same partition numbers of both topics on one member.
+    const adm = testKafka().admin();
+    await adm.connect();
+    const { groups } = await adm.describeGroups([group]);
+    await adm.disconnect();
+    expect(groups[0]!.protocol).toBe(COPARTITION_ASSIGNER);
+    const plans = groups[0]!.members.map((m) => AssignerProtocol.MemberAssignment.decode(m.memberAssignment)!.assignment);
+    expect(plans).toHaveLength(2);
+    for (const plan of plans) {
+      expect(plan[timeline]!.length).toBe(2);
+      expect([...plan[timeline]!].sort()).toEqual([...plan[clean]!].sort());
+    }
+    await b.stop();
+    await a.stop();
+    for (const t of tenants) {
+      const entries = await logEntries(store, t);
+      expect(entries.filter((e) => e.type === undefined).map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      expect(entries.filter((e) => e.type === CLEAN_BATCH_TYPE)).toHaveLength(2);
+      expect(verifyBundle(await buildBundle(store, t, { caseId: 'rebalance' }))).toMatchObject({ ok: true, treeSize: 42 });
+    }
+    // Graceful stop committed everything it sealed.
+    const admin = testKafka().admin();
+    await admin.connect();
+    for (const topic of [timeline, clean]) {
+      const high = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      for (const h of high) expect(committed!.partitions.find((p) => p.partition === h.partition)!.offset, `${topic}/${h.partition}`).toBe(h.high === '0' ? '-1' : h.high);
+    }
+    await admin.disconnect();
+  });
+
+  it('ensureDevSigningKey creates a 0600 Ed25519 key once and the runner can sign with it', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-devkey-'));
+    const first = await ensureDevSigningKey(dir);
+    expect(first.created).toBe(true);
+    expect(statSync(first.file).mode & 0o777).toBe(0o600);
+    const pem = readFileSync(first.file, 'utf8');
+    expect(pem).toContain('BEGIN PRIVATE KEY');
+    expect(JSON.stringify(first)).not.toContain('PRIVATE');
+    const again = await ensureDevSigningKey(dir);
+    expect(again).toEqual({ file: first.file, created: false });
+    expect(readFileSync(first.file, 'utf8')).toBe(pem); // never regenerated
+    const signer = await loadSigningKey(first.file, 'stella-telemetry.example/tenants/acme');
+    expect(String(signer)).not.toContain(pem.split('\n')[1]!);
   });
 });
