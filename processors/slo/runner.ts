@@ -58,6 +58,13 @@ export interface SloRunnerOptions {
   /** Expected pipeline lag for idle ticks. Default 60 s. */
   lagMs?: number;
   goldenLatenessMs?: number;
+  /**
+   * Minimum wall time between two checkpoints of a partition (default 10 s; 0 = after every batch).
+   * A checkpoint is also written at once after an alert transition or incident change, on the first
+   * batch of a topic, and on stop(). Between checkpoints the committed offsets run ahead of it: a
+   * restart rewinds the partition to the checkpoint's offsets (see docs/slo.md).
+   */
+  checkpointIntervalMs?: number;
   partitionsConsumedConcurrently?: number;
   /** Test hook: runs after the checkpoint is durable, before runStage commits. */
   beforeCommit?: (records: StageRecord[]) => Promise<void>;
@@ -75,7 +82,8 @@ export interface RunningSloRunner {
   setIncident(tenant: string, on: boolean, o: { ttlMs: number; by: string }): Promise<{ status: IncidentStatus; events: IncidentModeEvent[] }>;
   /** Runs the idle check now (tests). */
   idleTick(): Promise<void>;
-  stop(): Promise<void>;
+  /** Stops consuming and writes a final checkpoint per partition; `{checkpoint: false}` skips it (crash simulation in tests). */
+  stop(o?: { checkpoint?: boolean }): Promise<void>;
 }
 
 interface Checkpointed { offsets: Record<string, string>; lastTickMinute: number | null; watermarkMs: number | null }
@@ -92,9 +100,17 @@ interface PartitionCore {
   lastDataWallMs: number;
   /** Tenants whose incident mode this core last reported to the sampler. */
   reported: Set<string>;
+  lastCheckpointWallMs: number;
+  /** State or offsets changed since the last checkpoint. */
+  dirty: boolean;
 }
 
+/** Thrown after seeking a partition back to its checkpoint: runStage drops the (now stale) batch. */
+class RewoundToCheckpoint extends Error {}
+
 const recordsCounter = () => counter('stella_slo_records_total', 'Clean records consumed by the SLO runner', ['topic', 'outcome']);
+const rewindsCounter = () => counter('stella_slo_rewinds_total', 'Partitions sought back to their SLO checkpoint after a restart or rebalance', ['topic']);
+const checkpointsCounter = () => counter('stella_slo_checkpoints_total', 'SLO state checkpoints written', ['reason']);
 const ticksCounter = () => counter('stella_slo_ticks_total', 'SLO evaluations (one per event-time minute per partition)', ['trigger']);
 
 export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSloRunner> {
@@ -141,7 +157,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     if (existing) return existing;
     const core = new SloCore(opts.config, { dispatcher, incident: opts.incident, goldenLatenessMs: opts.goldenLatenessMs });
     const pc: PartitionCore = { partition: p, core, offsets: {}, version: 0, lastTickMinute: Number.NEGATIVE_INFINITY,
-      watermarkMs: Number.NEGATIVE_INFINITY, lastDataWallMs: now(), reported: new Set() };
+      watermarkMs: Number.NEGATIVE_INFINITY, lastDataWallMs: now(), reported: new Set(), lastCheckpointWallMs: now(), dirty: false };
     const rows = await opts.store.selectRows<{ version: string; offsets: string; state: string }>(
       `SELECT version, offsets, state FROM ${CHECKPOINT_TABLE} WHERE group_id = {g:String} AND partition = {p:UInt32} ORDER BY version DESC LIMIT 1`,
       { g: groupId, p });
@@ -188,8 +204,20 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
       headers: { [H.tenant]: e.tenant_id, 'event-id': e.event_id } })));
   };
 
-  /** Make a step's outputs durable, then the checkpoint (with the offsets it covers). */
-  const persist = async (pc: PartitionCore, ticks: SloTick[], extraIncidents: IncidentModeEvent[] = []): Promise<void> => {
+  const checkpointIntervalMs = opts.checkpointIntervalMs ?? 10_000;
+  const writeCheckpoint = async (pc: PartitionCore, reason: string): Promise<void> => {
+    const cp: Checkpointed = { offsets: pc.offsets, lastTickMinute: Number.isFinite(pc.lastTickMinute) ? pc.lastTickMinute : null,
+      watermarkMs: Number.isFinite(pc.watermarkMs) ? pc.watermarkMs : null };
+    await opts.store.insertRows(CHECKPOINT_TABLE, [{ group_id: groupId, partition: pc.partition, version: pc.version + 1,
+      offsets: JSON.stringify(cp), state: Buffer.from(pc.core.checkpoint()).toString('base64') }]);
+    pc.version++;
+    pc.lastCheckpointWallMs = now();
+    pc.dirty = false;
+    checkpointsCounter().inc({ reason });
+  };
+
+  /** Make a step's outputs durable, then (when due) the checkpoint with the offsets it covers. */
+  const persist = async (pc: PartitionCore, ticks: SloTick[], extraIncidents: IncidentModeEvent[] = [], force?: string): Promise<void> => {
     const incidents = [...ticks.flatMap((t) => t.incidentEvents), ...extraIncidents];
     const timeline = [...ticks.flatMap((t) => t.timelineEvents), ...incidents.map(incidentTimelineEvent)];
     // slo_events and timeline rows both come from the transitions, in the same order: the record
@@ -207,11 +235,10 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
       log.info({ tenant_id: e.tenant, kind: e.kind, reason: e.reason }, 'incident mode changed');
     }
     syncSampler(pc);
-    const cp: Checkpointed = { offsets: pc.offsets, lastTickMinute: Number.isFinite(pc.lastTickMinute) ? pc.lastTickMinute : null,
-      watermarkMs: Number.isFinite(pc.watermarkMs) ? pc.watermarkMs : null };
-    pc.version++;
-    await opts.store.insertRows(CHECKPOINT_TABLE, [{ group_id: groupId, partition: pc.partition, version: pc.version,
-      offsets: JSON.stringify(cp), state: Buffer.from(pc.core.checkpoint()).toString('base64') }]);
+    pc.dirty = true;
+    // Transitions and incident changes are checkpointed at once: a restart must not fire them again.
+    const reason = force ?? (sloEvents.length || incidents.length ? 'transition' : now() - pc.lastCheckpointWallMs >= checkpointIntervalMs ? 'interval' : undefined);
+    if (reason) await writeCheckpoint(pc, reason);
   };
 
   const handle = async (records: StageRecord[], ctx: { topic: string; partition: number }): Promise<void> => {
@@ -223,6 +250,8 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
         // The core already holds part of this batch: drop it, so the retry (from the batch's first
         // offset) starts from the last durable checkpoint instead of counting records twice.
         cores.delete(ctx.partition);
+        // A rewind throws too: runStage must not commit this batch; it finds the batch stale
+        // (the fetch position moved) and drops it, and the next fetch starts at the checkpoint.
         throw err;
       }
       await opts.beforeCommit?.(records);
@@ -231,6 +260,14 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
 
   const applyBatch = async (pc: PartitionCore, records: StageRecord[], topic: string): Promise<void> => {
     const next = pc.offsets[topic];
+    // The group's committed offset may be ahead of the checkpoint (checkpoints are throttled; a
+    // crash or rebalance loses what came after): replay from the checkpoint's offset instead.
+    if (next !== undefined && BigInt(records[0]!.offset) > BigInt(next)) {
+      rewindsCounter().inc({ topic });
+      log.info({ topic, partition: pc.partition, from: records[0]!.offset, to: next }, 'rewinding to the SLO checkpoint');
+      consumerRef!.seek({ topic, partition: pc.partition, offset: next });
+      throw new RewoundToCheckpoint(`partition ${pc.partition} of ${topic} rewound to ${next}`);
+    }
     const ticks: SloTick[] = [];
     const isSpans = topic === topics.spans;
     const clampMs = now() + 5 * MIN;
@@ -260,7 +297,8 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     }
     if (fresh) pc.lastDataWallMs = now();
     pc.offsets[topic] = (BigInt(records[records.length - 1]!.offset) + 1n).toString();
-    await persist(pc, ticks);
+    // The first batch of a topic pins its offsets in a checkpoint, so a later gap is always detectable.
+    await persist(pc, ticks, [], next === undefined ? 'first_batch' : undefined);
   };
 
   const idleTick = async (): Promise<void> => {
@@ -287,8 +325,10 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     return a ? { tenant, on: true, sinceMs: a.sinceMs, untilMs: a.untilMs, reason: a.reason, by: a.by } : { tenant, on: false };
   };
 
+  let consumerRef: RunningStage['consumer'] | undefined;
   const stage = await runStage({ name: 'slo', groupId, kafka: opts.kafka, topics: [topics.spans, topics.metrics], handle,
     partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 2 });
+  consumerRef = stage.consumer;
   // Partitions this member no longer owns: forget their cores, so a later re-assignment reloads the
   // checkpoint another member may have advanced meanwhile.
   stage.consumer.on(stage.consumer.events.GROUP_JOIN, (e) => {
@@ -318,15 +358,21 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
         const wall = now();
         const events = on ? pc.core.incidents.on(tenant, { nowMs: wall, ttlMs: o.ttlMs, reason: 'manual', by: o.by })
           : pc.core.incidents.off(tenant, wall, o.by);
-        await persist(pc, [], events);
+        await persist(pc, [], events, 'manual');
         return { status: status(pc, tenant), events };
       });
     },
     idleTick,
-    stop: async () => {
+    stop: async (o) => {
       clearInterval(timer);
       await stage.stop();
       await Promise.allSettled([...locks.values()]);
+      if (o?.checkpoint !== false) {
+        for (const p of [...cores.keys()]) {
+          await withLock(p, async () => { const pc = cores.get(p); if (pc?.dirty) await writeCheckpoint(pc, 'stop'); })
+            .catch((err: unknown) => log.warn({ partition: p, error_message: String(err) }, 'final SLO checkpoint failed; the next start rewinds further'));
+        }
+      }
       await dispatcher.idle().catch(() => {});
       dispatcher.close();
       await producer.disconnect();
