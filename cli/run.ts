@@ -1,6 +1,7 @@
 // `stella run`: the receiver, the processors and the API in one process on the configured (or
 // embedded default) Kafka and ClickHouse; `--only <part>` runs one part for scaling out.
 // Shutdown order on SIGTERM: stop intake, drain and commit the processors, then stop Kafka.
+import path from 'node:path';
 import { ConfigError, type StellaConfig } from '../lib/config.ts';
 import { startAdminServer } from '../lib/admin.ts';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
@@ -12,8 +13,12 @@ import { createKafka } from '../lib/kafka/client.ts';
 import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { startScrub } from '../processors/scrub/runner.ts';
 import { startReceiver } from '../receiver/index.ts';
+import { migrate, openStore, retentionFromEnv, type Store } from '../lib/store/index.ts';
+import { startTimelineRunner } from '../processors/timeline/runner.ts';
+import { startApiServer } from '../api/server.ts';
+import { registerTimelineRoutes } from '../api/timeline-routes.ts';
 
-export const PARTS = ['receiver', 'scrub'] as const;
+export const PARTS = ['receiver', 'scrub', 'timeline', 'api'] as const;
 export type Part = (typeof PARTS)[number];
 
 /** Parse a processor's config section; its errors become ConfigErrors naming the section. */
@@ -46,17 +51,24 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
   }
   const tokens = new TokenRegistry(cfg.tenants);
   const kafka = await connectKafka(cfg.kafka, cfg.dataDir);
-  const stops: (() => Promise<void>)[] = [];
-  if (kafka.localBroker) stops.push(() => kafka.localBroker!.stop());
+  // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
+  // endpoints, then the store, and the local broker last.
+  const phases = { intake: [], processors: [], serving: [], storage: [], kafka: [] } as Record<'intake' | 'processors' | 'serving' | 'storage' | 'kafka', (() => Promise<void>)[]>;
+  const stopAll = async () => {
+    for (const list of [phases.intake, phases.processors, phases.serving, phases.storage, phases.kafka]) {
+      await Promise.all(list.splice(0).map((s) => s().catch((err: unknown) => log.error({ error_message: String(err) }, 'shutdown step failed'))));
+    }
+  };
+  if (kafka.localBroker) phases.kafka.push(() => kafka.localBroker!.stop());
   try {
     await ensurePipelineTopics(kafka.brokers, cfg.kafka);
     const admin = await startAdminServer(cfg.admin.host, cfg.admin.port);
-    stops.push(() => admin.close());
+    phases.serving.push(() => admin.close());
     const ports: Record<string, number> = { admin: admin.port };
     if (parts.has('receiver')) {
       const receiver = await startReceiver(cfg, kafka.brokers, tokens);
       admin.addCheck('kafka', () => ({ ok: receiver.health.isUp, detail: receiver.health.isUp ? undefined : 'Kafka unreachable' }));
-      stops.push(() => receiver.close());
+      phases.intake.push(() => receiver.close());
       ports.grpc = receiver.grpcPort;
       ports.http = receiver.httpPort;
       out(`OTLP receiver: gRPC ${cfg.receiver.host}:${receiver.grpcPort}, HTTP http://${cfg.receiver.host}:${receiver.httpPort}`);
@@ -66,8 +78,35 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
       const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
         config: scrubConfig, topics: cfg.kafka.topics });
-      stops.push(() => scrub.stop());
+      phases.processors.push(() => scrub.stop());
       out('Scrub: raw -> clean topics');
+    }
+    // One ClickHouse store for the process (chdb allows one engine per process), opened lazily.
+    let store: Store | undefined;
+    const getStore = async (): Promise<Store> => {
+      if (!store) {
+        store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath: path.join(cfg.dataDir, 'chdb') });
+        const opened = store;
+        phases.storage.push(() => opened.close());
+        await migrate(opened, retentionFromEnv());
+        out(`ClickHouse: ${cfg.clickhouse.url ?? `embedded chdb in ${path.join(cfg.dataDir, 'chdb')}`} (migrations applied)`);
+      }
+      return store;
+    };
+    if (parts.has('timeline')) {
+      const timeline = await startTimelineRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-timeline` }),
+        store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
+          metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq } });
+      phases.processors.push(() => timeline.stop());
+      out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
+    }
+    if (parts.has('api')) {
+      const s = await getStore();
+      const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
+        register: [(r) => registerTimelineRoutes(r, { store: s })] });
+      phases.serving.push(() => api.close());
+      ports.api = api.port;
+      out(`API: ${api.url} (GET /timeline, /timeline/:event_id, /obs/trace/:trace_id)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);
@@ -75,11 +114,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     return {
       brokers: kafka.brokers,
       ports,
-      // Reverse start order: intake stops before processors, processors before Kafka.
-      stop: async () => { for (const s of stops.reverse()) await s().catch((err: unknown) => log.error({ error_message: String(err) }, 'shutdown step failed')); },
+      stop: stopAll,
     };
   } catch (err) {
-    for (const s of stops.reverse()) await s().catch(() => {});
+    await stopAll();
     throw err;
   }
 }

@@ -39,6 +39,8 @@ export interface StellaConfig {
   kafka: KafkaConfig;
   receiver: ReceiverConfig;
   admin: { host: string; port: number };
+  /** The read API (timelines, evidence, SLOs). */
+  api: { host: string; port: number };
   clickhouse: { url: string | null };
   tenants: TenantConfig[];
   /** Processor sections, validated by their own modules when those start. */
@@ -66,6 +68,7 @@ export function defaultConfig(): StellaConfig {
       maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2,
     },
     admin: { host: '127.0.0.1', port: 9464 },
+    api: { host: '127.0.0.1', port: 8080 },
     clickhouse: { url: null },
     tenants: [],
     sections: {},
@@ -134,7 +137,7 @@ function parseTenants(r: Reader, v: unknown): TenantConfig[] {
   return out;
 }
 
-const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'clickhouse', 'tenants']);
+const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tenants']);
 
 /** Build a config from a parsed file object and an environment; throws ConfigError listing every problem. */
 export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
@@ -144,6 +147,7 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   const rc = r.obj(file, 'receiver', '');
   const ad = r.obj(file, 'admin', '');
   const ch = r.obj(file, 'clickhouse', '');
+  const apiIn = r.obj(file, 'api', '');
   const topicsIn = r.obj(k, 'topics', 'kafka.');
 
   const brokersRaw = env.KAFKA_BROKERS ?? (Array.isArray(k.brokers) ? k.brokers.join(',') : (k.brokers as string | undefined));
@@ -161,7 +165,8 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   if (compression !== 'none' && compression !== 'gzip') r.problems.push(`kafka.compression must be none or gzip (got "${compression}")`);
 
   const envInts: Obj = {
-    grpcPort: env.STELLA_GRPC_PORT, httpPort: env.STELLA_HTTP_PORT, adminPort: env.STELLA_ADMIN_PORT, partitions: env.STELLA_KAFKA_PARTITIONS,
+    grpcPort: env.STELLA_GRPC_PORT, httpPort: env.STELLA_HTTP_PORT, adminPort: env.STELLA_ADMIN_PORT, apiPort: env.STELLA_API_PORT,
+    partitions: env.STELLA_KAFKA_PARTITIONS,
   };
   const pick = (src: Obj, key: string, envKey: string): Obj => (envInts[envKey] !== undefined ? { [key]: envInts[envKey] } : src);
 
@@ -191,6 +196,10 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
     admin: {
       host: env.STELLA_HOST ?? r.str(ad, 'host', 'admin.', d.admin.host),
       port: r.int(pick(ad, 'port', 'adminPort'), 'port', 'admin.', 0, 65535, d.admin.port),
+    },
+    api: {
+      host: env.STELLA_HOST ?? r.str(apiIn, 'host', 'api.', d.api.host),
+      port: r.int(pick(apiIn, 'port', 'apiPort'), 'port', 'api.', 0, 65535, d.api.port),
     },
     clickhouse: { url: env.CLICKHOUSE_URL ?? ((ch.url as string | undefined) || null) },
     tenants: parseTenants(r, file.tenants),
