@@ -147,7 +147,11 @@ export function keepSpan(item: Uint8Array, threshold: number): boolean {
     if (wt === 2 && (f === SPAN_TRACE_ID || f === SPAN_STATUS)) {
       const len = varint(item, end);
       const bodyEnd = pos + len;
-      if (f === SPAN_TRACE_ID) { traceStart = pos; traceEnd = bodyEnd; }
+      if (f === SPAN_TRACE_ID) {
+        // Kept by its trace: no need to look for an error status (trace_id is field 1, usually first).
+        if (len > 0 && traceIdHash(item, pos, bodyEnd) < threshold) return true;
+        traceStart = pos; traceEnd = bodyEnd;
+      }
       else {
         // Status { message = 2; code = 3 }
         while (pos < bodyEnd) {
@@ -161,8 +165,8 @@ export function keepSpan(item: Uint8Array, threshold: number): boolean {
     }
     skip(item, end, wt);
   }
-  if (traceStart < 0 || traceEnd === traceStart) return true; // no trace id: nothing to key a decision on
-  return traceIdHash(item, traceStart, traceEnd) < threshold;
+  // No trace id: nothing to key a decision on. Otherwise the trace was sampled out and the span is not an error.
+  return traceStart < 0 || traceEnd === traceStart;
 }
 
 const LOG_SEVERITY_NUMBER = 2;

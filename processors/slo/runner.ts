@@ -159,7 +159,9 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     const pc: PartitionCore = { partition: p, core, offsets: {}, version: 0, lastTickMinute: Number.NEGATIVE_INFINITY,
       watermarkMs: Number.NEGATIVE_INFINITY, lastDataWallMs: now(), reported: new Set(), lastCheckpointWallMs: now(), dirty: false };
     const rows = await opts.store.selectRows<{ version: string; offsets: string; state: string }>(
-      `SELECT version, offsets, state FROM ${CHECKPOINT_TABLE} WHERE group_id = {g:String} AND partition = {p:UInt32} ORDER BY version DESC LIMIT 1`,
+      // Only the newest version's (large) state column is read, whatever older versions await a merge.
+      `SELECT version, offsets, state FROM ${CHECKPOINT_TABLE} WHERE group_id = {g:String} AND partition = {p:UInt32}
+         AND version = (SELECT max(version) FROM ${CHECKPOINT_TABLE} WHERE group_id = {g:String} AND partition = {p:UInt32}) LIMIT 1`,
       { g: groupId, p });
     if (rows[0]) {
       const cp = JSON.parse(rows[0].offsets) as Checkpointed;
