@@ -77,7 +77,7 @@ interface TenantState {
   dropped: boolean;
 }
 
-interface TpState { topic: string; partition: number; lastHandled: bigint | undefined; firstPending: Map<string, bigint>; committed: bigint | undefined }
+interface TpState { topic: string; partition: number; base: bigint | undefined; lastHandled: bigint | undefined; firstPending: Map<string, bigint>; committed: bigint | undefined }
 
 /** Same partition number of every topic to the same member: a tenant's records (same key, same
  *  partition number when the topics have equal partition counts) all reach one sealer. */
@@ -239,7 +239,13 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (dead || s.dropped) return;
     const from = s.sealer.size;
     if (s.sealer.pendingCount > 0) {
-      const row = await s.sealer.seal(now());
+      let row: SegmentRow | undefined;
+      try {
+        row = await s.sealer.seal(now());
+      } catch (err) {
+        failTenant(s, err);
+        throw err;
+      }
       s.lastSealMs = Date.now();
       if (row) {
         s.index.indexedSize = row.to_size;
@@ -252,6 +258,26 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     await commitCovered();
   }
   const sealTenant = (s: TenantState): Promise<void> => withLock(s, () => sealLocked(s));
+
+  /**
+   * A failed seal may have left files the in-memory sealer cannot account for: retire it (the next
+   * record re-opens the tenant with Sealer.recover) and rewind the tenant's partitions to the last
+   * committed offset so its unsealed records are delivered again. Other tenants' records on those
+   * partitions come again too and are skipped (at or below their high water, or known event ids).
+   */
+  function failTenant(s: TenantState, err: unknown): void {
+    log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; tenant re-opened from the store, records re-delivered');
+    s.dropped = true;
+    if (tenants.get(s.tenant) === s) tenants.delete(s.tenant);
+    retiring.set(s.tenant, s.lock);
+    for (const tp of tps.values()) {
+      if (!tp.firstPending.has(s.tenant)) continue;
+      const to = tp.committed ?? tp.base ?? tp.firstPending.get(s.tenant)!;
+      tp.firstPending.delete(s.tenant);
+      tp.lastHandled = to - 1n; // nothing past the rewind point may be committed before it is handled again
+      consumer.seek({ topic: tp.topic, partition: tp.partition, offset: to.toString() });
+    }
+  }
 
   async function commitCovered(): Promise<void> {
     if (dead) return;
@@ -296,7 +322,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     }
     const k = tpKey(topic, partition);
     let tp = tps.get(k);
-    if (!tp) tps.set(k, (tp = { topic, partition, lastHandled: undefined, firstPending: new Map(), committed: undefined }));
+    if (!tp) tps.set(k, (tp = { topic, partition, base: BigInt(batch.messages[0]!.offset), lastHandled: undefined, firstPending: new Map(), committed: undefined }));
     for (const [tenant, list] of [...byTenant].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (!isRunning() || isStale() || dead) return;
       const s = await openTenant(tenant, partition);
@@ -328,10 +354,13 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
           recordsIn.inc({ outcome: 'appended' }, res.accepted);
           recordsIn.inc({ outcome: 'redelivered' }, res.skipped);
           if (first !== undefined && !tp.firstPending.has(tenant)) tp.firstPending.set(tenant, first);
-          if (s.sealer.pendingCount >= sealEveryEntries) await sealLocked(s);
+          if (s.sealer.pendingCount >= sealEveryEntries) {
+            try { await sealLocked(s); } catch { return; } // failTenant rewound the partition
+          }
         }
       });
     }
+    if (dead || isStale()) return; // a failed seal rewound this partition (seek): the batch comes again
     const last = batch.messages[batch.messages.length - 1]!.offset;
     tp.lastHandled = BigInt(last);
     resolveOffset(last);

@@ -14,7 +14,7 @@ import { CLEAN_BATCH_TYPE, COPARTITION_ASSIGNER, startEvidenceRunner, type Runni
 import { forTenant } from '../../lib/store/index.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from '../timeline/support.ts';
-import { tempStore } from './helpers.ts';
+import { CrashingStore, tempStore } from './helpers.ts';
 import { logEntries, produce, sealedSize, tenantSigner, testEvent, waitFor } from './runner-support.ts';
 
 const running: RunningEvidence[] = [];
@@ -190,4 +190,25 @@ describe('evidence runner', () => {
     const signer = await loadSigningKey(first.file, 'stella-telemetry.example/tenants/acme');
     expect(String(signer)).not.toContain(pem.split('\n')[1]!);
   });
+
+  for (const at of [/^envelopes\//, /^checkpoint$/, /^tile\//]) {
+    it(`a seal that fails (before ${at.source}) is recovered from the store and its records re-delivered: no loss, no duplicates`, async () => {
+      const timeline = uniq('ev_timeline');
+      const clean = uniq('ev_clean');
+      await createTopics([timeline, clean], 2);
+      const evs = Array.from({ length: 30 }, (_, i) => testEvent('acme', i));
+      await produce(timeline, evs.map((e) => ({ tenant: 'acme', value: JSON.stringify(e) })));
+      const fs = tempStore();
+      const crashing = new CrashingStore(fs, at);
+      const r = await startEvidenceRunner({ kafka: testKafka('evidence-runner'), evidenceStore: crashing, store: await testStore(), signer: tenantSigner,
+        topics: { timelineEvents: timeline, clean: [clean] }, groupId: uniq('evidence-fail'), sealEverySeconds: 0.2, sealEveryEntries: 8 });
+      running.push(r);
+      await waitFor('30 sealed', async () => (await sealedSize(fs, 'acme')) === 30);
+      expect(crashing.crashed).toBe(true);
+      await r.stop();
+      const entries = await logEntries(fs, 'acme');
+      expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+      expect(verifyBundle(await buildBundle(fs, 'acme', { caseId: 'fail' }))).toMatchObject({ ok: true, treeSize: 30 });
+    });
+  }
 });
