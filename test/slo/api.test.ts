@@ -1,7 +1,9 @@
 // GET /obs/slo, /obs/incident, /obs/golden-signals and POST /obs/incident over a real runner
 // (Kafka + chdb): per-tenant answers, cross-tenant tokens refused, incident on/off with TTL expiry
 // (timeline row, webhook, sampler), and the CLI functions `stella slo list` / `stella incident`.
+import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encode } from '../../lib/otlp/proto.ts';
 import { startApiServer, type RunningApi } from '../../api/server.ts';
 import { registerSloRoutes } from '../../api/slo-routes.ts';
 import type { StageRecord } from '../../lib/kafka/stage.ts';
@@ -28,6 +30,11 @@ slos:
     service: checkout
     objective: 0.95
     sli: { type: latency, threshold: 100ms, spans: { name: "POST /checkout" } }
+  - name: search-latency-hist
+    tenant: acme
+    service: search
+    objective: 0.99
+    sli: { type: latency, threshold: 500ms, metric: { name: http.server.request.duration } }
   - name: api-availability
     tenant: globex
     service: api
@@ -61,16 +68,28 @@ beforeAll(async () => {
   await createTopics(Object.values(topics), 3);
   hook = await startReceiver();
   const handled = new Map<number, bigint>();
+  const handledMetrics = new Map<number, bigint>();
   runner = await startSloRunner({ kafka: testKafka('slo-api'), config, store, topics, groupId: uniq('slo-api'), sampler,
     webhooks: [{ name: 'ops', url: hook.url }], idleTickMs: 200, sender: { baseDelayMs: 50 },
-    beforeCommit: async (recs: StageRecord[]) => { const l = recs[recs.length - 1]!; handled.set(l.partition, BigInt(l.offset)); } });
+    beforeCommit: async (recs: StageRecord[]) => {
+      const l = recs[recs.length - 1]!;
+      (l.topic === topics.metrics ? handledMetrics : handled).set(l.partition, BigInt(l.offset));
+    } });
   // acme: 20 minutes, 100 spans/min, 5% errors and 10% slow; globex: clean.
   const acme = await produceTenant(topics.spans, 'acme', Array.from({ length: 20 }, (_, m) => minuteRequest({ tenant: 'acme', service: 'checkout',
     spanName: 'POST /checkout', startMs, minute: m, perMinute: 100, errors: 5, durationMs: 20 })));
   const globex = await produceTenant(topics.spans, 'globex', Array.from({ length: 20 }, (_, m) => minuteRequest({ tenant: 'globex', service: 'api',
     spanName: 'GET /v1/items', startMs, minute: m, perMinute: 10, errors: 0 })));
+  // acme's search service reports a delta histogram per minute: 10 of 100 requests above 500 ms.
+  const metrics = await produceTenant(topics.metrics, 'acme', Array.from({ length: 20 }, (_, m) => Buffer.from(encode('metrics', { resourceMetrics: [{
+    resource: { attributes: [{ key: 'service.name', value: { stringValue: 'search' } }] },
+    scopeMetrics: [{ scope: { name: 'test' }, metrics: [{ name: 'http.server.request.duration', unit: 's', histogram: { aggregationTemporality: 1, dataPoints: [{
+      startTimeUnixNano: Long.fromNumber(startMs + m * MIN).multiply(1_000_000), timeUnixNano: Long.fromNumber(startMs + m * MIN + 59_000).multiply(1_000_000),
+      count: Long.fromNumber(100), sum: 20, bucketCounts: [80, 10, 8, 2].map((n) => Long.fromNumber(n)), explicitBounds: [0.1, 0.5, 1],
+      attributes: [{ key: 'http.route', value: { stringValue: '/search' } }] }] } }] }] }] }))));
   const deadline = Date.now() + 60_000;
-  while ((handled.get(acme.partition) ?? -1n) < acme.lastOffset || (handled.get(globex.partition) ?? -1n) < globex.lastOffset) {
+  while ((handled.get(acme.partition) ?? -1n) < acme.lastOffset || (handled.get(globex.partition) ?? -1n) < globex.lastOffset
+    || (handledMetrics.get(metrics.partition) ?? -1n) < metrics.lastOffset) {
     if (Date.now() > deadline) throw new Error('runner did not consume the traffic');
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -93,7 +112,10 @@ describe('GET /obs/slo', () => {
     const a = await call('GET', '/obs/slo', TOK.acmeRead);
     expect(a.status).toBe(200);
     expect(a.body.tenant).toBe('acme');
-    expect(a.body.slos.map((s: any) => s.slo).sort()).toEqual(['checkout-availability', 'checkout-latency']);
+    expect(a.body.slos.map((s: any) => s.slo).sort()).toEqual(['checkout-availability', 'checkout-latency', 'search-latency-hist']);
+    // From the metrics topic: 10% over the threshold against a 1% budget.
+    const hist = a.body.slos.find((s: any) => s.slo === 'search-latency-hist');
+    expect(hist.burn_rates['1h']).toBeCloseTo(10, 6);
     const avail = a.body.slos.find((s: any) => s.slo === 'checkout-availability');
     // 5% errors against a 1% budget: burn rate 5 in every window that holds data.
     expect(avail.burn_rates['5m']).toBeCloseTo(5, 6);
@@ -172,7 +194,7 @@ describe('incident mode', () => {
     expect(list.stdout).toMatch(/incident mode ON until/);
     expect(list.stdout).toMatch(/checkout-availability\s+checkout\s+99\.0%/);
     const json = JSON.parse((await sloList({ ...cli, format: 'json' })).stdout);
-    expect(json.slos).toHaveLength(2);
+    expect(json.slos).toHaveLength(3);
     const off = await incidentSet({ ...cli, mode: 'off' });
     expect(off.stdout).toBe('tenant acme: incident mode off\n');
     expect(sampler.inIncident('acme')).toBe(false);

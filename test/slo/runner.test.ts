@@ -275,4 +275,32 @@ describe('SLO runner', () => {
       await hook2.close();
     }
   }, 180_000);
+
+  it('an idle partition keeps being evaluated: a burst that stops mid-way resolves without further traffic', async () => {
+    const t3 = { spans: uniq('slo3_spans'), metrics: uniq('slo3_metrics'), sloEvents: uniq('slo3_events'), timelineEvents: uniq('slo3_tl') };
+    await createTopics(Object.values(t3), 3);
+    let clock = Date.now();
+    const s3 = startMs - 400 * MIN;
+    const p = await produceTenant(t3.spans, 'acme', range(0, 100).map((m) => minuteRequest({ tenant: 'acme', service: 'checkout', spanName: 'POST /checkout',
+      startMs: s3, minute: m, perMinute: 100, errors: m >= 90 ? 50 : 0 })));
+    const w = commitWatch();
+    const r = await startSloRunner({ kafka: testKafka('slo-idle'), config, store, topics: t3, groupId: uniq('stella-slo-idle'), sampler: new HeadSampler(),
+      idleTickMs: 3_600_000, idleAfterMs: 60_000, lagMs: 0, now: () => clock, beforeCommit: w.hook });
+    try {
+      await w.until(p.partition, p.lastOffset);
+      expect((await r.summaries('acme'))[0]!.firing).toContain('page:1h/5m');
+      await r.idleTick(); // data arrived just now: not idle yet
+      expect((await r.summaries('acme'))[0]!.firing).toContain('page:1h/5m');
+      clock += 61_000;
+      await r.idleTick(); // idle: evaluated minute by minute up to the wall clock
+      expect((await r.summaries('acme'))[0]!.firing).not.toContain('page:1h/5m');
+    } finally {
+      await r.stop();
+    }
+    const events = (await readRecords([t3.sloEvents], 1000, 5000)).map((x) => JSON.parse(x.value.toString()));
+    const page = events.filter((e) => e.windows === '1h/5m');
+    expect(page.map((e) => e.kind)).toEqual(['slo.breach.started', 'slo.breach.resolved']);
+    // The last data minute is 99; the 5m window (minutes 100..104] is empty at the end of minute 104.
+    expect(page[1].at_ms).toBe(endOfMinute(s3, 104));
+  }, 120_000);
 });
