@@ -337,6 +337,11 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     const owned = new Set<number>();
     for (const list of Object.values(e.payload.memberAssignment)) for (const p of list) owned.add(p);
     for (const p of [...cores.keys()]) if (!owned.has(p)) void withLock(p, async () => { cores.delete(p); });
+    // Load the owned partitions' checkpoints now, not at their first record: incident modes reach
+    // the sampler and idle partitions keep being evaluated (and their TTLs expire) after a restart.
+    for (const p of owned) {
+      void withLock(p, () => loadCore(p)).catch((err: unknown) => log.warn({ partition: p, error_message: String(err) }, 'loading the SLO checkpoint failed; retried at the first record'));
+    }
   });
   const timer = setInterval(() => { void idleTick(); }, opts.idleTickMs ?? 15_000);
   timer.unref();
