@@ -143,7 +143,8 @@ describe('SLO runner', () => {
     const acme2 = await produceTenant(topics.spans, 'acme', range(100, 150).map(acmeMinute));
     const globex2 = await produceTenant(topics.spans, 'globex', range(100, 150).map(globexMinute));
     const watchB = commitWatch();
-    runner = await start(new HeadSampler(), watchB.hook);
+    const samplerB = new HeadSampler();
+    runner = await start(samplerB, watchB.hook);
     try {
       await watchB.until(acme2.partition, acme2.lastOffset);
       await watchB.until(globex2.partition, globex2.lastOffset);
@@ -152,6 +153,9 @@ describe('SLO runner', () => {
       const s = await runner.summaries('acme');
       expect(s[0]!.firing).not.toContain('page:1h/5m');
       expect(s[0]!.budgetRemaining).toBeLessThan(0); // 1000 bad of 15000 against a 0.1% budget
+      // The auto incident mode (page burn at minute 91, TTL 2 h of event time) came back with the state.
+      expect(samplerB.inIncident('acme')).toBe(true);
+      expect((await runner.incidentStatus('acme')).reason).toBe('slo:checkout-availability 1h/5m');
     } finally {
       await runner.stop();
     }
