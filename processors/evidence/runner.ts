@@ -74,6 +74,8 @@ interface TenantState {
   lock: Promise<unknown>;
   lastSealMs: number;
   unsealedRows: SegmentRow[];
+  /** Events appended since the last seal (what the next index file lists). */
+  newEvents: [string, number][];
   dropped: boolean;
 }
 
@@ -204,7 +206,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         const sealer = await Sealer.recover({ store: evidence, tenant, signer: await signerFor(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
-        const s: TenantState = { tenant, partition, sealer, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], dropped: false };
+        const s: TenantState = { tenant, partition, sealer, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], dropped: false };
         // A crash after a seal and before its index file / segment row: write them now (idempotent).
         await writeIndexTail(s);
         const row = await latestSegmentRow(evidence, tenant);
@@ -249,7 +251,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       s.lastSealMs = Date.now();
       if (row) {
         s.index.indexedSize = row.to_size;
-        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.index.events));
+        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents));
+        s.newEvents = [];
         s.unsealedRows.push(row);
       }
     }
@@ -348,7 +351,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
           res.indices.forEach((idx, n) => {
             if (idx < 0) return;
             const x = chunk[n]!;
-            if (x.eventId !== undefined) s.index.events.set(x.eventId, idx);
+            if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
             first ??= BigInt(x.item.kafka!.offset);
           });
           recordsIn.inc({ outcome: 'appended' }, res.accepted);
