@@ -45,15 +45,19 @@ export function applySampling(signal: Signal, parsed: ParsedRequest, threshold: 
   const keep = signal.name === 'traces' ? keepSpan : keepLog;
   let dropped = 0;
   for (const r of parsed.resources) {
+    let emptied: Set<object> | undefined;
     for (const sc of r.scopes) {
+      if (sc.items.length === 0) continue;
       let w = 0;
       for (const it of sc.items) {
         if (keep(it.bytes, threshold)) sc.items[w++] = it;
         else dropped += it.count;
       }
+      if (w === 0) (emptied ??= new Set()).add(sc);
       sc.items.length = w;
     }
-    if (dropped) r.scopes = r.scopes.filter((sc) => sc.items.length > 0);
+    // Only scopes that sampling emptied go; a scope the client sent without items stays as it was.
+    if (emptied) r.scopes = r.scopes.filter((sc) => !emptied!.has(sc));
   }
   parsed.accepted -= dropped;
   return dropped;
