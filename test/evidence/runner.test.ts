@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
 import { loadSigningKey } from '../../processors/evidence/keys.ts';
+import { verifyNote } from '../../processors/evidence/note.ts';
 import { buildBundle, verifyBundle } from '../../processors/evidence/bundle.ts';
 import { EventIndex } from '../../processors/evidence/event-index.ts';
 import { AssignerProtocol } from 'kafkajs';
@@ -189,6 +190,20 @@ describe('evidence runner', () => {
     expect(readFileSync(first.file, 'utf8')).toBe(pem); // never regenerated
     const signer = await loadSigningKey(first.file, 'stella-telemetry.example/tenants/acme');
     expect(String(signer)).not.toContain(pem.split('\n')[1]!);
+    // The runner signs with it (keyFile), under each tenant's origin.
+    const timeline = uniq('ev_timeline');
+    const clean = uniq('ev_clean');
+    await createTopics([timeline, clean], 1);
+    await produce(timeline, [testEvent('acme', 0), testEvent('acme', 1)].map((e) => ({ tenant: 'acme', value: JSON.stringify(e) })));
+    const store = tempStore();
+    const r = await startEvidenceRunner({ kafka: testKafka('evidence-runner'), storeRoot: store.root, store: await testStore(), keyFile: first.file,
+      topics: { timelineEvents: timeline, clean: [clean] }, groupId: uniq('evidence-devkey'), sealEverySeconds: 0.2 });
+    running.push(r);
+    await waitFor('sealed', async () => (await sealedSize(store, 'acme')) === 2);
+    await r.stop();
+    const note = Buffer.from((await store.read('acme', 'checkpoint'))!).toString();
+    expect(verifyNote(note, [signer]).ok).toBe(true);
+    expect(verifyNote(note, [tenantSigner('acme')]).ok).toBe(false);
   });
 
   for (const at of [/^envelopes\//, /^checkpoint$/, /^tile\//]) {
