@@ -267,3 +267,28 @@ function bundleTenant(bytes: Buffer): string | undefined {
     return m ? (JSON.parse(Buffer.from(m.bytes).toString('utf8')) as Manifest).tenant : undefined;
   } catch { return undefined; }
 }
+
+/**
+ * For registerTimelineRoutes' `evidenceLinks`: where an event stands in its tenant's evidence log.
+ * Sealed: `{status: "sealed", index, segment: "<from>..<to>" (the seal that covered it), checkpoint,
+ * inclusion_proof}`; otherwise `{status: "pending"}` (not sealed yet, or not an evidence entry).
+ */
+export function createEvidenceLinks(evidence: EvidenceStore): (tenant: string, event: Pick<TimelineEvent, 'event_id'>) => Promise<Record<string, string>> {
+  const indexes = new Map<string, EventIndex>();
+  return async (tenant, event): Promise<Record<string, string>> => {
+    const reader = new LogReader(evidence, tenant);
+    const sizes = await reader.sealedSizes();
+    const size = sizes[sizes.length - 1] ?? 0;
+    let x = indexes.get(tenant);
+    if (!x) indexes.set(tenant, (x = new EventIndex(evidence, tenant)));
+    await x.refresh(size, reader);
+    const i = x.events.get(event.event_id);
+    const pending: Record<string, string> = { status: 'pending' };
+    if (i === undefined || i >= size) return pending;
+    const k = sizes.findIndex((s) => s > i);
+    return {
+      status: 'sealed', index: String(i), segment: `${k > 0 ? sizes[k - 1] : 0}..${sizes[k]}`,
+      checkpoint: `/evidence/${tenant}/checkpoint`, inclusion_proof: `/evidence/proof/inclusion?event_id=${event.event_id}`,
+    };
+  };
+}

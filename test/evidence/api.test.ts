@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerEvidenceRoutes } from '../../api/evidence-routes.ts';
+import { createEvidenceLinks, registerEvidenceRoutes } from '../../api/evidence-routes.ts';
 import { TABLES, timelineInsertRow, type TimelineEventRow } from '../../lib/store/index.ts';
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { verifyBundle } from '../../processors/evidence/bundle.ts';
@@ -199,5 +199,16 @@ describe('evidence API', () => {
     expect((await snapshotCreate({ baseUrl: base, token: TOK.globex, tenant: 'acme', caseId: 'c', scope: 'service', id: 'checkout', out })).exitCode).toBe(3);
     expect((await snapshotCreate({ baseUrl: base, token: TOK.acmeRead, caseId: 'c', scope: 'service', id: 'checkout', out })).exitCode).toBe(3);
     expect((await snapshotCreate({ baseUrl: base, token: TOK.acme, caseId: 'c', scope: 'service', id: 'missing', out })).exitCode).toBe(1);
+  });
+
+  it('createEvidenceLinks tells the timeline API where an event is sealed', async () => {
+    const links = createEvidenceLinks(evidence);
+    const sealedSizes = (await evidence.list('acme', 'envelopes')).map((n) => Number(n.split('.')[0])).sort((a, b) => a - b);
+    expect(sealedSizes).toEqual([10, 20, 24]);
+    const l = await links('acme', rows.acme[12]!);
+    expect(l).toMatchObject({ status: 'sealed', segment: '10..20', inclusion_proof: `/evidence/proof/inclusion?event_id=${rows.acme[12]!.event_id}` });
+    expect((await links('acme', rows.acme[3]!)).segment).toBe('0..10');
+    expect(Number(l.index)).toBeGreaterThanOrEqual(10);
+    expect(await links('acme', rows.globex[12]!)).toEqual({ status: 'pending' }); // another tenant's event: not in acme's log
   });
 });
