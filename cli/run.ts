@@ -10,13 +10,10 @@ import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { TokenRegistry } from '../lib/tenancy.ts';
 import { createKafka } from '../lib/kafka/client.ts';
-import { parseScrubConfig } from '../processors/scrub/config.ts';
-import { startScrub } from '../processors/scrub/runner.ts';
 import { startReceiver } from '../receiver/index.ts';
-import { migrate, openStore, retentionFromEnv, type Store } from '../lib/store/index.ts';
-import { startTimelineRunner } from '../processors/timeline/runner.ts';
-import { startApiServer } from '../api/server.ts';
-import { registerTimelineRoutes } from '../api/timeline-routes.ts';
+import type { Store } from '../lib/store/index.ts';
+// Processors, the store and the API are imported only when their part runs: the store loads the
+// embedded ClickHouse engine (a 500+ MB library), which a receiver-only process must not carry.
 
 export const PARTS = ['receiver', 'scrub', 'timeline', 'api'] as const;
 export type Part = (typeof PARTS)[number];
@@ -75,6 +72,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     }
     if (parts.has('scrub')) {
       // Validated before anything consumes, so a bad rule file stops startup with its path named.
+      const { parseScrubConfig } = await import('../processors/scrub/config.ts');
+      const { startScrub } = await import('../processors/scrub/runner.ts');
       const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
       const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
         config: scrubConfig, topics: cfg.kafka.topics });
@@ -85,6 +84,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     let store: Store | undefined;
     const getStore = async (): Promise<Store> => {
       if (!store) {
+        const { migrate, openStore, retentionFromEnv } = await import('../lib/store/index.ts');
         store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath: path.join(cfg.dataDir, 'chdb') });
         const opened = store;
         phases.storage.push(() => opened.close());
@@ -94,6 +94,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       return store;
     };
     if (parts.has('timeline')) {
+      const { startTimelineRunner } = await import('../processors/timeline/runner.ts');
       const timeline = await startTimelineRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
           metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq } });
@@ -101,6 +102,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
     if (parts.has('api')) {
+      const { startApiServer } = await import('../api/server.ts');
+      const { registerTimelineRoutes } = await import('../api/timeline-routes.ts');
       const s = await getStore();
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
         register: [(r) => registerTimelineRoutes(r, { store: s })] });

@@ -104,6 +104,7 @@ export class Ingestor {
     }
     if (result === 'timeout') {
       produced.catch((err: unknown) => this.health.markDown(err));
+      void this.health.probeNow();
       refuse('kafka_timeout', `Kafka did not acknowledge within ${this.opts.produceTimeoutMs} ms; retry later`);
     }
     endProduce();

@@ -21,9 +21,15 @@ export class KafkaHealth {
 
   async start(): Promise<void> {
     await this.probe();
-    this.timer = setInterval(() => { if (!this.up) void this.probe(); }, this.probeIntervalMs);
+    // Probe while up too (a metadata request a second is cheap): a broker that went away is noticed
+    // even when no produce is in flight to fail.
+    this.timer = setInterval(() => { void this.probe(); }, this.probeIntervalMs);
     this.timer.unref();
   }
+
+  /** Check now, e.g. after a produce timed out: while kafkajs keeps retrying, that produce has not
+   * failed yet, and without a verdict every new request would wait for its own timeout. */
+  probeNow(): Promise<void> { return this.probe(); }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);

@@ -3,7 +3,6 @@
 // per process, so openStore() is a per-location singleton: every component in a process (runner,
 // API, evidence, tests in one worker) shares the same Store.
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -149,6 +148,9 @@ export function openStore(opts: StoreOptions = storeOptionsFromEnv()): Promise<S
       mkdirSync(p, { recursive: true });
       // chdb's Connection implements @clickhouse/client-common's Connection; the cast bridges the
       // two packages' copies of that type.
+      // Loaded here, not at module load: the engine is a 500+ MB native library, and modules that
+      // only use the store's types or row helpers (or run without ClickHouse) must not map it.
+      const { createChdbConnection } = await import('chdb/connection');
       client = createClient({ json: jsonHandling, connection: createChdbConnection({ path: p }) as never });
       // chdb keeps SETs for its one session: pin UTC for the DateTime64 text we write (tables.ts).
       await client.command({ query: "SET session_timezone = 'UTC'" });
