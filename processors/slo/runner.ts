@@ -135,7 +135,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
   // Partition count of the spans topic: where a tenant not seen yet lives (murmur2, as producers key it).
   const admin = opts.kafka.admin();
   await admin.connect();
-  const meta = await admin.fetchTopicMetadata({ topics: [topics.spans] }).finally(() => admin.disconnect());
+  const meta = await admin.fetchTopicMetadata({ topics: [topics.spans] });
   const partitionCount = meta.topics[0]?.partitions.length ?? 1;
   const partitioner = Partitioners.DefaultPartitioner();
   const partitionMetadata = Array.from({ length: partitionCount }, (_, i) => ({ partitionId: i, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0, offlineReplicas: [] as number[] }));
@@ -303,14 +303,34 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     await persist(pc, ticks, [], next === undefined ? 'first_batch' : undefined);
   };
 
+  /** Partitions with records not consumed yet (offset below the high watermark): not idle, only slow. */
+  const backlogged = async (): Promise<Set<number> | undefined> => {
+    try {
+      const out = new Set<number>();
+      for (const topic of [topics.spans, topics.metrics]) {
+        for (const o of await admin.fetchTopicOffsets(topic)) {
+          const next = cores.get(o.partition)?.offsets[topic];
+          if (next !== undefined && BigInt(next) < BigInt(o.high)) out.add(o.partition);
+        }
+      }
+      return out;
+    } catch (err) {
+      log.warn({ error_message: String(err) }, 'cannot read high watermarks; idle evaluation skipped this round');
+      return undefined;
+    }
+  };
+
   const idleTick = async (): Promise<void> => {
+    // A partition only looks idle while its records wait behind others (catch-up after an outage):
+    // evaluating it at the wall clock would make its backlog late. Ask Kafka.
+    const behind = cores.size ? await backlogged() : undefined;
     for (const p of [...cores.keys()]) {
       await withLock(p, async () => {
         const pc = cores.get(p);
         if (!pc) return;
         const wall = now();
         const ticks: SloTick[] = [];
-        if (wall - pc.lastDataWallMs >= idleAfterMs) {
+        if (behind && !behind.has(p) && wall - pc.lastDataWallMs >= idleAfterMs) {
           const target = wall - lagMs;
           if (target > pc.watermarkMs) pc.watermarkMs = target;
           ticks.push(...advance(pc, pc.watermarkMs, 'idle'));
@@ -382,6 +402,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
       }
       await dispatcher.idle().catch(() => {});
       dispatcher.close();
+      await admin.disconnect().catch(() => {});
       await producer.disconnect();
     },
   };

@@ -288,15 +288,38 @@ describe('SLO runner', () => {
     const p = await produceTenant(t3.spans, 'acme', range(0, 100).map((m) => minuteRequest({ tenant: 'acme', service: 'checkout', spanName: 'POST /checkout',
       startMs: s3, minute: m, perMinute: 100, errors: m >= 90 ? 50 : 0 })));
     const w = commitWatch();
+    let gate: Promise<void> | undefined;
+    let entered: (() => void) | undefined;
     const r = await startSloRunner({ kafka: testKafka('slo-idle'), config, store, topics: t3, groupId: uniq('stella-slo-idle'), sampler: new HeadSampler(),
-      idleTickMs: 3_600_000, idleAfterMs: 60_000, lagMs: 0, now: () => clock, beforeCommit: w.hook });
+      idleTickMs: 3_600_000, idleAfterMs: 60_000, lagMs: 0, now: () => clock,
+      beforeCommit: async (recs) => { await w.hook(recs); if (gate) { entered?.(); await gate; } } });
+    const burst = (m: number) => minuteRequest({ tenant: 'acme', service: 'checkout', spanName: 'POST /checkout', startMs: s3, minute: m, perMinute: 100, errors: 50 });
     try {
       await w.until(p.partition, p.lastOffset);
       expect((await r.summaries('acme'))[0]!.firing).toContain('page:1h/5m');
       await r.idleTick(); // data arrived just now: not idle yet
       expect((await r.summaries('acme'))[0]!.firing).toContain('page:1h/5m');
+
+      // A partition that only looks idle because its records wait (a batch is slow; more are queued
+      // behind it) must not be evaluated at the wall clock: that would make its backlog late.
+      let open!: () => void;
+      gate = new Promise<void>((res) => (open = res));
+      const inBatch = new Promise<void>((res) => (entered = res));
+      const q1 = await produceTenant(t3.spans, 'acme', [burst(100)]);
+      await inBatch; // minute 100 is applied; its commit waits
+      const q2 = await produceTenant(t3.spans, 'acme', [burst(101)]);
       clock += 61_000;
-      await r.idleTick(); // idle: evaluated minute by minute up to the wall clock
+      const tick = r.idleTick();
+      await new Promise((res) => setTimeout(res, 300));
+      gate = undefined;
+      open();
+      await tick;
+      await w.until(q2.partition, q2.lastOffset);
+      expect(q1.lastOffset + 1n).toBe(q2.lastOffset);
+      expect((await r.summaries('acme'))[0]!.firing).toContain('page:1h/5m');
+
+      clock += 61_000;
+      await r.idleTick(); // now idle for real: evaluated minute by minute up to the wall clock
       expect((await r.summaries('acme'))[0]!.firing).not.toContain('page:1h/5m');
     } finally {
       await r.stop();
@@ -304,7 +327,7 @@ describe('SLO runner', () => {
     const events = (await readRecords([t3.sloEvents], 1000, 5000)).map((x) => JSON.parse(x.value.toString()));
     const page = events.filter((e) => e.windows === '1h/5m');
     expect(page.map((e) => e.kind)).toEqual(['slo.breach.started', 'slo.breach.resolved']);
-    // The last data minute is 99; the 5m window (minutes 100..104] is empty at the end of minute 104.
-    expect(page[1].at_ms).toBe(endOfMinute(s3, 104));
+    // The last data minute is 101; the 5m window (minutes 101..106] is empty at the end of minute 106.
+    expect(page[1].at_ms).toBe(endOfMinute(s3, 106));
   }, 120_000);
 });
