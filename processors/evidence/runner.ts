@@ -79,7 +79,7 @@ interface TenantState {
   dropped: boolean;
 }
 
-interface TpState { topic: string; partition: number; base: bigint | undefined; lastHandled: bigint | undefined; firstPending: Map<string, bigint>; committed: bigint | undefined }
+interface TpState { topic: string; partition: number; rewinds: number; base: bigint | undefined; lastHandled: bigint | undefined; firstPending: Map<string, bigint>; committed: bigint | undefined }
 
 /** Same partition number of every topic to the same member: a tenant's records (same key, same
  *  partition number when the topics have equal partition counts) all reach one sealer. */
@@ -251,13 +251,21 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       s.lastSealMs = Date.now();
       if (row) {
         s.index.indexedSize = row.to_size;
-        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents));
-        s.newEvents = [];
         s.unsealedRows.push(row);
+        // The index file is derived data: when its write fails, readers scan the entries instead.
+        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents))
+          .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence index file not written'));
+        s.newEvents = [];
       }
     }
-    await flushRows(s);
-    for (const tp of tps.values()) tp.firstPending.delete(s.tenant);
+    for (const tp of tps.values()) tp.firstPending.delete(s.tenant); // sealed: durable in the log
+    try {
+      await flushRows(s);
+    } catch (err) {
+      // Offsets wait for the row (commitCovered skips while any row is queued); retried every tick.
+      log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence_segments insert failed; offsets not committed until it succeeds');
+      return;
+    }
     await commitCovered();
   }
   const sealTenant = (s: TenantState): Promise<void> => withLock(s, () => sealLocked(s));
@@ -278,12 +286,16 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const to = tp.committed ?? tp.base ?? tp.firstPending.get(s.tenant)!;
       tp.firstPending.delete(s.tenant);
       tp.lastHandled = to - 1n; // nothing past the rewind point may be committed before it is handled again
+      tp.rewinds++; // a batch in flight on this partition must not mark itself handled
       consumer.seek({ topic: tp.topic, partition: tp.partition, offset: to.toString() });
     }
   }
 
   async function commitCovered(): Promise<void> {
     if (dead) return;
+    // A sealed segment's row goes to ClickHouse before the offsets that it covers are committed
+    // (a restart re-inserts only the latest segment's row).
+    for (const t of tenants.values()) if (t.unsealedRows.length) return;
     const out: { topic: string; partition: number; offset: string }[] = [];
     for (const tp of tps.values()) {
       if (tp.lastHandled === undefined) continue;
@@ -325,9 +337,10 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     }
     const k = tpKey(topic, partition);
     let tp = tps.get(k);
-    if (!tp) tps.set(k, (tp = { topic, partition, base: BigInt(batch.messages[0]!.offset), lastHandled: undefined, firstPending: new Map(), committed: undefined }));
+    if (!tp) tps.set(k, (tp = { topic, partition, rewinds: 0, base: BigInt(batch.messages[0]!.offset), lastHandled: undefined, firstPending: new Map(), committed: undefined }));
+    const rewinds = tp.rewinds;
     for (const [tenant, list] of [...byTenant].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      if (!isRunning() || isStale() || dead) return;
+      if (!isRunning() || isStale() || dead || tp.rewinds !== rewinds) return;
       const s = await openTenant(tenant, partition);
       if (s.partition !== partition) log.warn({ tenant_id: tenant, topic, partition, expected: s.partition }, 'tenant seen on another partition number; topics must be co-partitioned');
       await withLock(s, async () => {
@@ -358,12 +371,17 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
           recordsIn.inc({ outcome: 'redelivered' }, res.skipped);
           if (first !== undefined && !tp.firstPending.has(tenant)) tp.firstPending.set(tenant, first);
           if (s.sealer.pendingCount >= sealEveryEntries) {
-            try { await sealLocked(s); } catch { return; } // failTenant rewound the partition
+            try {
+              await sealLocked(s);
+            } catch (err) {
+              if (!s.dropped) failTenant(s, err); // rewinds the partition: this batch comes again
+              return;
+            }
           }
         }
       });
     }
-    if (dead || isStale()) return; // a failed seal rewound this partition (seek): the batch comes again
+    if (dead || isStale() || tp.rewinds !== rewinds) return; // a failed seal rewound this partition (seek): the batch comes again
     const last = batch.messages[batch.messages.length - 1]!.offset;
     tp.lastHandled = BigInt(last);
     resolveOffset(last);
@@ -378,7 +396,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const owned = new Set(Object.values(assigned).flat());
     for (const [key, tp] of tps) {
       if (!(assigned[tp.topic] ?? []).includes(tp.partition)) tps.delete(key);
-      else { tp.committed = undefined; tp.firstPending.clear(); tp.lastHandled = undefined; }
+      else { tp.committed = undefined; tp.firstPending.clear(); tp.lastHandled = undefined; tp.rewinds++; }
     }
     // Partitions we keep restart from their committed offsets; drop every sealer's unsealed entries
     // (they will be re-delivered) and the sealers of tenants we no longer own.

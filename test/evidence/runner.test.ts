@@ -63,7 +63,8 @@ describe('evidence runner', () => {
       expect(idx.events.size).toBe(n);
       for (const e of events[tenant]) expect(JSON.parse(JSON.stringify(entries[idx.events.get(e.event_id)!]))).toMatchObject({ event_id: e.event_id });
       // Segment rows: contiguous from 0 to the sealed size.
-      const rows = await forTenant(await testStore(), tenant).listEvidenceSegments();
+      // Sorted here: listEvidenceSegments orders by the toString alias (lexicographic), reported to lib/store's owner.
+      const rows = (await forTenant(await testStore(), tenant).listEvidenceSegments()).sort((x, y) => Number(x.to_size) - Number(y.to_size));
       expect(rows.length).toBeGreaterThan(1);
       expect(rows[0]!.from_size).toBe('0');
       rows.slice(1).forEach((row, i) => expect(row.from_size).toBe(rows[i]!.to_size));
@@ -226,4 +227,38 @@ describe('evidence runner', () => {
       expect(verifyBundle(await buildBundle(fs, 'acme', { caseId: 'fail' }))).toMatchObject({ ok: true, treeSize: 30 });
     });
   }
+
+  it('a failing evidence_segments insert holds the offset commit back until the row is written', async () => {
+    const timeline = uniq('ev_timeline');
+    const clean = uniq('ev_clean');
+    await createTopics([timeline, clean], 1);
+    await produce(timeline, Array.from({ length: 12 }, (_, i) => testEvent('rowfail', i)).map((e) => ({ tenant: 'rowfail', value: JSON.stringify(e) })));
+    const real = await testStore();
+    let failures = 0;
+    let blocked = true;
+    const flaky = new Proxy(real, { get(target, prop, recv) {
+      if (prop === 'insertRows') return async (table: string, rows: unknown[], ...rest: unknown[]) => {
+        if (table === 'evidence_segments' && blocked) { failures++; throw new Error('clickhouse unavailable (test)'); }
+        return (target.insertRows as (...a: unknown[]) => Promise<void>).call(target, table, rows, ...rest);
+      };
+      return Reflect.get(target, prop, recv) as unknown;
+    } });
+    const fs = tempStore();
+    const group = uniq('evidence-rowfail');
+    const r = await startEvidenceRunner({ kafka: testKafka('evidence-runner'), storeRoot: fs.root, store: flaky, signer: tenantSigner,
+      topics: { timelineEvents: timeline, clean: [clean] }, groupId: group, sealEverySeconds: 0.1, sealEveryEntries: 5 });
+    running.push(r);
+    await waitFor('sealed while ClickHouse fails', async () => (await sealedSize(fs, 'rowfail')) === 12 && failures >= 3);
+    const admin = testKafka().admin();
+    await admin.connect();
+    const committed = async () => (await admin.fetchOffsets({ groupId: group, topics: [timeline] }))[0]!.partitions[0]!.offset;
+    await new Promise((res) => setTimeout(res, 500));
+    expect(await committed()).toBe('-1'); // sealed, but the rows are not in ClickHouse: nothing committed
+    blocked = false;
+    await waitFor('offsets committed after the rows', async () => (await committed()) === '12');
+    const rows = (await forTenant(real, 'rowfail').listEvidenceSegments()).sort((x, y) => Number(x.to_size) - Number(y.to_size));
+    expect(rows.map((x) => `${x.from_size}..${x.to_size}`)).toEqual(['0..5', '5..10', '10..12']);
+    await admin.disconnect();
+    await r.stop();
+  });
 });
