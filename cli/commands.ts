@@ -9,8 +9,9 @@ import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
 import { attestShow, forensicVerify } from '../processors/evidence/cli.ts';
-import { parseSloConfig, renderPrometheusRules } from '../processors/slo/index.ts';
-import { migrate, openStore } from '../lib/store/index.ts';
+import { parseSloConfig } from '../processors/slo/config.ts';
+import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
+import { incidentSet, sloList } from '../processors/slo/cli.ts';
 
 export class UsageError extends Error {}
 
@@ -98,7 +99,30 @@ export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {
   return 0;
 }
 
+export async function cmdSloList(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
+  const r = await sloList({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), format });
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
+  return r.exitCode;
+}
+
+export async function cmdIncident(mode: string | undefined, flags: Flags, io: Io): Promise<number> {
+  if (mode !== 'on' && mode !== 'off') throw new UsageError('usage: stella incident on|off --tenant <id> [--ttl <seconds>]');
+  const tenant = flagString(flags, 'tenant');
+  if (!tenant) throw new UsageError('--tenant is required for stella incident');
+  const ttl = flagString(flags, 'ttl');
+  const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
+  if (ttlSeconds !== undefined && (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0)) throw new UsageError('--ttl takes a whole number of seconds');
+  const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
+  const r = await incidentSet({ ...apiAccess(flags), tenant, mode, ttlSeconds, format });
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
+  return r.exitCode;
+}
+
 export async function cmdDbMigrate(io: Io): Promise<number> {
+  const { migrate, openStore } = await import('../lib/store/index.ts');
   const cfg = loadConfig();
   const store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath: path.join(cfg.dataDir, 'chdb') });
   try {

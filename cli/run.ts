@@ -15,7 +15,7 @@ import type { Store } from '../lib/store/index.ts';
 // Processors, the store and the API are imported only when their part runs: the store loads the
 // embedded ClickHouse engine (a 500+ MB library), which a receiver-only process must not carry.
 
-export const PARTS = ['receiver', 'scrub', 'timeline', 'api'] as const;
+export const PARTS = ['receiver', 'scrub', 'timeline', 'slo', 'api'] as const;
 export type Part = (typeof PARTS)[number];
 
 /** Parse a processor's config section; its errors become ConfigErrors naming the section. */
@@ -63,6 +63,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     phases.serving.push(() => admin.close());
     const ports: Record<string, number> = { admin: admin.port };
     if (parts.has('receiver')) {
+      const { headSampler, parseSamplingConfig } = await import('../receiver/sampling.ts');
+      headSampler.configure(section('sampling', () => parseSamplingConfig(cfg.sections.sampling)));
       const receiver = await startReceiver(cfg, kafka.brokers, tokens);
       admin.addCheck('kafka', () => ({ ok: receiver.health.isUp, detail: receiver.health.isUp ? undefined : 'Kafka unreachable' }));
       phases.intake.push(() => receiver.close());
@@ -101,12 +103,34 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       phases.processors.push(() => timeline.stop());
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
+    let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
+    if (parts.has('slo')) {
+      const { parseSloSection } = await import('../processors/slo/section.ts');
+      const sloSection = section('slo', () => parseSloSection(cfg.sections.slo));
+      if (!sloSection) {
+        out('SLO: no `slo` section in the configuration (docs/slo.md); the SLO processor is not running');
+      } else {
+        const { startSloRunner } = await import('../processors/slo/runner.ts');
+        const runner = await startSloRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-slo` }),
+          store: await getStore(), ...sloSection.runner, config: sloSection.config,
+          topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
+            sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
+        phases.processors.push(() => runner.stop());
+        slo = { runner, defaultIncidentTtlMs: sloSection.defaultIncidentTtlMs };
+        out(`SLO: ${sloSection.config.slos.length} SLOs evaluated from clean spans and metrics`);
+      }
+    }
     if (parts.has('api')) {
       const { startApiServer } = await import('../api/server.ts');
       const { registerTimelineRoutes } = await import('../api/timeline-routes.ts');
+      const { registerSloRoutes } = await import('../api/slo-routes.ts');
       const s = await getStore();
+      const sloRoutes = slo;
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
-        register: [(r) => registerTimelineRoutes(r, { store: s })] });
+        register: [
+          (r) => registerTimelineRoutes(r, { store: s }),
+          ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
+        ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
       out(`API: ${api.url} (GET /timeline, /timeline/:event_id, /obs/trace/:trace_id)`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { ConfigError, loadConfig } from '../lib/config.ts';
-import { cmdAttestShow, cmdDbMigrate, cmdForensicVerify, cmdObsTrace, cmdScrub, cmdSloRules, UsageError, type Io } from './commands.ts';
+import { cmdAttestShow, cmdDbMigrate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
 export { UsageError };
@@ -16,7 +16,9 @@ Commands:
   obs trace <trace_id>                a trace's timeline events and spans (from the API)
   forensic verify <bundle>            verify an evidence bundle offline; exit code names the cause
   forensic attest show <bundle>       print the bundle's signed statements and who signed them when
+  slo list                            SLOs with current burn rates and budget left (from the API)
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
+  incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
   db migrate                          apply ClickHouse migrations (idempotent)
   help                                show this help
 
@@ -87,6 +89,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'verify') return cmdForensicVerify([sub2, ...rest].filter((x): x is string => !!x), flags, io);
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return cmdAttestShow(rest, flags, io);
   if (cmd === 'slo' && sub === 'rules') return cmdSloRules(flags, io);
+  if (cmd === 'slo' && sub === 'list') return cmdSloList(flags, io);
+  if (cmd === 'incident') return cmdIncident(sub, flags, io);
   if (cmd === 'db' && sub === 'migrate') return cmdDbMigrate(io);
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }

@@ -80,3 +80,19 @@ describe('stella CLI', () => {
     expect(unreachable.stderr).toContain('cannot reach http://127.0.0.1:1');
   });
 });
+
+describe('stella CLI: SLO and incident commands', () => {
+  it('incident needs on|off and a tenant', () => {
+    const bad = stella(['incident', 'maybe']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('usage: stella incident on|off');
+    const noTenant = stella(['incident', 'on', '--token', 't']);
+    expect(noTenant.code).toBe(2);
+    expect(noTenant.stderr).toContain('--tenant is required');
+  });
+
+  it('slo list against an unreachable API exits 4', () => {
+    const r = stella(['slo', 'list', '--api', 'http://127.0.0.1:1', '--token', 't']);
+    expect(r.code).toBe(4);
+  });
+});
