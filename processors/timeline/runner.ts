@@ -11,6 +11,7 @@ import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
 import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventMessageJson } from './events.ts';
+import { eventRowFromMessage, PRODUCER_HEADER, TIMELINE_PRODUCER } from './external-events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
 export interface TimelineRunnerOptions {
@@ -56,7 +57,9 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
       if (bytes + value.length > MAX_PUBLISH_BYTES && chunk.length) { sends.push(producer.send(topics.timelineEvents, chunk)); chunk = []; bytes = 0; }
       // W3C trace context flows on: the event carries its source record's traceparent.
       const tp = traceparents.get(e);
-      chunk.push({ key: e.tenant_id, value, headers: tp ? { [H.tenant]: e.tenant_id, [H.traceparent]: tp } : { [H.tenant]: e.tenant_id } });
+      const headers: Record<string, string> = { [H.tenant]: e.tenant_id, [PRODUCER_HEADER]: TIMELINE_PRODUCER };
+      if (tp) headers[H.traceparent] = tp;
+      chunk.push({ key: e.tenant_id, value, headers });
       bytes += value.length + e.tenant_id.length + 64;
     }
     if (chunk.length) sends.push(producer.send(topics.timelineEvents, chunk));
@@ -67,8 +70,14 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     const parts: Transformed[] = [];
     const dead: StageRecord[] = [];
     const traceparents = new Map<TimelineEventRow, string>();
+    const external: TimelineEventRow[] = [];
     for (const r of records) {
       try {
+        if (r.topic === topics.timelineEvents) {
+          // Events other processors published; our own are already stored.
+          if (r.headers[PRODUCER_HEADER] !== TIMELINE_PRODUCER) external.push(eventRowFromMessage(r.value, r.key));
+          continue;
+        }
         const part = transformRecord(signalOf.get(r.topic)!, r);
         const tp = r.headers[H.traceparent];
         if (tp) for (const e of part.events) traceparents.set(e, tp);
@@ -83,7 +92,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     const out = mergeTransformed(parts);
     const writes: Promise<void>[] = [];
     for (const [table, rows] of out.rows) writes.push(writer.write(table, rows));
-    writes.push(writer.write(TABLES.timelineEvents, out.events.map(timelineInsertRow)));
+    writes.push(writer.write(TABLES.timelineEvents, [...out.events, ...external].map(timelineInsertRow)));
     if (dead.length) {
       writes.push(producer.send(topics.dlq, dead.map((r) => ({ key: r.key ?? '', value: r.value, headers: {
         ...r.headers, [H.dlqReason]: 'timeline: undecodable record', [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } }))));
@@ -93,12 +102,12 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     // insert fails, the whole batch is retried, so a published event's row always follows.
     if (out.events.length) writes.push(publishEvents(out.events, traceparents));
     await Promise.all(writes);
-    for (const e of out.events) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
+    for (const e of [...out.events, ...external]) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     await opts.beforeCommit?.(records);
   };
 
   const stage = await runStage({ name: 'timeline', groupId: opts.groupId, kafka: opts.kafka,
-    topics: [topics.spans, topics.logs, topics.metrics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
+    topics: [topics.spans, topics.logs, topics.metrics, topics.timelineEvents], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
   return {
     stage,
     stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },
