@@ -6,13 +6,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readdirSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
+import { projectRoot } from '../paths.ts';
 
 export const KAFKA_VERSION = process.env.STELLA_KAFKA_VERSION ?? '3.9.1';
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const kafkaCacheDir = (version = KAFKA_VERSION) =>
-  path.join(process.env.STELLA_CACHE_DIR ?? path.join(repoRoot, '.cache'), 'kafka', version);
+  path.join(process.env.STELLA_CACHE_DIR ?? path.join(projectRoot, '.cache'), 'kafka', version);
 
 // The broker's runtime classpath: kafka_2.13 and its runtime dependencies, plus reload4j so the
 // broker's own log4j configuration works (Kafka 3.x logs through log4j 1.x APIs).

@@ -1,14 +1,14 @@
 // The project's OTLP protobuf types, compiled at load time by protobufjs from `proto/`.
 // 64-bit integers decode as Long (never lossy JS numbers): nanosecond timestamps exceed 2^53.
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Long from 'long';
 import protobuf from 'protobufjs';
+import { projectRoot } from '../paths.ts';
 
 protobuf.util.Long = Long as unknown as protobuf.Long extends never ? never : typeof protobuf.util.Long;
 protobuf.configure();
 
-export const protoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
+export const protoDir = path.join(projectRoot, 'proto');
 
 const files = [
   'opentelemetry/proto/collector/trace/v1/trace_service.proto',

@@ -5,12 +5,12 @@
 // ALTER ... MODIFY TTL when the configured value changes.
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../paths.ts';
 import { createHash } from 'node:crypto';
 import { logger } from '../log.ts';
 import type { Store } from './store.ts';
 
-export const migrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../clickhouse');
+export const migrationsDir = path.join(projectRoot, 'clickhouse');
 
 export interface RetentionConfig {
   /** timeline_events TTL in days (default 180). */
