@@ -1,0 +1,176 @@
+// The collector configurations in collector-config/ against our receiver's and topics' contract:
+// every pipeline starts with memory_limiter, sampling precedes batch, the exporter to our receiver
+// authenticates with a bearer token from the environment, compresses, retries and queues on disk;
+// the Kafka variant writes exactly our raw topics in our encoding, within our record limit, keyed
+// and headed by tenant; and every component is both defined and used.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { defaultTopicNames } from '../../lib/kafka/topics.ts';
+import { defaultConfig } from '../../lib/config.ts';
+
+type Obj = Record<string, any>;
+const load = (name: string): Obj => parse(readFileSync(new URL(`../../collector-config/${name}`, import.meta.url), 'utf8')) as Obj;
+const sidecar = load('sidecar.yaml');
+const kafkaDirect = load('kafka-direct.yaml');
+const SIGNALS = ['traces', 'metrics', 'logs'] as const;
+/** The component type of an id: `kafka/stella` -> `kafka`. */
+const typeOf = (id: string): string => id.split('/')[0]!;
+const ENV_REF = /^\$\{env:[A-Z_][A-Z0-9_]*(:-[^}]*)?\}$/;
+
+/** Problems with the service graph: pipelines, and references vs definitions in both directions. */
+export function graphProblems(cfg: Obj): string[] {
+  const problems: string[] = [];
+  const pipelines: Obj = cfg.service?.pipelines ?? {};
+  for (const s of SIGNALS) if (!Object.keys(pipelines).some((p) => p === s || p.startsWith(`${s}/`))) problems.push(`no ${s} pipeline`);
+  const used = { receivers: new Set<string>(), processors: new Set<string>(), exporters: new Set<string>(), extensions: new Set<string>() };
+  for (const [name, p] of Object.entries(pipelines)) {
+    for (const kind of ['receivers', 'processors', 'exporters'] as const) {
+      for (const id of (p as Obj)[kind] ?? []) {
+        used[kind].add(id);
+        if (!cfg[kind] || !(id in cfg[kind])) problems.push(`pipeline ${name} references undefined ${kind.slice(0, -1)} ${id}`);
+      }
+    }
+    const procs: string[] = (p as Obj).processors ?? [];
+    if (procs[0] === undefined || typeOf(procs[0]) !== 'memory_limiter') problems.push(`pipeline ${name}: memory_limiter is not first (${procs.join(', ')})`);
+    const batch = procs.findIndex((x) => typeOf(x) === 'batch');
+    if (batch < 0) problems.push(`pipeline ${name}: no batch processor`);
+    for (const [i, x] of procs.entries()) {
+      if (['tail_sampling', 'probabilistic_sampler'].includes(typeOf(x)) && i > batch) problems.push(`pipeline ${name}: ${x} after batch`);
+    }
+  }
+  for (const id of cfg.service?.extensions ?? []) {
+    used.extensions.add(id);
+    if (!cfg.extensions || !(id in cfg.extensions)) problems.push(`service references undefined extension ${id}`);
+  }
+  // Extensions referenced from component settings must be enabled in service.extensions.
+  const walk = (v: unknown, at: string): void => {
+    if (!v || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v as Obj)) {
+      if ((k === 'authenticator' || k === 'storage') && typeof x === 'string' && !used.extensions.has(x)) {
+        problems.push(`${at}.${k} uses extension ${x}, which service.extensions does not enable`);
+      }
+      walk(x, `${at}.${k}`);
+    }
+  };
+  for (const kind of ['receivers', 'processors', 'exporters'] as const) walk(cfg[kind], kind);
+  for (const kind of ['receivers', 'processors', 'exporters', 'extensions'] as const) {
+    for (const id of Object.keys(cfg[kind] ?? {})) if (!used[kind].has(id)) problems.push(`${kind.slice(0, -1)} ${id} is defined but never used`);
+  }
+  return problems;
+}
+
+describe('collector-config/sidecar.yaml', () => {
+  it('has traces, metrics and logs pipelines; memory_limiter first; sampling before batch; no dangling or unused components', () => {
+    expect(graphProblems(sidecar)).toEqual([]);
+    expect(sidecar.service.pipelines.traces.processors).toEqual(['memory_limiter', 'tail_sampling', 'batch']);
+  });
+
+  it('receives OTLP gRPC on 4317 and HTTP on 4318, on localhost only', () => {
+    expect(sidecar.receivers.otlp.protocols.grpc.endpoint).toBe('localhost:4317');
+    expect(sidecar.receivers.otlp.protocols.http.endpoint).toBe('localhost:4318');
+  });
+
+  it('tail sampling keeps errors, slow traces and a probabilistic baseline', () => {
+    const policies: Obj[] = sidecar.processors.tail_sampling.policies;
+    const byType = Object.fromEntries(policies.map((p) => [p.type, p]));
+    expect(byType.status_code?.status_code.status_codes).toEqual(['ERROR']);
+    expect(byType.latency?.latency.threshold_ms).toBeGreaterThan(0);
+    const pct = byType.probabilistic?.probabilistic.sampling_percentage;
+    expect(pct).toBeGreaterThan(0);
+    expect(pct).toBeLessThan(100);
+    expect(sidecar.processors.memory_limiter.check_interval).toBeDefined();
+    expect(sidecar.processors.memory_limiter.limit_percentage ?? sidecar.processors.memory_limiter.limit_mib).toBeGreaterThan(0);
+  });
+
+  it('exports to our receiver with the bearer token from the environment, gzip, retries and a file-backed queue', () => {
+    const exporters = Object.entries(sidecar.exporters as Obj);
+    expect(exporters).toHaveLength(1);
+    const [id, exp] = exporters[0]!;
+    expect(['otlp', 'otlphttp']).toContain(typeOf(id));
+    // gRPC per-RPC bearer credentials require TLS; our receiver serves plaintext, so gRPC needs TLS on.
+    if (typeOf(id) === 'otlp') expect(exp.tls?.insecure).not.toBe(true);
+    expect(exp.endpoint).toMatch(ENV_REF);
+    expect(exp.compression).toBe('gzip');
+    const auth = exp.auth.authenticator as string;
+    expect(typeOf(auth)).toBe('bearertokenauth');
+    const ext = sidecar.extensions[auth];
+    expect(ext.token).toBe('${env:STELLA_TOKEN}');
+    expect(ext.filename).toBeUndefined(); // filename would silently win over token
+    expect(ext.scheme ?? 'Bearer').toBe('Bearer');
+    expect(exp.retry_on_failure.enabled).toBe(true);
+    expect(exp.sending_queue.enabled).toBe(true);
+    expect(typeOf(exp.sending_queue.storage)).toBe('file_storage');
+    expect(sidecar.extensions[exp.sending_queue.storage].directory).toMatch(ENV_REF);
+    // No secret in the file: the only token is the env reference.
+    expect(readFileSync(new URL('../../collector-config/sidecar.yaml', import.meta.url), 'utf8')).not.toMatch(/token:\s*(?!\$\{env:)\S/);
+  });
+});
+
+describe('collector-config/kafka-direct.yaml', () => {
+  const exporters = Object.entries(kafkaDirect.exporters as Obj);
+  const [kid, kafka] = exporters[0]!;
+
+  it('has traces, metrics and logs pipelines; memory_limiter first; sampling before batch; no dangling or unused components', () => {
+    expect(exporters).toHaveLength(1);
+    expect(typeOf(kid)).toBe('kafka');
+    expect(graphProblems(kafkaDirect)).toEqual([]);
+  });
+
+  it('writes our raw topics with the otlp_proto encoding, acks=all, within our record limit', () => {
+    const topics = { traces: kafka.traces.topic, metrics: kafka.metrics.topic, logs: kafka.logs.topic };
+    expect(topics).toEqual({ traces: defaultTopicNames.spans, metrics: defaultTopicNames.metrics, logs: defaultTopicNames.logs });
+    for (const s of SIGNALS) expect(kafka[s].encoding).toBe('otlp_proto');
+    expect(kafka.topic).toBeUndefined(); // the deprecated top-level topic would override nothing but confuses readers
+    expect([-1, 'all', 'WaitForAll']).toContain(kafka.producer.required_acks);
+    expect(kafka.producer.max_message_bytes).toBeGreaterThan(0);
+    expect(kafka.producer.max_message_bytes).toBeLessThanOrEqual(defaultConfig().kafka.maxRecordBytes);
+    expect(kafka.brokers.every((b: string) => ENV_REF.test(b))).toBe(true);
+    expect(kafka.retry_on_failure.enabled).toBe(true);
+    expect(typeOf(kafka.sending_queue.storage)).toBe('file_storage');
+  });
+
+  it('stamps tenant.id on every resource (upsert) in every pipeline, from the same env var as the tenant header', () => {
+    const tenantEnv = kafka.record_headers.tenant as string;
+    expect(tenantEnv).toMatch(ENV_REF);
+    const resourceProcs = Object.entries(kafkaDirect.processors as Obj).filter(([id]) => typeOf(id) === 'resource');
+    const stamping = resourceProcs.filter(([, p]) => (p.attributes as Obj[]).some((a) => a.key === 'tenant.id' && a.action === 'upsert' && a.value === tenantEnv));
+    expect(stamping).toHaveLength(1);
+    const [stampId] = stamping[0]!;
+    for (const [name, p] of Object.entries(kafkaDirect.service.pipelines as Obj)) {
+      const procs: string[] = p.processors;
+      expect(procs, name).toContain(stampId);
+      // Stamped before sampling and batching: nothing leaves unstamped.
+      expect(procs.indexOf(stampId), name).toBeLessThan(procs.findIndex((x) => typeOf(x) === 'batch'));
+    }
+  });
+
+  it('keys records by the tenant metadata the receiver records and the batcher preserves', () => {
+    const keys = new Set(SIGNALS.map((s) => kafka[s].message_key_from_metadata_key as string));
+    expect(keys.size).toBe(1);
+    const [metaKey] = [...keys];
+    expect(metaKey).toBeTruthy();
+    for (const proto of ['grpc', 'http']) expect(kafkaDirect.receivers.otlp.protocols[proto].include_metadata).toBe(true);
+    expect(kafkaDirect.processors.batch.metadata_keys).toContain(metaKey);
+    for (const s of SIGNALS) expect(kafka[`partition_${s}_by_id`] ?? false).toBe(false);
+  });
+});
+
+describe('graphProblems (the checker has teeth)', () => {
+  it('reports a misordered pipeline, a dangling reference, an unused component and an unenabled extension', () => {
+    const broken = structuredClone(sidecar);
+    broken.service.pipelines.traces.processors = ['batch', 'memory_limiter', 'tail_sampling'];
+    broken.service.pipelines.logs.exporters = ['otlp/nowhere'];
+    broken.processors['attributes/unused'] = { actions: [] };
+    broken.service.extensions = ['bearertokenauth', 'health_check'];
+    delete broken.service.pipelines.metrics;
+    const p = graphProblems(broken);
+    expect(p).toContain('no metrics pipeline');
+    expect(p).toContain('pipeline traces: memory_limiter is not first (batch, memory_limiter, tail_sampling)');
+    expect(p).toContain('pipeline traces: tail_sampling after batch');
+    expect(p).toContain('pipeline logs references undefined exporter otlp/nowhere');
+    expect(p).toContain('processor attributes/unused is defined but never used');
+    expect(p).toContain('extension file_storage is defined but never used');
+    expect(p.some((x) => x.includes('storage uses extension file_storage'))).toBe(true);
+  });
+});
