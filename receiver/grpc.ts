@@ -9,7 +9,8 @@ import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
 import { grpcStatusOf } from './status.ts';
 
-export interface GrpcServerOptions {
+/** What each OTLP front end (gRPC, HTTP) is given. */
+export interface FrontEndOptions {
   host: string;
   port: number;
   maxRequestBytes: number;
@@ -32,7 +33,7 @@ function statusDetails(code: grpc.status, message: string, retryAfterSeconds?: n
   return Buffer.from(types.Status.encode(types.Status.fromObject({ code, message, details })).finish());
 }
 
-function handler(signal: Signal, opts: GrpcServerOptions): grpc.handleUnaryCall<Buffer, Buffer> {
+function handler(signal: Signal, opts: FrontEndOptions): grpc.handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
     const end = receiverMetrics.requestSeconds.startTimer({ protocol: 'grpc', signal: signal.name });
     const fail = (kind: IngestErrorKind, reason: string, message: string, tenant?: string) => {
@@ -70,7 +71,7 @@ function handler(signal: Signal, opts: GrpcServerOptions): grpc.handleUnaryCall<
   };
 }
 
-export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningServer> {
+export async function startGrpcServer(opts: FrontEndOptions): Promise<RunningServer> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': opts.maxRequestBytes,
     'grpc.max_send_message_length': 4 * 1024 * 1024,

@@ -8,19 +8,10 @@ import { logger } from '../lib/log.ts';
 import { JsonInputError, messageToOtlpJson, otlpJsonToProto } from '../lib/otlp/json.ts';
 import { signals, types, type Signal } from '../lib/otlp/proto.ts';
 import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
-import type { RunningServer } from './grpc.ts';
+import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
 import { grpcStatusOf, httpStatusOf } from './status.ts';
-
-export interface HttpServerOptions {
-  host: string;
-  port: number;
-  maxRequestBytes: number;
-  retryAfterSeconds: number;
-  tokens: TokenRegistry;
-  ingestor: Ingestor;
-}
 
 type Format = 'protobuf' | 'json';
 const log = logger('receiver');
@@ -76,7 +67,7 @@ async function decodeBody(raw: Buffer, encoding: string, limit: number): Promise
   return raw;
 }
 
-export async function startHttpServer(opts: HttpServerOptions): Promise<RunningServer> {
+export async function startHttpServer(opts: FrontEndOptions): Promise<RunningServer> {
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://receiver');
     const signal = byPath.get(url.pathname);

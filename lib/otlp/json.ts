@@ -43,6 +43,18 @@ function walkIds(signal: SignalName, root: Record<string, unknown>, convert: (o:
   })));
 }
 
+/** An already-parsed OTLP/JSON Export request as a protobufjs message (ids converted from hex).
+ * Mutates `obj`. Throws JsonInputError with a reason. */
+export function otlpJsonToMessage(signal: SignalName, obj: unknown): protobuf.Message {
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new JsonInputError('the body must be a JSON object');
+  walkIds(signal, obj as Record<string, unknown>, idsToBytes);
+  try {
+    return signals[signal].request.fromObject(obj as Record<string, unknown>);
+  } catch (err) {
+    throw new JsonInputError(`not an OTLP ${signal} request: ${(err as Error).message}`);
+  }
+}
+
 /** Parse an OTLP/JSON Export request body into protobuf bytes. Throws JsonInputError with a reason. */
 export function otlpJsonToProto(signal: SignalName, text: string): Uint8Array {
   let obj: unknown;
@@ -51,14 +63,7 @@ export function otlpJsonToProto(signal: SignalName, text: string): Uint8Array {
   } catch (err) {
     throw new JsonInputError(`invalid JSON: ${(err as Error).message}`);
   }
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new JsonInputError('the body must be a JSON object');
-  walkIds(signal, obj as Record<string, unknown>, idsToBytes);
-  const type = signals[signal].request;
-  try {
-    return type.encode(type.fromObject(obj as Record<string, unknown>)).finish();
-  } catch (err) {
-    throw new JsonInputError(`not an OTLP ${signal} request: ${(err as Error).message}`);
-  }
+  return signals[signal].request.encode(otlpJsonToMessage(signal, obj)).finish();
 }
 
 const toObjectOptions: protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false, oneofs: false };

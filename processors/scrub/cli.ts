@@ -1,8 +1,7 @@
 // `stella scrub`: OTLP JSON on stdin -> scrubbed OTLP JSON on stdout, to try rules offline.
 // Accepts one Export*ServiceRequest document, or JSON Lines of them (the collector file exporter's
-// format). OTLP JSON differs from protobufjs' JSON mapping in one place that matters here: trace and
-// span ids are hex, not base64, so ids are converted around fromObject/toObject.
-import type protobuf from 'protobufjs';
+// format), converted with the receiver's OTLP/JSON codec (lib/otlp/json.ts).
+import { messageToOtlpJson, otlpJsonToMessage } from '../../lib/otlp/json.ts';
 import { signals, type SignalName } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig, type ScrubConfig } from './config.ts';
 import { type ScrubSummary } from './otlp.ts';
@@ -19,25 +18,6 @@ export interface ScrubJsonOptions {
   onSummary?: (s: ScrubSummary, signal: SignalName) => void;
 }
 
-const ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
-
-/** Convert id fields in place between OTLP JSON hex and protobufjs base64. */
-function convertIds(node: unknown, to: 'base64' | 'hex'): void {
-  if (Array.isArray(node)) { for (const n of node) convertIds(n, to); return; }
-  if (typeof node !== 'object' || node === null) return;
-  const o = node as Record<string, unknown>;
-  for (const [k, v] of Object.entries(o)) {
-    if (ID_FIELDS.has(k) && typeof v === 'string') {
-      if (to === 'base64') {
-        if (!/^([0-9a-fA-F]{2})*$/.test(v)) throw new Error(`${k} "${v.slice(0, 40)}" is not hex`);
-        o[k] = Buffer.from(v, 'hex').toString('base64');
-      } else {
-        o[k] = Buffer.from(v, 'base64').toString('hex');
-      }
-    } else if (k !== 'attributes' && k !== 'body') convertIds(v, to); // attribute trees hold no ids
-  }
-}
-
 function signalOf(doc: Record<string, unknown>): SignalName {
   if ('resourceSpans' in doc) return 'traces';
   if ('resourceLogs' in doc) return 'logs';
@@ -48,14 +28,11 @@ function signalOf(doc: Record<string, unknown>): SignalName {
 function scrubDocument(doc: unknown, o: ScrubJsonOptions, config: ScrubConfig): unknown {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('each input document must be a JSON object');
   const signal = signalOf(doc as Record<string, unknown>);
-  convertIds(doc, 'base64');
-  const type: protobuf.Type = signals[signal].request;
-  const msg = type.fromObject(doc as Record<string, unknown>);
+  // The receiver's OTLP/JSON codec (hex ids, int enums, 64-bit strings) in both directions.
+  const msg = otlpJsonToMessage(signal, doc);
   const summary = scrubDecoded(signal, msg, config, o.tenant ?? 'default', o.now ?? new Date());
   o.onSummary?.(summary, signal);
-  const out = type.toObject(msg, { longs: String, enums: Number, bytes: String });
-  convertIds(out, 'hex');
-  return out;
+  return messageToOtlpJson(signal, signals[signal].request, msg);
 }
 
 /** Scrub OTLP JSON text; returns the scrubbed JSON text (same document layout: one or JSON Lines). */

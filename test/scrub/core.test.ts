@@ -212,7 +212,7 @@ describe('stella scrub (scrubJsonCommand)', () => {
   it('explains bad input', () => {
     expect(() => scrubJsonCommand('')).toThrow(/no input/);
     expect(() => scrubJsonCommand('{"foo": 1}')).toThrow(/resourceSpans, resourceLogs or resourceMetrics/);
-    expect(() => scrubJsonCommand('{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}')).toThrow(/traceId "zz" is not hex/);
+    expect(() => scrubJsonCommand('{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}')).toThrow(/traceId must be 32 hex characters \(got 2 characters\)/);
     expect(() => scrubJsonCommand('{"resourceSpans": []}\nnot json')).toThrow(/line 2 is not JSON/);
   });
 });
