@@ -211,7 +211,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         await writeIndexTail(s);
         const row = await latestSegmentRow(evidence, tenant);
         if (row) s.unsealedRows.push(row);
-        await flushRows(s);
+        // ClickHouse down at startup: keep the row queued (offsets wait for it) rather than fail the batch.
+        await flushRows(s).catch((err: unknown) => log.warn({ tenant_id: tenant, error_message: String(err) }, 'evidence_segments insert failed; queued'));
         tenants.set(tenant, s);
         log.info({ tenant_id: tenant, size: sealer.size }, 'evidence tenant opened');
         return s;
