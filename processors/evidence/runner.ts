@@ -27,6 +27,7 @@ import { parseEnvelope } from './dsse.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
+const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; segment_row = ClickHouse insert retried)', ['kind']);
 
 export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
 export const OVERSIZE_EVENT_TYPE = 'stella.evidence.oversize-event/v1';
@@ -265,6 +266,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     } catch (err) {
       // Offsets wait for the row (commitCovered skips while any row is queued); retried every tick.
       log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence_segments insert failed; offsets not committed until it succeeds');
+      failures.inc({ kind: 'segment_row' });
       return;
     }
     await commitCovered();
@@ -279,6 +281,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
    */
   function failTenant(s: TenantState, err: unknown): void {
     log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; tenant re-opened from the store, records re-delivered');
+    failures.inc({ kind: 'seal' });
     s.dropped = true;
     if (tenants.get(s.tenant) === s) tenants.delete(s.tenant);
     retiring.set(s.tenant, s.lock);
