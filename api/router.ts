@@ -10,6 +10,10 @@ export interface ApiRequest {
   query: URLSearchParams;
   headers: IncomingHttpHeaders;
   requestId: string;
+  /** The request body as received (empty for GET). */
+  rawBody?: Buffer;
+  /** The body parsed, when it was sent as application/json and parses. */
+  body?: unknown;
 }
 
 /** A request that passed the auth guard: the principal and the one tenant it acts for. */

@@ -8,7 +8,27 @@ import type { TokenRegistry } from '../lib/tenancy.ts';
 import { logger } from '../lib/log.ts';
 import { histogram } from '../lib/metrics.ts';
 import { bearerGuard } from './auth.ts';
-import { apiError, json, Router, type ApiResponse } from './router.ts';
+import { apiError, json, Router, type ApiRequest, type ApiResponse } from './router.ts';
+
+/** Largest request body read (POST /evidence/verify takes a bundle). */
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+/** A JSON request body parsed (undefined when not JSON or not parsable; handlers validate it). */
+function jsonBody(contentType: string | undefined, raw: Buffer): unknown {
+  if (raw.length === 0 || !/^application\/json\b/i.test(contentType ?? '')) return undefined;
+  try { return JSON.parse(raw.toString('utf8')) as unknown; } catch { return undefined; }
+}
+
+/** The request body, or undefined when it exceeds `max` (the rest is drained). */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => { size += c.length; if (size <= max) chunks.push(c); });
+    req.on('end', () => resolve(size > max ? undefined : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
 
 export const DEFAULT_API_PORT = 8080;
 
@@ -56,7 +76,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     const routeName = m && 'route' in m ? m.route.pattern : 'unmatched';
     const end = latency.startTimer({ route: routeName });
     const send = (r: ApiResponse) => {
-      const body = JSON.stringify(r.body);
+      // Buffers, and strings with a non-JSON content type (evidence tiles, proofs, bundles), go out as-is.
+      const ct = r.headers?.['content-type'];
+      const raw = Buffer.isBuffer(r.body) || (typeof r.body === 'string' && ct !== undefined && !ct.startsWith('application/json'));
+      const body = raw ? (r.body as Buffer | string) : JSON.stringify(r.body);
       res.writeHead(r.status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store',
         'x-request-id': requestId, ...r.headers });
       res.end(req.method === 'HEAD' ? undefined : body);
@@ -64,15 +87,15 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     };
     if (!m) return send(apiError(404, 'not_found', 'no such route'));
     if (!('route' in m)) return send({ ...apiError(405, 'method_not_allowed', 'method not allowed'), headers: { allow: m.allowed.join(', ') } });
-    Promise.resolve()
-      .then(() => m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
-        headers: req.headers, requestId }))
+    readBody(req, MAX_BODY_BYTES)
+      .then((rawBody) => (rawBody === undefined ? apiError(413, 'too_large', `request body over ${MAX_BODY_BYTES} bytes`)
+        : m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
+          headers: req.headers, requestId, rawBody, body: jsonBody(req.headers['content-type'], rawBody) } as ApiRequest)))
       .then(send, (err: unknown) => {
         // Internals (SQL, stack) stay in the log; the client gets the request id to quote.
         log.error({ request_id: requestId, route: routeName, error_message: String(err) }, 'request failed');
         send(apiError(500, 'internal', 'internal error', { request_id: requestId }));
       });
-    req.resume();
   });
   const port = opts.port ?? DEFAULT_API_PORT;
   await new Promise<void>((resolve, reject) => {
