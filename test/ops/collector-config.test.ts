@@ -8,6 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { defaultConfig } from '../../lib/config.ts';
+import { encode } from '../../lib/otlp/proto.ts';
+import { parseScrubConfig } from '../../processors/scrub/config.ts';
+import { scrubRecord } from '../../processors/scrub/record.ts';
 
 type Obj = Record<string, any>;
 const load = (name: string): Obj => parse(readFileSync(new URL(`../../collector-config/${name}`, import.meta.url), 'utf8')) as Obj;
@@ -153,6 +156,39 @@ describe('collector-config/kafka-direct.yaml', () => {
     for (const proto of ['grpc', 'http']) expect(kafkaDirect.receivers.otlp.protocols[proto].include_metadata).toBe(true);
     expect(kafkaDirect.processors.batch.metadata_keys).toContain(metaKey);
     for (const s of SIGNALS) expect(kafka[`partition_${s}_by_id`] ?? false).toBe(false);
+  });
+});
+
+/** The collector's ${env:NAME[:-default]} expansion. */
+function expandEnv(v: string, env: Record<string, string>): string {
+  return v.replace(/\$\{env:([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g, (_, n: string, d: string | undefined) => env[n] ?? d ?? '');
+}
+
+describe('kafka-direct records through our scrubber', () => {
+  const [, kafka] = Object.entries(kafkaDirect.exporters as Obj)[0]!;
+  const env = { STELLA_TENANT_ID: 'acme', STELLA_KAFKA_BROKERS: 'kafka:9092' };
+  // What the collector writes for a producer that sent `x-stella-tenant: <sent>`: key = that metadata
+  // value (absent: no key), static record headers, value = the otlp_proto request with tenant.id upserted.
+  const record = (sent: string | undefined) => {
+    const stamp = (kafkaDirect.processors['resource/tenant'].attributes as Obj[])[0]!;
+    const value = Buffer.from(encode('traces', { resourceSpans: [{ resource: { attributes: [
+      { key: 'service.name', value: { stringValue: 'billing' } },
+      { key: stamp.key, value: { stringValue: expandEnv(stamp.value, env) } }] },
+    scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'charge', kind: 2 }] }] }] }));
+    const headers = Object.fromEntries(Object.entries(kafka.record_headers as Record<string, string>).map(([k, v]) => [k, expandEnv(v, env)]));
+    return { key: sent ?? null, value, headers };
+  };
+  const config = parseScrubConfig({}, {});
+
+  it('a producer sending its own tenant is accepted as that tenant', () => {
+    const v = scrubRecord('traces', record('acme'), config, new Date());
+    expect(v.kind).toBe('clean');
+    if (v.kind === 'clean') expect(v.tenant).toBe('acme');
+  });
+
+  it('a producer claiming another tenant, or none, is dead-lettered', () => {
+    expect(scrubRecord('traces', record('globex'), config, new Date())).toEqual({ kind: 'dlq', reason: 'scrub: tenant header does not match the record key' });
+    expect(scrubRecord('traces', record(undefined), config, new Date())).toEqual({ kind: 'dlq', reason: 'scrub: record key is not a valid tenant id' });
   });
 });
 
