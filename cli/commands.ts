@@ -9,6 +9,7 @@ import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
 import { attestShow, forensicVerify } from '../processors/evidence/cli.ts';
+import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
 import { parseSloConfig } from '../processors/slo/config.ts';
 import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
 import { incidentSet, sloList } from '../processors/slo/cli.ts';
@@ -81,6 +82,18 @@ export async function cmdForensicVerify(positional: string[], flags: Flags, io: 
     ? `OK: bundle verified in ${out.seconds.toFixed(2)} s\n`
     : `FAILED: ${r.cause}: ${r.detail}\n`));
   return out.exitCode;
+}
+
+export async function cmdSnapshotCreate(flags: Flags, io: Io): Promise<number> {
+  const caseId = flagString(flags, 'case');
+  const scope = flagString(flags, 'scope');
+  const id = flagString(flags, 'id');
+  if (!caseId || !scope || !id) throw new UsageError('usage: stella forensic snapshot create --case <case id> --scope <trace|event|resource|<resource type>> --id <id> [--out <file>] [--tenant T]');
+  const out = flagString(flags, 'out');
+  const r = await snapshotCreate({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), caseId, scope, id, out: out ? path.resolve(out) : undefined });
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
+  return r.exitCode;
 }
 
 export async function cmdAttestShow(positional: string[], flags: Flags, io: Io): Promise<number> {

@@ -15,7 +15,7 @@ import type { Store } from '../lib/store/index.ts';
 // Processors, the store and the API are imported only when their part runs: the store loads the
 // embedded ClickHouse engine (a 500+ MB library), which a receiver-only process must not carry.
 
-export const PARTS = ['receiver', 'scrub', 'timeline', 'slo', 'api'] as const;
+export const PARTS = ['receiver', 'scrub', 'timeline', 'evidence', 'slo', 'api'] as const;
 export type Part = (typeof PARTS)[number];
 
 /** Parse a processor's config section; its errors become ConfigErrors naming the section. */
@@ -103,6 +103,31 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       phases.processors.push(() => timeline.stop());
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
+    // The tenants' Merkle logs, and the case bundles and holds (a separate tree the runner never touches).
+    const evidenceRoot = path.join(cfg.dataDir, 'evidence');
+    const evidenceSection = await (async () => {
+      const { parseEvidenceSection } = await import('../processors/evidence/section.ts');
+      return section('evidence', () => parseEvidenceSection(cfg.sections.evidence));
+    })();
+    if (parts.has('evidence')) {
+      const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
+      const { startEvidenceRunner } = await import('../processors/evidence/runner.ts');
+      let keyFile = evidenceSection.keyFile;
+      if (!keyFile) {
+        const { ensureDevSigningKey } = await import('../processors/evidence/dev-key.ts');
+        const dev = await ensureDevSigningKey(cfg.dataDir);
+        keyFile = dev.file;
+        out(`Evidence: ${dev.created ? 'created a' : 'using the'} development signing key ${dev.file} (mode 0600; configure evidence.keyFile in production)`);
+      }
+      const runner = await startEvidenceRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-evidence` }),
+        store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keyFile,
+        origin: (t) => `${evidenceSection.originPrefix}/${t}`,
+        topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
+        sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries });
+      // Seals what is pending and commits: after intake stops, with the other processors.
+      phases.processors.push(() => runner.stop());
+      out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
+    }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
     if (parts.has('slo')) {
       const { parseSloSection } = await import('../processors/slo/section.ts');
@@ -124,16 +149,21 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { startApiServer } = await import('../api/server.ts');
       const { registerTimelineRoutes } = await import('../api/timeline-routes.ts');
       const { registerSloRoutes } = await import('../api/slo-routes.ts');
+      const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
+      const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const s = await getStore();
       const sloRoutes = slo;
+      const logs = new FsEvidenceStore(path.join(evidenceRoot, 'logs'));
+      const cases = new FsEvidenceStore(path.join(evidenceRoot, 'cases'));
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
         register: [
-          (r) => registerTimelineRoutes(r, { store: s }),
+          (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
+          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (GET /timeline, /timeline/:event_id, /obs/trace/:trace_id)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /evidence/..., /obs/slo)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { ConfigError, loadConfig } from '../lib/config.ts';
-import { cmdAttestShow, cmdDbMigrate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
+import { cmdAttestShow, cmdDbMigrate, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
 export { UsageError };
@@ -14,6 +14,7 @@ Commands:
   run [--only <part>]                 run the pipeline (parts: ${PARTS.join(', ')}); default: all parts
   scrub [--tenant T] [--config F]     OTLP JSON on stdin -> scrubbed OTLP JSON on stdout
   obs trace <trace_id>                a trace's timeline events and spans (from the API)
+  forensic snapshot create --case C --scope K --id I [--out F]   bundle a case's evidence (from the API)
   forensic verify <bundle>            verify an evidence bundle offline; exit code names the cause
   forensic attest show <bundle>       print the bundle's signed statements and who signed them when
   slo list                            SLOs with current burn rates and budget left (from the API)
@@ -88,6 +89,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'obs' && sub === 'trace') return cmdObsTrace([sub2, ...rest].filter((x): x is string => !!x), flags, io);
   if (cmd === 'forensic' && sub === 'verify') return cmdForensicVerify([sub2, ...rest].filter((x): x is string => !!x), flags, io);
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return cmdAttestShow(rest, flags, io);
+  if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return cmdSnapshotCreate(flags, io);
   if (cmd === 'slo' && sub === 'rules') return cmdSloRules(flags, io);
   if (cmd === 'slo' && sub === 'list') return cmdSloList(flags, io);
   if (cmd === 'incident') return cmdIncident(sub, flags, io);

@@ -96,3 +96,15 @@ describe('stella CLI: SLO and incident commands', () => {
     expect(r.code).toBe(4);
   });
 });
+
+describe('stella CLI: forensic snapshot create', () => {
+  it('names the missing flags', () => {
+    const r = stella(['forensic', 'snapshot', 'create', '--case', 'c1', '--token', 't']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('usage: stella forensic snapshot create --case <case id> --scope');
+  });
+  it('against an unreachable API exits 4', () => {
+    const r = stella(['forensic', 'snapshot', 'create', '--case', 'c1', '--scope', 'trace', '--id', '5b8aa5a2d2c872e8321cf37308d69df2', '--api', 'http://127.0.0.1:1', '--token', 't', '--out', path.join(tmp, 'x.tar.gz')]);
+    expect(r.code).toBe(4);
+  });
+});
