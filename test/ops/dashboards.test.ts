@@ -149,6 +149,8 @@ describe('dashboards: structure', () => {
         expect(t.rawSql).toMatch(/\$__timeFilter\(|\$__fromTime/); // every panel follows the dashboard's time range
         if (t.queryType === 'timeseries') expect(EXPECTED[json.uid]![p.title]!.columns[0]).toBe('time');
         for (const k of ['h', 'w', 'x', 'y']) expect(typeof p.gridPos[k]).toBe('number');
+        expect(p.gridPos.x + p.gridPos.w, `${file}/${p.title} fits the 24-column grid`).toBeLessThanOrEqual(24);
+        expect(['timeseries', 'table', 'stat', 'bargauge', 'barchart', 'state-timeline', 'logs', 'traces'], `${file}/${p.title}`).toContain(p.type);
       }
     }
   });
