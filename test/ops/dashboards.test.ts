@@ -46,11 +46,13 @@ const EXPECTED: Record<string, Record<string, { columns: string[]; scoped: boole
 
 // ---- Macro and variable substitution --------------------------------------------------------
 
-export interface Vars { [name: string]: string | string[] }
+/** A variable's current value(s); `{ raw }` = a custom "All" value, which Grafana inserts unformatted. */
+export interface Vars { [name: string]: string | string[] | { raw: string } }
 export interface Range { fromMs: number; toMs: number; intervalSeconds: number }
 
 const dt64 = (ms: number) => `toDateTime64('${new Date(ms).toISOString().replace('T', ' ').replace('Z', '')}', 9)`;
-const sqlString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+// Grafana's formats: sqlstring doubles quotes ('' ), singlequote backslash-escapes them (\').
+const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /**
  * What Grafana + the ClickHouse plugin send for `sql`: data-source macros
@@ -70,7 +72,9 @@ export function substitute(sql: string, range: Range, vars: Vars): string {
       if (b !== undefined) return m; // e.g. a `$` inside a string that is no variable
       throw new Error(`undefined template variable ${name}`);
     }
-    const vals = ([] as string[]).concat(vars[name]!);
+    const val = vars[name]!;
+    if (typeof val === 'object' && !Array.isArray(val)) return val.raw;
+    const vals = ([] as string[]).concat(val);
     if (fmt === 'singlequote') return vals.map((v) => `'${v.replace(/'/g, "\\'")}'`).join(',');
     if (fmt === 'sqlstring') return vals.map(sqlString).join(',');
     if (fmt) throw new Error(`unsupported variable format ${fmt}`);
@@ -108,15 +112,17 @@ async function variableValues(v: Obj, vars: Vars): Promise<string[]> {
 }
 
 /** The variables as a user picks them: `tenant` chosen, multi-value "All" = every value. */
-async function resolveVars(d: Obj, tenant: string): Promise<Vars> {
+async function resolveVars(d: Obj, tenant: string, picks: Vars = {}): Promise<Vars> {
   const vars: Vars = {};
   for (const v of d.templating.list as Obj[]) {
     if (v.type === 'datasource') continue;
+    if (v.name in picks) { vars[v.name] = picks[v.name]!; continue; }
     if (v.name === 'tenant') { vars.tenant = v.multi ? [tenant] : tenant; continue; }
     if (v.type === 'textbox') { vars[v.name] = v.current?.value ?? ''; continue; }
     if (v.type === 'query') {
       const values = await variableValues(v, vars);
-      vars[v.name] = v.includeAll ? (values.length ? values : ['']) : values[0] ?? '';
+      if (v.includeAll && v.allValue) vars[v.name] = { raw: v.allValue as string };
+      else vars[v.name] = v.includeAll ? (values.length ? values : ['']) : values[0] ?? '';
       continue;
     }
     throw new Error(`variable ${v.name}: unhandled type ${v.type}`);
@@ -177,7 +183,7 @@ describe('substitute()', () => {
     expect(substitute('WHERE $__timeFilter(ts) AND tenant_id IN (${tenant:singlequote}) AND x = ${id:sqlstring} AND y <= $__toTime', r,
       { tenant: ['acme', "o'neil"], id: "a'b" })).toBe(
       "WHERE ts >= toDateTime64('2026-11-23 12:00:00.000', 9) AND ts <= toDateTime64('2026-11-23 13:00:00.500', 9)"
-      + " AND tenant_id IN ('acme','o\\'neil') AND x = 'a\\'b' AND y <= toDateTime64('2026-11-23 13:00:00.500', 9)");
+      + " AND tenant_id IN ('acme','o\\'neil') AND x = 'a''b' AND y <= toDateTime64('2026-11-23 13:00:00.500', 9)");
     expect(substitute('SELECT $__timeInterval(ts) AS t', r, {})).toBe('SELECT toStartOfInterval(toDateTime(ts), INTERVAL 30 second) AS t');
   });
   it('refuses unknown variables and leftover macros', () => {
@@ -229,6 +235,11 @@ describe('dashboards: every panel against the seeded engine', () => {
     const segs = await run(fx, 'Evidence segments');
     expect(segs.length).toBe(seeded.segments);
     expect(new Set(segs.map((s) => s.chain))).toEqual(new Set(['contiguous']));
+    // Picking one resource narrows the timeline to it: the advisory job's start and failure.
+    const picked = await store.selectRows<Record<string, any>>(substitute(queryPanels(fx).find((p) => p.title === 'Tenant timeline')!.targets[0].rawSql,
+      range(), await resolveVars(fx, DEMO_TENANT, { resource_id: ['pkg:npm/lodash@4.17.20'] })));
+    expect(picked.map((r) => r.kind).sort()).toEqual(['job.failed', 'job.started']);
+    expect(new Set(picked.map((r) => r.resource_id))).toEqual(new Set(['pkg:npm/lodash@4.17.20']));
     const jobs = await run(fx, 'Job failures by resource');
     expect(jobs[0]).toMatchObject({ resource_type: 'component', resource_id: 'pkg:npm/lodash@4.17.20' });
   });
