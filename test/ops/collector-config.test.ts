@@ -157,6 +157,13 @@ describe('collector-config/kafka-direct.yaml', () => {
     expect(kafkaDirect.processors.batch.metadata_keys).toContain(metaKey);
     for (const s of SIGNALS) expect(kafka[`partition_${s}_by_id`] ?? false).toBe(false);
   });
+
+  it('no processor that drops the request context (and so the key) sits in a pipeline keyed by metadata', () => {
+    // tail_sampling and groupbytrace regroup spans into new batches without the client metadata.
+    for (const [name, p] of Object.entries(kafkaDirect.service.pipelines as Obj)) {
+      for (const id of p.processors as string[]) expect(['tail_sampling', 'groupbytrace'], `${name}: ${id}`).not.toContain(typeOf(id));
+    }
+  });
 });
 
 /** The collector's ${env:NAME[:-default]} expansion. */
