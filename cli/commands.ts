@@ -47,6 +47,13 @@ export async function cmdScrub(flags: Flags, io: Io): Promise<number> {
   return 0;
 }
 
+/** Print a processor CLI function's result and pass its exit code on. */
+function relay(io: Io, r: { exitCode: number; stdout: string; stderr: string }): number {
+  io.stdout(r.stdout);
+  io.stderr(r.stderr);
+  return r.exitCode;
+}
+
 export function apiAccess(flags: Flags): { baseUrl: string; token: string } {
   const baseUrl = flagString(flags, 'api', 'STELLA_API_URL', 'http://127.0.0.1:8080')!;
   const token = flagString(flags, 'token', 'STELLA_TOKEN');
@@ -58,10 +65,7 @@ export async function cmdObsTrace(positional: string[], flags: Flags, io: Io): P
   const traceId = positional[0];
   if (!traceId) throw new UsageError('usage: stella obs trace <trace_id> [--tenant T] [--output table|json]');
   const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  const r = await obsTrace({ ...apiAccess(flags), traceId, format, tenant: flagString(flags, 'tenant') });
-  io.stdout(r.stdout);
-  io.stderr(r.stderr);
-  return r.exitCode;
+  return relay(io, await obsTrace({ ...apiAccess(flags), traceId, format, tenant: flagString(flags, 'tenant') }));
 }
 
 export async function cmdForensicVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
@@ -90,10 +94,7 @@ export async function cmdSnapshotCreate(flags: Flags, io: Io): Promise<number> {
   const id = flagString(flags, 'id');
   if (!caseId || !scope || !id) throw new UsageError('usage: stella forensic snapshot create --case <case id> --scope <trace|event|resource|<resource type>> --id <id> [--out <file>] [--tenant T]');
   const out = flagString(flags, 'out');
-  const r = await snapshotCreate({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), caseId, scope, id, out: out ? path.resolve(out) : undefined });
-  io.stdout(r.stdout);
-  io.stderr(r.stderr);
-  return r.exitCode;
+  return relay(io, await snapshotCreate({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), caseId, scope, id, out: out ? path.resolve(out) : undefined }));
 }
 
 export async function cmdAttestShow(positional: string[], flags: Flags, io: Io): Promise<number> {
@@ -114,10 +115,7 @@ export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {
 
 export async function cmdSloList(flags: Flags, io: Io): Promise<number> {
   const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  const r = await sloList({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), format });
-  io.stdout(r.stdout);
-  io.stderr(r.stderr);
-  return r.exitCode;
+  return relay(io, await sloList({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), format }));
 }
 
 export async function cmdIncident(mode: string | undefined, flags: Flags, io: Io): Promise<number> {
@@ -128,10 +126,7 @@ export async function cmdIncident(mode: string | undefined, flags: Flags, io: Io
   const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
   if (ttlSeconds !== undefined && (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0)) throw new UsageError('--ttl takes a whole number of seconds');
   const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  const r = await incidentSet({ ...apiAccess(flags), tenant, mode, ttlSeconds, format });
-  io.stdout(r.stdout);
-  io.stderr(r.stderr);
-  return r.exitCode;
+  return relay(io, await incidentSet({ ...apiAccess(flags), tenant, mode, ttlSeconds, format }));
 }
 
 export async function cmdDbMigrate(io: Io): Promise<number> {
