@@ -1,0 +1,120 @@
+// `npm run demo`: send a realistic multi-service workload through the running pipeline with the
+// official OpenTelemetry SDK, then show what the pipeline made of it: the tenant's timeline, the
+// latest signed checkpoint, a snapshot bundle of the trace, and that bundle's offline verification.
+//
+// Needs `npm start` running and the token it printed: STELLA_TOKEN=... npm run demo
+// Endpoints: STELLA_OTLP_HTTP (default http://127.0.0.1:4318), STELLA_API_URL (default http://127.0.0.1:8080).
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { SeverityNumber } from '@opentelemetry/api-logs';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+import { forensicVerify } from '../processors/evidence/cli.ts';
+import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
+
+const token = process.env.STELLA_TOKEN;
+const otlp = process.env.STELLA_OTLP_HTTP ?? 'http://127.0.0.1:4318';
+const api = process.env.STELLA_API_URL ?? 'http://127.0.0.1:8080';
+const say = (s = '') => process.stdout.write(s + '\n');
+if (!token) {
+  process.stderr.write('npm run demo needs the token `npm start` printed: STELLA_TOKEN=<token> npm run demo\n');
+  process.exit(2);
+}
+const headers = { Authorization: `Bearer ${token}` };
+
+/** One service: its own resource, tracer and logger, as a real deployment would have. */
+function service(name: string) {
+  const resource = resourceFromAttributes({ 'service.name': name, 'service.version': '1.0.0', 'deployment.environment.name': 'demo' });
+  const tracing = new BasicTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlp}/v1/traces`, headers }))] });
+  const logging = new LoggerProvider({ resource, processors: [new BatchLogRecordProcessor({ exporter: new OTLPLogExporter({ url: `${otlp}/v1/logs`, headers }) })] });
+  return {
+    tracer: tracing.getTracer('stella-demo', '1.0.0'),
+    logger: logging.getLogger('stella-demo', '1.0.0'),
+    flush: async () => { await tracing.forceFlush(); await logging.forceFlush(); await tracing.shutdown(); await logging.shutdown(); },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function workload(): Promise<string> {
+  const svc = { source: service('source-fetcher'), sbom: service('sbom-builder'), policy: service('policy-engine'),
+    advisory: service('advisory-linker'), exporter: service('evidence-exporter') };
+  const project = { 'stella.project.id': 'proj-checkout' };
+  const job = (s: ReturnType<typeof service>, name: string, attrs: Record<string, string>, parent?: Span) =>
+    s.tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes: { 'stella.job.name': name, ...project, ...attrs } },
+      parent ? trace.setSpan(context.active(), parent) : undefined);
+
+  const root = svc.source.tracer.startSpan('release.assess', { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/releases/{id}/assess', ...project } });
+  const traceId = root.spanContext().traceId;
+  const fetch = job(svc.source, 'source.fetch', { 'stella.resource.type': 'repository', 'stella.resource.id': 'git:checkout-service@4f2a9c1', 'vcs.ref': 'main' }, root);
+  await sleep(20); fetch.end();
+  const sbom = job(svc.sbom, 'sbom.compute', { 'stella.resource.type': 'component', 'stella.resource.id': 'pkg:npm/checkout-service@2.3.0', 'sbom.format': 'cyclonedx-1.6' }, root);
+  await sleep(30); sbom.end();
+  const evalSpan = job(svc.policy, 'policy.evaluate', { 'stella.resource.type': 'policy', 'stella.resource.id': 'pol-licensing' }, root);
+  svc.policy.logger.emit({ eventName: 'policy.decision', severityNumber: SeverityNumber.WARN, body: 'release blocked: GPL-3.0 dependency',
+    attributes: { 'stella.actor': 'service:policy-engine', 'stella.resource.type': 'policy', 'stella.resource.id': 'pol-licensing', ...project, 'decision': 'deny', 'rule': 'deny-gpl' },
+    context: trace.setSpan(context.active(), evalSpan) });
+  await sleep(15); evalSpan.end();
+  const link = job(svc.advisory, 'advisory.link', { 'stella.resource.type': 'component', 'stella.resource.id': 'pkg:npm/lodash@4.17.20' }, root);
+  link.setStatus({ code: SpanStatusCode.ERROR, message: 'advisory feed timed out' });
+  await sleep(10); link.end();
+  svc.policy.logger.emit({ eventName: 'policy.changed', severityNumber: SeverityNumber.INFO, body: 'exception granted by alice@example.com for 7 days',
+    attributes: { 'stella.actor': 'user:alice@example.com', 'stella.resource.type': 'policy', 'stella.resource.id': 'pol-licensing', ...project } });
+  const exp = job(svc.exporter, 'evidence.export', { 'stella.resource.type': 'release', 'stella.resource.id': 'rel-2.3.0' }, root);
+  await sleep(10); exp.end();
+  root.end();
+  await Promise.all(Object.values(svc).map((s) => s.flush()));
+  return traceId;
+}
+
+async function getJson<T>(p: string): Promise<{ status: number; body: T }> {
+  const r = await fetch(`${api}${p}`, { headers });
+  return { status: r.status, body: (await r.json().catch(() => ({}))) as T };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(500);
+  }
+}
+
+type Ev = { ts: string; kind: string; actor: string; resource: { type: string; id: string }; event_id: string };
+
+const traceId = await workload();
+say(`Sent a 5-service workload (trace ${traceId}) through ${otlp} with the OpenTelemetry SDK.`);
+
+const events = await until('the timeline', async () => {
+  const r = await getJson<{ tenant: string; events: Ev[] }>(`/timeline?trace_id=${traceId}&limit=100`);
+  if (r.status !== 200) throw new Error(`GET /timeline: ${r.status}`);
+  return r.body.events.length >= 10 ? r.body : undefined;
+});
+say(`\nTimeline of tenant ${events.tenant} for the trace (GET ${api}/timeline?trace_id=${traceId}):`);
+for (const e of events.events) say(`  ${e.ts}  ${e.kind.padEnd(16)} ${e.actor.padEnd(28)} ${e.resource.type}/${e.resource.id}`);
+
+const last = events.events[events.events.length - 1]!;
+const proof = await until('the events to be sealed into the evidence log', async () => {
+  const r = await fetch(`${api}/evidence/proof/inclusion?event_id=${last.event_id}`, { headers });
+  return r.status === 200 ? r.text() : undefined;
+});
+const checkpoint = proof.split('\n\n').slice(1).join('\n\n');
+say(`\nLatest signed checkpoint (C2SP tlog-checkpoint, signed note):\n${checkpoint.replace(/^/gm, '  ')}`);
+
+const out = path.resolve('data', 'demo', `case-${traceId.slice(0, 8)}.tar.gz`);
+mkdirSync(path.dirname(out), { recursive: true });
+const snap = await snapshotCreate({ baseUrl: api, token, caseId: `demo-${traceId.slice(0, 8)}`, scope: 'trace', id: traceId, out });
+process.stdout.write(snap.stdout);
+process.stderr.write(snap.stderr);
+if (snap.exitCode !== 0) process.exit(snap.exitCode);
+
+const verdict = await forensicVerify(out);
+say(verdict.result.ok ? `\nOffline verification: OK (${verdict.seconds.toFixed(2)} s) — npm run stella -- forensic verify ${out}`
+  : `\nOffline verification FAILED: ${verdict.result.cause}: ${verdict.result.detail}`);
+process.exit(verdict.exitCode);
