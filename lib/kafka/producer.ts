@@ -73,9 +73,27 @@ export class BatchingProducer {
     this.poisoned = false;
   }
 
-  /** Resolves when every message is acked by all in-sync replicas. */
+  /** Resolves when every message is acked by all in-sync replicas. A list larger than
+   * maxBatchBytes is split across produce requests, so no request exceeds the broker's limit. */
   send(topic: string, messages: OutMessage[]): Promise<void> {
-    const bytes = messages.reduce((n, m) => n + m.value.length + (m.key?.length ?? 0), 0);
+    const parts: Promise<void>[] = [];
+    let chunk: OutMessage[] = [];
+    let chunkBytes = 0;
+    for (const m of messages) {
+      const size = m.value.length + (m.key?.length ?? 0);
+      if (chunk.length > 0 && chunkBytes + size > this.maxBatchBytes) {
+        parts.push(this.enqueue(topic, chunk, chunkBytes));
+        chunk = [];
+        chunkBytes = 0;
+      }
+      chunk.push(m);
+      chunkBytes += size;
+    }
+    if (chunk.length > 0) parts.push(this.enqueue(topic, chunk, chunkBytes));
+    return Promise.all(parts).then(() => {});
+  }
+
+  private enqueue(topic: string, messages: OutMessage[], bytes: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.maxBatchBytes) this.flush();
       this.queue.push({ topic, messages, bytes, resolve, reject });

@@ -4,7 +4,7 @@
 // so a crash replays the batch; deterministic ids + ReplacingMergeTree + FINAL make the replay
 // invisible. Consumers of timeline_events get each event at least once and dedup by event_id.
 import type { Kafka } from 'kafkajs';
-import { BatchingProducer, type OutMessage } from '../../lib/kafka/producer.ts';
+import { BatchingProducer } from '../../lib/kafka/producer.ts';
 import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
@@ -27,7 +27,6 @@ export interface TimelineRunnerOptions {
 
 export interface RunningTimeline { stop(): Promise<void>; stage: RunningStage }
 
-const MAX_PUBLISH_BYTES = 256 * 1024;
 
 const eventsOut = counter('stella_timeline_events_total', 'Timeline events derived and stored', ['kind_family']);
 const poison = counter('stella_timeline_poison_records_total', 'Clean records the timeline could not decode (sent to the DLQ)');
@@ -46,24 +45,16 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
   const producer = new BatchingProducer(opts.kafka, { lingerMs: 2, maxBatchBytes: 900_000 });
   await producer.connect();
 
-  // One Kafka batch can derive thousands of events; keep each produce request well under the
-  // broker's message.max.bytes (1 MB default) by sending bounded chunks (sent concurrently, acked together).
+  // One Kafka batch can derive thousands of events; the producer splits them under the broker's
+  // message.max.bytes (maxBatchBytes) itself.
   const publishEvents = async (events: TimelineEventRow[], traceparents: Map<TimelineEventRow, string>): Promise<void> => {
-    const sends: Promise<void>[] = [];
-    let chunk: OutMessage[] = [];
-    let bytes = 0;
-    for (const e of events) {
-      const value = Buffer.from(eventMessageJson(e));
-      if (bytes + value.length > MAX_PUBLISH_BYTES && chunk.length) { sends.push(producer.send(topics.timelineEvents, chunk)); chunk = []; bytes = 0; }
+    await producer.send(topics.timelineEvents, events.map((e) => {
+      const headers: Record<string, string> = { [H.tenant]: e.tenant_id, [PRODUCER_HEADER]: TIMELINE_PRODUCER };
       // W3C trace context flows on: the event carries its source record's traceparent.
       const tp = traceparents.get(e);
-      const headers: Record<string, string> = { [H.tenant]: e.tenant_id, [PRODUCER_HEADER]: TIMELINE_PRODUCER };
       if (tp) headers[H.traceparent] = tp;
-      chunk.push({ key: e.tenant_id, value, headers });
-      bytes += value.length + e.tenant_id.length + 64;
-    }
-    if (chunk.length) sends.push(producer.send(topics.timelineEvents, chunk));
-    await Promise.all(sends);
+      return { key: e.tenant_id, value: Buffer.from(eventMessageJson(e)), headers };
+    }));
   };
 
   const handle = async (records: StageRecord[]): Promise<void> => {

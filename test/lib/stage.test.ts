@@ -45,3 +45,17 @@ it('handles every record once, retries a failed batch from the same offset, and 
   await new Promise((r) => setTimeout(r, 500));
   expect(handled).toEqual(['a', 'b', 'c', 'd', 'e']);
 });
+
+it('the producer splits one large send under maxBatchBytes, so no request exceeds the broker limit', async () => {
+  const { BatchingProducer } = await import('../../lib/kafka/producer.ts');
+  const topic = uniq('bigsend');
+  await createTopics([topic], 1);
+  const producer = new BatchingProducer(createKafka({ brokers: [brokers()], clientId: 'bigsend' }), { maxBatchBytes: 300_000 });
+  await producer.connect();
+  // 40 x 100 KB = 4 MB in one call to one partition: as a single request the broker (1 MB limit) refuses it.
+  await producer.send(topic, Array.from({ length: 40 }, (_, i) => ({ key: 'acme', value: Buffer.alloc(100_000, i) })));
+  await producer.disconnect();
+  const { readRecords } = await import('../support/kafka.ts');
+  const recs = await readRecords([topic], 40, 20_000);
+  expect(recs.map((r) => r.value[0])).toEqual(Array.from({ length: 40 }, (_, i) => i));
+});
