@@ -160,6 +160,24 @@ export class CumulativeToDelta {
     if (count < prev.count || buckets.length !== prev.buckets.length) return { count, buckets };
     return { count: count - prev.count, buckets: buckets.map((b, i) => Math.max(0, b - (prev.buckets[i] ?? 0))) };
   }
+
+  get size(): number { return this.last.size; }
+
+  /** The last point of every series, so a restart differences against it instead of losing one interval. */
+  snapshot(): string {
+    return JSON.stringify([...this.last].map(([k, v]) => [k, v.count, v.buckets]));
+  }
+
+  restore(json: string): void {
+    this.last.clear();
+    const rows = JSON.parse(json) as unknown;
+    if (!Array.isArray(rows)) throw new Error('cumulative-to-delta state is not a list');
+    for (const r of rows) {
+      if (!Array.isArray(r) || typeof r[0] !== 'string' || typeof r[1] !== 'number' || !Array.isArray(r[2]))
+        throw new Error('cumulative-to-delta state has a malformed series');
+      this.last.set(r[0], { count: r[1], buckets: (r[2] as unknown[]).map(Number) });
+    }
+  }
 }
 
 /**

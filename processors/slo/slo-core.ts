@@ -36,7 +36,7 @@ export class SloCore {
   readonly evaluator: SloEvaluator;
   readonly golden = new GoldenSignals();
   readonly incidents: IncidentModes;
-  private readonly cumulative = new CumulativeToDelta();
+  readonly cumulative = new CumulativeToDelta();
   private readonly goldenLatenessMs: number;
 
   constructor(config: SloConfig, private readonly opts: SloCoreOptions = {}) {
@@ -69,9 +69,11 @@ export class SloCore {
     };
   }
 
-  /** Evaluator state, open golden-signal minutes and incident modes, as one blob. */
+  /** Evaluator state, open golden-signal minutes, incident modes and the last cumulative point per
+   * metric series, as one blob. */
   checkpoint(): Uint8Array {
-    const parts = [snapshotEvaluator(this.evaluator), Buffer.from(this.golden.snapshot()), Buffer.from(this.incidents.snapshot())];
+    const parts = [snapshotEvaluator(this.evaluator), Buffer.from(this.golden.snapshot()), Buffer.from(this.incidents.snapshot()),
+      Buffer.from(this.cumulative.snapshot())];
     const out = Buffer.alloc(4 + parts.reduce((n, p) => n + 4 + p.length, 0));
     out.write(MAGIC, 0, 'latin1');
     let off = 4;
@@ -89,7 +91,9 @@ export class SloCore {
     if (buf.toString('latin1', 0, 4) !== MAGIC) throw new Error('not an SLO core checkpoint (bad magic)');
     const parts: Buffer[] = [];
     let off = 4;
-    for (let i = 0; i < 3; i++) {
+    // Checkpoints written before the cumulative-to-delta part have three parts; they still restore.
+    for (let i = 0; i < 4; i++) {
+      if (i === 3 && off === buf.length) break;
       if (off + 4 > buf.length) throw new Error('SLO core checkpoint is truncated');
       const len = buf.readUInt32LE(off);
       if (off + 4 + len > buf.length) throw new Error('SLO core checkpoint is truncated');
@@ -99,6 +103,7 @@ export class SloCore {
     const report = restoreEvaluator(this.evaluator, parts[0]!);
     this.golden.restore(parts[1]!.toString('utf8'));
     this.incidents.restore(parts[2]!.toString('utf8'));
+    if (parts[3]) this.cumulative.restore(parts[3].toString('utf8'));
     return report;
   }
 }

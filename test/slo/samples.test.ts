@@ -7,6 +7,7 @@ import { parseSloConfig } from '../../processors/slo/config.ts';
 import { SloEvaluator } from '../../processors/slo/evaluator.ts';
 import { GoldenSignals, latencyBucket, bucketUpperMs } from '../../processors/slo/golden-signals.ts';
 import { CumulativeToDelta, histogramGoodCount, samplesFromMetrics, samplesFromTraces } from '../../processors/slo/samples.ts';
+import { SloCore } from '../../processors/slo/slo-core.ts';
 import { span } from './helpers.ts';
 
 const T0_NS = Long.fromString('1763900000000000000'); // 2025-11-23T12:13:20Z in ns (beyond 2^53)
@@ -107,6 +108,44 @@ slos:
     ev.ingest(second);
     expect(ev.state('globex', 'search')!.window(5)).toEqual({ good: 35, total: 40 });
     expect(ev.state('globex', 'other')!.window(5)).toEqual({ good: 0, total: 0 });
+  });
+});
+
+describe('cumulative-to-delta state across a restart', () => {
+  const config = parseSloConfig(`
+slos:
+  - { name: search, tenant: globex, service: api, objective: 0.99, sli: { type: latency, threshold: 500ms, metric: { name: http.server.request.duration, attributes: { http.route: /search } } } }
+`);
+
+  it('a restored SLO core differences the next cumulative point against the checkpointed one', () => {
+    const first = new SloCore(config);
+    first.ingestMetrics('globex', decodeMetrics(encodeHistograms(2, [[10, 0, 0, 0]]))); // baseline
+    const checkpoint = first.checkpoint();
+    const second = new SloCore(config);
+    second.restore(checkpoint);
+    expect(second.cumulative.size).toBe(1);
+    second.ingestMetrics('globex', decodeMetrics(encodeHistograms(2, [[40, 5, 3, 2]])));
+    // Without the restored point this interval would be lost (treated as a new baseline).
+    expect(second.evaluator.state('globex', 'search')!.window(5)).toEqual({ good: 35, total: 40 });
+    expect(Buffer.from(second.checkpoint()).equals(Buffer.from(second.checkpoint()))).toBe(true);
+  });
+
+  it('restores a checkpoint written before cumulative state was kept (three parts)', () => {
+    const core = new SloCore(config);
+    core.ingestMetrics('globex', decodeMetrics(encodeHistograms(2, [[10, 0, 0, 0]])));
+    const bytes = Buffer.from(core.checkpoint());
+    // Drop the fourth part: what an older build wrote.
+    let off = 4;
+    for (let i = 0; i < 3; i++) off += 4 + bytes.readUInt32LE(off);
+    const restored = new SloCore(config);
+    restored.restore(bytes.subarray(0, off));
+    expect(restored.cumulative.size).toBe(0);
+    expect(() => new SloCore(config).restore(bytes.subarray(0, off + 2))).toThrow(/truncated/);
+  });
+
+  it('refuses malformed cumulative state', () => {
+    expect(() => new CumulativeToDelta().restore('[["k", "x", []]]')).toThrow(/malformed/);
+    expect(() => new CumulativeToDelta().restore('{}')).toThrow(/not a list/);
   });
 });
 
