@@ -8,8 +8,9 @@
 // appended as the last entry of a seal signed by the previous key (that checkpoint has size S-1);
 // checkpoints of size ≥ S must be signed by the new key, and the previous key is valid only for
 // sizes below S.
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { logger } from '../../lib/log.ts';
 import { canonicalBytes } from './jcs.ts';
 import { parseVerifierKey, signerFromKeyObject, type Signer, type Verifier } from './note.ts';
@@ -86,4 +87,57 @@ export function keySchedule(genesis: Verifier, rotations: readonly { index: numb
 export function keyForSize(schedule: readonly KeyValidity[], size: number): KeyValidity | undefined {
   return schedule.find((k) => size >= k.validFrom && (k.validUntil === null || size < k.validUntil))
     ?? (size === 0 ? schedule[0] : undefined);
+}
+
+// Live rotation (docs/evidence.md "Rotation"): `stella keys rotate` writes a new key next to the
+// current one as `<keyFile>.next` (mode 0600, never overwriting one already pending). The runner
+// polls for it on its seal tick, rotates each open tenant's log at that tick (and a tenant opened
+// later right after opening), and once every tenant in the store holds the new key, promotes it:
+// the current file is kept as `<keyFile>.retired-<stamp>` (a hard link first, so a crash between the
+// steps never leaves no key) and `<keyFile>.next` replaces `<keyFile>`.
+
+/** Where a pending (next) signing key waits for the runner. */
+export const pendingKeyFile = (keyFile: string): string => `${keyFile}.next`;
+
+export class KeyRotationPendingError extends Error {
+  override readonly name = 'KeyRotationPendingError';
+}
+
+/** Create a new Ed25519 key as `<keyFile>.next` (0600); refuses when one is pending or no current key exists. Returns its public key (SPKI DER). */
+export async function writePendingKey(keyFile: string): Promise<{ file: string; publicKey: Buffer }> {
+  const st = await fsp.stat(keyFile).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') throw new KeyFileError(`no signing key at ${keyFile} yet: start the evidence processor once (it creates a development key) or configure evidence.keyFile`);
+    throw e;
+  });
+  if (!st.isFile()) throw new KeyFileError(`signing key ${keyFile} is not a regular file`);
+  const next = pendingKeyFile(keyFile);
+  if (await fsp.stat(next).then(() => true, () => false)) throw new KeyRotationPendingError(`a rotation is already pending (${next}); the evidence processor applies it at its next seal tick`);
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const tmp = path.join(path.dirname(next), `.${path.basename(next)}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+    await fh.sync();
+    await fh.chmod(0o600);
+  } finally { await fh.close(); }
+  try {
+    // link() never replaces: two concurrent rotations cannot both win, and readers see a whole file.
+    await fsp.link(tmp, next);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyRotationPendingError(`a rotation is already pending (${next})`);
+    throw e;
+  } finally {
+    await fsp.unlink(tmp).catch(() => undefined);
+  }
+  log.info({ file: next }, 'evidence signing key rotation requested');
+  return { file: next, publicKey: publicKey.export({ format: 'der', type: 'spki' }) as Buffer };
+}
+
+/** Make the pending key the current one, keeping the old file as `<keyFile>.retired-<stamp>`. */
+export async function promotePendingKey(keyFile: string, now: Date = new Date()): Promise<string> {
+  const retired = `${keyFile}.retired-${now.toISOString().replace(/[-:]/g, '')}`;
+  await fsp.link(keyFile, retired).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+  await fsp.rename(pendingKeyFile(keyFile), keyFile);
+  log.info({ retired }, 'evidence signing key rotation complete; the previous key file is retired');
+  return retired;
 }

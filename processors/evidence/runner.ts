@@ -15,8 +15,9 @@ import { validateTenantId } from '../../lib/tenancy.ts';
 import { EventIndex, indexFileBytes, indexPath } from './event-index.ts';
 import { sha256Hex } from './hash.ts';
 import { canonicalize, entryBytes } from './jcs.ts';
-import { loadSigningKey } from './keys.ts';
-import { defaultOrigin } from './layout.ts';
+import { loadSigningKey, pendingKeyFile, promotePendingKey } from './keys.ts';
+import { promises as fsp } from 'node:fs';
+import { defaultOrigin, keyRecordPath } from './layout.ts';
 import type { Signer } from './note.ts';
 import { LogReader } from './reader.ts';
 import { Sealer, type AppendItem, type SegmentRow } from './sealer.ts';
@@ -27,6 +28,7 @@ import { parseEnvelope } from './dsse.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
+const rotations = counter('stella_evidence_key_rotations_total', 'Tenant logs rotated to a new signing key (stella keys rotate)', []);
 const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; segment_row = ClickHouse insert retried)', ['kind']);
 
 export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
@@ -46,6 +48,8 @@ export interface EvidenceRunnerOptions {
   /** A signer per tenant (its name must be the tenant's origin), or one key file for every tenant. */
   signer?: (tenant: string) => Promise<Signer> | Signer;
   keyFile?: string;
+  /** How often (ms) to look for `<keyFile>.next` (stella keys rotate); default: every seal tick. */
+  keyPollMs?: number;
   /** Checkpoint origin = key name per tenant; default stella-telemetry.example/tenants/<tenant>. */
   origin?: (tenant: string) => string;
   topics?: Partial<EvidenceTopics>;
@@ -165,6 +169,40 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     return p;
   };
 
+  // Live key rotation (keys.ts "Live rotation"): the pending key file, loaded per tenant name.
+  const nextFile = opts.keyFile && !opts.signer ? pendingKeyFile(opts.keyFile) : undefined;
+  let pending: { stamp: string; signers: Map<string, Promise<Signer>> } | undefined;
+  let lastKeyPoll = 0;
+  const pollPendingKey = async (): Promise<typeof pending> => {
+    if (!nextFile) return undefined;
+    const st = await fsp.stat(nextFile).catch(() => undefined);
+    if (!st) return (pending = undefined);
+    const stamp = `${st.ino}:${st.mtimeMs}:${st.size}`;
+    if (pending?.stamp !== stamp) {
+      pending = { stamp, signers: new Map() };
+      log.info({ file: nextFile }, 'evidence signing key rotation pending; each tenant log rotates at its next seal tick');
+    }
+    return pending;
+  };
+  const nextSignerFor = (p: NonNullable<typeof pending>, tenant: string): Promise<Signer> => {
+    let s = p.signers.get(tenant);
+    if (!s) { s = loadSigningKey(nextFile!, originOf(tenant)); p.signers.set(tenant, s); s.catch(() => p.signers.delete(tenant)); }
+    return s;
+  };
+  /** The key a tenant's log must be opened with: the pending key when the log is empty or already rotated to it. */
+  const openingSigner = async (tenant: string): Promise<Signer> => {
+    const p = await pollPendingKey();
+    if (p) {
+      const next = await nextSignerFor(p, tenant);
+      const reader = new LogReader(evidence, tenant);
+      const size = (await reader.latest())?.checkpoint.size ?? 0;
+      if (size === 0) return next;
+      const schedule = await reader.keySchedule(size);
+      if (schedule[schedule.length - 1]!.verifier.verifierKey === next.verifierKey) return next;
+    }
+    return signerFor(tenant);
+  };
+
   // Equal partition counts are what makes "same key → same partition number" hold across topics.
   const admin = opts.kafka.admin();
   await admin.connect();
@@ -204,7 +242,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (!p) {
       p = (async () => {
         await retiring.get(tenant);
-        const sealer = await Sealer.recover({ store: evidence, tenant, signer: await signerFor(tenant), origin: originOf(tenant) });
+        const sealer = await Sealer.recover({ store: evidence, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
         const s: TenantState = { tenant, partition, sealer, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], dropped: false };
@@ -238,19 +276,28 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     }
   }
 
-  /** Seal one tenant (caller holds its lock), record the segment, then commit what is now covered. */
-  async function sealLocked(s: TenantState): Promise<void> {
+  /**
+   * Seal one tenant (caller holds its lock), record the segment, then commit what is now covered.
+   * With `rotateTo`, the seal carries the key-rotation entry last (signed by the current key).
+   */
+  async function sealLocked(s: TenantState, rotateTo?: Signer): Promise<void> {
     if (dead || s.dropped) return;
     const from = s.sealer.size;
-    if (s.sealer.pendingCount > 0) {
+    if (s.sealer.pendingCount > 0 || rotateTo) {
       let row: SegmentRow | undefined;
+      const previous = s.sealer.currentKey;
       try {
-        row = await s.sealer.seal(now());
+        row = rotateTo ? await s.sealer.rotateKey(rotateTo, now()) : await s.sealer.seal(now());
       } catch (err) {
         failTenant(s, err);
         throw err;
       }
       s.lastSealMs = Date.now();
+      if (rotateTo && row) {
+        rotations.inc();
+        log.warn({ tenant_id: s.tenant, previous_key_id: previous.keyIdHex, key_name: rotateTo.name, key_id: rotateTo.keyIdHex, valid_from_size: row.to_size + 1 },
+          'evidence signing key rotated: checkpoints from valid_from_size on are signed by the new key');
+      }
       if (row) {
         s.index.indexedSize = row.to_size;
         s.unsealedRows.push(row);
@@ -417,8 +464,41 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   await consumer.subscribe({ topics: allTopics, fromBeginning: opts.fromBeginning ?? true });
   await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: handleBatch });
 
+  /** While a key is pending: rotate each open tenant still on the old key; promote once every log holds the new one. */
+  let rotating = false;
+  const rotationTick = async (): Promise<void> => {
+    const p = await pollPendingKey();
+    if (!p || dead) return;
+    for (const s of [...tenants.values()]) {
+      const next = await nextSignerFor(p, s.tenant);
+      if (s.sealer.currentKey.verifierKey === next.verifierKey) continue;
+      await withLock(s, async () => {
+        if (s.dropped || s.sealer.currentKey.verifierKey === next.verifierKey) return;
+        try { await sealLocked(s, next); } catch (err) { if (!s.dropped) failTenant(s, err); }
+      });
+    }
+    // Promote when no log in the store still needs the previous key (a tenant never opened here
+    // keeps the pending file around until it is opened and rotated).
+    if (!evidence.listTenants) return;
+    for (const t of await evidence.listTenants()) {
+      const next = await nextSignerFor(p, t);
+      if ((await evidence.read(t, keyRecordPath(next.keyIdHex))) === undefined && ((await new LogReader(evidence, t).latest())?.checkpoint.size ?? 0) > 0) return;
+    }
+    if (dead || (await pollPendingKey()) !== p) return;
+    await promotePendingKey(opts.keyFile!);
+    keyCache.clear();
+    pending = undefined;
+  };
+
   const timer = setInterval(() => {
     if (dead || rebalancing) return;
+    const keyPollMs = opts.keyPollMs ?? 0;
+    if (nextFile && !rotating && Date.now() - lastKeyPoll >= keyPollMs) {
+      lastKeyPoll = Date.now();
+      rotating = true;
+      rotationTick().catch((err: unknown) => log.error({ error_message: String(err) }, 'evidence key rotation failed; retried at the next tick'))
+        .finally(() => { rotating = false; });
+    }
     for (const s of tenants.values()) {
       if (s.sealer.pendingCount > 0 && Date.now() - s.lastSealMs >= sealEveryMs) {
         sealTenant(s).catch((err: unknown) => log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; offsets not committed'));

@@ -35,6 +35,8 @@ export interface EvidenceStore {
    * fails loudly with ImmutableConflictError instead.
    */
   removeIncompleteWrites?(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]>;
+  /** The tenants that have a log here (optional; key rotation needs it to know when every log rotated). */
+  listTenants?(): Promise<string[]>;
 }
 
 export const MUTABLE_FILES: ReadonlySet<string> = new Set(['checkpoint']);
@@ -52,6 +54,11 @@ const TMP_PREFIX = '.tmp-';
 
 export class FsEvidenceStore implements EvidenceStore {
   constructor(readonly root: string) {}
+
+  async listTenants(): Promise<string[]> {
+    const names = await fsp.readdir(path.join(this.root, 'tenants')).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return []; throw e; });
+    return names.filter((n) => !validateTenantId(n)).sort();
+  }
 
   tenantDir(tenant: string): string {
     const bad = validateTenantId(tenant);
