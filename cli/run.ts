@@ -1,6 +1,7 @@
 // `stella run`: the receiver, the processors and the API in one process on the configured (or
 // embedded default) Kafka and ClickHouse; `--only <part>` runs one part for scaling out.
 // Shutdown order on SIGTERM: stop intake, drain and commit the processors, then stop Kafka.
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ConfigError, type StellaConfig } from '../lib/config.ts';
 import { startAdminServer } from '../lib/admin.ts';
@@ -8,7 +9,8 @@ import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import { connectKafka, ensurePipelineTopics } from '../lib/kafka/setup.ts';
 import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
-import { TokenRegistry } from '../lib/tenancy.ts';
+import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
+import { startTracing, stopTracing } from '../lib/tracing.ts';
 import { createKafka } from '../lib/kafka/client.ts';
 import { startReceiver } from '../receiver/index.ts';
 import type { Store } from '../lib/store/index.ts';
@@ -46,13 +48,28 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       out(`Using demo tenant "${demo.tenants[0]!.id}" from ${demo.file} (configure tenants to replace it).`);
     }
   }
+  // Self-tracing to our own receiver: a token made for this process only (never stored or printed),
+  // granted otlp:write for the system tenant. Other parts export to a receiver named in the config.
+  let selfTraceToken: string | undefined;
+  if (cfg.tracing.enabled && cfg.tracing.endpoint === 'self') {
+    if (!parts.has('receiver')) {
+      throw new ConfigError(['tracing.endpoint "self" needs the receiver in this process; with --only, set tracing.endpoint (STELLA_TRACING_ENDPOINT) to a receiver\'s /v1/traces URL and STELLA_TRACING_TOKEN to a token of the system tenant']);
+    }
+    selfTraceToken = `stella_self_${randomBytes(24).toString('base64url')}`;
+    const tok = { sha256: sha256Hex(selfTraceToken), scopes: ['otlp:write'], name: 'self-tracing' };
+    const sys = cfg.tenants.find((t) => t.id === cfg.tracing.systemTenant);
+    cfg = { ...cfg, tenants: sys
+      ? cfg.tenants.map((t) => (t === sys ? { ...t, tokens: [...t.tokens, tok] } : t))
+      : [...cfg.tenants, { id: cfg.tracing.systemTenant, tokens: [tok] }] };
+  }
   const tokens = new TokenRegistry(cfg.tenants);
   const kafka = await connectKafka(cfg.kafka, cfg.dataDir);
   // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
   // endpoints, then the store, and the local broker last.
-  const phases = { intake: [], processors: [], serving: [], storage: [], kafka: [] } as Record<'intake' | 'processors' | 'serving' | 'storage' | 'kafka', (() => Promise<void>)[]>;
+  // Self-traces to our own receiver are flushed before intake stops (`selfTrace`); to another endpoint, after the processors.
+  const phases = { selfTrace: [], intake: [], processors: [], serving: [], storage: [], kafka: [] } as Record<'selfTrace' | 'intake' | 'processors' | 'serving' | 'storage' | 'kafka', (() => Promise<void>)[]>;
   const stopAll = async () => {
-    for (const list of [phases.intake, phases.processors, phases.serving, phases.storage, phases.kafka]) {
+    for (const list of [phases.selfTrace, phases.intake, phases.processors, phases.serving, phases.storage, phases.kafka]) {
       await Promise.all(list.splice(0).map((s) => s().catch((err: unknown) => log.error({ error_message: String(err) }, 'shutdown step failed'))));
     }
   };
@@ -62,6 +79,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     const admin = await startAdminServer(cfg.admin.host, cfg.admin.port);
     phases.serving.push(() => admin.close());
     const ports: Record<string, number> = { admin: admin.port };
+    if (cfg.tracing.enabled && !selfTraceToken) {
+      const headers = { ...cfg.tracing.headers, ...(cfg.tracing.token ? { Authorization: `Bearer ${cfg.tracing.token}` } : {}) };
+      await startTracing(cfg.tracing, { url: cfg.tracing.endpoint, headers });
+      phases.serving.push(() => stopTracing());
+      out(`Self-tracing: to ${cfg.tracing.endpoint} (sample ratio ${cfg.tracing.sampleRatio})`);
+    }
     if (parts.has('receiver')) {
       const { headSampler, parseSamplingConfig } = await import('../receiver/sampling.ts');
       headSampler.configure(section('sampling', () => parseSamplingConfig(cfg.sections.sampling)));
@@ -70,6 +93,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       phases.intake.push(() => receiver.close());
       ports.grpc = receiver.grpcPort;
       ports.http = receiver.httpPort;
+      if (selfTraceToken) {
+        const host = ['0.0.0.0', '::', ''].includes(cfg.receiver.host) ? '127.0.0.1' : cfg.receiver.host.includes(':') ? `[${cfg.receiver.host}]` : cfg.receiver.host;
+        await startTracing(cfg.tracing, { url: `http://${host}:${receiver.httpPort}/v1/traces`, headers: { ...cfg.tracing.headers, Authorization: `Bearer ${selfTraceToken}` } });
+        phases.selfTrace.push(() => stopTracing());
+        out(`Self-tracing: to this receiver under tenant "${cfg.tracing.systemTenant}" (sample ratio ${cfg.tracing.sampleRatio})`);
+      }
       out(`OTLP receiver: gRPC ${cfg.receiver.host}:${receiver.grpcPort}, HTTP http://${cfg.receiver.host}:${receiver.httpPort}`);
     }
     if (parts.has('scrub')) {
@@ -150,6 +179,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerTimelineRoutes } = await import('../api/timeline-routes.ts');
       const { registerSloRoutes } = await import('../api/slo-routes.ts');
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
+      const { registerObsRoutes } = await import('../api/obs-routes.ts');
+      const { kafkaLag } = await import('../api/kafka-lag.ts');
+      const lag = kafkaLag({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-api` }) });
+      phases.serving.push(() => lag.close());
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const s = await getStore();
       const sloRoutes = slo;
@@ -159,11 +192,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         register: [
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
           (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s }),
+          (r) => registerObsRoutes(r, { store: s, lag }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /evidence/..., /obs/slo)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /obs/slo)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

@@ -33,6 +33,26 @@ export interface ReceiverConfig {
   retryAfterSeconds: number;
 }
 
+/** Self-tracing (lib/tracing.ts): the pipeline's own spans, exported over OTLP/HTTP protobuf. */
+export interface TracingConfig {
+  enabled: boolean;
+  /** `self`: this process's own receiver, under `systemTenant` with a per-process token; else an OTLP/HTTP traces URL. */
+  endpoint: string;
+  /** Extra export request headers from the config file; never a credential (that is STELLA_TRACING_TOKEN). */
+  headers: Record<string, string>;
+  /** Bearer token for a remote endpoint, from STELLA_TRACING_TOKEN only (the config file never holds a token). */
+  token: string | null;
+  /** Head sampling of the pipeline's own root spans, 0..1; a sampled caller's traceparent is followed (parent-based). */
+  sampleRatio: number;
+  serviceName: string;
+  /** The tenant the pipeline's spans belong to; its records and requests are never traced (no feedback loop). */
+  systemTenant: string;
+  /** BatchSpanProcessor: spans held at most (more are dropped), per export, and the export delay. */
+  maxQueueSize: number;
+  maxExportBatchSize: number;
+  scheduledDelayMs: number;
+}
+
 export interface StellaConfig {
   env: string;
   dataDir: string;
@@ -42,6 +62,7 @@ export interface StellaConfig {
   /** The read API (timelines, evidence, SLOs). */
   api: { host: string; port: number };
   clickhouse: { url: string | null };
+  tracing: TracingConfig;
   tenants: TenantConfig[];
   /** Processor sections, validated by their own modules when those start. */
   sections: Record<string, unknown>;
@@ -70,6 +91,10 @@ export function defaultConfig(): StellaConfig {
     admin: { host: '127.0.0.1', port: 9464 },
     api: { host: '127.0.0.1', port: 8080 },
     clickhouse: { url: null },
+    tracing: {
+      enabled: false, endpoint: 'self', headers: {}, token: null, sampleRatio: 1, serviceName: 'stella-telemetry',
+      systemTenant: 'stella-system', maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 1000,
+    },
     tenants: [],
     sections: {},
   };
@@ -137,7 +162,53 @@ function parseTenants(r: Reader, v: unknown): TenantConfig[] {
   return out;
 }
 
-const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tenants']);
+function parseTracing(r: Reader, t: Obj, env: NodeJS.ProcessEnv, d: TracingConfig): TracingConfig {
+  const at = 'tracing.';
+  const enabledRaw = env.STELLA_TRACING_ENABLED ?? t.enabled;
+  let enabled = d.enabled;
+  if (enabledRaw !== undefined) {
+    const s = String(enabledRaw).toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(s)) enabled = true;
+    else if (['false', '0', 'no', 'off'].includes(s)) enabled = false;
+    else r.problems.push(`STELLA_TRACING_ENABLED / tracing.enabled must be true or false (got ${JSON.stringify(enabledRaw)})`);
+  }
+  if (String(env.OTEL_SDK_DISABLED ?? '').toLowerCase() === 'true') enabled = false;
+  // The OTel variables name a traces URL (…_TRACES_ENDPOINT) or a base URL (/v1/traces appended).
+  const otelBase = env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces` : undefined;
+  const endpoint = env.STELLA_TRACING_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || otelBase || r.str(t, 'endpoint', at, d.endpoint);
+  if (endpoint !== 'self') {
+    let ok = false;
+    try { ok = ['http:', 'https:'].includes(new URL(endpoint).protocol); } catch { /* reported below */ }
+    if (!ok) r.problems.push(`tracing.endpoint must be "self" or an http(s) OTLP/HTTP traces URL (got ${JSON.stringify(endpoint)})`);
+  }
+  const headersIn = r.obj(t, 'headers', at);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headersIn)) {
+    if (typeof v !== 'string') { r.problems.push(`tracing.headers.${k} must be a string`); continue; }
+    if (/^(authorization|proxy-authorization|cookie)$/i.test(k)) { r.problems.push(`tracing.headers.${k}: credentials do not go in the config file; set STELLA_TRACING_TOKEN`); continue; }
+    headers[k] = v;
+  }
+  const ratioRaw = env.STELLA_TRACING_SAMPLE_RATIO ?? t.sampleRatio;
+  let sampleRatio = d.sampleRatio;
+  if (ratioRaw !== undefined) {
+    const n = typeof ratioRaw === 'string' && ratioRaw.trim() !== '' ? Number(ratioRaw) : ratioRaw;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1) r.problems.push(`STELLA_TRACING_SAMPLE_RATIO / tracing.sampleRatio must be a number from 0 to 1 (got ${JSON.stringify(ratioRaw)})`);
+    else sampleRatio = n;
+  }
+  const systemTenant = r.str(t, 'systemTenant', at, d.systemTenant);
+  const tenantProblem = validateTenantId(systemTenant);
+  if (tenantProblem) r.problems.push(`tracing.systemTenant: ${tenantProblem}`);
+  return {
+    enabled, endpoint, headers, sampleRatio, systemTenant,
+    token: env.STELLA_TRACING_TOKEN || null,
+    serviceName: env.OTEL_SERVICE_NAME || r.str(t, 'serviceName', at, d.serviceName),
+    maxQueueSize: r.int(t, 'maxQueueSize', at, 1, 1_000_000, d.maxQueueSize),
+    maxExportBatchSize: r.int(t, 'maxExportBatchSize', at, 1, 100_000, d.maxExportBatchSize),
+    scheduledDelayMs: r.int(t, 'scheduledDelayMs', at, 10, 600_000, d.scheduledDelayMs),
+  };
+}
+
+const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants']);
 
 /** Build a config from a parsed file object and an environment; throws ConfigError listing every problem. */
 export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
@@ -202,6 +273,7 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       port: r.int(pick(apiIn, 'port', 'apiPort'), 'port', 'api.', 0, 65535, d.api.port),
     },
     clickhouse: { url: env.CLICKHOUSE_URL ?? ((ch.url as string | undefined) || null) },
+    tracing: parseTracing(r, r.obj(file, 'tracing', ''), env, d.tracing),
     tenants: parseTenants(r, file.tenants),
     sections: Object.fromEntries(Object.entries(file).filter(([key]) => !KNOWN_TOP.has(key))),
   };
@@ -210,6 +282,9 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   }
   const ids = cfg.tenants.map((t) => t.id);
   for (const dup of ids.filter((id, i) => ids.indexOf(id) !== i)) r.problems.push(`tenants: "${dup}" is configured twice`);
+  if (cfg.tracing.maxExportBatchSize > cfg.tracing.maxQueueSize) {
+    r.problems.push(`tracing.maxExportBatchSize (${cfg.tracing.maxExportBatchSize}) must not exceed tracing.maxQueueSize (${cfg.tracing.maxQueueSize})`);
+  }
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;
 }

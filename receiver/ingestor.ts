@@ -5,6 +5,7 @@ import type { BatchingProducer } from '../lib/kafka/producer.ts';
 import type { KafkaHealth } from '../lib/kafka/health.ts';
 import { H, type TopicNames } from '../lib/kafka/topics.ts';
 import { counter, gauge, histogram } from '../lib/metrics.ts';
+import { startRequestTrace, type RequestTrace } from '../lib/tracing.ts';
 import type { Signal } from '../lib/otlp/proto.ts';
 import type { Principal } from '../lib/tenancy.ts';
 import { IngestError, prepareExport, type IngestLimits } from './ingest.ts';
@@ -52,6 +53,20 @@ export class Ingestor {
   get inflightBytes(): number { return this.inflight; }
 
   async export(signal: Signal, body: Uint8Array, principal: Principal, traceparent?: string): Promise<ExportOutcome> {
+    // Self-tracing (lib/tracing.ts): a `receive` span, child of the caller's traceparent, around it all.
+    const rt = startRequestTrace(signal.name, principal.tenantId, traceparent);
+    if (!rt) return this.exportWith(signal, body, principal, traceparent, undefined);
+    try {
+      const out = await this.exportWith(signal, body, principal, traceparent, rt);
+      rt.end(out.accepted, out.rejected);
+      return out;
+    } catch (err) {
+      rt.end(0, 0, err);
+      throw err;
+    }
+  }
+
+  private async exportWith(signal: Signal, body: Uint8Array, principal: Principal, traceparent: string | undefined, rt: RequestTrace | undefined): Promise<ExportOutcome> {
     const tenant = principal.tenantId;
     let prepared;
     try {
@@ -76,7 +91,8 @@ export class Ingestor {
     }
 
     const topic = this.topics[signal.topicKey];
-    const tp = childTraceparent(traceparent);
+    // Traced: the records carry the `send` span's context; else a child id of the caller's trace.
+    const tp = rt ? rt.startSend(topic, prepared.records.length) : childTraceparent(traceparent);
     const messages = prepared.records.map((value) => ({
       key: tenant,
       value,
@@ -97,17 +113,20 @@ export class Ingestor {
     try {
       result = await Promise.race([produced.then(() => undefined), timeout]);
     } catch (err) {
+      rt?.endSend(err);
       this.health.markDown(err);
       refuse('kafka_error', 'Kafka did not accept the data; retry later');
     } finally {
       clearTimeout(timer);
     }
     if (result === 'timeout') {
+      rt?.endSend(new Error('Kafka ack timeout'));
       produced.catch((err: unknown) => this.health.markDown(err));
       void this.health.probeNow();
       refuse('kafka_timeout', `Kafka did not acknowledge within ${this.opts.produceTimeoutMs} ms; retry later`);
     }
     endProduce();
+    rt?.endSend();
     this.health.markUp();
     receiverMetrics.records.inc({ topic }, messages.length);
     receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'accepted', reason: '' }, prepared.accepted);

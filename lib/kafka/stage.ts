@@ -5,10 +5,18 @@
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { logger } from '../log.ts';
 import { counter, gauge, histogram } from '../metrics.ts';
+import { startBatchTrace, type Context } from '../tracing.ts';
 
 export interface StageRecord {
   topic: string; partition: number; offset: string; key: string | null; value: Buffer;
   headers: Record<string, string>; timestamp: string;
+}
+
+export interface StageContext {
+  topic: string;
+  partition: number;
+  /** The batch's `process <topic>` span (self-tracing); undefined when tracing is off or the batch is the system tenant's only. */
+  trace?: Context;
 }
 
 export interface StageOptions {
@@ -18,7 +26,7 @@ export interface StageOptions {
   kafka: Kafka;
   topics: string[];
   /** Must make its output durable before resolving; the batch's offsets are committed after. */
-  handle: (records: StageRecord[], ctx: { topic: string; partition: number }) => Promise<void>;
+  handle: (records: StageRecord[], ctx: StageContext) => Promise<void>;
   fromBeginning?: boolean;
   partitionsConsumedConcurrently?: number;
   maxBytesPerPartition?: number;
@@ -42,8 +50,9 @@ export function headerStrings(h: Record<string, Buffer | string | (Buffer | stri
 
 export async function runStage(opts: StageOptions): Promise<RunningStage> {
   const log = logger(opts.name);
+  const groupId = opts.groupId ?? `stella-${opts.name}`;
   const consumer = opts.kafka.consumer({
-    groupId: opts.groupId ?? `stella-${opts.name}`,
+    groupId,
     maxBytesPerPartition: opts.maxBytesPerPartition ?? 4 * 1024 * 1024,
     maxWaitTimeInMs: 200,
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
@@ -61,32 +70,39 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
         topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null,
         value: m.value ?? Buffer.alloc(0), headers: headerStrings(m.headers), timestamp: m.timestamp,
       }));
-      const end = duration.startTimer({ stage: opts.name });
-      for (let attempt = 0; ; attempt++) {
-        if (!isRunning() || isStale()) return; // rebalance or shutdown: the next owner redoes it
-        try {
-          await opts.handle(recs, { topic: batch.topic, partition: batch.partition });
-          break;
-        } catch (err) {
-          batches.inc({ stage: opts.name, outcome: 'retry' });
-          log.warn({ topic: batch.topic, partition: batch.partition, error_message: String(err), attempt }, 'batch failed; retrying from the same offset');
-          if (stopping) return;
-          await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
-          await heartbeat();
+      // One consumer span per batch, linked to each record's traceparent (lib/tracing.ts).
+      const bt = startBatchTrace(opts.name, groupId, batch.topic, batch.partition, recs);
+      try {
+        const end = duration.startTimer({ stage: opts.name });
+        for (let attempt = 0; ; attempt++) {
+          if (!isRunning() || isStale()) return; // rebalance or shutdown: the next owner redoes it
+          try {
+            await opts.handle(recs, { topic: batch.topic, partition: batch.partition, trace: bt?.ctx });
+            break;
+          } catch (err) {
+            batches.inc({ stage: opts.name, outcome: 'retry' });
+            bt?.span.recordException(err instanceof Error ? err : String(err));
+            log.warn({ topic: batch.topic, partition: batch.partition, error_message: String(err), attempt }, 'batch failed; retrying from the same offset');
+            if (stopping) return;
+            await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
+            await heartbeat();
+          }
         }
+        const last = recs[recs.length - 1]!;
+        const next = (BigInt(last.offset) + 1n).toString();
+        // resolveOffset moves this consumer's fetch position past the batch; commitOffsets makes that
+        // durable for the group (autoCommit is off, so nothing is committed before the output is).
+        resolveOffset(last.offset);
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+        batches.inc({ stage: opts.name, outcome: 'ok' });
+        records.inc({ stage: opts.name, topic: batch.topic }, recs.length);
+        lag.set({ stage: opts.name, topic: batch.topic, partition: String(batch.partition) },
+          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(next))));
+        end();
+        await heartbeat();
+      } finally {
+        bt?.end();
       }
-      const last = recs[recs.length - 1]!;
-      const next = (BigInt(last.offset) + 1n).toString();
-      // resolveOffset moves this consumer's fetch position past the batch; commitOffsets makes that
-      // durable for the group (autoCommit is off, so nothing is committed before the output is).
-      resolveOffset(last.offset);
-      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
-      batches.inc({ stage: opts.name, outcome: 'ok' });
-      records.inc({ stage: opts.name, topic: batch.topic }, recs.length);
-      lag.set({ stage: opts.name, topic: batch.topic, partition: String(batch.partition) },
-        Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(next))));
-      end();
-      await heartbeat();
     },
   });
   return {

@@ -10,6 +10,7 @@ import { AssignerProtocol, type Consumer, type EachBatchPayload, type Kafka, typ
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
+import { endSpan, inChildSpan, startBatchTrace, startRootSpan, type Span } from '../../lib/tracing.ts';
 import { insertEvidenceSegment, type Store } from '../../lib/store/index.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { EventIndex, indexFileBytes, indexPath } from './event-index.ts';
@@ -286,9 +287,13 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (s.sealer.pendingCount > 0 || rotateTo) {
       let row: SegmentRow | undefined;
       const previous = s.sealer.currentKey;
+      let sealSpan: Span | undefined;
       try {
+        sealSpan = startRootSpan(rotateTo ? 'evidence rotate' : 'evidence seal', s.tenant, { 'stella.entries.pending': s.sealer.pendingCount });
         row = rotateTo ? await s.sealer.rotateKey(rotateTo, now()) : await s.sealer.seal(now());
+        endSpan(sealSpan);
       } catch (err) {
+        endSpan(sealSpan, err);
         failTenant(s, err);
         throw err;
       }
@@ -365,7 +370,19 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     }
   }
 
-  const handleBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> => {
+  // Self-tracing: a `process <topic>` span per batch (lib/tracing.ts) with the append as its child.
+  const handleBatch = async (p: EachBatchPayload): Promise<void> => {
+    const bt = startBatchTrace('evidence', opts.groupId ?? 'stella-evidence', p.batch.topic, p.batch.partition, p.batch.messages);
+    if (!bt) return appendBatch(p);
+    try {
+      await inChildSpan(bt.ctx, 'evidence append', {}, () => appendBatch(p));
+      bt.end();
+    } catch (err) {
+      bt.end(err);
+      throw err;
+    }
+  };
+  const appendBatch = async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> => {
     if (batch.messages.length === 0 || dead) return;
     const { topic, partition } = batch;
     const isTimeline = topic === topics.timelineEvents;

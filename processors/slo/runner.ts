@@ -11,7 +11,8 @@
 import type { Kafka } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import { BatchingProducer } from '../../lib/kafka/producer.ts';
-import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
+import { runStage, type RunningStage, type StageContext, type StageRecord } from '../../lib/kafka/stage.ts';
+import { inChildSpan } from '../../lib/tracing.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
@@ -243,11 +244,11 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     if (reason) await writeCheckpoint(pc, reason);
   };
 
-  const handle = async (records: StageRecord[], ctx: { topic: string; partition: number }): Promise<void> => {
+  const handle = async (records: StageRecord[], ctx: StageContext): Promise<void> => {
     await withLock(ctx.partition, async () => {
       const pc = await loadCore(ctx.partition);
       try {
-        await applyBatch(pc, records, ctx.topic);
+        await inChildSpan(ctx.trace, 'slo evaluate', { 'messaging.batch.message_count': records.length }, () => applyBatch(pc, records, ctx.topic));
       } catch (err) {
         // The core already holds part of this batch: drop it, so the retry (from the batch's first
         // offset) starts from the last durable checkpoint instead of counting records twice.

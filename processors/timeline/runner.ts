@@ -5,10 +5,11 @@
 // invisible. Consumers of timeline_events get each event at least once and dedup by event_id.
 import type { Kafka } from 'kafkajs';
 import { BatchingProducer } from '../../lib/kafka/producer.ts';
-import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
+import { runStage, type RunningStage, type StageContext, type StageRecord } from '../../lib/kafka/stage.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
+import { inChildSpan } from '../../lib/tracing.ts';
 import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventMessageJson } from './events.ts';
 import { eventRowFromMessage, PRODUCER_HEADER, TIMELINE_PRODUCER } from './external-events.ts';
@@ -57,7 +58,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     }));
   };
 
-  const handle = async (records: StageRecord[]): Promise<void> => {
+  const handle = async (records: StageRecord[], ctx: StageContext): Promise<void> => {
     const parts: Transformed[] = [];
     const dead: StageRecord[] = [];
     const traceparents = new Map<TimelineEventRow, string>();
@@ -92,7 +93,8 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     // encodes Kafka messages); the offsets are committed only after both are acknowledged. If the
     // insert fails, the whole batch is retried, so a published event's row always follows.
     if (out.events.length) writes.push(publishEvents(out.events, traceparents));
-    await Promise.all(writes);
+    await inChildSpan(ctx.trace, 'timeline write', { 'stella.rows.events': out.events.length + external.length, 'stella.records.dlq': dead.length },
+      () => Promise.all(writes));
     for (const e of [...out.events, ...external]) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
     await opts.beforeCommit?.(records);
   };
