@@ -1,14 +1,15 @@
 // npm run bench:scrub — spans/s on one core with the default rules, on a realistic mix (20
-// attributes per span, 10% of spans carrying PII or a secret), against protobuf decode+encode alone
-// in the same run. Prints medians of RUNS runs and a markdown block for BENCHMARKS.md.
+// attributes per span, 10% of spans carrying PII or a secret): the full record path of the
+// wire-level scrubber (bytes in -> scrubbed bytes out) against protobufjs decode+encode alone in the
+// same run. Prints medians of RUNS runs and a markdown block for BENCHMARKS.md.
 //   SCRUB_BENCH_RUNS (default 5), SCRUB_BENCH_SECONDS per measurement (default 2)
 import os from 'node:os';
 import Long from 'long';
 import { decodeTraces, encode, types } from '../lib/otlp/proto.ts';
 import { parseScrubConfig, policyFor } from '../processors/scrub/config.ts';
 import { Scrubber } from '../processors/scrub/engine.ts';
-import { scrubTraces } from '../processors/scrub/otlp.ts';
 import { scrubRecord, sha256Hex } from '../processors/scrub/record.ts';
+import { scrubRequest } from '../processors/scrub/wire.ts';
 
 const RUNS = Number(process.env.SCRUB_BENCH_RUNS ?? 5);
 const SECONDS = Number(process.env.SCRUB_BENCH_SECONDS ?? 2);
@@ -83,12 +84,14 @@ type Work = (pool: Pool) => void;
 const cached = new Scrubber(policy, new Set());
 const uncached = new Scrubber(policy, new Set(), { cleanCache: false });
 const variants: Record<string, Work> = {
-  'decode+encode': (p) => { for (const b of p.bufs) encode('traces', decodeTraces(b)); },
-  'decode+scrub+encode': (p) => { for (const b of p.bufs) { const m = decodeTraces(b); scrubTraces(m, policy, now, { scrubber: cached }); encode('traces', m); } },
+  'protobufjs decode + encode alone': (p) => { for (const b of p.bufs) encode('traces', decodeTraces(b)); },
+  'wire scrub, full record path (bytes -> scrubbed bytes)': (p) => { for (const b of p.bufs) scrubRequest('traces', b, policy, now, { scrubber: cached }); },
   // What the runner does per record: verify and recompute content-sha256, headers, summary header.
-  'scrubRecord (runner per-record work)': (p) => { p.bufs.forEach((b, i) => scrubRecord('traces', { key: 'acme', value: b, headers: { 'content-sha256': p.digests[i]! } }, config, now)); },
+  'runner per-record work (`scrubRecord`: + content-sha256 check and recompute, headers)': (p) => {
+    p.bufs.forEach((b, i) => scrubRecord('traces', { key: 'acme', value: b, headers: { 'content-sha256': p.digests[i]! } }, config, now));
+  },
+  'wire scrub, clean-string cache off': (p) => { for (const b of p.bufs) scrubRequest('traces', b, policy, now, { scrubber: uncached }); },
 };
-const scrubOnly: Record<string, Scrubber> = { 'scrub only, clean-string cache on': cached, 'scrub only, cache off': uncached };
 
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 
@@ -96,12 +99,11 @@ const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) 
  * Spans per CPU-second of this single-threaded process, over fresh requests: CPU time, not wall
  * time, so other processes on the shared 2-core machine do not count against the measurement.
  */
-function measure(work: Work, prepare: (p: Pool) => unknown = () => undefined): number {
+function measure(work: Work): number {
   let spans = 0;
   let cpu = 0;
   while (cpu < SECONDS) {
     const pool = freshPool();
-    prepare(pool);
     const t0 = cpuNow();
     work(pool);
     cpu += cpuNow() - t0;
@@ -110,30 +112,23 @@ function measure(work: Work, prepare: (p: Pool) => unknown = () => undefined): n
   return spans / cpu;
 }
 
-/** The scrub step alone: requests decoded before the timer starts, only scrubTraces timed. */
-function measureScrubOnly(scrubber: Scrubber): number {
-  let decoded: ReturnType<typeof decodeTraces>[] = [];
-  return measure(() => { for (const m of decoded) scrubTraces(m, policy, now, { scrubber }); }, (p) => { decoded = p.bufs.map((b) => decodeTraces(b)); });
-}
-
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
 
 // Sanity: the mix really carries PII, and scrubbing finds it.
 const sample = freshPool();
-const sampleSummaries = sample.bufs.map((b) => scrubTraces(decodeTraces(b), policy, now).summary);
+const sampleSummaries = sample.bufs.map((b) => scrubRequest('traces', b, policy, now).summary);
 const piiSpans = sampleSummaries.reduce((n, x) => n + x.items, 0);
 const ruleHits: Record<string, number> = {};
 for (const x of sampleSummaries) for (const [k, v] of Object.entries(x.rules)) ruleHits[k] = (ruleHits[k] ?? 0) + v;
 
 for (const w of Object.values(variants)) w(freshPool()); // warm-up (JIT)
-const results: Record<string, number[]> = Object.fromEntries([...Object.keys(variants), ...Object.keys(scrubOnly)].map((k) => [k, []]));
+const results: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 for (let r = 0; r < RUNS; r++) {
   for (const [name, w] of Object.entries(variants)) results[name]!.push(measure(w));
-  for (const [name, sc] of Object.entries(scrubOnly)) results[name]!.push(measureScrubOnly(sc));
   process.stderr.write(`run ${r + 1}/${RUNS}: ${Object.entries(results).map(([k, v]) => `${k} ${Math.round(v[r]!)}`).join(', ')}\n`);
 }
 
-const base = median(results['decode+encode']!);
+const base = median(results['protobufjs decode + encode alone']!);
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 const hitShare = cached.stats.cached / Math.max(1, cached.stats.cached + cached.stats.scanned);
 const row = (k: string) => `| ${k} | ${Math.round(median(results[k]!)).toLocaleString('en-US')} | ${(base / median(results[k]!)).toFixed(2)}x |`;
@@ -145,6 +140,5 @@ const lines = [
   '| variant | spans/s per core (median) | time vs decode+encode |',
   '|---|---:|---:|',
   ...Object.keys(variants).map(row),
-  ...Object.keys(scrubOnly).map(row),
 ];
 console.log(lines.join('\n'));

@@ -97,7 +97,7 @@ function readVarint32(buf: Uint8Array, end: number): number {
   throw new WireError('varint too long for a length or tag');
 }
 
-function skipVarint(buf: Uint8Array, pos: number, end: number): number {
+export function skipVarint(buf: Uint8Array, pos: number, end: number): number {
   for (let i = 0; i < 10; i++) {
     if (pos >= end) throw new WireError('truncated varint');
     if (buf[pos++]! < 0x80) return pos;
@@ -107,7 +107,7 @@ function skipVarint(buf: Uint8Array, pos: number, end: number): number {
 
 export const varintSize = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
-function writeVarint(out: Uint8Array, pos: number, n: number): number {
+export function writeVarint(out: Uint8Array, pos: number, n: number): number {
   while (n >= 0x80) { out[pos++] = (n & 0x7f) | 0x80; n >>>= 7; }
   out[pos++] = n;
   return pos;
@@ -120,7 +120,7 @@ export const framedSize = (len: number): number => 1 + varintSize(len) + len;
 
 /** UTF-8 check: a JS loop for short ASCII strings (most attribute keys and values), which is cheaper
  * than a native call plus a subarray view; anything else goes to the native validator. */
-function validUtf8(buf: Uint8Array, start: number, end: number): boolean {
+export function validUtf8(buf: Uint8Array, start: number, end: number): boolean {
   if (end - start <= 64) {
     let i = start;
     while (i < end && buf[i]! < 0x80) i++;

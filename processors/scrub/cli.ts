@@ -1,11 +1,11 @@
 // `stella scrub`: OTLP JSON on stdin -> scrubbed OTLP JSON on stdout, to try rules offline.
 // Accepts one Export*ServiceRequest document, or JSON Lines of them (the collector file exporter's
-// format), converted with the receiver's OTLP/JSON codec (lib/otlp/json.ts).
+// format), converted with the receiver's OTLP/JSON codec (lib/otlp/json.ts) to protobuf and
+// scrubbed by the same wire-level scrubber as the pipeline (wire.ts): one implementation.
 import { messageToOtlpJson, otlpJsonToMessage } from '../../lib/otlp/json.ts';
-import { signals, type SignalName } from '../../lib/otlp/proto.ts';
-import { parseScrubConfig, type ScrubConfig } from './config.ts';
-import { type ScrubSummary } from './otlp.ts';
-import { scrubDecoded } from './record.ts';
+import { encode, signals, type SignalName } from '../../lib/otlp/proto.ts';
+import { parseScrubConfig, policyFor, type ScrubConfig } from './config.ts';
+import { scrubRequest, type ScrubSummary } from './wire.ts';
 
 export interface ScrubJsonOptions {
   /** Parsed config (default: the default rules, placeholder style). */
@@ -29,10 +29,11 @@ function scrubDocument(doc: unknown, o: ScrubJsonOptions, config: ScrubConfig): 
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('each input document must be a JSON object');
   const signal = signalOf(doc as Record<string, unknown>);
   // The receiver's OTLP/JSON codec (hex ids, int enums, 64-bit strings) in both directions.
-  const msg = otlpJsonToMessage(signal, doc);
-  const summary = scrubDecoded(signal, msg, config, o.tenant ?? 'default', o.now ?? new Date());
+  const type = signals[signal].request;
+  const bytes = encode(signal, otlpJsonToMessage(signal, doc));
+  const { value, summary } = scrubRequest(signal, bytes, policyFor(config, o.tenant ?? 'default'), o.now ?? new Date());
   o.onSummary?.(summary, signal);
-  return messageToOtlpJson(signal, signals[signal].request, msg);
+  return messageToOtlpJson(signal, type, type.decode(value));
 }
 
 /** Scrub OTLP JSON text; returns the scrubbed JSON text (same document layout: one or JSON Lines). */

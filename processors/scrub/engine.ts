@@ -1,8 +1,7 @@
 // A tenant's compiled scrubber: the one-pass scanner for its enabled rules, the redaction styles
-// (placeholder or keyed pseudonym) and the sensitive-key test, plus the value walkers over OTLP
-// AnyValue/KeyValue trees. Pure: no I/O, no clock (the caller passes `now` for deep-debug grants).
+// (placeholder or keyed pseudonym) and the sensitive-key test; wire.ts walks the OTLP bytes with it.
+// Pure: no I/O, no clock (the caller passes `now` for deep-debug grants).
 import { createHmac } from 'node:crypto';
-import type { AnyValue, KeyValue } from '../../lib/otlp/proto.ts';
 import { relaxedRules, type RedactionStyle, type TenantScrubPolicy } from './config.ts';
 import { DEFAULT_RULES, SENSITIVE_KEY, type RuleDef } from './rules.ts';
 import { MIN_SCAN_LENGTH, compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
@@ -31,8 +30,6 @@ const CLEAN_CACHE_LIMIT = 16384;
 const CLEAN_CACHE_MAX_LENGTH = 512;
 /** Attribute keys are few and recur: their sensitivity verdict is remembered. */
 const KEY_CACHE_LIMIT = 4096;
-// Decoded protobufjs messages carry oneof defaults on the prototype ('' / null): only own properties are set.
-const has = (v: AnyValue, f: keyof AnyValue): boolean => Object.prototype.hasOwnProperty.call(v, f) && v[f] !== null && v[f] !== undefined;
 
 export class Scrubber {
   readonly scanner: Scanner;
@@ -120,49 +117,6 @@ export class Scrubber {
       this.keyCache.set(key, v);
     }
     return v;
-  }
-
-  /** Scrub a KeyValue list in place (values of sensitive keys wholesale, the rest by the scanner). */
-  attributes(attrs: KeyValue[] | null | undefined, tally: Tally): void {
-    if (!attrs) return;
-    for (const kv of attrs) {
-      if (!kv.value || kv.key.startsWith('redaction.')) continue;
-      if (this.isSensitiveKey(kv.key)) this.sensitiveValue(kv.value, tally, kv.key);
-      else this.value(kv.value, tally, kv.key);
-    }
-  }
-
-  /** Scrub an AnyValue in place, walking nested arrays and kvlists. */
-  value(v: AnyValue, tally: Tally, key: string | undefined): void {
-    if (has(v, 'stringValue')) {
-      if (v.stringValue!.length === 0) return;
-      const out = this.string(v.stringValue!, tally, key);
-      if (out !== v.stringValue) v.stringValue = out;
-    } else if (has(v, 'arrayValue')) {
-      for (const item of v.arrayValue!.values ?? []) if (item) this.value(item, tally, key);
-    } else if (has(v, 'kvlistValue')) {
-      this.attributes(v.kvlistValue!.values, tally);
-    }
-  }
-
-  /** A sensitive key's value is replaced whatever it is: strings, numbers and bytes; arrays and maps walked. */
-  private sensitiveValue(v: AnyValue, tally: Tally, key: string): void {
-    if (has(v, 'stringValue')) {
-      if (v.stringValue!.length === 0 || REDACTED_VALUE.test(v.stringValue!)) return;
-      v.stringValue = this.render('sensitive_key', v.stringValue!);
-    } else if (has(v, 'arrayValue')) {
-      for (const item of v.arrayValue!.values ?? []) if (item) this.sensitiveValue(item, tally, key);
-      return;
-    } else if (has(v, 'kvlistValue')) {
-      for (const kv of v.kvlistValue!.values ?? []) if (kv.value) this.sensitiveValue(kv.value, tally, kv.key);
-      return;
-    } else if (has(v, 'intValue') || has(v, 'doubleValue') || has(v, 'bytesValue')) {
-      // Numbers and bytes become a string placeholder: a numeric PIN is as secret as a string one.
-      const raw = has(v, 'bytesValue') ? Buffer.from(v.bytesValue!).toString('base64') : String(has(v, 'intValue') ? v.intValue : v.doubleValue);
-      for (const f of ['intValue', 'doubleValue', 'bytesValue', 'boolValue'] as const) delete (v as Record<string, unknown>)[f];
-      v.stringValue = this.render('sensitive_key', raw);
-    } else return; // booleans and empty values carry no secret
-    tally.hit('sensitive_key', key);
   }
 }
 

@@ -6,11 +6,11 @@ import { decodeTraces, encode, types } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig, policyFor, ScrubConfigError } from '../../processors/scrub/config.ts';
 import { Tally, scrubberFor } from '../../processors/scrub/engine.ts';
 import { GrantTracker, grantEvent } from '../../processors/scrub/grants.ts';
-import { scrubTraces } from '../../processors/scrub/otlp.ts';
 import { scrubRecord, sha256Hex } from '../../processors/scrub/record.ts';
 import { scrubJsonCommand } from '../../processors/scrub/cli.ts';
 import { DEFAULT_RULES, isCardNumber } from '../../processors/scrub/rules.ts';
 import { repoRootRule } from '../../processors/scrub/scanner.ts';
+import { scrubRequest } from '../../processors/scrub/wire.ts';
 
 const now = new Date('2026-11-23T12:00:00Z');
 const defaults = scrubberFor(policyFor(parseScrubConfig({ defaults: { repoRoots: ['/home/alice/src/repo'] } }), 't'), now);
@@ -44,9 +44,9 @@ describe('pathological inputs do not stall the scanner', () => {
 
   it('a 1 MB attribute value inside a span is scrubbed in under 2 s', () => {
     const huge = 'x'.repeat(512 * 1024) + ' alice@example.com ' + 'a@'.repeat(256 * 1024);
-    const req = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'op', attributes: [{ key: 'blob', value: { stringValue: huge } }] }] }] }] };
+    const req = encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'op', attributes: [{ key: 'blob', value: { stringValue: huge } }] }] }] }] }));
     const t = performance.now();
-    const { summary } = scrubTraces(req as never, policyFor(parseScrubConfig({}), 't'), now);
+    const { summary } = scrubRequest('traces', req, policyFor(parseScrubConfig({}), 't'), now);
     expect(performance.now() - t).toBeLessThan(2000);
     expect(summary.rules.email).toBe(1);
   });
@@ -153,8 +153,8 @@ describe('deep debug', () => {
     expect(tr.due(new Date('2026-11-24T00:30:00Z')).map((e) => [e.resource_id, e.kind])).toEqual([['INC-43', 'scrub.deep_debug.granted']]);
   });
   it('marks the batch summary with the relaxed rules', () => {
-    const req = { resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'x', attributes: [{ key: 'a', value: { stringValue: x } }] }] }] }] };
-    expect(scrubTraces(req as never, policy, new Date('2026-11-23T12:30:00Z')).summary.relaxed).toEqual(['email', 'ipv4', 'ipv6']);
+    const req = encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'x', attributes: [{ key: 'a', value: { stringValue: x } }] }] }] }] }));
+    expect(scrubRequest('traces', req, policy, new Date('2026-11-23T12:30:00Z')).summary.relaxed).toEqual(['email', 'ipv4', 'ipv6']);
   });
 });
 

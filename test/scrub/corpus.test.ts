@@ -1,19 +1,21 @@
-// Labeled corpus: precision and recall per rule family, through the real attribute walker.
+// Labeled corpus: precision and recall per rule family, through the production wire path (each
+// line as a span attribute), checked against the oracle on the way (wire-check.ts).
 import { describe, expect, it } from 'vitest';
-import type { KeyValue } from '../../lib/otlp/proto.ts';
+import { decodeTraces, encode, types, type KeyValue } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig, policyFor } from '../../processors/scrub/config.ts';
-import { Tally, scrubberFor } from '../../processors/scrub/engine.ts';
 import { FAMILIES, familyOf } from '../../processors/scrub/rules.ts';
 import { loadCorpus, type CorpusEntry } from './support.ts';
+import { checkAgainstOracle } from './wire-check.ts';
 
 const policy = policyFor(parseScrubConfig({ defaults: { repoRoots: ['/home/alice/src/repo'] } }), 'corpus');
-const scrubber = scrubberFor(policy, new Date('2026-11-23T12:00:00Z'));
+const now = new Date('2026-11-23T12:00:00Z');
 
 function detect(e: CorpusEntry): { families: Set<string>; out: string } {
-  const attrs: KeyValue[] = [{ key: e.key ?? 'log.message', value: { stringValue: e.text } }];
-  const t = new Tally();
-  scrubber.attributes(attrs, t);
-  return { families: new Set([...t.rules.keys()].map((id) => familyOf(id)!)), out: attrs[0]!.value!.stringValue! };
+  const attributes: KeyValue[] = [{ key: e.key ?? 'log.message', value: { stringValue: e.text } }];
+  const req = encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'op', attributes }] }] }] }));
+  const { value, summary } = checkAgainstOracle('traces', req, policy, now);
+  const out = decodeTraces(value).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes[0]!.value!.stringValue!;
+  return { families: new Set(Object.keys(summary.rules).map((id) => familyOf(id)!)), out };
 }
 
 const STRUCTURED = ['email', 'token', 'card', 'private_key', 'jwt', 'sensitive_key', 'auth'];

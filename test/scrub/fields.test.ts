@@ -1,10 +1,11 @@
 // Every string-bearing place of the three OTLP signals is scrubbed (one test per place), on messages
-// that went through the real protobuf encode/decode, with summary attributes where documented.
+// that went through the real protobuf encode/decode, with summary attributes where documented. Each
+// case runs the production wire path and checks it against the oracle (wire-check.ts).
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import { decodeLogs, decodeMetrics, decodeTraces, encode, types, type AnyValue, type KeyValue } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig, policyFor } from '../../processors/scrub/config.ts';
-import { scrubLogs, scrubMetrics, scrubTraces } from '../../processors/scrub/otlp.ts';
+import { scrubLogs, scrubMetrics, scrubTraces } from './wire-check.ts';
 
 const policy = policyFor(parseScrubConfig({}), 'acme');
 const now = new Date('2026-11-23T12:00:00Z');

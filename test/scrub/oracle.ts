@@ -1,3 +1,6 @@
+// The reference implementation for the differential test (test/scrub/differential.test.ts): the
+// scrubber's former object path, kept here as an oracle only. It scrubs protobufjs-decoded requests
+// in place; the production path (processors/scrub/wire.ts) walks the bytes and must agree with it.
 // Scrub decoded OTLP export requests in place: every string-bearing field, not only attributes.
 //   traces:  resource/scope attributes, span name, status message, trace_state is kept (W3C vendor
 //            data, not free text), event names + attributes, link attributes
@@ -11,21 +14,57 @@ import Long from 'long';
 import type {
   ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, InstrumentationScope, KeyValue, Resource,
 } from '../../lib/otlp/proto.ts';
-import type { TenantScrubPolicy } from './config.ts';
-import { Tally, scrubberFor, type Scrubber } from './engine.ts';
-
-/** What one request had redacted, per rule id. Values never appear here. */
-export interface ScrubSummary {
-  /** Redactions per rule id. */
-  rules: Record<string, number>;
-  total: number;
-  /** Spans, log records, metric points, resources and scopes that had at least one redaction. */
-  items: number;
-  /** Rules relaxed by an active deep-debug grant while this request was scrubbed. */
-  relaxed: string[];
-}
+import type { AnyValue } from '../../lib/otlp/proto.ts';
+import type { TenantScrubPolicy } from '../../processors/scrub/config.ts';
+import { REDACTED_VALUE, Tally, scrubberFor, type Scrubber } from '../../processors/scrub/engine.ts';
+import type { ScrubSummary } from '../../processors/scrub/wire.ts';
 
 export interface ScrubResult<T> { message: T; summary: ScrubSummary }
+
+// Decoded protobufjs messages carry oneof defaults on the prototype ('' / null): only own properties are set.
+const has = (v: AnyValue, f: keyof AnyValue): boolean => Object.prototype.hasOwnProperty.call(v, f) && v[f] !== null && v[f] !== undefined;
+
+/** Scrub a KeyValue list in place (values of sensitive keys wholesale, the rest by the scanner). */
+export function attributes(sc: Scrubber, attrs: KeyValue[] | null | undefined, tally: Tally): void {
+  if (!attrs) return;
+  for (const kv of attrs) {
+    if (!kv.value || kv.key.startsWith('redaction.')) continue;
+    if (sc.isSensitiveKey(kv.key)) sensitiveValue(sc, kv.value, tally, kv.key);
+    else value(sc, kv.value, tally, kv.key);
+  }
+}
+
+/** Scrub an AnyValue in place, walking nested arrays and kvlists. */
+function value(sc: Scrubber, v: AnyValue, tally: Tally, key: string | undefined): void {
+  if (has(v, 'stringValue')) {
+    if (v.stringValue!.length === 0) return;
+    const out = sc.string(v.stringValue!, tally, key);
+    if (out !== v.stringValue) v.stringValue = out;
+  } else if (has(v, 'arrayValue')) {
+    for (const item of v.arrayValue!.values ?? []) if (item) value(sc, item, tally, key);
+  } else if (has(v, 'kvlistValue')) {
+    attributes(sc, v.kvlistValue!.values, tally);
+  }
+}
+
+/** A sensitive key's value is replaced whatever it is: strings, numbers and bytes; arrays and maps walked. */
+function sensitiveValue(sc: Scrubber, v: AnyValue, tally: Tally, key: string): void {
+  if (has(v, 'stringValue')) {
+    if (v.stringValue!.length === 0 || REDACTED_VALUE.test(v.stringValue!)) return;
+    v.stringValue = sc.render('sensitive_key', v.stringValue!);
+  } else if (has(v, 'arrayValue')) {
+    for (const item of v.arrayValue!.values ?? []) if (item) sensitiveValue(sc, item, tally, key);
+    return;
+  } else if (has(v, 'kvlistValue')) {
+    for (const kv of v.kvlistValue!.values ?? []) if (kv.value) sensitiveValue(sc, kv.value, tally, kv.key);
+    return;
+  } else if (has(v, 'intValue') || has(v, 'doubleValue') || has(v, 'bytesValue')) {
+    const raw = has(v, 'bytesValue') ? Buffer.from(v.bytesValue!).toString('base64') : String(has(v, 'intValue') ? v.intValue : v.doubleValue);
+    for (const f of ['intValue', 'doubleValue', 'bytesValue', 'boolValue'] as const) delete (v as Record<string, unknown>)[f];
+    v.stringValue = sc.render('sensitive_key', raw);
+  } else return;
+  tally.hit('sensitive_key', key);
+}
 
 class Batch {
   readonly rules = new Map<string, number>();
@@ -54,14 +93,14 @@ class Batch {
   resource(r: Resource | null | undefined): void {
     if (!r) return;
     const t = new Tally();
-    this.scrubber.attributes(r.attributes, t);
+    attributes(this.scrubber, r.attributes, t);
     this.close(t, r.attributes);
   }
 
   scope(s: InstrumentationScope | null | undefined): void {
     if (!s) return;
     const t = new Tally();
-    this.scrubber.attributes(s.attributes, t);
+    attributes(this.scrubber, s.attributes, t);
     this.close(t, s.attributes);
   }
 
@@ -109,12 +148,12 @@ export function scrubTraces(req: ExportTraceServiceRequest, policy: TenantScrubP
         const t = new Tally();
         b.field(span, 'name', t);
         if (span.status) b.field(span.status, 'message', t);
-        s.attributes(span.attributes, t);
+        attributes(s, span.attributes, t);
         for (const ev of span.events ?? []) {
           b.field(ev, 'name', t);
-          s.attributes(ev.attributes, t);
+          attributes(s, ev.attributes, t);
         }
-        for (const link of span.links ?? []) s.attributes(link.attributes, t);
+        for (const link of span.links ?? []) attributes(s, link.attributes, t);
         b.close(t, span.attributes ?? (span.attributes = []));
       }
     }
@@ -131,8 +170,8 @@ export function scrubLogs(req: ExportLogsServiceRequest, policy: TenantScrubPoli
       b.scope(sl.scope);
       for (const rec of sl.logRecords ?? []) {
         const t = new Tally();
-        if (rec.body) s.value(rec.body, t, undefined);
-        s.attributes(rec.attributes, t);
+        if (rec.body) value(s, rec.body, t, undefined);
+        attributes(s, rec.attributes, t);
         b.field(rec, 'eventName', t);
         b.close(t, rec.attributes ?? (rec.attributes = []));
       }
@@ -154,14 +193,14 @@ export function scrubMetrics(req: ExportMetricsServiceRequest, policy: TenantScr
       for (const metric of sm.metrics ?? []) {
         const mt = new Tally();
         b.field(metric, 'description', mt);
-        s.attributes(metric.metadata as KeyValue[] | undefined, mt);
+        attributes(s, metric.metadata as KeyValue[] | undefined, mt);
         b.close(mt, undefined);
         for (const kind of POINT_KINDS) {
           const data = metric[kind] as { dataPoints?: DataPointLike[] } | null | undefined;
           for (const dp of data?.dataPoints ?? []) {
             const t = new Tally();
-            s.attributes(dp.attributes, t);
-            for (const ex of dp.exemplars ?? []) s.attributes(ex.filteredAttributes, t);
+            attributes(s, dp.attributes, t);
+            for (const ex of dp.exemplars ?? []) attributes(s, ex.filteredAttributes, t);
             b.close(t, undefined);
           }
         }
