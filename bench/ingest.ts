@@ -9,9 +9,12 @@
 //   3. gRPC at half of the measured peak (open loop): p50/p99 latency.
 //   4. Kafka stopped while the clients keep sending: the receiver's peak RSS.
 // Requests hold 100 spans of 20 attributes each.
+// Knobs for looking inside the receiver: BENCH_PROFILE=<dir> (a --cpu-prof of it), BENCH_ONLY=grpc|http
+// (warm-up plus that peak phase only), BENCH_RECEIVER_NODE_ARGS='--trace-gc ...' (more node flags for
+// it) with BENCH_RECEIVER_STDOUT=<file> (where its stdout goes after startup).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,19 +75,27 @@ function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number }
   return { coreUs, decodeEncodeUs };
 }
 
-async function startReceiverProcess(brokers: string, dir: string): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
+async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
     receiver: { maxInflightBytes: 64 * 1024 * 1024 } }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const child = spawn(process.execPath, [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), '--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
+  const nodeArgs = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+    ...(process.env.BENCH_RECEIVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
     cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, STELLA_CONFIG: cfgFile, KAFKA_BROKERS: brokers, STELLA_GRPC_PORT: String(grpcPort), STELLA_HTTP_PORT: String(httpPort),
-      STELLA_ADMIN_PORT: String(adminPort), STELLA_DATA_DIR: path.join(dir, 'data'), STELLA_LOG_LEVEL: 'warn' },
+      STELLA_ADMIN_PORT: String(adminPort), STELLA_DATA_DIR: path.join(dir, 'data'), STELLA_LOG_LEVEL: 'warn', ...extraEnv },
   });
   await new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('Ready.')) resolve(); });
+    let ready = false;
+    const log = process.env.BENCH_RECEIVER_STDOUT; // e.g. for --trace-gc output
+    child.stdout!.on('data', (d: Buffer) => {
+      if (ready) { if (log) appendFileSync(log, d); return; }
+      out += d.toString();
+      if (out.includes('Ready.')) { ready = true; resolve(); }
+    });
     child.once('exit', (c) => reject(new Error(`receiver exited with ${c}: ${out}`)));
   });
   return { child, grpcPort, httpPort };
@@ -135,6 +146,43 @@ async function openLoop(send: Sender, seconds: number, ratePerSec: number) {
   return { ok, failed, lat };
 }
 
+// Self-tracing overhead: the same gRPC load alternately against the receiver above (tracing off) and
+// a second receiver process with tracing on (exporting to itself under the system tenant, so the
+// CPU of creating, exporting and taking in its own spans is all counted). Alternating rounds see the
+// same neighbours; each round's CPU is read after the traced receiver exported that round's spans.
+async function tracingOverhead(brokers: string, dir: string, body: Buffer, offPid: number, offGrpcPort: number): Promise<void> {
+  const rounds = Number(process.env.BENCH_TRACING_ROUNDS ?? 4);
+  if (!(rounds > 0)) return;
+  const seconds = Number(process.env.BENCH_TRACING_SECONDS ?? 4);
+  const ratio = process.env.BENCH_TRACING_RATIO ?? '1';
+  const onDir = path.join(dir, 'traced');
+  mkdirSync(onDir, { recursive: true });
+  const on = await startReceiverProcess(brokers, onDir, { STELLA_TRACING_ENABLED: 'true', STELLA_TRACING_SAMPLE_RATIO: ratio });
+  const run = { off: { pid: offPid, s: grpcSender(offGrpcPort, body) }, on: { pid: on.child.pid!, s: grpcSender(on.grpcPort, body) } };
+  const us = { off: [] as number[], on: [] as number[] };
+  try {
+    await closedLoop(run.on.s.send, 2, CONCURRENCY); // warm-up of the traced receiver
+    for (let i = 0; i < rounds; i++) {
+      const order: ('off' | 'on')[] = i % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
+      for (const k of order) {
+        const cpu0 = cpuSeconds(run[k].pid);
+        const r = await closedLoop(run[k].s.send, seconds, CONCURRENCY);
+        await new Promise((res) => setTimeout(res, 1500)); // the batch span processor exports every second
+        us[k].push(((cpuSeconds(run[k].pid) - cpu0) * 1e6) / (r.ok * 100));
+      }
+    }
+  } finally {
+    run.off.s.close();
+    run.on.s.close();
+    on.child.kill('SIGTERM');
+    await new Promise((r) => on.child.once('exit', r));
+  }
+  const ratios = us.on.map((v, i) => v / us.off[i]!);
+  process.stdout.write(`\nself-tracing overhead (gRPC, ${CONCURRENCY} clients, ${rounds} alternating rounds of ${seconds}s, sample ratio ${ratio}), receiver CPU-µs/span:\n\n| round | tracing off | tracing on | on/off |\n|---|---|---|---|\n`);
+  ratios.forEach((q, i) => process.stdout.write(`| ${i + 1} | ${us.off[i]!.toFixed(2)} | ${us.on[i]!.toFixed(2)} | ${q.toFixed(3)} |\n`));
+  process.stdout.write(`| median | ${pct(us.off, 50).toFixed(2)} | ${pct(us.on, 50).toFixed(2)} | **${pct(ratios, 50).toFixed(3)}** |\n`);
+}
+
 async function main(): Promise<void> {
   const body = Buffer.from(request());
   const core = benchCore(body);
@@ -148,7 +196,10 @@ async function main(): Promise<void> {
     const h = httpSender(httpPort, body);
     await closedLoop(g.send, 2, CONCURRENCY); // warm-up (JIT, connections, producer)
     let grpcPeak = 0;
-    for (const [name, s] of [['OTLP/gRPC', g], ['OTLP/HTTP protobuf', h]] as const) {
+    // BENCH_ONLY=grpc|http: that peak phase alone (e.g. for a profile of one transport), then stop.
+    const only = process.env.BENCH_ONLY;
+    const phases = ([['OTLP/gRPC', g], ['OTLP/HTTP protobuf', h]] as const).filter(([n]) => !only || n.toLowerCase().includes(only));
+    for (const [name, s] of phases) {
       const cpu0 = cpuSeconds(pid);
       const t0 = performance.now();
       const r = await closedLoop(s.send, SECONDS, CONCURRENCY);
@@ -158,9 +209,16 @@ async function main(): Promise<void> {
       if (name === 'OTLP/gRPC') grpcPeak = r.ok / wall;
       rows.push([`${name} peak (${CONCURRENCY} clients)`, (spans / wall).toFixed(0), ((cpu * 1e6) / spans).toFixed(2), pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
     }
+    if (only) {
+      process.stdout.write(`\n| phase | spans/s | receiver CPU-µs/span | p50 ms | p99 ms | failed |\n|---|---|---|---|---|---|\n`);
+      for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
+      g.close();
+      return;
+    }
     const half = await openLoop(g.send, SECONDS, Math.max(1, Math.floor(grpcPeak / 2)));
     rows.push([`OTLP/gRPC at half peak (${Math.floor(grpcPeak / 2)} req/s)`, ((half.ok * 100) / SECONDS).toFixed(0), '', pct(half.lat, 50).toFixed(1), pct(half.lat, 99).toFixed(1), String(half.failed)]);
     const peakRssUp = rssMb(pid, 'VmHWM');
+    await tracingOverhead(broker.brokers, dir, body, pid, grpcPort);
 
     await broker.stop();
     let maxRssDown = 0;

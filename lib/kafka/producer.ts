@@ -3,6 +3,11 @@
 // messages, so "acked to the client" always means "acked by Kafka".
 import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { CompressionTypes, Partitioners } from 'kafkajs';
+import { installProduceEncoder } from './produce-request.ts';
+
+// Produce requests are encoded by lib/kafka/produce-request.ts (one buffer, native CRC-32C), not by
+// kafkajs' copying encoder. Done on import: it must precede the process's first Produce request.
+export const produceEncoder = installProduceEncoder();
 
 export interface OutMessage {
   /** Tenant id for our records; null only when relaying a keyless record as it came. */
