@@ -7,6 +7,7 @@ import { ConfigError, type StellaConfig } from '../lib/config.ts';
 import { startAdminServer } from '../lib/admin.ts';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import { connectKafka, ensurePipelineTopics } from '../lib/kafka/setup.ts';
+import { drainGroup } from '../lib/kafka/drain.ts';
 import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
@@ -18,6 +19,8 @@ import type { Store } from '../lib/store/index.ts';
 // embedded ClickHouse engine (a 500+ MB library), which a receiver-only process must not carry.
 
 export const PARTS = ['receiver', 'scrub', 'timeline', 'evidence', 'slo', 'api'] as const;
+/** How long shutdown waits for one processor to commit the input it had when the drain began. */
+const SHUTDOWN_DRAIN_MS = 30_000;
 export type Part = (typeof PARTS)[number];
 
 /** Parse a processor's config section; its errors become ConfigErrors naming the section. */
@@ -67,11 +70,32 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
   // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
   // endpoints, then the store, and the local broker last.
   // Self-traces to our own receiver are flushed before intake stops (`selfTrace`); to another endpoint, after the processors.
-  const phases = { selfTrace: [], intake: [], processors: [], serving: [], storage: [], kafka: [] } as Record<'selfTrace' | 'intake' | 'processors' | 'serving' | 'storage' | 'kafka', (() => Promise<void>)[]>;
+  const phases = { selfTrace: [], intake: [], serving: [], storage: [], kafka: [] } as Record<'selfTrace' | 'intake' | 'serving' | 'storage' | 'kafka', (() => Promise<void>)[]>;
+  // Processors stop one at a time in pipeline order (scrub, slo, timeline, evidence: each consumes
+  // what the ones before it publish), each once its group has committed all its input (drainThenStop).
+  const processors: { rank: number; stop: () => Promise<void> }[] = [];
+  const step = (s: () => Promise<void>) => s().catch((err: unknown) => log.error({ error_message: String(err) }, 'shutdown step failed'));
   const stopAll = async () => {
-    for (const list of [phases.selfTrace, phases.intake, phases.processors, phases.serving, phases.storage, phases.kafka]) {
-      await Promise.all(list.splice(0).map((s) => s().catch((err: unknown) => log.error({ error_message: String(err) }, 'shutdown step failed'))));
-    }
+    for (const list of [phases.selfTrace, phases.intake]) await Promise.all(list.splice(0).map(step));
+    for (const p of processors.splice(0).sort((a, b) => a.rank - b.rank)) await step(p.stop);
+    for (const list of [phases.serving, phases.storage, phases.kafka]) await Promise.all(list.splice(0).map(step));
+  };
+  // The drain is for what this process's receiver acknowledged; a part run alone (--only) just stops:
+  // the other members of its group take its partitions over from the committed offsets.
+  const drainThenStop = (rank: number, groupId: string, topics: string[], stop: () => Promise<void>, nudge?: () => Promise<void>) => {
+    processors.push({ rank, stop: !parts.has('receiver') ? stop : async () => {
+      const admin = createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-drain` }).admin();
+      try {
+        await admin.connect();
+        const behind = await drainGroup(admin, { groupId, topics, timeoutMs: SHUTDOWN_DRAIN_MS, nudge });
+        if (behind.length) log.warn({ group: groupId, behind: behind.map((p) => `${p.topic}/${p.partition}:${p.lag}`) }, 'shutdown drain timed out; the rest is processed after a restart');
+      } catch (err) {
+        log.warn({ group: groupId, error_message: String(err) }, 'shutdown drain failed; the rest is processed after a restart');
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+      await stop();
+    } });
   };
   if (kafka.localBroker) phases.kafka.push(() => kafka.localBroker!.stop());
   try {
@@ -108,7 +132,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
       const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
         config: scrubConfig, topics: cfg.kafka.topics });
-      phases.processors.push(() => scrub.stop());
+      drainThenStop(0, 'stella-scrub', [cfg.kafka.topics.spans, cfg.kafka.topics.metrics, cfg.kafka.topics.logs], () => scrub.stop());
       out('Scrub: raw -> clean topics');
     }
     // One ClickHouse store for the process (chdb allows one engine per process), opened lazily.
@@ -129,7 +153,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const timeline = await startTimelineRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
           metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq } });
-      phases.processors.push(() => timeline.stop());
+      drainThenStop(2, 'stella-timeline', [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents], () => timeline.stop());
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
     // The tenants' Merkle logs, and the case bundles and holds (a separate tree the runner never touches).
@@ -153,8 +177,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
         sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries });
-      // Seals what is pending and commits: after intake stops, with the other processors.
-      phases.processors.push(() => runner.stop());
+      // Last to stop: it logs what the other processors publish; sealing is what commits its offsets.
+      drainThenStop(3, 'stella-evidence', [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
       out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
     }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
@@ -169,7 +193,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           store: await getStore(), ...sloSection.runner, config: sloSection.config,
           topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
             sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
-        phases.processors.push(() => runner.stop());
+        drainThenStop(1, 'stella-slo', [cfg.kafka.topics.spansClean, cfg.kafka.topics.metricsClean], () => runner.stop());
         slo = { runner, defaultIncidentTtlMs: sloSection.defaultIncidentTtlMs };
         out(`SLO: ${sloSection.config.slos.length} SLOs evaluated from clean spans and metrics`);
       }

@@ -479,7 +479,17 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
 
   await consumer.connect();
   await consumer.subscribe({ topics: allTopics, fromBeginning: opts.fromBeginning ?? true });
-  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: handleBatch });
+  // stop() seals and commits while still a group member (a consumer that left cannot commit): from
+  // then on batches are not handled (they are re-delivered after a restart) and the one in flight ends first.
+  let closing = false;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1,
+    eachBatch: (p) => {
+      if (closing) return Promise.resolve();
+      const run = handleBatch(p);
+      inFlight = run.catch(() => undefined);
+      return run;
+    } });
 
   /** While a key is pending: rotate each open tenant still on the old key; promote once every log holds the new one. */
   let rotating = false;
@@ -533,7 +543,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     get tenants() { return new Map([...tenants].map(([t, s]) => [t, { size: s.sealer.size, pending: s.sealer.pendingCount }])); },
     sealAll,
     stop: async () => {
-      await consumer.stop();
+      closing = true;
+      await inFlight;
       await sealAll();
       dead = true;
       clearInterval(timer);
