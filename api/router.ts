@@ -10,6 +10,8 @@ export interface ApiRequest {
   query: URLSearchParams;
   headers: IncomingHttpHeaders;
   requestId: string;
+  /** The request's trace id (from `traceparent`, else new); also sent back as `x-trace-id`. */
+  traceId?: string;
   /** The request body as received (empty for GET). */
   rawBody?: Buffer;
   /** The body parsed, when it was sent as application/json and parses. */

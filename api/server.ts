@@ -3,7 +3,7 @@
 // owns transport concerns: JSON encoding, request ids, 404/405, error hiding, access metrics.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { TokenRegistry } from '../lib/tenancy.ts';
 import { logger } from '../lib/log.ts';
 import { histogram } from '../lib/metrics.ts';
@@ -28,6 +28,17 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | unde
     req.on('end', () => resolve(size > max ? undefined : Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/**
+ * The request's trace id: the one in a W3C `traceparent` header when the client sent a valid one
+ * (the CLI does), else a new one. Returned as `x-trace-id` on every response so that a user can
+ * quote it (the CLI prints it on stderr).
+ */
+export function requestTraceId(traceparent: string | string[] | undefined): string {
+  const m = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(String(traceparent ?? '').trim().toLowerCase());
+  if (m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!)) return m[1]!;
+  return randomBytes(16).toString('hex');
 }
 
 export const DEFAULT_API_PORT = 8080;
@@ -71,6 +82,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
 
   const server = http.createServer((req, res) => {
     const requestId = randomUUID();
+    const traceId = requestTraceId(req.headers.traceparent);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = router.match(req.method ?? 'GET', url.pathname);
     const routeName = m && 'route' in m ? m.route.pattern : 'unmatched';
@@ -80,8 +92,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
       const ct = r.headers?.['content-type'];
       const raw = Buffer.isBuffer(r.body) || (typeof r.body === 'string' && ct !== undefined && !ct.startsWith('application/json'));
       const body = raw ? (r.body as Buffer | string) : JSON.stringify(r.body);
-      res.writeHead(r.status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store',
-        'x-request-id': requestId, ...r.headers });
+      // A length on every response: clients (the CLI's download progress) know how much is coming.
+      res.writeHead(r.status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(body)),
+        'x-request-id': requestId, 'x-trace-id': traceId, ...r.headers });
       res.end(req.method === 'HEAD' ? undefined : body);
       end({ status: String(r.status) });
     };
@@ -90,11 +103,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     readBody(req, MAX_BODY_BYTES)
       .then((rawBody) => (rawBody === undefined ? apiError(413, 'too_large', `request body over ${MAX_BODY_BYTES} bytes`)
         : m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
-          headers: req.headers, requestId, rawBody, body: jsonBody(req.headers['content-type'], rawBody) } as ApiRequest)))
+          headers: req.headers, requestId, traceId, rawBody, body: jsonBody(req.headers['content-type'], rawBody) } as ApiRequest)))
       .then(send, (err: unknown) => {
         // Internals (SQL, stack) stay in the log; the client gets the request id to quote.
-        log.error({ request_id: requestId, route: routeName, error_message: String(err) }, 'request failed');
-        send(apiError(500, 'internal', 'internal error', { request_id: requestId }));
+        log.error({ request_id: requestId, trace_id: traceId, route: routeName, error_message: String(err) }, 'request failed');
+        send(apiError(500, 'internal', 'internal error', { request_id: requestId, trace_id: traceId }));
       });
   });
   const port = opts.port ?? DEFAULT_API_PORT;
