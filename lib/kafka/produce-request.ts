@@ -185,8 +185,9 @@ function writeBatch(w: Writer, b: BatchPlan, args: ProduceRequestArgs, producerI
   w.buf.writeUInt32BE(crc32c(w.buf.subarray(bodyAt, w.pos)), crcAt);
 }
 
-/** The request body (after kafkajs' request header) for uncompressed batches, as one exact-size buffer. */
-export function encodeProduceRequest(args: ProduceRequestArgs): Buffer {
+/** The request body (after kafkajs' request header) for uncompressed batches, as one exact-size
+ * buffer; with `headroom`, that many spare bytes precede it in the same memory (see adoptInto). */
+export function encodeProduceRequest(args: ProduceRequestArgs, headroom = 0): Buffer {
   const producerId = args.producerId ?? Long.fromInt(-1);
   const topics = args.topicData.map((t) => ({ topic: t.topic, batches: t.partitions.map(planBatch) }));
   let size = 2 + (args.transactionalId == null ? 0 : Buffer.byteLength(args.transactionalId, 'utf8')) + 2 + 4 + 4;
@@ -194,7 +195,7 @@ export function encodeProduceRequest(args: ProduceRequestArgs): Buffer {
     size += 2 + Buffer.byteLength(t.topic, 'utf8') + 4;
     for (const b of t.batches) size += BATCH_OVERHEAD + b.bodySize;
   }
-  const w = new Writer(Buffer.allocUnsafe(size));
+  const w = new Writer(Buffer.allocUnsafe(headroom + size).subarray(headroom));
   w.string(args.transactionalId);
   w.int16(args.acks);
   w.int32(args.timeout);
@@ -208,6 +209,46 @@ export function encodeProduceRequest(args: ProduceRequestArgs): Buffer {
   return w.buf;
 }
 
+// ---- framing without copies
+//
+// kafkajs frames every request in protocol/request.js: a new Encoder gets the request header and
+// then `writeEncoder(payload)`, a copy of the whole payload into a buffer grown to the next power
+// of two; a second Encoder does the same again to prepend the size. For a produce request that is
+// two more copies of every record and 2-4x its size in fresh external memory, and external memory
+// is what drove V8 into back-to-back full GCs in the receiver (--trace-gc: ~7 mark-compacts/s at a
+// heap of 18 MB). Our payload is written behind HEADROOM spare bytes; `writeEncoder` (patched on
+// kafkajs' Encoder class) moves the few header bytes written so far into that headroom instead of
+// copying the payload after them, and the encoder takes the payload's memory over, headroom left
+// included, so the size prefix lands the same way. Any other Encoder copies as before.
+const HEADROOM = 256;
+const SPARE = Symbol('stella.headroom');
+type Enc = { buf: Buffer; offset: number; [SPARE]?: number };
+
+function adoptInto(target: Enc, value: Enc): boolean {
+  const spare = value[SPARE] ?? 0;
+  if (target.offset > spare) return false;
+  const start = value.buf.byteOffset - target.offset;
+  const view = Buffer.from(value.buf.buffer, start, target.offset + value.buf.length);
+  target.buf.copy(view, 0, 0, target.offset);
+  target.buf = view;
+  target[SPARE] = spare - (value.buf.byteOffset - start);
+  target.offset += value.offset;
+  value[SPARE] = 0; // its memory now belongs to target
+  return true;
+}
+
+function patchWriteEncoder(): void {
+  const proto = (Encoder as unknown as { prototype: { writeEncoder(this: Enc, v: Enc): Enc; [SPARE]?: true } }).prototype;
+  if (proto[SPARE]) return;
+  const copying = proto.writeEncoder;
+  proto.writeEncoder = function writeEncoder(this: Enc, value: Enc): Enc {
+    // Only a payload that covers its whole buffer can be taken over (nothing after `offset`).
+    if (value && value[SPARE] && value.offset === value.buf.length && adoptInto(this, value)) return this;
+    return copying.call(this, value);
+  };
+  proto[SPARE] = true;
+}
+
 function ourFactory(original: RequestFactory): RequestFactory {
   return (args) => {
     if ((args.compression ?? Compression.None) !== Compression.None) return original(args);
@@ -218,9 +259,10 @@ function ourFactory(original: RequestFactory): RequestFactory {
       expectResponse: () => args.acks !== 0,
       encode: async () => {
         // kafkajs' request framing only reads `buf` and `offset` of the Encoder it is given.
-        const enc = new Encoder(0);
-        enc.buf = encodeProduceRequest(args);
+        const enc = new Encoder(0) as Enc;
+        enc.buf = encodeProduceRequest(args, HEADROOM);
         enc.offset = enc.buf.length;
+        enc[SPARE] = HEADROOM;
         return enc;
       },
     };
@@ -240,10 +282,11 @@ let state: 'ours' | 'kafkajs' | undefined;
 export function installProduceEncoder(): 'ours' | 'kafkajs' {
   if (state) return state;
   // Already ours (this module evaluated again over the same CommonJS cache, e.g. in test workers).
-  if ((require.cache[V3_PATH]?.exports as { [OURS]?: unknown } | undefined)?.[OURS]) return (state = 'ours');
+  if ((require.cache[V3_PATH]?.exports as { [OURS]?: unknown } | undefined)?.[OURS]) { patchWriteEncoder(); return (state = 'ours'); }
   // v4–v7 hold the factory they required when loaded: after a first Produce request it is too late.
   if (LATER_PATHS.some((p) => require.cache[p])) return (state = 'kafkajs');
   const original = require(V3_PATH) as RequestFactory;
   require.cache[V3_PATH]!.exports = Object.assign(ourFactory(original), { [OURS]: original });
+  patchWriteEncoder();
   return (state = 'ours');
 }

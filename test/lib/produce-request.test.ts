@@ -14,6 +14,9 @@ import { brokers, createTopics, readRecords, uniq } from '../support/kafka.ts';
 const require = createRequire(import.meta.url);
 const kafkajsCrc = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (b: Buffer) => number;
 const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown };
+const createRequest = require('kafkajs/src/protocol/request.js') as (a: { correlationId: number; clientId: string; request: unknown }) => Promise<{ buffer: Buffer }>;
+// What kafkajs requires for Produce v3-v7 once installProduceEncoder ran (producer.ts, imported above).
+const ourProduceRequest = require('kafkajs/src/protocol/requests/produce/v3/request.js') as ReturnType<typeof kafkajsProduceRequest>;
 
 it('computes CRC-32C check values (RFC 3720 B.4 and the standard "123456789")', () => {
   const vectors: [Buffer, number][] = [
@@ -70,6 +73,14 @@ it('writes the same Produce request bytes as kafkajs\' encoder', async () => {
   const ours = encodeProduceRequest(args);
   expect(ours.length).toBe(theirs.buffer.length);
   expect(ours.equals(theirs.buffer)).toBe(true);
+  // Framed as kafkajs sends it (size, header, body): ours is taken over without copies, same bytes.
+  for (const clientId of ['stella-receiver', 'x'.repeat(300)]) { // the second is longer than our headroom: copied
+    const framedTheirs = await createRequest({ correlationId: 7, clientId, request: kafkajsProduceRequest()(args) });
+    const framedOurs = await createRequest({ correlationId: 7, clientId, request: ourProduceRequest(args) });
+    expect(framedOurs.buffer.equals(framedTheirs.buffer)).toBe(true);
+    // Taken over: the frame sits inside the payload's own allocation, just before the body.
+    expect(framedOurs.buffer.byteOffset).toBe(clientId.length < 200 ? 256 - (4 + 2 + 2 + 4 + 2 + clientId.length) : 0);
+  }
   // A transactional request sets the batch's transactional bit; the rest is the same layout.
   const tx = { ...sampleArgs(), transactionalId: 'tx-1' };
   tx.topicData[0]!.partitions[0]!.messages[0]!.value = Buffer.from('fixed');
