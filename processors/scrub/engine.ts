@@ -4,6 +4,7 @@
 import { createHmac } from 'node:crypto';
 import { relaxedRules, type RedactionStyle, type TenantScrubPolicy } from './config.ts';
 import { DEFAULT_RULES, SENSITIVE_KEY, type RuleDef } from './rules.ts';
+import { ByteCache } from './bytecache.ts';
 import { MIN_SCAN_LENGTH, compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
 
 /** What a scrubbed item (span, log record, resource, ...) had redacted: counts, rule ids, attribute keys. */
@@ -23,13 +24,18 @@ export const REDACTED_VALUE = /^(?:\[(?:REDACTED:[a-z0-9_]+|[a-z0-9_]+:[0-9a-f]{
 const PSEUDONYM_HEX = 12;
 /**
  * Telemetry repeats itself: routes, methods, user agents, queries and service names recur in every
- * span. Strings that held nothing to redact are remembered (only those: secrets are never kept
- * around), so a repeated clean value costs one hash lookup instead of a scan.
+ * span. Values that held nothing to redact are remembered by their bytes (only those: secrets are
+ * never kept around), so a repeated clean value costs a hash and a compare instead of a decode and
+ * a scan (see wire.ts and bytecache.ts).
  */
 const CLEAN_CACHE_LIMIT = 16384;
-const CLEAN_CACHE_MAX_LENGTH = 512;
-/** Attribute keys are few and recur: their sensitivity verdict is remembered. */
+const CLEAN_CACHE_MAX_BYTES = 512;
+/** Attribute keys are few and recur: the decoded key and its verdicts are remembered by bytes. */
 const KEY_CACHE_LIMIT = 4096;
+const KEY_CACHE_MAX_BYTES = 256;
+
+/** What the walker needs to know about an attribute key. */
+export interface KeyInfo { key: string; sensitive: boolean; redaction: boolean }
 
 export class Scrubber {
   readonly scanner: Scanner;
@@ -39,18 +45,16 @@ export class Scrubber {
   private readonly sensitiveKeyOn: boolean;
   private readonly extraKeys: RegExp | undefined;
   private readonly keyCache = new Map<string, boolean>();
-  // Two generations approximate an LRU at Set speed: a full young generation becomes the old one,
-  // and hits in the old generation are promoted, so recurring values survive a flood of unique ones.
-  private cleanYoung = new Set<string>();
-  private cleanOld = new Set<string>();
-  /** Scans skipped thanks to the clean-string cache, and scans run (for the benchmark's report). */
+  /** Clean values by their UTF-8 bytes (undefined: cache off, for the benchmark's comparison). */
+  readonly cleanBytes: ByteCache<true> | undefined;
+  /** Attribute keys by their UTF-8 bytes. */
+  readonly keyBytes = new ByteCache<KeyInfo>(KEY_CACHE_LIMIT, KEY_CACHE_MAX_BYTES);
+  /** Scans skipped thanks to the clean-value cache, and scans run (for the benchmark's report). */
   readonly stats = { cached: 0, scanned: 0 };
-
-  private readonly cacheClean: boolean;
 
   constructor(policy: TenantScrubPolicy, relaxed: ReadonlySet<string>, opts: { cleanCache?: boolean } = {}) {
     this.relaxed = relaxed;
-    this.cacheClean = opts.cleanCache ?? true;
+    this.cleanBytes = opts.cleanCache ?? true ? new ByteCache<true>(CLEAN_CACHE_LIMIT, CLEAN_CACHE_MAX_BYTES) : undefined;
     const on = (id: string) => policy.styles.has(id) && !relaxed.has(id);
     this.styles = policy.styles;
     this.key = policy.pseudonymKey;
@@ -87,23 +91,8 @@ export class Scrubber {
   /** Scrub one string; returns the same instance when nothing matched. */
   string(s: string, tally: Tally, key?: string): string {
     if (s.length < MIN_SCAN_LENGTH) return s;
-    const cacheable = this.cacheClean && s.length <= CLEAN_CACHE_MAX_LENGTH;
-    if (cacheable) {
-      if (this.cleanYoung.has(s)) { this.stats.cached++; return s; }
-      if (this.cleanOld.has(s)) { this.stats.cached++; this.rememberClean(s); return s; }
-    }
     this.stats.scanned++;
-    const out = redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
-    if (out === s && cacheable) this.rememberClean(s);
-    return out;
-  }
-
-  private rememberClean(s: string): void {
-    if (this.cleanYoung.size >= CLEAN_CACHE_LIMIT / 2) {
-      this.cleanOld = this.cleanYoung;
-      this.cleanYoung = new Set();
-    }
-    this.cleanYoung.add(s);
+    return redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
   }
 
   /** Whether an attribute key names a secret (`db.password`, `http.request.header.authorization`, `apiKey`). */

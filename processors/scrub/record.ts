@@ -26,7 +26,8 @@ export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubCon
   const headerTenant = rec.headers[H.tenant];
   if (headerTenant !== undefined && headerTenant !== tenant) return { kind: 'dlq', reason: 'scrub: tenant header does not match the record key' };
   const claimed = rec.headers[H.contentSha256];
-  if (claimed !== undefined && claimed.toLowerCase() !== sha256Hex(rec.value)) return { kind: 'dlq', reason: 'scrub: content-sha256 header does not match the value' };
+  const rawDigest = claimed === undefined ? undefined : sha256Hex(rec.value);
+  if (claimed !== undefined && claimed.toLowerCase() !== rawDigest) return { kind: 'dlq', reason: 'scrub: content-sha256 header does not match the value' };
   let scrubbed: ReturnType<typeof scrubRequest>;
   try {
     scrubbed = scrubRequest(signal, rec.value, policyFor(config, tenant), now);
@@ -37,7 +38,9 @@ export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubCon
   }
   const { summary } = scrubbed;
   // Unchanged requests keep their exact bytes; changed ones differ only in the rewritten fields.
-  const value = scrubbed.value === rec.value ? rec.value : Buffer.from(scrubbed.value.buffer, scrubbed.value.byteOffset, scrubbed.value.byteLength);
-  const headers = { ...rec.headers, [H.tenant]: tenant, [H.contentSha256]: sha256Hex(value), [H.scrubSummary]: summaryHeader(summary) };
+  const same = scrubbed.value === rec.value;
+  const value = same ? rec.value : Buffer.from(scrubbed.value.buffer, scrubbed.value.byteOffset, scrubbed.value.byteLength);
+  const digest = same && rawDigest !== undefined ? rawDigest : sha256Hex(value); // unchanged bytes: the digest just verified
+  const headers = { ...rec.headers, [H.tenant]: tenant, [H.contentSha256]: digest, [H.scrubSummary]: summaryHeader(summary) };
   return { kind: 'clean', tenant, value, headers, summary };
 }

@@ -7,7 +7,8 @@ import type { Kafka } from 'kafkajs';
 import { BatchingProducer, type OutMessage } from '../../lib/kafka/producer.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
-import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
+import { runStage, type RunningStage, type StageContext, type StageRecord } from '../../lib/kafka/stage.ts';
+import { endSpan, isSystemTenant, startChildSpan, traceparentOf } from '../../lib/tracing.ts';
 import { defaultTopicNames, H, type TopicNames } from '../../lib/kafka/topics.ts';
 import type { SignalName } from '../../lib/otlp/proto.ts';
 import type { ScrubConfig } from './config.ts';
@@ -85,12 +86,15 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     return publishing;
   };
 
-  const handle = async (records: StageRecord[], ctx: { topic: string; partition: number }): Promise<void> => {
+  const handle = async (records: StageRecord[], ctx: StageContext): Promise<void> => {
     const r = route.get(ctx.topic);
     if (!r) throw new Error(`scrub: no route for topic ${ctx.topic}`);
     // Grant events go out before data scrubbed under the grant, so the timeline shows the grant first.
     await publishGrantEvents();
     const at = now();
+    // Self-tracing: a clean record carries the `scrub` span's context (its raw traceparent when off).
+    const span = startChildSpan(ctx.trace, 'scrub', { 'messaging.batch.message_count': records.length });
+    const tp = span && traceparentOf(span);
     const current = config;
     const clean: OutMessage[] = [];
     const dead: OutMessage[] = [];
@@ -98,7 +102,7 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     for (const rec of records) {
       const v = scrubRecord(r.signal, rec, current, at);
       if (v.kind === 'clean') {
-        clean.push({ key: rec.key, value: v.value, headers: v.headers, partition: rec.partition });
+        clean.push({ key: rec.key, value: v.value, headers: tp && !isSystemTenant(v.tenant) ? { ...v.headers, [H.traceparent]: tp } : v.headers, partition: rec.partition });
         for (const [rule, n] of Object.entries(v.summary.rules)) {
           const k = `${v.tenant}\u0000${rule}`;
           const c = counts.get(k);
@@ -113,7 +117,8 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     const out: { topic: string; messages: OutMessage[] }[] = [];
     if (clean.length) out.push({ topic: r.clean, messages: clean });
     if (dead.length) out.push({ topic: topics.dlq, messages: dead });
-    await send(out); // acks=all: resolves only when every clean and DLQ record is durable
+    await send(out).catch((err: unknown) => { endSpan(span, err); throw err; }); // acks=all: resolves only when every clean and DLQ record is durable
+    endSpan(span);
     // Counted once the batch is durable, so a retried batch is not counted twice.
     for (const c of counts.values()) redactions.inc({ tenant: c.tenant, rule: c.rule }, c.n);
     recordsOut.inc({ signal: r.signal, outcome: 'clean' }, clean.length);

@@ -20,7 +20,8 @@ import protobuf from 'protobufjs';
 import { WireError, skipVarint, validUtf8, varintSize, writeVarint } from '../../lib/otlp/wire.ts';
 import { otlpRoot, type SignalName } from '../../lib/otlp/proto.ts';
 import type { TenantScrubPolicy } from './config.ts';
-import { REDACTED_VALUE, Tally, scrubberFor, type Scrubber } from './engine.ts';
+import { FNV_OFFSET, FNV_PRIME } from './bytecache.ts';
+import { REDACTED_VALUE, Tally, scrubberFor, type KeyInfo, type Scrubber } from './engine.ts';
 import { MIN_SCAN_LENGTH } from './scanner.ts';
 
 export { WireError };
@@ -181,13 +182,35 @@ function skipPayload(buf: Uint8Array, pos: number, end: number, wt: number, wher
   return next;
 }
 
-/** The UTF-8 string at [s, e), validated. */
-function readString(buf: Buffer, s: number, e: number): string {
-  let i = s;
-  while (i < e && buf[i]! < 0x80) i++;
-  if (i === e) return buf.toString('latin1', s, e);
+// Buffer's own slicers (what toString(encoding, start, end) calls after checking its arguments).
+interface Slicers { latin1Slice(s: number, e: number): string; utf8Slice(s: number, e: number): string }
+
+/** Set by hashBytes: whether the bytes it hashed were all ASCII. */
+let wasAscii = true;
+
+/** FNV-1a over buf[s, e) (the byte caches' key); notes in `wasAscii` whether all bytes were ASCII. */
+function hashBytes(buf: Uint8Array, s: number, e: number): number {
+  let h = FNV_OFFSET;
+  let or = 0;
+  for (let i = s; i < e; i++) {
+    const b = buf[i]!;
+    or |= b;
+    h = Math.imul(h ^ b, FNV_PRIME);
+  }
+  wasAscii = or < 0x80;
+  return h;
+}
+
+/** The UTF-8 string at [s, e), validated; `ascii` if the caller already knows it is all ASCII. */
+function readString(buf: Buffer, s: number, e: number, ascii = false): string {
+  if (!ascii) {
+    let i = s;
+    while (i < e && buf[i]! < 0x80) i++;
+    ascii = i === e;
+  }
+  if (ascii) return (buf as unknown as Slicers).latin1Slice(s, e);
   if (!isUtf8(buf.subarray(s, e))) throw new WireError('invalid UTF-8 in a string field');
-  return buf.toString('utf8', s, e);
+  return (buf as unknown as Slicers).utf8Slice(s, e);
 }
 
 function checkUtf8(buf: Buffer, s: number, e: number): void {
@@ -196,29 +219,53 @@ function checkUtf8(buf: Buffer, s: number, e: number): void {
 
 // ---- writing: a changed message is its unchanged byte ranges plus replaced/appended fields
 
+/**
+ * A changed message body, not yet written: bytes [start, end) of `buf` with `edits` applied. Ropes
+ * nest (a changed span inside a changed scope inside ...) and are written once, at the top, so a
+ * request with many changed spans is copied once rather than once per level.
+ */
+class Rope {
+  constructor(readonly buf: Uint8Array, readonly start: number, readonly end: number, readonly edits: Edit[], readonly size: number) {}
+}
+type Piece = Uint8Array | Rope;
+const pieceSize = (p: Piece): number => (p instanceof Rope ? p.size : p.length);
+
 /** Replace bytes [s, e) of the enclosing message by a length-delimited field `field` with `body`. */
-interface Edit { s: number; e: number; field: number; body: Uint8Array }
+interface Edit { s: number; e: number; field: number; body: Piece }
 
-const editSize = (x: Edit): number => varintSize((x.field << 3) | 2) + varintSize(x.body.length) + x.body.length;
-
-function splice(buf: Uint8Array, start: number, end: number, edits: Edit[]): Uint8Array {
+function splice(buf: Uint8Array, start: number, end: number, edits: Edit[]): Rope {
   let size = end - start;
-  for (const x of edits) size += editSize(x) - (x.e - x.s);
-  const out = Buffer.allocUnsafe(size);
-  let p = 0;
-  let from = start;
+  for (const x of edits) {
+    const n = pieceSize(x.body);
+    size += varintSize((x.field << 3) | 2) + varintSize(n) + n - (x.e - x.s);
+  }
+  return new Rope(buf, start, end, edits, size);
+}
+
+function writePiece(out: Uint8Array, p: number, piece: Piece): number {
+  if (!(piece instanceof Rope)) { out.set(piece, p); return p + piece.length; }
+  const { buf, edits } = piece;
+  let from = piece.start;
   for (const x of edits) {
     out.set(buf.subarray(from, x.s), p); p += x.s - from;
     p = writeVarint(out, p, (x.field << 3) | 2);
-    p = writeVarint(out, p, x.body.length);
-    out.set(x.body, p); p += x.body.length;
+    p = writeVarint(out, p, pieceSize(x.body));
+    p = writePiece(out, p, x.body);
     from = x.e;
   }
-  out.set(buf.subarray(from, end), p);
+  out.set(buf.subarray(from, piece.end), p);
+  return p + piece.end - from;
+}
+
+function flatten(piece: Piece): Uint8Array {
+  if (!(piece instanceof Rope)) return piece;
+  const out = Buffer.allocUnsafe(piece.size);
+  writePiece(out, 0, piece);
   return out;
 }
 
 function lengthDelimited(field: number, body: Uint8Array): Uint8Array {
+  // (small fields: summary attributes and placeholders)
   const out = new Uint8Array(varintSize((field << 3) | 2) + varintSize(body.length) + body.length);
   let p = writeVarint(out, 0, (field << 3) | 2);
   p = writeVarint(out, p, body.length);
@@ -246,6 +293,7 @@ function intAnyValue(n: number): Uint8Array {
 const keyValueBody = (key: string, value: Uint8Array): Uint8Array =>
   Buffer.concat([lengthDelimited(1, Buffer.from(key, 'utf8')), lengthDelimited(2, value)]);
 
+
 // ---- the walk
 
 const MASKED_COUNT = 'redaction.masked.count';
@@ -271,7 +319,7 @@ class Walk {
   }
 
   /** Walk a message body [start, end); returns its new body, or null when nothing changed. */
-  message(start: number, end: number, plan: MsgPlan, outer: Tally | null): Uint8Array | null {
+  message(start: number, end: number, plan: MsgPlan, outer: Tally | null): Piece | null {
     const buf = this.buf;
     const tally = plan.item ? new Tally() : outer;
     if (plan.stampField) this.marks = null;
@@ -293,7 +341,7 @@ class Walk {
       const next = pos + len;
       if (next > end) throw new WireError(`truncated field ${field} of ${plan.name}`);
       if (fp !== undefined) {
-        let out: Uint8Array | null = null;
+        let out: Piece | null = null;
         switch (fp.kind) {
           case Kind.Message:
             if (fp.role === Role.Attr) out = this.keyValue(fs, pos, next, tally!, false, field === plan.stampField);
@@ -370,11 +418,41 @@ class Walk {
   }
 
   /** A scanned string field: its new UTF-8 bytes, or null when unchanged. */
-  private text(s: number, e: number, tally: Tally, key: string | undefined): Uint8Array | null {
-    if (e - s < MIN_SCAN_LENGTH) { checkUtf8(this.buf, s, e); return null; } // UTF-8 bytes >= UTF-16 units
-    const str = readString(this.buf, s, e);
+  private text(s: number, e: number, tally: Tally, key: string | undefined): Piece | null {
+    const buf = this.buf;
+    if (e - s < MIN_SCAN_LENGTH) { checkUtf8(buf, s, e); return null; } // UTF-8 bytes >= UTF-16 units
+    const cache = this.scrubber.cleanBytes;
+    let h = 0;
+    let ascii = false;
+    if (cache !== undefined && e - s <= cache.maxBytes) {
+      h = hashBytes(buf, s, e);
+      ascii = wasAscii;
+      if (cache.get(h, buf, s, e) !== undefined) { this.scrubber.stats.cached++; return null; }
+    }
+    const str = readString(buf, s, e, ascii);
+    const before = tally.count;
     const out = this.scrubber.string(str, tally, key);
-    return out === str ? null : Buffer.from(out, 'utf8');
+    if (out === str) {
+      if (cache !== undefined && tally.count === before) cache.set(h, buf, s, e, true);
+      return null;
+    }
+    return Buffer.from(out, 'utf8');
+  }
+
+  /** What the scrubber says about the attribute key at [s, e) (s < 0: no key), by its bytes. */
+  private keyInfo(s: number, e: number): KeyInfo {
+    const sc = this.scrubber;
+    if (s < 0) return { key: '', sensitive: sc.isSensitiveKey(''), redaction: false };
+    const cache = sc.keyBytes;
+    const h = hashBytes(this.buf, s, e);
+    const ascii = wasAscii;
+    let info = cache.get(h, this.buf, s, e);
+    if (info === undefined) {
+      const key = readString(this.buf, s, e, ascii);
+      info = { key, sensitive: sc.isSensitiveKey(key), redaction: key.startsWith('redaction.') };
+      cache.set(h, this.buf, s, e, info);
+    }
+    return info;
   }
 
   /**
@@ -382,7 +460,7 @@ class Walk {
    * every value is replaced and `redaction.*` keys are not special. `stamp`: a direct attribute of
    * an item that gets summary attributes (existing redaction.masked.* attributes are noted).
    */
-  private keyValue(fs: number, s: number, e: number, tally: Tally, sensitive: boolean, stamp: boolean): Uint8Array | null {
+  private keyValue(fs: number, s: number, e: number, tally: Tally, sensitive: boolean, stamp: boolean): Piece | null {
     const buf = this.buf;
     let keyS = -1, keyE = -1, valS = -1, valE = -1, valFs = -1, values = 0;
     let pos = s;
@@ -403,17 +481,18 @@ class Walk {
       else if (field === 2) { valS = pos; valE = next; valFs = vfs; values++; }
       pos = next;
     }
+    if (values === 0) { if (keyS >= 0) checkUtf8(buf, keyS, keyE); return null; }
     // A key repeated on the wire: the last one is the key (protobuf semantics).
-    const key = keyS < 0 ? '' : readString(buf, keyS, keyE);
-    if (values === 0) return null;
-    if (!sensitive && key.startsWith('redaction.')) {
+    const info = this.keyInfo(keyS, keyE);
+    const key = info.key;
+    if (!sensitive && info.redaction) {
       this.eachValue(s, e, (vs, ve) => { this.message(vs, ve, anyValueCheck, null); });
       if (stamp && (key === MASKED_COUNT || key === MASKED_RULES || key === MASKED_KEYS) && !this.marks?.[key]) {
         (this.marks ??= {})[key] = { s: fs, e, valueS: valS, valueE: valE };
       }
       return null;
     }
-    const sens = sensitive || this.scrubber.isSensitiveKey(key);
+    const sens = sensitive || info.sensitive;
     if (values === 1) {
       const out = sens ? this.sensitiveValue(valS, valE, tally, key) : this.anyValue(valS, valE, tally, key);
       return out === null ? null : splice(buf, s, e, [{ s: valFs, e: valE, field: 2, body: out }]);
@@ -445,7 +524,15 @@ class Walk {
    * An AnyValue [s, e) of an ordinary key: the first present of string, array, kvlist (in that
    * order, as the decoded message would be read) is scrubbed; numbers, booleans and bytes stay.
    */
-  private anyValue(s: number, e: number, tally: Tally, key: string | undefined): Uint8Array | null {
+  private anyValue(s: number, e: number, tally: Tally, key: string | undefined): Piece | null {
+    // Fast path, the common shape: an AnyValue holding just a string_value.
+    if (e - s >= 2 && this.buf[s] === 0x0a) {
+      at = s + 1; const len = readVarint32(this.buf, e);
+      if (at + len === e) {
+        const out = len === 0 ? null : this.text(at, e, tally, key);
+        return out === null ? null : splice(this.buf, s, e, [{ s, e, field: 1, body: out }]);
+      }
+    }
     const kind = this.anyKind(s, e);
     if (kind !== 1 && kind !== 5 && kind !== 6) return null;
     return this.anyFields(s, e, kind, (vs, ve) => {
@@ -460,7 +547,7 @@ class Walk {
    * is as secret as a string one), arrays and kvlists are replaced element by element, booleans and
    * empty values stay. Outputs of the scrubber (placeholders, pseudonyms) are left as they are.
    */
-  private sensitiveValue(s: number, e: number, tally: Tally, key: string): Uint8Array | null {
+  private sensitiveValue(s: number, e: number, tally: Tally, key: string): Piece | null {
     const kind = this.anyKind(s, e);
     if (kind === 1) {
       return this.anyFields(s, e, 1, (vs, ve) => {
@@ -514,7 +601,7 @@ class Walk {
   }
 
   /** Apply `fn` to the payload of every occurrence of `field` in the AnyValue [s, e); splice the changes. */
-  private anyFields(s: number, e: number, field: number, fn: (vs: number, ve: number) => Uint8Array | null): Uint8Array | null {
+  private anyFields(s: number, e: number, field: number, fn: (vs: number, ve: number) => Piece | null): Piece | null {
     let edits: Edit[] | null = null;
     this.eachValue(s, e, (vs, ve, fs) => {
       const out = fn(vs, ve);
@@ -524,7 +611,7 @@ class Walk {
   }
 
   /** An ArrayValue or KeyValueList [s, e): `fn` on each element (field 1); unknown fields checked and kept. */
-  private list(s: number, e: number, fn: (is: number, ie: number, fs: number) => Uint8Array | null): Uint8Array | null {
+  private list(s: number, e: number, fn: (is: number, ie: number, fs: number) => Piece | null): Piece | null {
     const buf = this.buf;
     let edits: Edit[] | null = null;
     let pos = s;
@@ -557,5 +644,5 @@ export function scrubRequest(signal: SignalName, bytes: Uint8Array, policy: Tena
   const buf = asBuffer(bytes);
   const w = new Walk(buf, opts?.scrubber ?? scrubberFor(policy, now), policy.summaryAttributes);
   const out = w.message(0, buf.length, requestPlans[signal], null);
-  return { value: out ?? bytes, summary: w.summary() };
+  return { value: out === null ? bytes : flatten(out), summary: w.summary() };
 }
