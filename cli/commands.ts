@@ -1,14 +1,22 @@
 // `stella` subcommands other than `run`. Each returns an exit code; output goes to stdout, problems
 // to stderr. Exit codes: 0 ok, 1 not found / empty / failed verification (see forensic verify),
 // 2 usage or configuration, 3 not authorized, 4 unreachable or other runtime failure.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import path from 'node:path';
 import YAML from 'yaml';
 import { loadConfig } from '../lib/config.ts';
 import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
-import { attestShow, forensicVerify } from '../processors/evidence/cli.ts';
+import { attestShow, forensicVerify, keysRotate } from '../processors/evidence/cli.ts';
+import { DEV_KEY_FILE } from '../processors/evidence/dev-key.ts';
+import { KeyFileError, KeyRotationPendingError } from '../processors/evidence/keys.ts';
+import { parseEvidenceSection } from '../processors/evidence/section.ts';
+import { validateTenantId } from '../lib/tenancy.ts';
+import { traceLine, tracedFetch, type TracedFetch } from './api-client.ts';
+import { runTop } from './obs-top.ts';
+import { progressBar } from './progress.ts';
 import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
 import { parseSloConfig } from '../processors/slo/config.ts';
 import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
@@ -17,7 +25,27 @@ import { incidentSet, sloList } from '../processors/slo/cli.ts';
 export class UsageError extends Error {}
 
 export type Flags = Map<string, string | true>;
-export interface Io { stdout: (s: string) => void; stderr: (s: string) => void; stdin: () => Promise<string> }
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  stdin: () => Promise<string>;
+  /** Whether stdout / stderr are terminals (redraws, progress bars). */
+  isTTY?: { stdout: boolean; stderr: boolean };
+  /** Resolves on SIGINT (obs top stops after the current frame). */
+  interrupted?: Promise<void>;
+}
+
+/** Progress bars go to stderr when it is a terminal or --progress is given. */
+const showProgress = (flags: Flags, io: Io): boolean => flags.has('progress') || io.isTTY?.stderr === true;
+
+/** --tenant, validated here so a malformed id is a usage error (exit 2) before any request. */
+export function tenantFlag(flags: Flags): string | undefined {
+  const t = flagString(flags, 'tenant');
+  if (t === undefined) return undefined;
+  const bad = validateTenantId(t);
+  if (bad) throw new UsageError(`--tenant: ${bad}`);
+  return t;
+}
 
 export const flagString = (flags: Flags, name: string, env?: string, fallback?: string): string | undefined => {
   const v = flags.get(name);
@@ -47,11 +75,23 @@ export async function cmdScrub(flags: Flags, io: Io): Promise<number> {
   return 0;
 }
 
-/** Print a processor CLI function's result and pass its exit code on. */
-function relay(io: Io, r: { exitCode: number; stdout: string; stderr: string }): number {
+/** Print a processor CLI function's result (and the request's trace id) and pass its exit code on. */
+function relay(io: Io, r: { exitCode: number; stdout: string; stderr: string }, trace?: TracedFetch): number {
   io.stdout(r.stdout);
   io.stderr(r.stderr);
+  if (trace) io.stderr(traceLine(trace));
   return r.exitCode;
+}
+
+/**
+ * Run a processor CLI function that speaks table|json; yaml is its JSON re-rendered. The request
+ * goes through a traced fetch so that the trace id can be printed.
+ */
+async function viaApi(io: Io, format: string, call: (fmt: 'table' | 'json', fetch: typeof globalThis.fetch) => Promise<{ exitCode: number; stdout: string; stderr: string }>): Promise<number> {
+  const trace = tracedFetch();
+  const r = await call(format === 'table' ? 'table' : 'json', trace.fetch);
+  if (format === 'yaml' && r.stdout) r.stdout = YAML.stringify(JSON.parse(r.stdout));
+  return relay(io, r, trace);
 }
 
 export function apiAccess(flags: Flags): { baseUrl: string; token: string } {
@@ -64,23 +104,18 @@ export function apiAccess(flags: Flags): { baseUrl: string; token: string } {
 export async function cmdObsTrace(positional: string[], flags: Flags, io: Io): Promise<number> {
   const traceId = positional[0];
   if (!traceId) throw new UsageError('usage: stella obs trace <trace_id> [--tenant T] [--output table|json]');
-  const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  return relay(io, await obsTrace({ ...apiAccess(flags), traceId, format, tenant: flagString(flags, 'tenant') }));
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => obsTrace({ ...access, traceId, format: fmt, fetch }));
 }
 
 export async function cmdForensicVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
   const file = positional[0];
   if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--output table|json]');
   const format = outputFormat(flags);
-  let last = '';
-  const out = await forensicVerify(path.resolve(file), {
-    onProgress: (p) => {
-      if (format !== 'table') return;
-      const line = `\r${p.phase} ${p.total ? `${p.done}/${p.total}` : ''}`;
-      if (line !== last) { io.stderr(line); last = line; }
-    },
-  });
-  if (last) io.stderr('\n');
+  const bar = progressBar(io.stderr, showProgress(flags, io), 'verify');
+  const out = await forensicVerify(path.resolve(file), { onProgress: (p) => bar.update(p.done, p.total, `verify: ${p.phase}`) });
+  bar.end();
   const r = out.result;
   io.stdout(render({ ...r, exit_code: out.exitCode, seconds: out.seconds }, format, () => r.ok
     ? `OK: bundle verified in ${out.seconds.toFixed(2)} s\n`
@@ -94,7 +129,15 @@ export async function cmdSnapshotCreate(flags: Flags, io: Io): Promise<number> {
   const id = flagString(flags, 'id');
   if (!caseId || !scope || !id) throw new UsageError('usage: stella forensic snapshot create --case <case id> --scope <trace|event|resource|<resource type>> --id <id> [--out <file>] [--tenant T]');
   const out = flagString(flags, 'out');
-  return relay(io, await snapshotCreate({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), caseId, scope, id, out: out ? path.resolve(out) : undefined }));
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  const trace = tracedFetch();
+  const bar = progressBar(io.stderr, showProgress(flags, io), 'download', 'bytes');
+  const r = await snapshotCreate({ ...access, caseId, scope, id, out: out ? path.resolve(out) : undefined, fetch: trace.fetch,
+    onProgress: (done, total) => bar.update(done, total) });
+  bar.end();
+  if (r.exitCode === 0 && r.data && format !== 'table') r.stdout = render(r.data, format, () => '');
+  return relay(io, r, trace);
 }
 
 export async function cmdAttestShow(positional: string[], flags: Flags, io: Io): Promise<number> {
@@ -114,19 +157,70 @@ export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {
 }
 
 export async function cmdSloList(flags: Flags, io: Io): Promise<number> {
-  const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  return relay(io, await sloList({ ...apiAccess(flags), tenant: flagString(flags, 'tenant'), format }));
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => sloList({ ...access, format: fmt, fetch }));
 }
 
 export async function cmdIncident(mode: string | undefined, flags: Flags, io: Io): Promise<number> {
   if (mode !== 'on' && mode !== 'off') throw new UsageError('usage: stella incident on|off --tenant <id> [--ttl <seconds>]');
-  const tenant = flagString(flags, 'tenant');
+  const tenant = tenantFlag(flags);
   if (!tenant) throw new UsageError('--tenant is required for stella incident');
   const ttl = flagString(flags, 'ttl');
   const ttlSeconds = ttl === undefined ? undefined : Number(ttl);
   if (ttlSeconds !== undefined && (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0)) throw new UsageError('--ttl takes a whole number of seconds');
-  const format = outputFormat(flags, ['table', 'json']) as 'table' | 'json';
-  return relay(io, await incidentSet({ ...apiAccess(flags), tenant, mode, ttlSeconds, format }));
+  const format = outputFormat(flags);
+  const access = apiAccess(flags);
+  return viaApi(io, format, (fmt, fetch) => incidentSet({ ...access, tenant, mode, ttlSeconds, format: fmt, fetch }));
+}
+
+export async function cmdObsTop(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags) as 'table' | 'json' | 'yaml';
+  const interval = Number(flagString(flags, 'interval', undefined, '2'));
+  if (!Number.isFinite(interval) || interval < 0.5 || interval > 3600) throw new UsageError('--interval takes seconds from 0.5 to 3600');
+  const countFlag = flagString(flags, 'count');
+  const count = flags.has('once') ? 1 : countFlag === undefined ? undefined : Number(countFlag);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new UsageError('--count takes a whole number of refreshes ≥ 1');
+  const window = flagString(flags, 'window');
+  const windowSeconds = window === undefined ? undefined : Number(window) * 60;
+  if (windowSeconds !== undefined && (!Number.isInteger(windowSeconds) || windowSeconds < 60 || windowSeconds > 86_400)) throw new UsageError('--window takes whole minutes from 1 to 1440');
+  return runTop({ ...apiAccess(flags), tenant: tenantFlag(flags), windowSeconds, format, intervalMs: interval * 1000, count,
+    redraw: format === 'table' && io.isTTY?.stdout === true, stdout: io.stdout, stderr: io.stderr, stopped: io.interrupted });
+}
+
+export async function cmdKeysRotate(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantFlag(flags);
+  const cfg = loadConfig();
+  let section;
+  try { section = parseEvidenceSection(cfg.sections.evidence); } catch (err) { throw new UsageError((err as Error).message); }
+  const keyFile = path.resolve(section.keyFile ?? path.join(cfg.dataDir, DEV_KEY_FILE));
+  const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
+  // Tenants: configured, the generated demo tenant (if any), and every tenant with an evidence log.
+  const demoFile = path.join(cfg.dataDir, 'demo-tenant.json');
+  const demo = existsSync(demoFile) ? ensureDemoTenant(cfg.dataDir).tenants : [];
+  const known = new Set([...cfg.tenants.map((t) => t.id), ...demo.map((t) => t.id), ...await new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')).listTenants()]);
+  if (tenant !== undefined && !known.has(tenant)) {
+    io.stderr(`stella: tenant ${tenant} is neither configured nor has an evidence log here (${[...known].sort().join(', ') || 'none'})\n`);
+    return 1;
+  }
+  const tenants = tenant !== undefined ? [tenant] : [...known].sort();
+  let r;
+  try {
+    r = await keysRotate({ keyFile, origins: tenants.map((t) => ({ tenant: t, origin: `${section.originPrefix}/${t}` })) });
+  } catch (err) {
+    if (err instanceof KeyRotationPendingError || err instanceof KeyFileError) { io.stderr(`stella: ${err.message}\n`); return 1; }
+    io.stderr(`stella: cannot write the new key next to ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    return 4;
+  }
+  const doc = { key_file: keyFile, pending_file: r.pendingFile, status: 'pending', keys: r.keys };
+  io.stdout(render(doc, format, () => [
+    `new signing key written to ${r.pendingFile} (mode 0600); the evidence processor rotates each tenant's log at its next seal`,
+    `(or when it next starts) and then makes it ${keyFile}. Old bundles keep verifying; publish these verifier keys:`,
+    ...r.keys.map((k) => `  ${k.tenant}: ${k.verifier_key}`),
+    ...(r.keys.length ? [] : ['  (no tenants known yet; the key name is <originPrefix>/<tenant>)']),
+  ].join('\n') + '\n'));
+  return 0;
 }
 
 export async function cmdDbMigrate(io: Io): Promise<number> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { ConfigError, loadConfig } from '../lib/config.ts';
-import { cmdAttestShow, cmdDbMigrate, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
+import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
 export { UsageError };
@@ -12,25 +12,45 @@ Usage: stella <command> [options]
 
 Commands:
   run [--only <part>]                 run the pipeline (parts: ${PARTS.join(', ')}); default: all parts
-  scrub [--tenant T] [--config F]     OTLP JSON on stdin -> scrubbed OTLP JSON on stdout
-  obs trace <trace_id>                a trace's timeline events and spans (from the API)
-  forensic snapshot create --case C --scope K --id I [--out F]   bundle a case's evidence (from the API)
+  scrub [--tenant T] [--config F] [--pretty]
+                                      OTLP JSON on stdin -> scrubbed OTLP JSON on stdout
+  obs top [--interval S] [--once | --count N] [--window MIN]
+                                      live golden signals per service and consumer lag per processor,
+                                      refreshed every S seconds (default 2; lag needs the admin scope)
+  obs trace <trace_id>                a trace's spans and timeline events
+  forensic snapshot create --case C --scope trace|event|resource|<type> --id I [--out F]
+                                      bundle a case's sealed evidence and download it
   forensic verify <bundle>            verify an evidence bundle offline; exit code names the cause
-  forensic attest show <bundle>       print the bundle's signed statements and who signed them when
-  slo list                            SLOs with current burn rates and budget left (from the API)
+  forensic attest show <bundle>       the bundle's signed statements and who signed them when
+  slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
+  keys rotate [--tenant T]            rotate the evidence signing key: writes the next key beside the
+                                      current one; the evidence processor rotates each tenant's log at
+                                      its next seal (or next start); prints the new verifier key(s)
   db migrate                          apply ClickHouse migrations (idempotent)
   help                                show this help
 
-Common options: --output table|json|yaml, --tenant <id>, --api <url> (STELLA_API_URL, default
-http://127.0.0.1:8080), --token <token> (STELLA_TOKEN), --help.
+Common options:
+  --output table|json|yaml            output format (default table; obs top json: one document a line)
+  --tenant <id>                       the tenant to act on (default: the token's only tenant)
+  --api <url>                         the API (STELLA_API_URL, default http://127.0.0.1:8080)
+  --token <token>                     bearer token (STELLA_TOKEN)
+  --progress                          progress bars on stderr even when it is not a terminal
+  --help                              this help
+
+Commands that call the API print the request's trace id on stderr ("trace_id: <32 hex>"); give it to
+"stella obs trace" or search the logs for it. stdout carries only the table, JSON or YAML.
 
 Configuration: STELLA_CONFIG (YAML/JSON file), KAFKA_BROKERS, CLICKHOUSE_URL, STELLA_DATA_DIR, ...
-(see README.md, "Configuration"). Exit codes: 0 ok, 1 not found or failed check, 2 usage or
-configuration error, 3 not authorized, 4 unreachable or runtime failure; forensic verify uses one
-code per failure cause (docs/evidence.md).
+(see README.md, "Configuration"). Exit codes: 0 ok, 1 not found, nothing to show or failed check,
+2 usage or configuration error (unknown command or option, malformed tenant), 3 not authenticated
+or not authorized, 4 API unreachable or runtime failure; forensic verify uses one code per failure
+cause (docs/evidence.md).
 `;
+
+/** Options that never take a value (so `--progress bundle.tar.gz` keeps the file positional). */
+const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty']);
 
 export function parseFlags(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
   const positional: string[] = [];
@@ -40,6 +60,7 @@ export function parseFlags(argv: string[]): { positional: string[]; flags: Map<s
     if (a.startsWith('--')) {
       const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
       if (v !== undefined) flags.set(k, v);
+      else if (BOOLEAN_FLAGS.has(k)) flags.set(k, true);
       else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(k, argv[++i]!);
       else flags.set(k, true);
     } else positional.push(a);
@@ -68,7 +89,36 @@ async function cmdRun(flags: Map<string, string | true>): Promise<number> {
   return 0;
 }
 
+/** Options each command accepts (beyond --help); anything else is a usage error. */
+const COMMON_API = ['output', 'tenant', 'api', 'token'];
+const FLAGS: Record<string, string[]> = {
+  'run': ['only'],
+  'scrub': ['tenant', 'config', 'pretty'],
+  'obs top': [...COMMON_API, 'interval', 'once', 'count', 'window'],
+  'obs trace': COMMON_API,
+  'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress'],
+  'forensic verify': ['output', 'progress'],
+  'forensic attest show': ['output'],
+  'slo list': COMMON_API,
+  'slo rules': ['slo-config'],
+  'incident': [...COMMON_API, 'ttl'],
+  'keys rotate': ['output', 'tenant'],
+  'db migrate': [],
+};
+
+function checkFlags(command: string, flags: Map<string, string | true>): void {
+  const allowed = FLAGS[command] ?? [];
+  for (const f of flags.keys()) {
+    if (f !== 'help' && !allowed.includes(f)) throw new UsageError(`unknown option --${f} for "stella ${command}"${allowed.length ? ` (options: ${allowed.map((a) => `--${a}`).join(', ')})` : ''}; run "stella help"`);
+  }
+}
+
+let interrupted: Promise<void> | undefined;
 const stdio: Io = {
+  isTTY: { stdout: process.stdout.isTTY === true, stderr: process.stderr.isTTY === true },
+  get interrupted() {
+    return (interrupted ??= new Promise<void>((resolve) => process.once('SIGINT', () => resolve())));
+  },
   stdout: (s) => { process.stdout.write(s); },
   stderr: (s) => { process.stderr.write(s); },
   stdin: async () => {
@@ -84,16 +134,20 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   const [cmd, sub, sub2, ...rest] = positional;
   const words = positional.join(' ');
   if (!cmd || cmd === 'help' || flags.has('help')) { io.stdout(HELP); return cmd || flags.has('help') ? 0 : 2; }
-  if (cmd === 'run') return cmdRun(flags);
-  if (cmd === 'scrub') return cmdScrub(flags, io);
-  if (cmd === 'obs' && sub === 'trace') return cmdObsTrace([sub2, ...rest].filter((x): x is string => !!x), flags, io);
-  if (cmd === 'forensic' && sub === 'verify') return cmdForensicVerify([sub2, ...rest].filter((x): x is string => !!x), flags, io);
-  if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return cmdAttestShow(rest, flags, io);
-  if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return cmdSnapshotCreate(flags, io);
-  if (cmd === 'slo' && sub === 'rules') return cmdSloRules(flags, io);
-  if (cmd === 'slo' && sub === 'list') return cmdSloList(flags, io);
-  if (cmd === 'incident') return cmdIncident(sub, flags, io);
-  if (cmd === 'db' && sub === 'migrate') return cmdDbMigrate(io);
+  const args = [sub2, ...rest].filter((x): x is string => !!x);
+  const route = (name: string, run: () => Promise<number>): Promise<number> => { checkFlags(name, flags); return run(); };
+  if (cmd === 'run') return route('run', () => cmdRun(flags));
+  if (cmd === 'scrub') return route('scrub', () => cmdScrub(flags, io));
+  if (cmd === 'obs' && sub === 'top') return route('obs top', () => cmdObsTop(flags, io));
+  if (cmd === 'obs' && sub === 'trace') return route('obs trace', () => cmdObsTrace(args, flags, io));
+  if (cmd === 'forensic' && sub === 'verify') return route('forensic verify', () => cmdForensicVerify(args, flags, io));
+  if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));
+  if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
+  if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));
+  if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
+  if (cmd === 'incident') return route('incident', () => cmdIncident(sub, flags, io));
+  if (cmd === 'keys' && sub === 'rotate') return route('keys rotate', () => cmdKeysRotate(flags, io));
+  if (cmd === 'db' && sub === 'migrate') return route('db migrate', () => cmdDbMigrate(io));
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }
 
@@ -102,6 +156,6 @@ if (isEntry) {
   main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
     if (err instanceof UsageError || err instanceof ConfigError) { process.stderr.write(`stella: ${err.message}\n`); process.exit(2); }
     process.stderr.write(`stella: ${(err as Error).message ?? String(err)}\n`);
-    process.exit(1);
+    process.exit(4);
   });
 }

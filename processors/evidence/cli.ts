@@ -4,7 +4,8 @@ import { promises as fsp } from 'node:fs';
 import { causeExitCode, EXIT_OK } from './causes.ts';
 import { verifyBundle, type Manifest, type VerifyProgress, type VerifyResult } from './bundle.ts';
 import { parseEnvelope, verifyEnvelope } from './dsse.ts';
-import { parseVerifierKey, type Verifier } from './note.ts';
+import { makeVerifier, parseVerifierKey, type Verifier } from './note.ts';
+import { writePendingKey } from './keys.ts';
 import type { SegmentStatement } from './statement.ts';
 import { gunzip, readTar } from './tar.ts';
 
@@ -72,4 +73,29 @@ export async function attestShow(file: string): Promise<{ attestations: Attestat
     `  statement   ${JSON.stringify(a.statement, null, 2).split('\n').join('\n              ')}`,
   ].join('\n')).join('\n\n');
   return { attestations, text };
+}
+
+export interface KeysRotateOptions {
+  /** The runner's key file (evidence.keyFile, or the development key under the data dir). */
+  keyFile: string;
+  /** Checkpoint origin (= note key name) of each tenant to print the new verifier key for. */
+  origins: { tenant: string; origin: string }[];
+}
+
+export interface RotatedKey { tenant: string; name: string; key_id: string; verifier_key: string }
+
+/**
+ * `stella keys rotate`: write the next signing key as `<keyFile>.next` for the evidence runner to
+ * pick up (keys.ts "Live rotation"), and return each tenant's new note verifier key. The key is
+ * one for every tenant; its key id differs per tenant because the key name is the tenant's origin.
+ */
+export async function keysRotate(o: KeysRotateOptions): Promise<{ pendingFile: string; keys: RotatedKey[] }> {
+  const { file, publicKey } = await writePendingKey(o.keyFile);
+  // SPKI DER of Ed25519 = 12-byte prefix + the 32-byte public key.
+  const raw = publicKey.subarray(publicKey.length - 32);
+  const keys = o.origins.map(({ tenant, origin }) => {
+    const v = makeVerifier(origin, raw);
+    return { tenant, name: v.name, key_id: v.keyIdHex, verifier_key: v.verifierKey };
+  });
+  return { pendingFile: file, keys };
 }

@@ -20,9 +20,27 @@ export interface SnapshotCreateOptions {
   /** Output file; default ./<case id>.tar.gz */
   out?: string;
   fetch?: typeof fetch;
+  /** Download progress: bytes received of the bundle's length (undefined when the server sends none). */
+  onProgress?: (received: number, total: number | undefined) => void;
 }
 
-export interface CliResult { exitCode: number; stdout: string; stderr: string }
+/** Read a response body chunk by chunk, reporting progress. */
+async function readBody(r: Response, onProgress?: (received: number, total: number | undefined) => void): Promise<Buffer> {
+  const len = Number(r.headers.get('content-length'));
+  const total = Number.isSafeInteger(len) && len > 0 ? len : undefined;
+  if (!r.body) return Buffer.from(await r.arrayBuffer());
+  const chunks: Buffer[] = [];
+  let received = 0;
+  onProgress?.(0, total);
+  for await (const c of r.body as unknown as AsyncIterable<Uint8Array>) {
+    chunks.push(Buffer.from(c));
+    received += c.length;
+    onProgress?.(received, total);
+  }
+  return Buffer.concat(chunks);
+}
+
+export interface CliResult { exitCode: number; stdout: string; stderr: string; data?: Record<string, unknown> }
 
 export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliResult> {
   if (!opts.caseId || !opts.scope || !opts.id) return { exitCode: 2, stdout: '', stderr: 'usage: stella forensic snapshot create --case <id> --scope <trace|event|resource|type> --id <id> [--out file]\n' };
@@ -53,7 +71,7 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
       return { exitCode: 3, stdout: '', stderr: `${r.status}: ${e.error?.message ?? 'not allowed'} (downloading needs evidence:export)\n` };
     }
     if (!r.ok) return { exitCode: 4, stdout: '', stderr: `${r.status}: bundle download failed\n` };
-    bytes = Buffer.from(await r.arrayBuffer());
+    bytes = await readBody(r, opts.onProgress);
   } catch (err) {
     return { exitCode: 4, stdout: '', stderr: `cannot reach ${dl.origin}: ${(err as Error).message}\n` };
   }
@@ -68,5 +86,6 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
     await fsp.unlink(tmp).catch(() => undefined);
     return { exitCode: 4, stdout: '', stderr: `cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n` };
   }
-  return { exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n  verify offline: stella forensic verify ${out}\n`, stderr: '' };
+  const data = { bundle_id: id, case_id: opts.caseId, events: body.events, tree_size: body.tree_size, bytes: bytes.length, file: out };
+  return { data, exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n  verify offline: stella forensic verify ${out}\n`, stderr: '' };
 }
