@@ -1,5 +1,5 @@
 // The one place the project builds kafkajs clients: logs go through pino, topics are created here.
-import { Kafka, logLevel, type ITopicConfig, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
 import { logger } from '../log.ts';
 
 const kafkaLog = logger('kafka');
@@ -42,8 +42,26 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
       topic: t.name, numPartitions: t.partitions, replicationFactor: t.replicationFactor,
       configEntries: Object.entries(t.configs ?? {}).map(([name, value]) => ({ name, value })),
     }));
-    if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+    if (missing.length === 0) return;
+    try {
+      await admin.createTopics({ topics: missing, waitForLeaders: true });
+    } catch (err) {
+      // While just-created topics propagate (several created at once), kafkajs' wait for leaders can
+      // fail with UNKNOWN_TOPIC_OR_PARTITION instead of retrying; the topics exist: wait for leaders here.
+      if ((err as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw err;
+      await waitForLeaders(admin, missing.map((t) => t.topic));
+    }
   } finally {
     await admin.disconnect();
+  }
+}
+
+async function waitForLeaders(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const md = await admin.fetchTopicMetadata({ topics }).catch(() => undefined);
+    if (md && md.topics.length === topics.length && md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+    if (Date.now() > end) throw new Error(`topics ${topics.join(', ')} have no leaders after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
