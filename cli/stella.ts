@@ -1,5 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
@@ -151,7 +153,11 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }
 
-const isEntry = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+// Run when this file is the program, also through a symlink (npx and npm link run the package bin
+// from node_modules/.bin/stella).
+const isEntry = (() => {
+  try { return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; }
+})();
 if (isEntry) {
   main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
     if (err instanceof UsageError || err instanceof ConfigError) { process.stderr.write(`stella: ${err.message}\n`); process.exit(2); }

@@ -1,6 +1,6 @@
 // The `stella` command as a user runs it: a real process, its exit code, stdout and stderr.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,5 +106,21 @@ describe('stella CLI: forensic snapshot create', () => {
   it('against an unreachable API exits 4', () => {
     const r = stella(['forensic', 'snapshot', 'create', '--case', 'c1', '--scope', 'trace', '--id', '5b8aa5a2d2c872e8321cf37308d69df2', '--api', 'http://127.0.0.1:1', '--token', 't', '--out', path.join(tmp, 'x.tar.gz')]);
     expect(r.code).toBe(4);
+  });
+});
+
+describe('stella CLI: the package bin', () => {
+  it('runs through a symlink, as npx and npm link start it from node_modules/.bin', () => {
+    const bin = path.join(tmp, 'bin');
+    mkdirSync(bin, { recursive: true });
+    const link = path.join(bin, 'stella');
+    symlinkSync(path.join(root, 'cli/stella.ts'), link);
+    // The shebang (`npx tsx`) resolves tsx from the working directory's node_modules.
+    const r = spawnSync(link, ['help'], { cwd: root, encoding: 'utf8', env: { ...process.env, STELLA_LOG_LEVEL: 'silent' }, timeout: 60_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^stella — the stella-telemetry pipeline and its tools\n/);
+    const bad = spawnSync(link, ['frobnicate'], { cwd: root, encoding: 'utf8', env: { ...process.env, STELLA_LOG_LEVEL: 'silent' }, timeout: 60_000 });
+    expect([bad.status, bad.stdout]).toEqual([2, '']);
+    expect(bad.stderr).toContain('stella: unknown command "frobnicate"; run "stella help"\n'); // (npx may add its own warnings)
   });
 });
