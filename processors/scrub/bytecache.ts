@@ -1,18 +1,55 @@
 // A cache keyed by the bytes of a protobuf string field, so the wire walker can skip decoding and
 // scanning a recurring value (routes, methods, user agents, attribute keys) without first making a
-// JS string of it. Entries are found by a 32-bit FNV-1a hash of the bytes (computed by the walker in
-// the same loop that checks for ASCII) and confirmed by comparing the bytes. Two generations
+// JS string of it. Entries are found by a 32-bit hash of the bytes (`hashBytes`, computed in the
+// same loop that checks for ASCII) and confirmed by comparing the bytes. Two generations
 // approximate an LRU at Map speed: a full young generation becomes the old one, and hits in the old
-// generation are promoted, so recurring values survive a flood of unique ones.
+// generation are promoted, so recurring values survive a flood of unique ones. A value is admitted
+// on its second sighting (only its hash is noted on the first), so unique values (ids, timestamps)
+// are not copied into the cache only to be evicted.
 
 interface Entry<V> { bytes: Uint8Array; value: V }
 
-export const FNV_OFFSET = 0x811c9dc5;
-export const FNV_PRIME = 0x01000193;
+/** Set by hashBytes: whether the bytes it hashed were all ASCII. */
+export let wasAscii = true;
+
+/**
+ * MurmurHash3 (x86, 32-bit) of buf[s, e), four bytes per step, reduced to 30 bits so Map keys stay
+ * small integers; notes in `wasAscii` whether all bytes were ASCII.
+ */
+export function hashBytes(buf: Uint8Array, s: number, e: number): number {
+  let h = 0x9747b28c;
+  let or = 0;
+  let i = s;
+  for (const e4 = e - 3; i < e4; i += 4) {
+    let k = buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24);
+    or |= k;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  let k = 0;
+  for (let sh = 0; i < e; i++, sh += 8) k |= buf[i]! << sh;
+  or |= k;
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  h ^= Math.imul(k, 0x1b873593);
+  h ^= e - s;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  wasAscii = (or & 0x80808080) === 0;
+  return h & 0x3fffffff;
+}
 
 export class ByteCache<V> {
   private young = new Map<number, Entry<V>>();
   private old = new Map<number, Entry<V>>();
+  /** Hashes of values seen once and not admitted yet. */
+  private seen = new Set<number>();
 
   /** `limit`: entries kept over both generations; `maxBytes`: longer values are not cached. */
   constructor(private readonly limit: number, readonly maxBytes: number) {}
@@ -29,6 +66,11 @@ export class ByteCache<V> {
   /** Remember `value` for (a copy of) buf[s, e). */
   set(h: number, buf: Uint8Array, s: number, e: number, value: V): void {
     if (e - s > this.maxBytes) return;
+    if (!this.seen.has(h)) {
+      if (this.seen.size >= this.limit) this.seen.clear();
+      this.seen.add(h);
+      return;
+    }
     this.put(h, { bytes: buf.slice(s, e), value });
   }
 

@@ -12,6 +12,11 @@ export class Tally {
   count = 0;
   readonly rules = new Map<string, number>();
   readonly keys = new Set<string>();
+  reset(): void {
+    this.count = 0;
+    if (this.rules.size) this.rules.clear();
+    if (this.keys.size) this.keys.clear();
+  }
   hit(ruleId: string, key: string | undefined): void {
     this.count++;
     this.rules.set(ruleId, (this.rules.get(ruleId) ?? 0) + 1);

@@ -20,7 +20,7 @@ import protobuf from 'protobufjs';
 import { WireError, skipVarint, validUtf8, varintSize, writeVarint } from '../../lib/otlp/wire.ts';
 import { otlpRoot, type SignalName } from '../../lib/otlp/proto.ts';
 import type { TenantScrubPolicy } from './config.ts';
-import { FNV_OFFSET, FNV_PRIME } from './bytecache.ts';
+import { hashBytes, wasAscii } from './bytecache.ts';
 import { REDACTED_VALUE, Tally, scrubberFor, type KeyInfo, type Scrubber } from './engine.ts';
 import { MIN_SCAN_LENGTH } from './scanner.ts';
 
@@ -185,22 +185,6 @@ function skipPayload(buf: Uint8Array, pos: number, end: number, wt: number, wher
 // Buffer's own slicers (what toString(encoding, start, end) calls after checking its arguments).
 interface Slicers { latin1Slice(s: number, e: number): string; utf8Slice(s: number, e: number): string }
 
-/** Set by hashBytes: whether the bytes it hashed were all ASCII. */
-let wasAscii = true;
-
-/** FNV-1a over buf[s, e) (the byte caches' key); notes in `wasAscii` whether all bytes were ASCII. */
-function hashBytes(buf: Uint8Array, s: number, e: number): number {
-  let h = FNV_OFFSET;
-  let or = 0;
-  for (let i = s; i < e; i++) {
-    const b = buf[i]!;
-    or |= b;
-    h = Math.imul(h ^ b, FNV_PRIME);
-  }
-  wasAscii = or < 0x80;
-  return h;
-}
-
 /** The UTF-8 string at [s, e), validated; `ascii` if the caller already knows it is all ASCII. */
 function readString(buf: Buffer, s: number, e: number, ascii = false): string {
   if (!ascii) {
@@ -276,11 +260,29 @@ function lengthDelimited(field: number, body: Uint8Array): Uint8Array {
 /** AnyValue { string_value } */
 const stringAnyValue = (s: string): Uint8Array => lengthDelimited(1, Buffer.from(s, 'utf8'));
 
-/** AnyValue { int_value } for a (small, exact) JS integer. */
-function intAnyValue(n: number): Uint8Array {
+/** The key field (KeyValue.key = 1) of each summary attribute, encoded once. */
+const keyField = (key: string): Buffer => Buffer.from(lengthDelimited(1, Buffer.from(key, 'utf8')));
+
+/** A KeyValue body: an encoded key field, then value = AnyValue { `valueField`: payload }. */
+function summaryKeyValue(key: Buffer, valueTag: number, payload: Uint8Array): Buffer {
+  const any = 1 + (valueTag === 0x18 ? 0 : varintSize(payload.length)) + payload.length;
+  const out = Buffer.allocUnsafe(key.length + 1 + varintSize(any) + any);
+  key.copy(out, 0);
+  let p = key.length;
+  out[p++] = 0x12;
+  p = writeVarint(out, p, any);
+  out[p++] = valueTag;
+  if (valueTag !== 0x18) p = writeVarint(out, p, payload.length);
+  out.set(payload, p);
+  return out;
+}
+
+/** The varint (two's complement, 64-bit) of a JS integer. */
+function int64Varint(n: number): Uint8Array {
+  if (n >= 0 && n < 0x80) return Uint8Array.of(n);
   const l = Long.fromNumber(n);
   let lo = l.low >>> 0, hi = l.high >>> 0;
-  const bytes = [0x18];
+  const bytes: number[] = [];
   while (hi !== 0 || lo > 0x7f) {
     bytes.push((lo & 0x7f) | 0x80);
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -290,15 +292,12 @@ function intAnyValue(n: number): Uint8Array {
   return Uint8Array.from(bytes);
 }
 
-const keyValueBody = (key: string, value: Uint8Array): Uint8Array =>
-  Buffer.concat([lengthDelimited(1, Buffer.from(key, 'utf8')), lengthDelimited(2, value)]);
-
-
 // ---- the walk
 
 const MASKED_COUNT = 'redaction.masked.count';
 const MASKED_RULES = 'redaction.masked.rules';
 const MASKED_KEYS = 'redaction.masked.keys';
+const KEY_FIELDS: Record<string, Buffer> = { [MASKED_COUNT]: keyField(MASKED_COUNT), [MASKED_RULES]: keyField(MASKED_RULES), [MASKED_KEYS]: keyField(MASKED_KEYS) };
 
 /** The first `redaction.masked.*` attribute of an item: where it is and what it holds. */
 interface Mark { s: number; e: number; valueS: number; valueE: number }
@@ -310,7 +309,17 @@ class Walk {
   /** First redaction.masked.{count,rules,keys} attribute of the item being walked (stamp level only). */
   marks: Record<string, Mark> | null = null;
 
+  /** Tallies of finished items, reused (items nest: a metric holds data points). */
+  private readonly spare: Tally[] = [];
+
   constructor(readonly buf: Buffer, readonly scrubber: Scrubber, readonly summaryAttributes: boolean) {}
+
+  private takeTally(): Tally {
+    const t = this.spare.pop();
+    if (t === undefined) return new Tally();
+    t.reset();
+    return t;
+  }
 
   summary(): ScrubSummary {
     const rules: Record<string, number> = {};
@@ -321,7 +330,7 @@ class Walk {
   /** Walk a message body [start, end); returns its new body, or null when nothing changed. */
   message(start: number, end: number, plan: MsgPlan, outer: Tally | null): Piece | null {
     const buf = this.buf;
-    const tally = plan.item ? new Tally() : outer;
+    const tally = plan.item ? this.takeTally() : outer;
     if (plan.stampField) this.marks = null;
     let edits: Edit[] | null = null;
     const fields = plan.fields;
@@ -362,7 +371,10 @@ class Walk {
       }
       pos = next;
     }
-    if (plan.item && tally!.count > 0) edits = this.close(tally!, plan.stampField, end, edits);
+    if (plan.item) {
+      if (tally!.count > 0) edits = this.close(tally!, plan.stampField, end, edits);
+      this.spare.push(tally!);
+    }
     return edits === null ? null : splice(buf, start, end, edits);
   }
 
@@ -375,15 +387,16 @@ class Walk {
     const out = edits ?? [];
     const marks = this.marks;
     let sort = false;
-    const set = (key: string, value: Uint8Array) => {
+    const set = (key: string, valueTag: number, payload: Uint8Array) => {
       const m = marks?.[key];
-      const body = keyValueBody(key, value);
+      const body = summaryKeyValue(KEY_FIELDS[key]!, valueTag, payload);
       if (m) { out.push({ s: m.s, e: m.e, field: stampField, body }); sort = true; }
       else out.push({ s: end, e: end, field: stampField, body });
     };
-    set(MASKED_COUNT, intAnyValue(t.count + this.existingCount(marks?.[MASKED_COUNT])));
-    set(MASKED_RULES, stringAnyValue(this.mergeList(marks?.[MASKED_RULES], t.rules.keys())));
-    if (t.keys.size) set(MASKED_KEYS, stringAnyValue(this.mergeList(marks?.[MASKED_KEYS], t.keys)));
+    // AnyValue int_value (field 3, varint: tag 0x18) and string_value (field 1: tag 0x0a)
+    set(MASKED_COUNT, 0x18, int64Varint(t.count + this.existingCount(marks?.[MASKED_COUNT])));
+    set(MASKED_RULES, 0x0a, Buffer.from(this.mergeList(marks?.[MASKED_RULES], t.rules.keys()), 'utf8'));
+    if (t.keys.size) set(MASKED_KEYS, 0x0a, Buffer.from(this.mergeList(marks?.[MASKED_KEYS], t.keys), 'utf8'));
     if (sort) out.sort((a, b) => a.s - b.s || a.e - b.e);
     this.marks = null;
     return out;
@@ -401,7 +414,8 @@ class Walk {
   private mergeList(m: Mark | undefined, add: Iterable<string>): string {
     let prev: string | undefined;
     if (m && m.valueS >= 0) this.eachField(m.valueS, m.valueE, (f, wt, p, e) => { if (f === 1 && wt === 2) prev = readString(this.buf, p, e); });
-    return [...new Set([...(prev ? prev.split(',') : []), ...add])].sort().join(',');
+    if (!prev) return Array.from(add).sort().join(','); // (rule ids and keys come from Maps/Sets: unique)
+    return [...new Set([...prev.split(','), ...add])].sort().join(',');
   }
 
   /** Call `fn(field, wireType, payloadStart, payloadEnd)` for each field of [s, e) (already validated). */
