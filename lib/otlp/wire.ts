@@ -122,9 +122,9 @@ export const framedSize = (len: number): number => 1 + varintSize(len) + len;
  * than a native call plus a subarray view; anything else goes to the native validator. */
 export function validUtf8(buf: Uint8Array, start: number, end: number): boolean {
   if (end - start <= 64) {
-    let i = start;
-    while (i < end && buf[i]! < 0x80) i++;
-    if (i === end) return true;
+    let acc = 0;
+    for (let i = start; i < end; i++) acc |= buf[i]!;
+    if (acc < 0x80) return true;
   }
   return isUtf8(buf.subarray(start, end));
 }
@@ -140,15 +140,19 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
   if (rule.isDataPoint) st.dataPoints++;
   const fields = rule.fields;
   while (pos < end) {
-    let tag: number;
-    at = pos; tag = readVarint32(buf, end); pos = at;
+    // Tags and lengths under 128 (nearly all of them) are read inline, without the shared cursor.
+    let tag = buf[pos]!;
+    if (tag < 0x80) pos++;
+    else { at = pos; tag = readVarint32(buf, end); pos = at; }
     const field = tag >>> 3;
     const wt = tag & 7;
     if (field === 0) throw new WireError(`invalid field number 0 in ${rule.name}`);
     const fr = fields[field];
     if (wt === 2) {
-      let len: number;
-      at = pos; len = readVarint32(buf, end); pos = at;
+      if (pos >= end) throw new WireError('truncated varint');
+      let len = buf[pos]!;
+      if (len < 0x80) pos++;
+      else { at = pos; len = readVarint32(buf, end); pos = at; }
       const next = pos + len;
       if (next > end) throw new WireError(`truncated field ${field} of ${rule.name}`);
       if (fr) {
