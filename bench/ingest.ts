@@ -75,15 +75,15 @@ function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number }
   return { coreUs, decodeEncodeUs };
 }
 
-async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
+async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
     receiver: { maxInflightBytes: 64 * 1024 * 1024 } }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const nodeArgs = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
     ...(process.env.BENCH_RECEIVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(receiverRoot, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
+    cwd: receiverRoot, stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, STELLA_CONFIG: cfgFile, KAFKA_BROKERS: brokers, STELLA_GRPC_PORT: String(grpcPort), STELLA_HTTP_PORT: String(httpPort),
       STELLA_ADMIN_PORT: String(adminPort), STELLA_DATA_DIR: path.join(dir, 'data'), STELLA_LOG_LEVEL: 'warn', ...extraEnv },
   });
@@ -183,6 +183,58 @@ async function tracingOverhead(brokers: string, dir: string, body: Buffer, offPi
   process.stdout.write(`| median | ${pct(us.off, 50).toFixed(2)} | ${pct(us.on, 50).toFixed(2)} | **${pct(ratios, 50).toFixed(3)}** |\n`);
 }
 
+// BENCH_COMPARE_ROOT=<another checkout of this repository>: a receiver started from that tree runs
+// beside ours, and BENCH_COMPARE_ROUNDS rounds (default 4) alternate the same phases on both (gRPC
+// and HTTP peaks, gRPC at a fixed rate): both see the same neighbours, so the ratios hold on a busy box.
+async function compareWith(otherRoot: string, brokers: string, dir: string, body: Buffer, ours: { pid: number; grpcPort: number; httpPort: number }): Promise<void> {
+  const rounds = Number(process.env.BENCH_COMPARE_ROUNDS ?? 4);
+  const fixed = Number(process.env.BENCH_FIXED_RPS ?? 50);
+  const otherDir = path.join(dir, 'compare');
+  mkdirSync(otherDir, { recursive: true });
+  const other = await startReceiverProcess(brokers, otherDir, {}, otherRoot);
+  const side = (pid: number, grpcPort: number, httpPort: number) => ({ pid, g: grpcSender(grpcPort, body), h: httpSender(httpPort, body) });
+  const sides = { ours: side(ours.pid, ours.grpcPort, ours.httpPort), other: side(other.child.pid!, other.grpcPort, other.httpPort) };
+  type Stat = Record<'grpcUs' | 'httpUs' | 'fixedUs' | 'grpcRate' | 'httpRate' | 'fixedP99', number[]>;
+  const stats: Record<'ours' | 'other', Stat> = {
+    ours: { grpcUs: [], httpUs: [], fixedUs: [], grpcRate: [], httpRate: [], fixedP99: [] },
+    other: { grpcUs: [], httpUs: [], fixedUs: [], grpcRate: [], httpRate: [], fixedP99: [] },
+  };
+  const measure = async (pid: number, run: () => Promise<{ ok: number; lat: number[] }>) => {
+    const cpu0 = cpuSeconds(pid);
+    const t0 = performance.now();
+    const r = await run();
+    return { us: ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100), rate: (r.ok * 100) / ((performance.now() - t0) / 1000), p99: pct(r.lat, 99) };
+  };
+  try {
+    await closedLoop(sides.other.g.send, SECONDS, CONCURRENCY); // the other receiver's warm-up
+    for (let i = 0; i < rounds; i++) {
+      for (const k of (i % 2 === 0 ? ['ours', 'other'] : ['other', 'ours']) as ('ours' | 'other')[]) {
+        const s = sides[k], st = stats[k];
+        const g = await measure(s.pid, () => closedLoop(s.g.send, SECONDS, CONCURRENCY));
+        const h = await measure(s.pid, () => closedLoop(s.h.send, SECONDS, CONCURRENCY));
+        const f = await measure(s.pid, () => openLoop(s.g.send, SECONDS, fixed));
+        st.grpcUs.push(g.us); st.grpcRate.push(g.rate); st.httpUs.push(h.us); st.httpRate.push(h.rate); st.fixedUs.push(f.us); st.fixedP99.push(f.p99);
+      }
+    }
+  } finally {
+    sides.other.g.close();
+    sides.ours.g.close();
+    other.child.kill('SIGTERM');
+    await new Promise((r) => other.child.once('exit', r));
+  }
+  const med = (xs: number[]) => pct(xs, 50);
+  const line = (label: string, key: keyof Stat, digits: number) => {
+    const a = stats.ours[key], b = stats.other[key];
+    const ratios = a.map((x, j) => (x / b[j]!).toFixed(2)).join(', ');
+    return `| ${label} | ${med(a).toFixed(digits)} | ${med(b).toFixed(digits)} | ${(med(a) / med(b)).toFixed(2)} (${ratios}) |\n`;
+  };
+  process.stdout.write(`\ncompared with ${otherRoot}: ${rounds} alternating rounds of ${SECONDS} s phases, medians\n\n`
+    + '| phase | this tree | other tree | ratio (per round) |\n|---|---|---|---|\n'
+    + line('gRPC peak, receiver CPU-µs/span', 'grpcUs', 2) + line('gRPC peak, spans/s', 'grpcRate', 0)
+    + line('HTTP protobuf peak, receiver CPU-µs/span', 'httpUs', 2) + line('HTTP protobuf peak, spans/s', 'httpRate', 0)
+    + line(`gRPC at ${fixed} req/s, receiver CPU-µs/span`, 'fixedUs', 2) + line(`gRPC at ${fixed} req/s, p99 ms`, 'fixedP99', 1));
+}
+
 async function main(): Promise<void> {
   const body = Buffer.from(request());
   const core = benchCore(body);
@@ -195,6 +247,11 @@ async function main(): Promise<void> {
     const g = grpcSender(grpcPort, body);
     const h = httpSender(httpPort, body);
     await closedLoop(g.send, 2, CONCURRENCY); // warm-up (JIT, connections, producer)
+    if (process.env.BENCH_COMPARE_ROOT) {
+      await compareWith(path.resolve(process.env.BENCH_COMPARE_ROOT), broker.brokers, dir, body, { pid, grpcPort, httpPort });
+      g.close();
+      return;
+    }
     let grpcPeak = 0;
     // BENCH_ONLY=grpc|http: that peak phase alone (e.g. for a profile of one transport), then stop.
     const only = process.env.BENCH_ONLY;
@@ -215,8 +272,18 @@ async function main(): Promise<void> {
       g.close();
       return;
     }
-    const half = await openLoop(g.send, SECONDS, Math.max(1, Math.floor(grpcPeak / 2)));
-    rows.push([`OTLP/gRPC at half peak (${Math.floor(grpcPeak / 2)} req/s)`, ((half.ok * 100) / SECONDS).toFixed(0), '', pct(half.lat, 50).toFixed(1), pct(half.lat, 99).toFixed(1), String(half.failed)]);
+    // Open loop: at half of the measured peak, and at a fixed rate (BENCH_FIXED_RPS, default 50
+    // requests/s) whose CPU per span compares across runs and machines whatever peak they reach.
+    const open = async (name: string, s: Sender, rate: number) => {
+      const cpu0 = cpuSeconds(pid);
+      const r = await openLoop(s, SECONDS, rate);
+      const us = r.ok ? ((cpuSeconds(pid) - cpu0) * 1e6) / (r.ok * 100) : NaN;
+      rows.push([`${name} (${rate} req/s)`, ((r.ok * 100) / SECONDS).toFixed(0), us.toFixed(2), pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
+    };
+    await open('OTLP/gRPC at half peak', g.send, Math.max(1, Math.floor(grpcPeak / 2)));
+    const fixed = Number(process.env.BENCH_FIXED_RPS ?? 50);
+    await open('OTLP/gRPC at a fixed rate', g.send, fixed);
+    await open('OTLP/HTTP protobuf at a fixed rate', h.send, fixed);
     const peakRssUp = rssMb(pid, 'VmHWM');
     await tracingOverhead(broker.brokers, dir, body, pid, grpcPort);
 
