@@ -15,8 +15,9 @@ export const DEFAULT_LAG_GROUPS: Readonly<Record<string, string>> = {
 export interface GroupLag {
   processor: string;
   group: string;
-  /** Records not yet committed over every partition the group has committed offsets for. */
-  lag: number;
+  /** Records not yet committed over every partition the group has committed offsets for; null when
+   *  the group has committed nothing (not running, or not started yet). */
+  lag: number | null;
   topics: { topic: string; lag: number; partitions: number }[];
 }
 
@@ -73,7 +74,7 @@ export function kafkaLag(opts: KafkaLagOptions): LagSource {
         topics.push({ topic: t.topic, lag: topicLag(t.partitions, await h), partitions: t.partitions.length });
       }
       topics.sort((x, y) => (x.topic < y.topic ? -1 : 1));
-      out.push({ processor, group, lag: topics.reduce((n, t) => n + t.lag, 0), topics });
+      out.push({ processor, group, lag: topics.length ? topics.reduce((n, t) => n + t.lag, 0) : null, topics });
     }
     return { status: 'ok', checked_at: new Date().toISOString(), groups: out };
   };

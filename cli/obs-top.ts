@@ -12,7 +12,7 @@ export interface TopBody {
   window_seconds: number;
   services: { service: string; requests: number; errors: number; error_rate: number; rps: number; p50_ms: number; p95_ms: number; p99_ms: number; latest_minute: string }[];
   totals: { requests: number; errors: number; error_rate: number; rps: number };
-  lag: { status: 'ok'; checked_at: string; groups: { processor: string; group: string; lag: number; topics: { topic: string; lag: number }[] }[] } | { status: 'unknown'; reason: string } | null;
+  lag: { status: 'ok'; checked_at: string; groups: { processor: string; group: string; lag: number | null; topics: { topic: string; lag: number }[] }[] } | { status: 'unknown'; reason: string } | null;
   lag_omitted?: string;
 }
 
@@ -75,7 +75,8 @@ export function renderTop(b: TopBody, traceId: string | undefined): string {
   let lag: string;
   if (b.lag === null) lag = `lag: hidden (${b.lag_omitted ?? 'not allowed'})\n`;
   else if (b.lag.status === 'unknown') lag = `lag: unknown (${b.lag.reason})\n`;
-  else lag = table([['PROCESSOR', 'GROUP', 'LAG'], ...b.lag.groups.map((g) => [g.processor, g.group, String(g.lag)])], 2);
+  else lag = table([['PROCESSOR', 'GROUP', 'LAG'], ...b.lag.groups.map((g) => [g.processor, g.group, g.lag === null ? '-' : String(g.lag)])], 2)
+    + (b.lag.groups.some((g) => g.lag === null) ? '(-: the group has committed no offsets: not running, or nothing consumed yet)\n' : '');
   return `${head}\n${sig}\n${lag}`;
 }
 

@@ -14,6 +14,7 @@ import { SCOPES, sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { progressLine } from '../../cli/progress.ts';
 import { insertGoldenSignals } from '../../processors/slo/outputs.ts';
 import { sloTestStore } from '../slo/support.ts';
+import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { buildBundle } from '../../processors/evidence/bundle.ts';
 import { Sealer } from '../../processors/evidence/sealer.ts';
 import { items, ORIGIN, TENANT, tempStore, testSigner } from '../evidence/helpers.ts';
@@ -96,6 +97,39 @@ describe('stella obs top without Kafka', () => {
     expect(res.headers.get('x-trace-id')).toBe(id);
     const bad = await fetch(`${noKafka.url}/obs/top`, { headers: { authorization: `Bearer ${ADMIN}`, traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01` } });
     expect(bad.headers.get('x-trace-id')).not.toBe('0'.repeat(32));
+  });
+});
+
+describe('consumer lag from the real broker', () => {
+  it('committed offsets against high watermarks per group; a group that committed nothing shows "-"', async () => {
+    const topic = uniq('top_lag');
+    const group = uniq('top-lag-group');
+    await createTopics([topic], 2);
+    const producer = testKafka('top-lag').producer();
+    await producer.connect();
+    await producer.send({ topic, messages: Array.from({ length: 10 }, (_, i) => ({ partition: i % 2, value: `r${i}` })) });
+    await producer.disconnect();
+    const admin = testKafka('top-lag').admin();
+    await admin.connect();
+    await admin.setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: '2' }, { partition: 1, offset: '5' }] });
+    await admin.disconnect();
+    const lag = kafkaLag({ kafka: testKafka('top-lag'), groups: { worker: group, ghost: uniq('ghost') } });
+    const store = await sloTestStore();
+    const api = await startApiServer({ tokens, port: 0, register: [(r) => registerObsRoutes(r, { store, lag })] });
+    try {
+      const j = await stella(['obs', 'top', '--once', '--output', 'json'], api.url);
+      expect(j.code).toBe(0);
+      expect((JSON.parse(j.stdout) as { lag: unknown }).lag).toMatchObject({ status: 'ok', groups: [
+        { processor: 'worker', group, lag: 3, topics: [{ topic, lag: 3, partitions: 2 }] },
+        { processor: 'ghost', lag: null, topics: [] }] });
+      const t = await stella(['obs', 'top', '--once'], api.url);
+      expect(t.stdout).toMatch(new RegExp(`^worker\\s+${group}\\s+3$`, 'm'));
+      expect(t.stdout).toMatch(/^ghost\s+ghost_[0-9a-f]+\s+-$/m);
+      expect(t.stdout).toContain('(-: the group has committed no offsets');
+    } finally {
+      await api.close();
+      await lag.close();
+    }
   });
 });
 
