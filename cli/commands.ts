@@ -223,14 +223,16 @@ export async function cmdKeysRotate(flags: Flags, io: Io): Promise<number> {
   return 0;
 }
 
-export async function cmdDbMigrate(io: Io): Promise<number> {
+export async function cmdDbMigrate(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
   const { migrate, openStore } = await import('../lib/store/index.ts');
   const cfg = loadConfig();
   const store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath: path.join(cfg.dataDir, 'chdb') });
   try {
     const r = await migrate(store);
-    io.stdout(`applied: ${r.applied.join(', ') || 'none'}\nalready applied: ${r.skipped.join(', ') || 'none'}\n` +
-      (r.ttlChanged.length ? `retention changed: ${r.ttlChanged.join(', ')}\n` : ''));
+    io.stdout(render({ applied: r.applied, already_applied: r.skipped, retention_changed: r.ttlChanged }, format, () =>
+      `applied: ${r.applied.join(', ') || 'none'}\nalready applied: ${r.skipped.join(', ') || 'none'}\n` +
+      (r.ttlChanged.length ? `retention changed: ${r.ttlChanged.join(', ')}\n` : '')));
     return 0;
   } finally {
     await store.close();

@@ -105,7 +105,7 @@ const FLAGS: Record<string, string[]> = {
   'slo rules': ['slo-config'],
   'incident': [...COMMON_API, 'ttl'],
   'keys rotate': ['output', 'tenant'],
-  'db migrate': [],
+  'db migrate': ['output'],
 };
 
 function checkFlags(command: string, flags: Map<string, string | true>): void {
@@ -149,7 +149,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
   if (cmd === 'incident') return route('incident', () => cmdIncident(sub, flags, io));
   if (cmd === 'keys' && sub === 'rotate') return route('keys rotate', () => cmdKeysRotate(flags, io));
-  if (cmd === 'db' && sub === 'migrate') return route('db migrate', () => cmdDbMigrate(io));
+  if (cmd === 'db' && sub === 'migrate') return route('db migrate', () => cmdDbMigrate(flags, io));
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }
 

@@ -429,13 +429,17 @@ describe('stella db migrate, help, unknown commands, package bin', () => {
     const first = await stella(['db', 'migrate'], { env: { STELLA_DATA_DIR: fresh } });
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(/^applied: \d{4}_/);
-    const second = await stella(['db', 'migrate'], { env: { STELLA_DATA_DIR: fresh } });
-    expect([second.code, second.stdout.split('\n')[0]]).toEqual([0, 'applied: none']);
+    const second = await stella(['db', 'migrate', '--output', 'json'], { env: { STELLA_DATA_DIR: fresh } });
+    expect(second.code).toBe(0);
+    const j = JSON.parse(second.stdout) as { applied: string[]; already_applied: string[] };
+    expect(j.applied).toEqual([]);
+    expect(j.already_applied).toEqual(first.stdout.split('\n')[0]!.replace('applied: ', '').split(', '));
     const down = await stella(['db', 'migrate'], { env: { STELLA_DATA_DIR: fresh, CLICKHOUSE_URL: 'http://127.0.0.1:1' } });
     expect([down.code, down.stdout]).toEqual([4, '']);
     expect(down.stderr).toMatch(/^stella: .*ECONNREFUSED/m);
-    const extra = await stella(['db', 'migrate', '--output', 'json']);
+    const extra = await stella(['db', 'migrate', '--tenant', 'acme']);
     expect(extra.code).toBe(2);
+    expect(extra.stderr).toMatch(/^stella: unknown option --tenant for "stella db migrate"/);
     rmSync(fresh, { recursive: true, force: true });
   });
 
