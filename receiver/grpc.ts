@@ -23,6 +23,7 @@ export interface RunningServer { port: number; close(): Promise<void> }
 
 const log = logger('receiver');
 const identity = (b: Buffer): Buffer => b;
+const EMPTY = Buffer.alloc(0);
 
 function statusDetails(code: grpc.status, message: string, retryAfterSeconds?: number): Buffer {
   const details = retryAfterSeconds === undefined ? [] : [{
@@ -54,11 +55,12 @@ function handler(signal: Signal, opts: FrontEndOptions): grpc.handleUnaryCall<Bu
         requireScope(principal, 'otlp:write', tenant);
         const tp = call.metadata.get('traceparent')[0];
         const outcome = await opts.ingestor.export(signal, call.request, principal, typeof tp === 'string' ? tp : undefined);
-        const response = signal.response.encode(signal.response.fromObject(outcome.rejected > 0
-          ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {})).finish();
+        // A full success is the empty Export*ServiceResponse: zero bytes, no protobufjs round.
+        const response = outcome.rejected > 0 ? Buffer.from(signal.response.encode(signal.response.fromObject(
+          { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } })).finish()) : EMPTY;
         receiverMetrics.requests.inc({ protocol: 'grpc', signal: signal.name, code: 'OK' });
         end();
-        callback(null, Buffer.from(response));
+        callback(null, response);
       } catch (err) {
         if (err instanceof AuthError) fail(err.kind, err.kind, err.message, tenant);
         else if (err instanceof IngestError) fail(err.kind, err.reason, err.message, tenant);

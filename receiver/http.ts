@@ -17,6 +17,7 @@ type Format = 'protobuf' | 'json';
 const log = logger('receiver');
 const gunzip = promisify(zlib.gunzip);
 const inflate = promisify(zlib.inflate);
+const EMPTY = new Uint8Array(0);
 const byPath = new Map<string, Signal>(Object.values(signals).map((s) => [s.httpPath, s]));
 
 function formatOf(contentType: string | undefined): Format | undefined {
@@ -124,9 +125,10 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
         throw err;
       }
       const outcome = await opts.ingestor.export(signal, proto, principal, req.headers.traceparent as string | undefined);
-      const response = signal.response.fromObject(outcome.rejected > 0
-        ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {});
-      const payload = format === 'json'
+      // A full success in protobuf is the empty Export*ServiceResponse: zero bytes, no protobufjs round.
+      const response = outcome.rejected > 0 || format === 'json' ? signal.response.fromObject(outcome.rejected > 0
+        ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {}) : undefined;
+      const payload = !response ? EMPTY : format === 'json'
         ? JSON.stringify(messageToOtlpJson(null, signal.response, response))
         : signal.response.encode(response).finish();
       receiverMetrics.requests.inc({ protocol: 'http', signal: signal.name, code: '200' });
