@@ -7,7 +7,7 @@
 // and a bundle spanning the rotation verifies offline.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -407,20 +407,27 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
 });
 
 describe('stella db migrate, help, unknown commands, package bin', () => {
-  it('keys rotate without a key yet exits 1; a second request while one is pending exits 1; YAML output', async () => {
+  it('keys rotate: no key yet exits 1; table lists each tenant's verifier key; a second request while one is pending exits 1; YAML', async () => {
     const fresh = mkdtempSync(path.join(os.tmpdir(), 'stella-cli-keys-'));
     const env = { STELLA_DATA_DIR: fresh };
     const none = await stella(['keys', 'rotate'], { env });
     expect([none.code, none.stdout]).toEqual([1, '']);
     expect(none.stderr).toMatch(/^stella: no signing key at .*evidence-signing-key\.pem yet/);
     await ensureDevSigningKey(fresh);
-    const first = await stella(['keys', 'rotate', '--output', 'yaml'], { env });
+    mkdirSync(path.join(fresh, 'evidence', 'logs', 'tenants', 'initech'), { recursive: true }); // a tenant with a log here
+    const first = await stella(['keys', 'rotate'], { env });
     expect(first.code).toBe(0);
-    expect(YAML.parse(first.stdout)).toMatchObject({ status: 'pending', pending_file: path.join(fresh, 'evidence-signing-key.pem.next'), keys: [] });
+    expect(first.stdout).toMatch(/^new signing key written to .*evidence-signing-key\.pem\.next \(mode 0600\)/);
+    expect(first.stdout).toMatch(/^ {2}initech: stella-telemetry\.example\/tenants\/initech\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/m);
     expect(statSync(path.join(fresh, 'evidence-signing-key.pem.next')).mode & 0o777).toBe(0o600);
-    const again = await stella(['keys', 'rotate'], { env });
+    const again = await stella(['keys', 'rotate', '--output', 'json'], { env });
     expect([again.code, again.stdout]).toEqual([1, '']);
     expect(again.stderr).toContain('a rotation is already pending');
+    rmSync(path.join(fresh, 'evidence-signing-key.pem.next'));
+    const yaml = await stella(['keys', 'rotate', '--output', 'yaml'], { env });
+    expect(yaml.code).toBe(0);
+    expect(YAML.parse(yaml.stdout)).toMatchObject({ status: 'pending', pending_file: path.join(fresh, 'evidence-signing-key.pem.next'),
+      keys: [{ tenant: 'initech', name: 'stella-telemetry.example/tenants/initech' }] });
     rmSync(fresh, { recursive: true, force: true });
   });
 
