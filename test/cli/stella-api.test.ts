@@ -407,7 +407,7 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
 });
 
 describe('stella db migrate, help, unknown commands, package bin', () => {
-  it('keys rotate: no key yet exits 1; table lists each tenant's verifier key; a second request while one is pending exits 1; YAML', async () => {
+  it('keys rotate: no key yet exits 1; table lists each tenant verifier key; a second request while one is pending exits 1; YAML', async () => {
     const fresh = mkdtempSync(path.join(os.tmpdir(), 'stella-cli-keys-'));
     const env = { STELLA_DATA_DIR: fresh };
     const none = await stella(['keys', 'rotate'], { env });
