@@ -193,8 +193,9 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   /** The key a tenant's log must be opened with: the pending key when the log is empty or already rotated to it. */
   const openingSigner = async (tenant: string): Promise<Signer> => {
     const p = await pollPendingKey();
-    if (p) {
-      const next = await nextSignerFor(p, tenant);
+    // A pending key that does not load (mode, format) must not stop intake: open with the current key.
+    const next = p ? await nextSignerFor(p, tenant).catch(() => undefined) : undefined;
+    if (next) {
       const reader = new LogReader(evidence, tenant);
       const size = (await reader.latest())?.checkpoint.size ?? 0;
       if (size === 0) return next;
@@ -493,6 +494,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
 
   /** While a key is pending: rotate each open tenant still on the old key; promote once every log holds the new one. */
   let rotating = false;
+  let lastRotationError: string | undefined;
   const rotationTick = async (): Promise<void> => {
     const p = await pollPendingKey();
     if (!p || dead) return;
@@ -523,7 +525,11 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (nextFile && !rotating && Date.now() - lastKeyPoll >= keyPollMs) {
       lastKeyPoll = Date.now();
       rotating = true;
-      rotationTick().catch((err: unknown) => log.error({ error_message: String(err) }, 'evidence key rotation failed; retried at the next tick'))
+      rotationTick().then(() => { lastRotationError = undefined; }, (err: unknown) => {
+        // Once per distinct problem (e.g. a pending key file with the wrong mode), not every tick.
+        if (String(err) !== lastRotationError) log.error({ error_message: String(err) }, 'evidence key rotation failed; retried at every tick');
+        lastRotationError = String(err);
+      })
         .finally(() => { rotating = false; });
     }
     for (const s of tenants.values()) {

@@ -3,7 +3,7 @@
 // promotes the key once every log holds it, and a runner started with a key pending rotates on
 // open. Old checkpoints verify with the old key only, new ones with the new key only, and a bundle
 // spanning the rotation verifies offline.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,5 +102,28 @@ describe('evidence key rotation (stella keys rotate)', () => {
     expect(verifyBundle(all, { trustedKeys: [old.acme.verifierKey] })).toMatchObject({ ok: true });
     await r2.stop();
     running.splice(running.indexOf(r2), 1);
+  });
+
+  it('a pending key that does not load (group-readable) does not stop intake; once fixed, the rotation happens', async () => {
+    const timeline = uniq('rot2_timeline');
+    const clean = uniq('rot2_spans');
+    await createTopics([timeline, clean], 2);
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
+    const { file: keyFile } = await ensureDevSigningKey(dataDir);
+    await writePendingKey(keyFile);
+    chmodSync(pendingKeyFile(keyFile), 0o644); // an operator's copy with the wrong mode
+    const store = tempStore();
+    const r = await start({ timeline, clean, root: store.root, group: uniq('evidence-rot2'), keyFile });
+    await produce(timeline, [0, 1, 2].map((i) => ({ tenant: 'acme', value: JSON.stringify(testEvent('acme', i)) })));
+    await waitFor('sealed with the current key', async () => (await sealedSize(store, 'acme')) === 3);
+    const old = await loadSigningKey(keyFile, defaultOrigin('acme'));
+    expect(verifyNote(await checkpointAt(store, 'acme', 3), [old]).ok).toBe(true);
+    expect(existsSync(pendingKeyFile(keyFile))).toBe(true); // still pending, not applied
+    chmodSync(pendingKeyFile(keyFile), 0o600);
+    const next = await loadSigningKey(pendingKeyFile(keyFile), defaultOrigin('acme'));
+    await waitFor('rotated and promoted', async () => (await sealedSize(store, 'acme')) === 4 && !existsSync(pendingKeyFile(keyFile)));
+    expect((await logEntries(store, 'acme'))[3]).toMatchObject({ type: KEY_ROTATION_TYPE, new_key: next.verifierKey });
+    await r.stop();
+    running.splice(running.indexOf(r), 1);
   });
 });
