@@ -9,15 +9,34 @@
 
 interface Entry<V> { bytes: Uint8Array; value: V }
 
-/** Set by hashBytes: whether the bytes it hashed were all ASCII. */
+/** Set by hashBytes: true when it read every byte and all were ASCII (false: not all ASCII, or not all read). */
 export let wasAscii = true;
+
+/** Values longer than this are hashed by their first and last SAMPLE bytes (and their length). */
+const SAMPLE = 32;
 
 /**
  * MurmurHash3 (x86, 32-bit) of buf[s, e), four bytes per step, reduced to 30 bits so Map keys stay
- * small integers; notes in `wasAscii` whether all bytes were ASCII.
+ * small integers. Long values are hashed by a sample (head, tail, length): a hit is confirmed by
+ * comparing all bytes anyway, so the hash only has to spread values, and the compare is the one
+ * full pass. Notes in `wasAscii` whether all bytes were read and were ASCII.
  */
 export function hashBytes(buf: Uint8Array, s: number, e: number): number {
-  let h = 0x9747b28c;
+  const n = e - s;
+  if (n > 2 * SAMPLE) {
+    const h = mix(mix(0x9747b28c ^ n, buf, s, s + SAMPLE), buf, e - SAMPLE, e);
+    wasAscii = false;
+    return finish(h, n);
+  }
+  const h = mix(0x9747b28c, buf, s, e);
+  wasAscii = (orAcc & 0x80808080) === 0;
+  return finish(h, n);
+}
+
+/** OR of the words `mix` read last (for the ASCII check). */
+let orAcc = 0;
+
+function mix(h: number, buf: Uint8Array, s: number, e: number): number {
   let or = 0;
   let i = s;
   for (const e4 = e - 3; i < e4; i += 4) {
@@ -34,14 +53,17 @@ export function hashBytes(buf: Uint8Array, s: number, e: number): number {
   or |= k;
   k = Math.imul(k, 0xcc9e2d51);
   k = (k << 15) | (k >>> 17);
-  h ^= Math.imul(k, 0x1b873593);
-  h ^= e - s;
+  orAcc = or;
+  return h ^ Math.imul(k, 0x1b873593);
+}
+
+function finish(h: number, n: number): number {
+  h ^= n;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  wasAscii = (or & 0x80808080) === 0;
   return h & 0x3fffffff;
 }
 
