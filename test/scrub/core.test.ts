@@ -216,3 +216,22 @@ describe('stella scrub (scrubJsonCommand)', () => {
     expect(() => scrubJsonCommand('{"resourceSpans": []}\nnot json')).toThrow(/line 2 is not JSON/);
   });
 });
+
+describe('clean-value byte cache', () => {
+  it('never lets a value through on a hash match alone: a secret sharing head, tail and length with a cached clean value is redacted', () => {
+    const policy = policyFor(parseScrubConfig({}), 'bytecache');
+    const head = 'GET /api/v1/orders/items?page=1 ', tail = ' sort=created_at&limit=50&x=y ok';
+    const clean = head + 'nothing to see here, really!' + tail;
+    const secret = head + 'mail alice@example.com now !' + tail;
+    expect(secret.length).toBe(clean.length);
+    const req = (v: string) => encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'op', attributes: [{ key: 'q', value: { stringValue: v } }] }] }] }] }));
+    const s = scrubberFor(policy, now);
+    for (let i = 0; i < 3; i++) expect(scrubRequest('traces', req(clean), policy, now).summary.total).toBe(0); // admitted on its second sighting
+    const cachedBefore = s.stats.cached;
+    expect(scrubRequest('traces', req(clean), policy, now).summary.total).toBe(0);
+    expect(s.stats.cached).toBe(cachedBefore + 1); // the clean value is answered by the cache...
+    const out = scrubRequest('traces', req(secret), policy, now);
+    expect(out.summary.rules).toEqual({ email: 1 }); // ...its look-alike is scanned
+    expect(decodeTraces(out.value).resourceSpans[0]!.scopeSpans[0]!.spans[0]!.attributes[0]!.value!.stringValue).toContain('[REDACTED:email]');
+  });
+});
