@@ -294,6 +294,14 @@ function int64Varint(n: number): Uint8Array {
 
 // ---- the walk
 
+/**
+ * Messages nested deeper than this below the request are refused, as protobufjs and protoc do
+ * (recursion limit 100): downstream decoders could not read such a record, and the walk's own
+ * recursion stays far from the stack limit. Depth 1 is the request itself.
+ */
+const MAX_DEPTH = 101;
+const tooDeep = (): WireError => new WireError('messages nested deeper than 100 levels');
+
 const MASKED_COUNT = 'redaction.masked.count';
 const MASKED_RULES = 'redaction.masked.rules';
 const MASKED_KEYS = 'redaction.masked.keys';
@@ -308,6 +316,9 @@ class Walk {
   items = 0;
   /** First redaction.masked.{count,rules,keys} attribute of the item being walked (stamp level only). */
   marks: Record<string, Mark> | null = null;
+
+  /** Current nesting (messages and value lists): bounded, so a deeply nested value cannot overflow the stack. */
+  private depth = 0;
 
   /** Tallies of finished items, reused (items nest: a metric holds data points). */
   private readonly spare: Tally[] = [];
@@ -330,6 +341,7 @@ class Walk {
   /** Walk a message body [start, end); returns its new body, or null when nothing changed. */
   message(start: number, end: number, plan: MsgPlan, outer: Tally | null): Piece | null {
     const buf = this.buf;
+    if (++this.depth > MAX_DEPTH) throw tooDeep();
     const tally = plan.item ? this.takeTally() : outer;
     if (plan.stampField) this.marks = null;
     let edits: Edit[] | null = null;
@@ -375,6 +387,7 @@ class Walk {
       if (tally!.count > 0) edits = this.close(tally!, plan.stampField, end, edits);
       this.spare.push(tally!);
     }
+    this.depth--;
     return edits === null ? null : splice(buf, start, end, edits);
   }
 
@@ -475,6 +488,13 @@ class Walk {
    * an item that gets summary attributes (existing redaction.masked.* attributes are noted).
    */
   private keyValue(fs: number, s: number, e: number, tally: Tally, sensitive: boolean, stamp: boolean): Piece | null {
+    if (++this.depth > MAX_DEPTH) throw tooDeep();
+    const out = this.keyValueBody(fs, s, e, tally, sensitive, stamp);
+    this.depth--;
+    return out;
+  }
+
+  private keyValueBody(fs: number, s: number, e: number, tally: Tally, sensitive: boolean, stamp: boolean): Piece | null {
     const buf = this.buf;
     let keyS = -1, keyE = -1, valS = -1, valE = -1, valFs = -1, values = 0;
     let pos = s;
@@ -539,6 +559,13 @@ class Walk {
    * order, as the decoded message would be read) is scrubbed; numbers, booleans and bytes stay.
    */
   private anyValue(s: number, e: number, tally: Tally, key: string | undefined): Piece | null {
+    if (++this.depth > MAX_DEPTH) throw tooDeep();
+    const out = this.anyValueBody(s, e, tally, key);
+    this.depth--;
+    return out;
+  }
+
+  private anyValueBody(s: number, e: number, tally: Tally, key: string | undefined): Piece | null {
     // Fast path, the common shape: an AnyValue holding just a string_value.
     if (e - s >= 2 && this.buf[s] === 0x0a) {
       at = s + 1; const len = readVarint32(this.buf, e);
@@ -562,6 +589,13 @@ class Walk {
    * empty values stay. Outputs of the scrubber (placeholders, pseudonyms) are left as they are.
    */
   private sensitiveValue(s: number, e: number, tally: Tally, key: string): Piece | null {
+    if (++this.depth > MAX_DEPTH) throw tooDeep();
+    const out = this.sensitiveValueBody(s, e, tally, key);
+    this.depth--;
+    return out;
+  }
+
+  private sensitiveValueBody(s: number, e: number, tally: Tally, key: string): Piece | null {
     const kind = this.anyKind(s, e);
     if (kind === 1) {
       return this.anyFields(s, e, 1, (vs, ve) => {
@@ -627,6 +661,7 @@ class Walk {
   /** An ArrayValue or KeyValueList [s, e): `fn` on each element (field 1); unknown fields checked and kept. */
   private list(s: number, e: number, fn: (is: number, ie: number, fs: number) => Piece | null): Piece | null {
     const buf = this.buf;
+    if (++this.depth > MAX_DEPTH) throw tooDeep();
     let edits: Edit[] | null = null;
     let pos = s;
     while (pos < e) {
@@ -643,6 +678,7 @@ class Walk {
       if (out !== null) (edits ??= []).push({ s: fs, e: next, field: 1, body: out });
       pos = next;
     }
+    this.depth--;
     return edits === null ? null : splice(buf, s, e, edits);
   }
 }

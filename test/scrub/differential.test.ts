@@ -172,3 +172,42 @@ describe('malformed bytes', () => {
     expect(() => scrubRequest('logs', Buffer.from([0x0b]), policy, now)).toThrow(/wire type|truncated/);
   });
 });
+
+describe('deep nesting', () => {
+  /** A traces request whose one span attribute is a kvlist nested `depth` levels around `leaf`. */
+  function nested(depth: number, leaf: string): Buffer {
+    const ld = (field: number, body: Buffer) => {
+      const len: number[] = [];
+      let n = body.length;
+      while (n >= 0x80) { len.push((n & 0x7f) | 0x80); n >>>= 7; }
+      len.push(n);
+      return Buffer.concat([Buffer.from([(field << 3) | 2, ...len]), body]);
+    };
+    let any = ld(1, Buffer.from(leaf)); // AnyValue { string_value }
+    for (let i = 0; i < depth; i++) any = ld(6, ld(1, Buffer.concat([ld(1, Buffer.from('k')), ld(2, any)]))); // AnyValue { kvlist { KeyValue } }
+    const span = Buffer.concat([ld(5, Buffer.from('op')), ld(9, Buffer.concat([ld(1, Buffer.from('deep')), ld(2, any)]))]);
+    return ld(1, ld(2, ld(2, span)));
+  }
+
+  it('scrubs a value nested 30 kvlists deep like the oracle', () => {
+    const { summary } = checkAgainstOracle('traces', nested(30, 'mail alice@example.com'), policyFor(config, 'default'), now);
+    expect(summary.rules).toEqual({ email: 1 });
+  });
+
+  it('refuses exactly what protobufjs refuses: more than 100 nested messages', () => {
+    // 3 messages per kvlist level (AnyValue, KeyValueList, KeyValue) + 6 around it: 31 levels = 99 fit, 32 = 102 do not.
+    for (const depth of [31, 32, 33]) {
+      const bytes = nested(depth, 'x');
+      let decoded = true;
+      try { signals.traces.request.decode(bytes); } catch { decoded = false; }
+      const wire = (() => { try { scrubRequest('traces', bytes, policyFor(config, 'default'), now); return true; } catch (e) { if (!(e instanceof WireError)) throw e; return false; } })();
+      expect(wire, `depth ${depth}`).toBe(decoded);
+    }
+    expect(() => signals.traces.request.decode(nested(31, 'x'))).not.toThrow();
+    expect(() => signals.traces.request.decode(nested(32, 'x'))).toThrow(/nesting depth/);
+  });
+
+  it('refuses a value nested 5 000 levels with a WireError, not a stack overflow', () => {
+    expect(() => scrubRequest('traces', nested(5000, 'x'), policyFor(config, 'default'), now)).toThrow(/nested deeper than 100 levels/);
+  });
+});
