@@ -15,11 +15,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { startBroker, freePort } from '../lib/kafka/broker.ts';
+import { buildConfig } from '../lib/config.ts';
+import { flushTracing, startRequestTrace, startTracing, stopTracing } from '../lib/tracing.ts';
 import { signals, types } from '../lib/otlp/proto.ts';
 import { sha256Hex } from '../lib/tenancy.ts';
 import { prepareExport } from '../receiver/ingest.ts';
@@ -146,39 +150,68 @@ async function openLoop(send: Sender, seconds: number, ratePerSec: number) {
   return { ok, failed, lat };
 }
 
-// Self-tracing overhead: the same gRPC load alternately against the receiver above (tracing off) and
-// a second receiver process with tracing on (exporting to itself under the system tenant, so the
-// CPU of creating, exporting and taking in its own spans is all counted). Alternating rounds see the
-// same neighbours; each round's CPU is read after the traced receiver exported that round's spans.
-async function tracingOverhead(brokers: string, dir: string, body: Buffer, offPid: number, offGrpcPort: number): Promise<void> {
-  const rounds = Number(process.env.BENCH_TRACING_ROUNDS ?? 4);
+// Self-tracing overhead. In-process first: what one traced request adds (its receive + send spans,
+// their batch export over OTLP/HTTP protobuf, and taking that export in again through the receiver
+// core as the system tenant's request), per span of a 100-span request. Then end to end: one
+// receiver process (bench/tracing-receiver.ts, wired as `stella run --only receiver` with tracing to
+// itself) under the same gRPC load at a fixed request rate (open loop: the same work in both; a closed
+// loop's CPU per span moves with the throughput it reaches), tracing switched off and on in
+// alternating rounds, so both see the same JIT state, connections and neighbours (two processes
+// differ by ±20% on a busy box). A round's CPU is read after its spans were exported and taken in.
+async function tracingOverhead(brokers: string, body: Buffer): Promise<void> {
+  const rounds = Number(process.env.BENCH_TRACING_ROUNDS ?? 8);
   if (!(rounds > 0)) return;
-  const seconds = Number(process.env.BENCH_TRACING_SECONDS ?? 4);
+  const seconds = Number(process.env.BENCH_TRACING_SECONDS ?? 5);
   const ratio = process.env.BENCH_TRACING_RATIO ?? '1';
-  const onDir = path.join(dir, 'traced');
-  mkdirSync(onDir, { recursive: true });
-  const on = await startReceiverProcess(brokers, onDir, { STELLA_TRACING_ENABLED: 'true', STELLA_TRACING_SAMPLE_RATIO: ratio });
-  const run = { off: { pid: offPid, s: grpcSender(offGrpcPort, body) }, on: { pid: on.child.pid!, s: grpcSender(on.grpcPort, body) } };
+  const rps = Number(process.env.BENCH_TRACING_RPS ?? 100);
+  const sink = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d)).on('end', () => {
+      prepareExport(signals.traces, Buffer.concat(parts), 'stella-system', { maxRecordBytes: 1_000_000, maxAttributeValueBytes: 65536 });
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  const tcfg = buildConfig({ tracing: { enabled: true, sampleRatio: Number(ratio) } }, {}).tracing;
+  await startTracing(tcfg, { url: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/v1/traces`, headers: {} });
+  const traceOnce = () => { const rt = startRequestTrace('traces', 'acme', undefined)!; rt.startSend('otlp_spans', 1); rt.endSend(); rt.end(100, 0); };
+  for (let i = 0; i < 2000; i++) { traceOnce(); if (i % 500 === 499) await flushTracing(); }
+  const N = 20_000;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) { traceOnce(); if (i % 500 === 499) await flushTracing(); } // stays under the queue bound
+  await flushTracing();
+  const c = process.cpuUsage(c0);
+  await stopTracing();
+  sink.close();
+  process.stdout.write(`\nself-tracing, in-process: ${((c.user + c.system) / N).toFixed(1)} CPU-µs per traced request = ${((c.user + c.system) / (N * 100)).toFixed(3)} CPU-µs per span of a 100-span request\n`);
+
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/tracing-receiver.ts'), brokers, TOKEN, ratio],
+    { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, STELLA_LOG_LEVEL: 'warn' } });
+  const next = () => new Promise<{ grpcPort?: number }>((resolve) => child.once('message', (m) => resolve(m as { grpcPort?: number })));
+  const ask = (m: object) => { const answer = next(); child.send(m); return answer; };
+  const { grpcPort } = await Promise.race([next(), new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`tracing receiver exited with ${code}`))))]);
+  const s = grpcSender(grpcPort!, body);
   const us = { off: [] as number[], on: [] as number[] };
   try {
-    await closedLoop(run.on.s.send, 2, CONCURRENCY); // warm-up of the traced receiver
+    await ask({ tracing: true });
+    await closedLoop(s.send, 8, CONCURRENCY); // warm-up (JIT) with tracing on, so both paths are compiled
     for (let i = 0; i < rounds; i++) {
       const order: ('off' | 'on')[] = i % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
       for (const k of order) {
-        const cpu0 = cpuSeconds(run[k].pid);
-        const r = await closedLoop(run[k].s.send, seconds, CONCURRENCY);
-        await new Promise((res) => setTimeout(res, 1500)); // the batch span processor exports every second
-        us[k].push(((cpuSeconds(run[k].pid) - cpu0) * 1e6) / (r.ok * 100));
+        await ask({ tracing: k === 'on' });
+        const cpu0 = cpuSeconds(child.pid!);
+        const r = await openLoop(s.send, seconds, rps);
+        await ask({ flush: true });
+        us[k].push(((cpuSeconds(child.pid!) - cpu0) * 1e6) / (r.ok * 100));
       }
     }
   } finally {
-    run.off.s.close();
-    run.on.s.close();
-    on.child.kill('SIGTERM');
-    await new Promise((r) => on.child.once('exit', r));
+    s.close();
+    child.send({ stop: true });
+    await new Promise((r) => child.once('exit', r));
   }
   const ratios = us.on.map((v, i) => v / us.off[i]!);
-  process.stdout.write(`\nself-tracing overhead (gRPC, ${CONCURRENCY} clients, ${rounds} alternating rounds of ${seconds}s, sample ratio ${ratio}), receiver CPU-µs/span:\n\n| round | tracing off | tracing on | on/off |\n|---|---|---|---|\n`);
+  process.stdout.write(`\nself-tracing overhead (one receiver process, gRPC at ${rps} req/s, ${rounds} alternating rounds of ${seconds}s, sample ratio ${ratio}), receiver CPU-µs/span:\n\n| round | tracing off | tracing on | on/off |\n|---|---|---|---|\n`);
   ratios.forEach((q, i) => process.stdout.write(`| ${i + 1} | ${us.off[i]!.toFixed(2)} | ${us.on[i]!.toFixed(2)} | ${q.toFixed(3)} |\n`));
   process.stdout.write(`| median | ${pct(us.off, 50).toFixed(2)} | ${pct(us.on, 50).toFixed(2)} | **${pct(ratios, 50).toFixed(3)}** |\n`);
 }
@@ -285,7 +318,7 @@ async function main(): Promise<void> {
     await open('OTLP/gRPC at a fixed rate', g.send, fixed);
     await open('OTLP/HTTP protobuf at a fixed rate', h.send, fixed);
     const peakRssUp = rssMb(pid, 'VmHWM');
-    await tracingOverhead(broker.brokers, dir, body, pid, grpcPort);
+    await tracingOverhead(broker.brokers, body);
 
     await broker.stop();
     let maxRssDown = 0;
