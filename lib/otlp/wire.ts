@@ -158,6 +158,8 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
       if (fr) {
         switch (fr.kind) {
           case Kind.Message:
+            // Attributes are most of every item: a KeyValue of the usual shape is checked inline.
+            if (fr.type === keyValueRule && walkKeyValue(buf, pos, next, st, inAttr)) break;
             walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true);
             break;
           case Kind.String:
@@ -183,6 +185,64 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
     else throw new WireError(`unsupported wire type ${wt} in ${rule.name}`);
     if (pos > end) throw new WireError(`truncated field ${field} of ${rule.name}`);
   }
+}
+
+const keyValueRule = ruleFor(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValue'));
+
+/**
+ * The common KeyValue inline: key (1, string) and value (2, AnyValue) holding a string (1), bool (2),
+ * int (3), double (4) or bytes (7) value, one-byte lengths, fields in any order. Anything else
+ * (nested arrays/kvlists, unknown fields, long varints, invalid UTF-8) returns false before any
+ * effect but flags a valid walk would set too, and the caller walks the KeyValue generically, which
+ * accepts or refuses it exactly as before.
+ */
+function walkKeyValue(buf: Uint8Array, pos: number, end: number, st: WalkState, inAttr: boolean): boolean {
+  while (pos < end) {
+    const tag = buf[pos]!;
+    if (tag !== 0x0a && tag !== 0x12) return false;
+    if (pos + 1 >= end) return false;
+    const len = buf[pos + 1]!;
+    if (len >= 0x80) return false;
+    const start = pos + 2;
+    const next = start + len;
+    if (next > end) return false;
+    if (tag === 0x0a) { // key
+      if (len > 0 && !validUtf8(buf, start, next)) return false;
+      if (inAttr && len > st.maxAttrBytes) st.oversizedAttr = true;
+    } else if (!walkAnyValue(buf, start, next, st)) {
+      return false;
+    }
+    pos = next;
+  }
+  return true;
+}
+
+/** AnyValue of a scalar kind, under an attribute (its size counts); false = walk it generically. */
+function walkAnyValue(buf: Uint8Array, pos: number, end: number, st: WalkState): boolean {
+  while (pos < end) {
+    const tag = buf[pos++]!;
+    if (tag === 0x0a || tag === 0x3a) { // string_value, bytes_value
+      if (pos >= end) return false;
+      const len = buf[pos++]!;
+      if (len >= 0x80) return false;
+      const next = pos + len;
+      if (next > end) return false;
+      if (tag === 0x0a && len > 0 && !validUtf8(buf, pos, next)) return false;
+      if (len > st.maxAttrBytes) st.oversizedAttr = true;
+      pos = next;
+    } else if (tag === 0x10 || tag === 0x18) { // bool_value, int_value
+      let i = 0;
+      while (pos < end && buf[pos]! >= 0x80 && i < 9) { pos++; i++; }
+      if (pos >= end || buf[pos]! >= 0x80) return false;
+      pos++;
+    } else if (tag === 0x21) { // double_value
+      pos += 8;
+      if (pos > end) return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
 }
 
 // ---- request structure
