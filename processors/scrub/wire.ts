@@ -320,6 +320,14 @@ class Walk {
   /** Current nesting (messages and value lists): bounded, so a deeply nested value cannot overflow the stack. */
   private depth = 0;
 
+  /**
+   * The keys of the previous item's attributes by position (byte range in this request, verdicts):
+   * spans of one instrumentation carry the same keys in the same order, so a key usually equals the
+   * one at its position in the previous span, which costs a byte compare instead of a hash lookup.
+   */
+  private readonly memo: { s: number; e: number; info: KeyInfo }[] = [];
+  private ordinal = 0;
+
   /** Tallies of finished items, reused (items nest: a metric holds data points). */
   private readonly spare: Tally[] = [];
 
@@ -343,7 +351,7 @@ class Walk {
     const buf = this.buf;
     if (++this.depth > MAX_DEPTH) throw tooDeep();
     const tally = plan.item ? this.takeTally() : outer;
-    if (plan.stampField) this.marks = null;
+    if (plan.stampField) { this.marks = null; this.ordinal = 0; }
     let edits: Edit[] | null = null;
     const fields = plan.fields;
     let pos = start;
@@ -466,6 +474,23 @@ class Walk {
     return Buffer.from(out, 'utf8');
   }
 
+  /** keyInfo for the next attribute of a stamped item, through the positional memo. */
+  private memoKeyInfo(s: number, e: number): KeyInfo {
+    const buf = this.buf;
+    const m = this.memo[this.ordinal];
+    if (m !== undefined && m.e - m.s === e - s) {
+      let i = 0;
+      const n = e - s;
+      while (i < n && buf[m.s + i] === buf[s + i]) i++;
+      if (i === n) { this.ordinal++; return m.info; }
+    }
+    const info = this.keyInfo(s, e);
+    if (m !== undefined) { m.s = s; m.e = e; m.info = info; }
+    else if (this.ordinal === this.memo.length && this.ordinal < 256) this.memo.push({ s, e, info });
+    this.ordinal++;
+    return info;
+  }
+
   /** What the scrubber says about the attribute key at [s, e) (s < 0: no key), by its bytes. */
   private keyInfo(s: number, e: number): KeyInfo {
     const sc = this.scrubber;
@@ -517,7 +542,7 @@ class Walk {
     }
     if (values === 0) { if (keyS >= 0) checkUtf8(buf, keyS, keyE); return null; }
     // A key repeated on the wire: the last one is the key (protobuf semantics).
-    const info = this.keyInfo(keyS, keyE);
+    const info = stamp && keyS >= 0 ? this.memoKeyInfo(keyS, keyE) : this.keyInfo(keyS, keyE);
     const key = info.key;
     if (!sensitive && info.redaction) {
       this.eachValue(s, e, (vs, ve) => { this.message(vs, ve, anyValueCheck, null); });
