@@ -90,7 +90,7 @@ const variants: Record<string, Work> = {
   'runner per-record work (`scrubRecord`: + content-sha256 check and recompute, headers)': (p) => {
     p.bufs.forEach((b, i) => scrubRecord('traces', { key: 'acme', value: b, headers: { 'content-sha256': p.digests[i]! } }, config, now));
   },
-  'wire scrub, clean-string cache off': (p) => { for (const b of p.bufs) scrubRequest('traces', b, policy, now, { scrubber: uncached }); },
+  'wire scrub, clean-value cache off': (p) => { for (const b of p.bufs) scrubRequest('traces', b, policy, now, { scrubber: uncached }); },
 };
 
 const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
@@ -135,7 +135,7 @@ const row = (k: string) => `| ${k} | ${Math.round(median(results[k]!)).toLocaleS
 const lines = [
   `Machine: ${os.cpus().length} cores (${cpu}), Node ${process.version}, shared with other work (throughput per CPU-second of the single-threaded process).`,
   `Mix: fresh requests of ${SPANS_PER_REQUEST} HTTP server spans, 20 attributes each (3 unique per span: path with id, pod name, request id), ${(piiSpans / (POOL * SPANS_PER_REQUEST) * 100).toFixed(0)}% of spans carrying PII (sample: ${JSON.stringify(ruleHits)}).`,
-  `Medians of ${RUNS} runs x ${SECONDS} CPU-s per variant, variants interleaved. Clean-string cache answered ${(hitShare * 100).toFixed(0)}% of string scans.`,
+  `Medians of ${RUNS} runs x ${SECONDS} CPU-s per variant, variants interleaved. Clean-value cache answered ${(hitShare * 100).toFixed(0)}% of value scans.`,
   '',
   '| variant | spans/s per core (median) | time vs decode+encode |',
   '|---|---:|---:|',
