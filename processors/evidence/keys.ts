@@ -135,6 +135,9 @@ export async function writePendingKey(keyFile: string): Promise<{ file: string; 
 
 /** Make the pending key the current one, keeping the old file as `<keyFile>.retired-<stamp>`. */
 export async function promotePendingKey(keyFile: string, now: Date = new Date()): Promise<string> {
+  // Never promote a key that would not load (wrong mode, not a key): with no log to rotate yet,
+  // nothing else has tried it, and after the rename it would stop every later start.
+  await loadSigningKey(pendingKeyFile(keyFile), 'stella-key-check');
   const retired = `${keyFile}.retired-${now.toISOString().replace(/[-:]/g, '')}`;
   await fsp.link(keyFile, retired).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
   await fsp.rename(pendingKeyFile(keyFile), keyFile);

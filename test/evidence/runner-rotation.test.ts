@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildBundle, verifyBundle } from '../../processors/evidence/bundle.ts';
 import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
-import { KEY_ROTATION_TYPE, loadSigningKey, pendingKeyFile, writePendingKey, KeyRotationPendingError } from '../../processors/evidence/keys.ts';
+import { KEY_ROTATION_TYPE, loadSigningKey, pendingKeyFile, promotePendingKey, writePendingKey, KeyRotationPendingError } from '../../processors/evidence/keys.ts';
 import { defaultOrigin } from '../../processors/evidence/layout.ts';
 import { verifyNote } from '../../processors/evidence/note.ts';
 import { LogReader } from '../../processors/evidence/reader.ts';
@@ -102,6 +102,21 @@ describe('evidence key rotation (stella keys rotate)', () => {
     expect(verifyBundle(all, { trustedKeys: [old.acme.verifierKey] })).toMatchObject({ ok: true });
     await r2.stop();
     running.splice(running.indexOf(r2), 1);
+  });
+
+  it('a pending key that does not load is never promoted, even with no log to rotate (empty store)', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
+    const { file: keyFile } = await ensureDevSigningKey(dataDir);
+    const before = readFileSync(keyFile);
+    await writePendingKey(keyFile);
+    chmodSync(pendingKeyFile(keyFile), 0o644);
+    await expect(promotePendingKey(keyFile)).rejects.toThrow(/mode 0644/);
+    expect(readFileSync(keyFile).equals(before)).toBe(true); // the current key is kept
+    expect(existsSync(pendingKeyFile(keyFile))).toBe(true);
+    chmodSync(pendingKeyFile(keyFile), 0o600);
+    await promotePendingKey(keyFile);
+    expect(readFileSync(keyFile).equals(before)).toBe(false);
+    expect((statSync(keyFile).mode & 0o077)).toBe(0);
   });
 
   it('a pending key that does not load (group-readable) does not stop intake; once fixed, the rotation happens', async () => {
