@@ -82,12 +82,20 @@ export interface RunningBroker {
 
 interface BrokerIdentity { clusterId: string; port: number; controllerPort: number }
 
+/** A KRaft cluster id: 16 random bytes in URL-safe base64 without padding. One that starts with
+ * '-' is drawn again: kafka-storage would read it as an option. */
+export function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
 async function identity(dataDir: string): Promise<BrokerIdentity> {
   const file = path.join(dataDir, 'identity.json');
   if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as BrokerIdentity;
   const id: BrokerIdentity = {
-    // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
-    clusterId: randomBytes(16).toString('base64url'),
+    clusterId: newClusterId(),
     port: await freePort(),
     controllerPort: await freePort(),
   };

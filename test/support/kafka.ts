@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { Kafka, logLevel, type IHeaders, type KafkaMessage } from 'kafkajs';
+import { ensureTopics } from '../../lib/kafka/client.ts';
 
 export const brokers = (): string => inject('kafkaBrokers');
 export const uniq = (prefix: string): string => `${prefix}_${randomBytes(4).toString('hex')}`;
@@ -10,11 +11,9 @@ export function testKafka(clientId = 'stella-test'): Kafka {
   return new Kafka({ clientId, brokers: [brokers()], logLevel: logLevel.NOTHING });
 }
 
+/** Through the pipeline's own ensureTopics, which copes with kafkajs' leader-wait race. */
 export async function createTopics(topics: string[], numPartitions = 3): Promise<void> {
-  const admin = testKafka().admin();
-  await admin.connect();
-  await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions, replicationFactor: 1 })), waitForLeaders: true });
-  await admin.disconnect();
+  await ensureTopics(testKafka(), topics.map((name) => ({ name, partitions: numPartitions, replicationFactor: 1 })));
 }
 
 export interface ReadRecord { topic: string; partition: number; offset: string; key: string | null; value: Buffer; headers: Record<string, string> }
