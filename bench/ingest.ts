@@ -162,7 +162,7 @@ async function tracingOverhead(brokers: string, body: Buffer): Promise<void> {
   const rounds = Number(process.env.BENCH_TRACING_ROUNDS ?? 8);
   if (!(rounds > 0)) return;
   const seconds = Number(process.env.BENCH_TRACING_SECONDS ?? 5);
-  const ratio = process.env.BENCH_TRACING_RATIO ?? '1';
+  const ratio = process.env.BENCH_TRACING_RATIO ?? '0.1';
   const rps = Number(process.env.BENCH_TRACING_RPS ?? 100);
   const sink = createServer((req, res) => {
     const parts: Buffer[] = [];

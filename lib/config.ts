@@ -92,7 +92,7 @@ export function defaultConfig(): StellaConfig {
     api: { host: '127.0.0.1', port: 8080 },
     clickhouse: { url: null },
     tracing: {
-      enabled: false, endpoint: 'self', headers: {}, token: null, sampleRatio: 1, serviceName: 'stella-telemetry',
+      enabled: false, endpoint: 'self', headers: {}, token: null, sampleRatio: 0.1, serviceName: 'stella-telemetry',
       systemTenant: 'stella-system', maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 1000,
     },
     tenants: [],

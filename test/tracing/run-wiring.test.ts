@@ -92,7 +92,7 @@ it('tracing on, endpoint "self": the receiver\'s spans come back through it unde
   const pipeline = await runPipeline(cfg, new Set(['receiver'] as const), (l) => lines.push(l));
   try {
     expect(tracingEnabled()).toBe(true);
-    expect(lines).toContain('Self-tracing: to this receiver under tenant "stella-system" (sample ratio 1)');
+    expect(lines).toContain('Self-tracing: to this receiver under tenant "stella-system" (sample ratio 0.1)');
     expect(lines.join('\n')).not.toMatch(/stella_self_/); // the per-process token is never printed
     const traceId = randomBytes(16).toString('hex');
     const callerSpan = randomBytes(8).toString('hex');
@@ -121,7 +121,7 @@ it('tracing on, endpoint "self": the receiver\'s spans come back through it unde
 it('the tracing section is validated and read from the environment', () => {
   const env = { KAFKA_BROKERS: brokers() };
   const d = buildConfig({}, env).tracing;
-  expect(d).toMatchObject({ enabled: false, endpoint: 'self', sampleRatio: 1, systemTenant: 'stella-system', token: null });
+  expect(d).toMatchObject({ enabled: false, endpoint: 'self', sampleRatio: 0.1, systemTenant: 'stella-system', token: null });
   const fromEnv = buildConfig({ tracing: { endpoint: 'https://file.example/v1/traces' } }, { ...env, STELLA_TRACING_ENABLED: 'true',
     OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/', STELLA_TRACING_SAMPLE_RATIO: '0.25', STELLA_TRACING_TOKEN: 'tok', OTEL_SERVICE_NAME: 'stella-eu1' }).tracing;
   expect(fromEnv).toMatchObject({ enabled: true, endpoint: 'http://collector:4318/v1/traces', sampleRatio: 0.25, token: 'tok', serviceName: 'stella-eu1' });
