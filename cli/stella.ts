@@ -1,4 +1,4 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env -S node --import tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
