@@ -461,10 +461,11 @@ describe('stella db migrate, help, unknown commands, package bin', () => {
     expect(sub.stderr).toMatch(/^stella: unknown option --force for "stella keys rotate"/);
   });
 
-  it('package.json "bin" names cli/stella.ts, a file with a tsx shebang', () => {
+  it('package.json "bin" names cli/stella.ts, an executable file that runs tsx in-process', () => {
     const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
     const target = path.join(root, pkg.bin.stella!);
     expect(existsSync(target)).toBe(true);
-    expect(readFileSync(target, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S npx tsx');
+    expect(readFileSync(target, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --import tsx');
+    expect(statSync(target).mode & 0o111).not.toBe(0);
   });
 });
