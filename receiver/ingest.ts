@@ -1,7 +1,7 @@
 // The receiver's pure core: one Export request body in, the Kafka record values out (validated,
 // tenant-stamped, split under the record limit) plus what was refused and why. No I/O.
 import type { Signal } from '../lib/otlp/proto.ts';
-import { parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type ParsedRequest, type RejectReason } from '../lib/otlp/wire.ts';
+import { parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type ParsedRequest, type RecordAlloc, type RejectReason } from '../lib/otlp/wire.ts';
 import { keepLog, keepSpan } from './sampling.ts';
 
 export type IngestErrorKind = 'unauthenticated' | 'forbidden' | 'invalid' | 'too_large' | 'unsupported_media_type' | 'unavailable';
@@ -63,8 +63,9 @@ export function applySampling(signal: Signal, parsed: ParsedRequest, threshold: 
   return dropped;
 }
 
-/** `sampleThreshold`: keep threshold from HeadSampler.thresholdFor (undefined = keep everything). */
-export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, limits: IngestLimits, sampleThreshold?: number): PreparedExport {
+/** `sampleThreshold`: keep threshold from HeadSampler.thresholdFor (undefined = keep everything);
+ * `alloc`: where the record values are written (the ingestor's slab pool; default fresh Buffers). */
+export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, limits: IngestLimits, sampleThreshold?: number, alloc?: RecordAlloc): PreparedExport {
   let parsed;
   try {
     parsed = parseExportRequest(signal, body, tenant, limits);
@@ -74,7 +75,7 @@ export function prepareExport(signal: Signal, body: Uint8Array, tenant: string, 
     throw err;
   }
   const sampledOut = sampleThreshold === undefined ? 0 : applySampling(signal, parsed, sampleThreshold);
-  const split = splitIntoRecords(parsed, limits.maxRecordBytes);
+  const split = splitIntoRecords(parsed, limits.maxRecordBytes, alloc);
   const rejectedBy = new Map(parsed.rejected);
   if (split.tooLarge > 0) rejectedBy.set('item_too_large', split.tooLarge);
   let rejected = 0;

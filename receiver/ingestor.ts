@@ -10,6 +10,7 @@ import type { Signal } from '../lib/otlp/proto.ts';
 import type { Principal } from '../lib/tenancy.ts';
 import { IngestError, prepareExport, type IngestLimits } from './ingest.ts';
 import { headSampler, type HeadSampler } from './sampling.ts';
+import { SlabPool, type Lease } from './slab.ts';
 
 export interface IngestorOptions extends IngestLimits {
   maxInflightBytes: number;
@@ -52,6 +53,8 @@ export function childTraceparent(incoming: string | undefined): string {
 
 export class Ingestor {
   private inflight = 0;
+  /** Record values live in reused slabs until Kafka settled them (receiver/slab.ts). */
+  private readonly pool = new SlabPool();
 
   constructor(
     private readonly producer: BatchingProducer,
@@ -62,6 +65,8 @@ export class Ingestor {
 
   get inflightBytes(): number { return this.inflight; }
 
+  /** Reads `body` only before it returns its promise (the records are copies): callers may reuse
+   * the body's memory as soon as export() returned (receiver/http.ts does). */
   async export(signal: Signal, body: Uint8Array, principal: Principal, traceparent?: string): Promise<ExportOutcome> {
     // Self-tracing (lib/tracing.ts): a `receive` span, child of the caller's traceparent, around it all.
     const rt = startRequestTrace(signal.name, principal.tenantId, traceparent);
@@ -77,10 +82,23 @@ export class Ingestor {
   }
 
   private async exportWith(signal: Signal, body: Uint8Array, principal: Principal, traceparent: string | undefined, rt: RequestTrace | undefined): Promise<ExportOutcome> {
+    const lease = this.pool.lease();
+    let handedOff = false;
+    try {
+      const out = await this.produceExport(signal, body, principal, traceparent, rt, lease, () => { handedOff = true; });
+      return out;
+    } finally {
+      // Values that never reached the producer go back at once; the others when Kafka settled them.
+      if (!handedOff) this.pool.release(lease);
+    }
+  }
+
+  private async produceExport(signal: Signal, body: Uint8Array, principal: Principal, traceparent: string | undefined, rt: RequestTrace | undefined,
+    lease: Lease, handOff: () => void): Promise<ExportOutcome> {
     const tenant = principal.tenantId;
     let prepared;
     try {
-      prepared = prepareExport(signal, body, tenant, this.opts, (this.opts.sampler ?? headSampler).thresholdFor(tenant));
+      prepared = prepareExport(signal, body, tenant, this.opts, (this.opts.sampler ?? headSampler).thresholdFor(tenant), (n) => this.pool.alloc(n, lease));
     } catch (err) {
       if (err instanceof IngestError) receiverMetrics.refusedRequests.inc({ signal: signal.name, tenant, reason: err.reason });
       throw err;
@@ -116,7 +134,9 @@ export class Ingestor {
     const produced = this.producer.send(topic, messages).finally(() => {
       this.inflight -= bytes;
       receiverMetrics.inflightBytes.set(this.inflight);
+      this.pool.release(lease);
     });
+    handOff();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.opts.produceTimeoutMs); });
     let result: 'timeout' | undefined;

@@ -523,10 +523,14 @@ function writeResource(out: Uint8Array, pos: number, r: ResourceGroup): number {
   return pos;
 }
 
-function encodeRequest(resources: ResourceGroup[]): Buffer {
+/** Where record values are written; by default each gets a fresh Buffer (see receiver/slab.ts). */
+export type RecordAlloc = (size: number) => Buffer;
+const freshBuffer: RecordAlloc = (size) => Buffer.allocUnsafe(size);
+
+function encodeRequest(resources: ResourceGroup[], alloc: RecordAlloc): Buffer {
   let size = 0;
   for (const r of resources) size += framedSize(resourceBodySize(r));
-  const out = Buffer.allocUnsafe(size);
+  const out = alloc(size);
   let pos = 0;
   for (const r of resources) pos = writeResource(out, pos, r);
   return out;
@@ -543,13 +547,13 @@ export interface SplitResult {
  * Encode the parsed request as Export requests of at most `maxBytes` each, splitting along resource,
  * then scope, then item boundaries. Each record is a valid Export request on its own.
  */
-export function splitIntoRecords(parsed: ParsedRequest, maxBytes: number): SplitResult {
+export function splitIntoRecords(parsed: ParsedRequest, maxBytes: number, alloc: RecordAlloc = freshBuffer): SplitResult {
   const records: Buffer[] = [];
   let cur: ResourceGroup[] = [];
   let curSize = 0;
   let tooLarge = 0;
   let accepted = 0;
-  const flush = () => { if (cur.length) { records.push(encodeRequest(cur)); cur = []; curSize = 0; } };
+  const flush = () => { if (cur.length) { records.push(encodeRequest(cur, alloc)); cur = []; curSize = 0; } };
   const add = (r: ResourceGroup, size: number) => {
     if (curSize + size > maxBytes) flush();
     cur.push(r);
