@@ -11,6 +11,7 @@ import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
 import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
+import { SlabPool, type Lease } from './slab.ts';
 import { grpcStatusOf, httpStatusOf } from './status.ts';
 
 type Format = 'protobuf' | 'json';
@@ -43,17 +44,28 @@ function statusBody(format: Format, code: number, message: string): Uint8Array |
 
 class BodyTooLarge extends Error {}
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+// Request bodies with a Content-Length are read into reused slabs (receiver/slab.ts): they are
+// garbage as soon as the ingestor has read them, and a fresh ~70 KB Buffer per request was external
+// memory that pushed V8 into full GCs.
+const bodies = new SlabPool();
+
+function readBody(req: http.IncomingMessage, limit: number, declared: number, lease: Lease): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Node's parser delivers at most Content-Length bytes; without one, chunks are joined at the end.
+    const into = Number.isSafeInteger(declared) && declared >= 0 ? bodies.alloc(declared, lease) : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
+    // Once refused, later chunks are never written: the caller has released the buffer by then.
+    let stopped = false;
     req.on('data', (c: Buffer) => {
+      if (stopped) return;
+      if (size + c.length > limit || (into && size + c.length > into.length)) { stopped = true; reject(new BodyTooLarge()); req.pause(); return; }
+      if (into) c.copy(into, size);
+      else chunks.push(c);
       size += c.length;
-      if (size > limit) { reject(new BodyTooLarge()); req.pause(); return; }
-      chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
+    req.on('end', () => resolve(into ? into.subarray(0, size) : Buffer.concat(chunks, size)));
+    req.on('error', (err) => { stopped = true; reject(err); });
   });
 }
 
@@ -88,6 +100,7 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
       end();
     };
     let bodyRead = false;
+    const lease = bodies.lease();
     try {
       if (!signal) {
         receiverMetrics.requests.inc({ protocol: 'http', signal: 'none', code: '404' });
@@ -114,9 +127,10 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
       }
       const declared = Number(req.headers['content-length'] ?? NaN);
       if (declared > opts.maxRequestBytes) throw new BodyTooLarge();
-      const raw = await readBody(req, opts.maxRequestBytes);
+      const raw = await readBody(req, opts.maxRequestBytes, declared, lease);
       bodyRead = true;
       const body = await decodeBody(raw, encoding, opts.maxRequestBytes);
+      if (body !== raw) bodies.release(lease);
       let proto: Uint8Array;
       try {
         proto = format === 'json' ? otlpJsonToProto(signal.name, body.toString('utf8')) : body;
@@ -124,7 +138,10 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
         if (err instanceof JsonInputError) throw new IngestError('invalid', 'malformed_json', err.message);
         throw err;
       }
-      const outcome = await opts.ingestor.export(signal, proto, principal, req.headers.traceparent as string | undefined);
+      const exported = opts.ingestor.export(signal, proto, principal, req.headers.traceparent as string | undefined);
+      // Ingestor.export has read the body by the time it returns its promise (records are copies).
+      bodies.release(lease);
+      const outcome = await exported;
       // A full success in protobuf is the empty Export*ServiceResponse: zero bytes, no protobufjs round.
       const response = outcome.rejected > 0 || format === 'json' ? signal.response.fromObject(outcome.rejected > 0
         ? { partialSuccess: { [signal.rejectedField]: outcome.rejected, errorMessage: outcome.message } } : {}) : undefined;
@@ -135,6 +152,7 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
       send(res, 200, format, payload);
       end();
     } catch (err) {
+      bodies.release(lease);
       if (err instanceof BodyTooLarge) fail('too_large', 'body_too_large', `the request body exceeds the limit of ${opts.maxRequestBytes} bytes`, true);
       else if (err instanceof AuthError) fail(err.kind, err.kind, err.message, !bodyRead);
       else if (err instanceof IngestError) fail(err.kind, err.reason, err.message, !bodyRead);
