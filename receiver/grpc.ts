@@ -77,6 +77,9 @@ export async function startGrpcServer(opts: FrontEndOptions): Promise<RunningSer
   const server = new grpc.Server({
     'grpc.max_receive_message_length': opts.maxRequestBytes,
     'grpc.max_send_message_length': 4 * 1024 * 1024,
+    // No channelz: its per-call and per-stream trackers (counters, timestamps) are work on every
+    // call for a debugging service we do not expose.
+    'grpc.enable_channelz': 0,
   });
   for (const signal of Object.values(signals)) {
     const definition: grpc.ServiceDefinition = {
