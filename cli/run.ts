@@ -80,6 +80,9 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     for (const p of processors.splice(0).sort((a, b) => a.rank - b.rank)) await step(p.stop);
     for (const list of [phases.serving, phases.storage, phases.kafka]) await Promise.all(list.splice(0).map(step));
   };
+  // The processors' consumer groups (kafka.groupIdPrefix): the drain, the runners and /obs/top's lag agree on them.
+  const groups = { scrub: `${cfg.kafka.groupIdPrefix}scrub`, timeline: `${cfg.kafka.groupIdPrefix}timeline`,
+    evidence: `${cfg.kafka.groupIdPrefix}evidence`, slo: `${cfg.kafka.groupIdPrefix}slo` };
   // The drain is for what this process's receiver acknowledged; a part run alone (--only) just stops:
   // the other members of its group take its partitions over from the committed offsets.
   const drainThenStop = (rank: number, groupId: string, topics: string[], stop: () => Promise<void>, nudge?: () => Promise<void>) => {
@@ -131,8 +134,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { startScrub } = await import('../processors/scrub/runner.ts');
       const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
       const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
-        config: scrubConfig, topics: cfg.kafka.topics });
-      drainThenStop(0, 'stella-scrub', [cfg.kafka.topics.spans, cfg.kafka.topics.metrics, cfg.kafka.topics.logs], () => scrub.stop());
+        config: scrubConfig, topics: cfg.kafka.topics, groupId: groups.scrub });
+      drainThenStop(0, groups.scrub, [cfg.kafka.topics.spans, cfg.kafka.topics.metrics, cfg.kafka.topics.logs], () => scrub.stop());
       out('Scrub: raw -> clean topics');
     }
     // One ClickHouse store for the process (chdb allows one engine per process), opened lazily.
@@ -152,8 +155,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { startTimelineRunner } = await import('../processors/timeline/runner.ts');
       const timeline = await startTimelineRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
-          metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq } });
-      drainThenStop(2, 'stella-timeline', [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents], () => timeline.stop());
+          metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq }, groupId: groups.timeline });
+      drainThenStop(2, groups.timeline, [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents], () => timeline.stop());
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
     // The tenants' Merkle logs, and the case bundles and holds (a separate tree the runner never touches).
@@ -176,9 +179,9 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keyFile,
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
-        sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries });
+        sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence });
       // Last to stop: it logs what the other processors publish; sealing is what commits its offsets.
-      drainThenStop(3, 'stella-evidence', [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
+      drainThenStop(3, groups.evidence, [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
       out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
     }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
@@ -190,10 +193,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       } else {
         const { startSloRunner } = await import('../processors/slo/runner.ts');
         const runner = await startSloRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-slo` }),
-          store: await getStore(), ...sloSection.runner, config: sloSection.config,
+          store: await getStore(), ...sloSection.runner, config: sloSection.config, groupId: groups.slo,
           topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
             sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
-        drainThenStop(1, 'stella-slo', [cfg.kafka.topics.spansClean, cfg.kafka.topics.metricsClean], () => runner.stop());
+        drainThenStop(1, groups.slo, [cfg.kafka.topics.spansClean, cfg.kafka.topics.metricsClean], () => runner.stop());
         slo = { runner, defaultIncidentTtlMs: sloSection.defaultIncidentTtlMs };
         out(`SLO: ${sloSection.config.slos.length} SLOs evaluated from clean spans and metrics`);
       }
@@ -205,7 +208,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
-      const lag = kafkaLag({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-api` }) });
+      const lag = kafkaLag({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-api` }), groups });
       phases.serving.push(() => lag.close());
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const s = await getStore();

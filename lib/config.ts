@@ -10,6 +10,9 @@ export interface KafkaConfig {
   /** null: start a local broker under dataDir (development and tests). */
   brokers: string[] | null;
   clientId: string;
+  /** Consumer groups are `<prefix><processor>` (scrub, timeline, evidence, slo): a second pipeline on
+   * the same Kafka cluster needs a prefix of its own, or the two share (and split) each group. */
+  groupIdPrefix: string;
   partitions: number;
   replicationFactor: number;
   topics: TopicNames;
@@ -81,7 +84,7 @@ export function defaultConfig(): StellaConfig {
     env: 'dev',
     dataDir: path.resolve('data'),
     kafka: {
-      brokers: null, clientId: 'stella-telemetry', partitions: 6, replicationFactor: 1, topics: { ...defaultTopicNames },
+      brokers: null, clientId: 'stella-telemetry', groupIdPrefix: 'stella-', partitions: 6, replicationFactor: 1, topics: { ...defaultTopicNames },
       maxRecordBytes: 1_000_000, lingerMs: 2, compression: 'none', produceTimeoutMs: 5000,
     },
     receiver: {
@@ -247,6 +250,8 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
     kafka: {
       brokers,
       clientId: r.str(k, 'clientId', 'kafka.', d.kafka.clientId),
+      groupIdPrefix: r.str(env.STELLA_KAFKA_GROUP_PREFIX !== undefined ? { groupIdPrefix: env.STELLA_KAFKA_GROUP_PREFIX } : k,
+        'groupIdPrefix', 'kafka.', d.kafka.groupIdPrefix, /^[A-Za-z0-9._-]{0,200}$/),
       partitions: r.int(pick(k, 'partitions', 'partitions'), 'partitions', 'kafka.', 1, 1000, d.kafka.partitions),
       replicationFactor: r.int(k, 'replicationFactor', 'kafka.', 1, 10, d.kafka.replicationFactor),
       topics,

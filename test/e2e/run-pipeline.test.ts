@@ -8,26 +8,31 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
-import { brokers, uniq } from '../support/kafka.ts';
+import { brokers, testKafka, uniq } from '../support/kafka.ts';
 
 const TOKEN = 'run-pipeline-token-0123456789';
 const OTHER = 'run-pipeline-other-tenant-token';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-run-'));
 let pipeline: RunningPipeline;
+let groupPrefix = '';
+let topicNames: string[] = [];
 const lines: string[] = [];
 
 beforeAll(async () => {
   const p = uniq('run');
+  groupPrefix = `${p}-`;
   const cfg = buildConfig({
     dataDir: dir,
     receiver: { grpcPort: 0, httpPort: 0 }, admin: { port: 0 }, api: { port: 0 },
-    kafka: { partitions: 2, topics: Object.fromEntries(['spans', 'metrics', 'logs', 'spansClean', 'metricsClean', 'logsClean', 'dlq', 'sloEvents', 'timelineEvents'].map((k) => [k, `${p}_${k}`])) },
+    // Consumer groups of this test's own (kafka.groupIdPrefix), not the stella-* groups other files' pipelines use.
+    kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(['spans', 'metrics', 'logs', 'spansClean', 'metricsClean', 'logsClean', 'dlq', 'sloEvents', 'timelineEvents'].map((k) => [k, `${p}_${k}`])) },
     tenants: [
       { id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: [...SCOPES] }] },
       { id: 'globex', tokens: [{ sha256: sha256Hex(OTHER), scopes: [...SCOPES] }] },
     ],
     evidence: { sealEverySeconds: 2 },
   }, { KAFKA_BROKERS: brokers() });
+  topicNames = Object.values(cfg.kafka.topics);
   pipeline = await runPipeline(cfg, new Set(PARTS), (l) => lines.push(l));
 }, 180_000);
 
@@ -78,8 +83,29 @@ it('receiver -> scrub -> timeline -> evidence -> API, then a clean stop', async 
   expect(other.events).toEqual([]);
   expect((await fetch(`${api}/evidence/acme/checkpoint`, { headers: { authorization: `Bearer ${OTHER}` } })).status).toBe(403);
 
+  // Every processor consumed under the configured prefix, and nothing under the default groups' names for these topics.
+  const admin = testKafka().admin();
+  await admin.connect();
+  try {
+    for (const name of ['scrub', 'timeline', 'evidence']) {
+      const committed = await admin.fetchOffsets({ groupId: `${groupPrefix}${name}` });
+      expect(committed.some((t) => t.partitions.some((q) => Number(q.offset) > 0)), name).toBe(true);
+    }
+    const topics = new Set(topicNames);
+    const defaults = await admin.fetchOffsets({ groupId: 'stella-scrub' });
+    expect(defaults.filter((t) => topics.has(t.topic) && t.partitions.some((q) => Number(q.offset) >= 0))).toEqual([]);
+  } finally { await admin.disconnect(); }
+
   const t0 = Date.now();
   await pipeline.stop();
   expect(Date.now() - t0).toBeLessThan(30_000);
   await expect(fetch(`http://127.0.0.1:${pipeline.ports.http}/v1/logs`, { method: 'POST' })).rejects.toThrow();
 }, 120_000);
+
+it('kafka.groupIdPrefix: default stella-, env over file, bad characters refused at startup', () => {
+  expect(buildConfig({}, {}).kafka.groupIdPrefix).toBe('stella-');
+  expect(buildConfig({ kafka: { groupIdPrefix: 'eu1-' } }, {}).kafka.groupIdPrefix).toBe('eu1-');
+  expect(buildConfig({ kafka: { groupIdPrefix: 'eu1-' } }, { STELLA_KAFKA_GROUP_PREFIX: 'eu2-' }).kafka.groupIdPrefix).toBe('eu2-');
+  expect(() => buildConfig({ kafka: { groupIdPrefix: 'a b' } }, {})).toThrow(/kafka\.groupIdPrefix/);
+  expect(() => buildConfig({}, { STELLA_KAFKA_GROUP_PREFIX: 'a/b' })).toThrow(/kafka\.groupIdPrefix/);
+});
