@@ -104,14 +104,21 @@ describe('evidence runner', () => {
     for (let k = 0; k < 3; k++) {
       await wave(k);
       const r = await start({ timeline, clean: [clean], root: crashed.root, group, entries: 7, seconds: 30 });
-      // Abandon once at least one more seal happened: records past it are appended but unsealed.
+      // Abandon once at least one more seal happened and entries past it are appended but unsealed
+      // (each wave leaves a remainder below `entries: 7` that waits 30 s for its seal). Waiting for
+      // both, rather than catching the runner between appends, makes every crash drop entries.
       const before = total;
-      total = await waitFor('a seal', async () => { const s = await sealedSize(crashed, 'acme'); return s > before ? s : false; });
-      pendingAtCrash.push(r.tenants.get('acme')?.pending ?? 0);
+      const [sealed, pending] = await waitFor('a seal, then unsealed entries', async () => {
+        const s = await sealedSize(crashed, 'acme');
+        const p = r.tenants.get('acme')?.pending ?? 0;
+        return s > before && p > 0 ? [s, p] as const : false;
+      });
       await r.abandon();
+      total = sealed;
+      pendingAtCrash.push(pending);
     }
     // The crashes dropped appended-but-unsealed entries (the interesting case), not only idle state.
-    expect(pendingAtCrash.some((p) => p > 0)).toBe(true);
+    expect(pendingAtCrash.every((p) => p > 0)).toBe(true);
     expect(total).toBeLessThan(90);
     const last = await start({ timeline, clean: [clean], root: crashed.root, group, entries: 7, seconds: 0.2 });
     await waitFor('90 sealed', async () => (await sealedSize(crashed, 'acme')) === 90);
