@@ -3,6 +3,7 @@
 // bounded: a fixed list of groups, one admin connection, at most one refresh in flight, answers
 // cached for `cacheMs`, and a refresh that takes longer than `timeoutMs` reports lag unknown.
 import type { Admin, Kafka } from 'kafkajs';
+import { partitionLags } from '../lib/kafka/drain.ts';
 import { logger } from '../lib/log.ts';
 
 const log = logger('api');
@@ -37,15 +38,7 @@ export interface KafkaLagOptions {
 
 /** Lag from `committed` offsets and `high` watermarks of one topic. No committed offset counts from the log start. */
 export function topicLag(committed: { partition: number; offset: string }[], offsets: { partition: number; high: string; low: string }[]): number {
-  const c = new Map(committed.map((p) => [p.partition, BigInt(p.offset)]));
-  let lag = 0n;
-  for (const p of offsets) {
-    const high = BigInt(p.high);
-    const at = c.get(p.partition);
-    const from = at === undefined || at < 0n ? BigInt(p.low) : at;
-    if (high > from) lag += high - from;
-  }
-  return Number(lag);
+  return Number(partitionLags('', committed, offsets).reduce((n, p) => n + p.lag, 0n));
 }
 
 export function kafkaLag(opts: KafkaLagOptions): LagSource {

@@ -5,20 +5,27 @@ import type { Admin } from 'kafkajs';
 
 export interface PartitionLag { topic: string; partition: number; committed: bigint; high: bigint; lag: bigint }
 
+/** One topic's lag per partition from the group's `committed` offsets and the partitions' watermarks;
+ *  a partition the group never committed on (no offset, or -1) counts from its low watermark. */
+export function partitionLags(topic: string, committed: readonly { partition: number; offset: string }[],
+  marks: readonly { partition: number; high: string; low: string }[]): PartitionLag[] {
+  const at = new Map(committed.map((p) => [p.partition, BigInt(p.offset)]));
+  return marks.map((m) => {
+    const c = at.get(m.partition);
+    const from = c === undefined || c < 0n ? BigInt(m.low) : c;
+    const high = BigInt(m.high);
+    return { topic, partition: m.partition, committed: from, high, lag: high > from ? high - from : 0n };
+  });
+}
+
 /** Per partition of `topics`: the group's committed offset (the low watermark when it never
  *  committed there, i.e. nothing to read) and the high watermark. */
 export async function groupLag(admin: Admin, groupId: string, topics: readonly string[]): Promise<PartitionLag[]> {
   const committed = await admin.fetchOffsets({ groupId, topics: [...topics] });
   const out: PartitionLag[] = [];
   for (const topic of topics) {
-    const marks = await admin.fetchTopicOffsets(topic);
     const mine = committed.find((c) => c.topic === topic)?.partitions ?? [];
-    for (const m of marks) {
-      const c = mine.find((p) => p.partition === m.partition)?.offset;
-      const at = c === undefined || c === '-1' ? BigInt(m.low) : BigInt(c);
-      const high = BigInt(m.high);
-      out.push({ topic, partition: m.partition, committed: at, high, lag: high > at ? high - at : 0n });
-    }
+    out.push(...partitionLags(topic, mine, await admin.fetchTopicOffsets(topic)));
   }
   return out;
 }
