@@ -118,16 +118,24 @@ export const framedSize = (len: number): number => 1 + varintSize(len) + len;
 
 // ---- validation
 
-/** UTF-8 check: a JS loop for short ASCII strings (most attribute keys and values), which is cheaper
- * than a native call plus a subarray view; anything else goes to the native validator. */
+/** UTF-8 check: short ASCII strings (most attribute keys and values) are checked here four bytes at a
+ * time through a DataView of the buffer, which is cheaper than a native call plus a subarray view;
+ * anything else goes to the native validator. */
 export function validUtf8(buf: Uint8Array, start: number, end: number): boolean {
-  if (end - start <= 64) {
+  if (end - start <= 256) {
+    if (buf !== viewOf) { viewOf = buf; view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength); }
     let acc = 0;
-    for (let i = start; i < end; i++) acc |= buf[i]!;
-    if (acc < 0x80) return true;
+    let i = start;
+    for (; i + 8 <= end; i += 8) acc |= view.getInt32(i) | view.getInt32(i + 4);
+    if (i + 4 <= end) { acc |= view.getInt32(i); i += 4; }
+    for (; i < end; i++) acc |= buf[i]!;
+    if ((acc & 0x80808080) === 0) return true;
   }
   return isUtf8(buf.subarray(start, end));
 }
+// The view of the buffer last checked: one request's strings all share it.
+let viewOf: Uint8Array | undefined;
+let view = new DataView(new ArrayBuffer(0));
 
 interface WalkState {
   maxAttrBytes: number;
