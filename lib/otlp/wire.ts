@@ -135,7 +135,7 @@ export function validUtf8(buf: Uint8Array, start: number, end: number): boolean 
 }
 // The view of the buffer last checked: one request's strings all share it.
 let viewOf: Uint8Array | undefined;
-let view = new DataView(new ArrayBuffer(0));
+let view: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 
 interface WalkState {
   maxAttrBytes: number;
