@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { startBroker, freePort } from '../lib/kafka/broker.ts';
 import { buildConfig } from '../lib/config.ts';
+import { NODE_FLAGS } from '../lib/node-flags.ts';
 import { flushTracing, startRequestTrace, startTracing, stopTracing } from '../lib/tracing.ts';
 import { signals, types } from '../lib/otlp/proto.ts';
 import { sha256Hex } from '../lib/tenancy.ts';
@@ -84,7 +85,8 @@ async function startReceiverProcess(brokers: string, dir: string, extraEnv: Reco
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
     receiver: { maxInflightBytes: 64 * 1024 * 1024 } }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const nodeArgs = [...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+  // The receiver runs as `stella run` does (lib/node-flags.ts), unless BENCH_RECEIVER_NODE_ARGS overrides a flag.
+  const nodeArgs = [...NODE_FLAGS, ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
     ...(process.env.BENCH_RECEIVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(receiverRoot, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
     cwd: receiverRoot, stdio: ['ignore', 'pipe', 'inherit'],
@@ -185,7 +187,7 @@ async function tracingOverhead(brokers: string, body: Buffer): Promise<void> {
   sink.close();
   process.stdout.write(`\nself-tracing, in-process: ${((c.user + c.system) / N).toFixed(1)} CPU-µs per traced request = ${((c.user + c.system) / (N * 100)).toFixed(3)} CPU-µs per span of a 100-span request\n`);
 
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/tracing-receiver.ts'), brokers, TOKEN, ratio],
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', path.join(root, 'bench/tracing-receiver.ts'), brokers, TOKEN, ratio],
     { cwd: root, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, STELLA_LOG_LEVEL: 'warn' } });
   const next = () => new Promise<{ grpcPort?: number }>((resolve) => child.once('message', (m) => resolve(m as { grpcPort?: number })));
   const ask = (m: object) => { const answer = next(); child.send(m); return answer; };
