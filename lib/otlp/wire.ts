@@ -31,6 +31,8 @@ interface TypeRule {
   fields: (FieldRule | undefined)[];
   /** Counted as one item in partial_success for metrics (the *DataPoint messages). */
   isDataPoint: boolean;
+  /** The one-byte tag of this message's KeyValue field (attributes), or -1. */
+  attrTag: number;
 }
 
 const scalarWireType: Record<string, number> = {
@@ -42,7 +44,7 @@ const rules = new Map<string, TypeRule>();
 function ruleFor(type: protobuf.Type): TypeRule {
   const existing = rules.get(type.fullName);
   if (existing) return existing;
-  const rule: TypeRule = { name: type.fullName, fields: [], isDataPoint: /DataPoint$/.test(type.name) };
+  const rule: TypeRule = { name: type.fullName, fields: [], isDataPoint: /DataPoint$/.test(type.name), attrTag: -1 };
   rules.set(type.fullName, rule);
   for (const f of type.fieldsArray) {
     f.resolve();
@@ -50,6 +52,7 @@ function ruleFor(type: protobuf.Type): TypeRule {
     if (f.resolvedType instanceof protobuf.Type) {
       fr = { kind: Kind.Message, wt: 2, repeated: f.repeated, type: ruleFor(f.resolvedType) };
       if (type.name === 'KeyValue' && f.name === 'value') fr.attrValue = true;
+      if (f.resolvedType.fullName === '.opentelemetry.proto.common.v1.KeyValue' && f.id < 16) rule.attrTag = (f.id << 3) | 2;
     } else if (f.resolvedType instanceof protobuf.Enum) {
       fr = { kind: Kind.Scalar, wt: 0, repeated: f.repeated };
     } else if (f.type === 'string') {
@@ -150,6 +153,11 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
   while (pos < end) {
     // Tags and lengths under 128 (nearly all of them) are read inline, without the shared cursor.
     let tag = buf[pos]!;
+    if (tag === rule.attrTag) {
+      // A run of attributes of the usual shape is checked in one tight loop (walkKeyValue).
+      const p = walkAttributeRun(buf, pos, end, tag, st, inAttr);
+      if (p !== pos) { pos = p; continue; }
+    }
     if (tag < 0x80) pos++;
     else { at = pos; tag = readVarint32(buf, end); pos = at; }
     const field = tag >>> 3;
@@ -193,6 +201,17 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
     else throw new WireError(`unsupported wire type ${wt} in ${rule.name}`);
     if (pos > end) throw new WireError(`truncated field ${field} of ${rule.name}`);
   }
+}
+
+function walkAttributeRun(buf: Uint8Array, pos: number, end: number, tag: number, st: WalkState, inAttr: boolean): number {
+  while (pos + 1 < end && buf[pos] === tag) {
+    const len = buf[pos + 1]!;
+    if (len >= 0x80) break;
+    const next = pos + 2 + len;
+    if (next > end || !walkKeyValue(buf, pos + 2, next, st, inAttr)) break;
+    pos = next;
+  }
+  return pos;
 }
 
 const keyValueRule = ruleFor(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValue'));
