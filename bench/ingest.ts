@@ -80,13 +80,14 @@ function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number }
   return { coreUs, decodeEncodeUs };
 }
 
-async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
+async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root,
+  nodeFlags: readonly string[] = NODE_FLAGS): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
     receiver: { maxInflightBytes: 64 * 1024 * 1024 } }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   // The receiver runs as `stella run` does (lib/node-flags.ts), unless BENCH_RECEIVER_NODE_ARGS overrides a flag.
-  const nodeArgs = [...NODE_FLAGS, ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+  const nodeArgs = [...nodeFlags, ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
     ...(process.env.BENCH_RECEIVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(receiverRoot, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
     cwd: receiverRoot, stdio: ['ignore', 'pipe', 'inherit'],
@@ -226,7 +227,10 @@ async function compareWith(otherRoot: string, brokers: string, dir: string, body
   const fixed = Number(process.env.BENCH_FIXED_RPS ?? 50);
   const otherDir = path.join(dir, 'compare');
   mkdirSync(otherDir, { recursive: true });
-  const other = await startReceiverProcess(brokers, otherDir, {}, otherRoot);
+  // BENCH_COMPARE_NODE_FLAGS: node flags for the other tree's receiver instead of ours (lib/node-flags.ts),
+  // e.g. '' for a tree from before those flags existed.
+  const otherFlags = process.env.BENCH_COMPARE_NODE_FLAGS;
+  const other = await startReceiverProcess(brokers, otherDir, {}, otherRoot, otherFlags === undefined ? NODE_FLAGS : otherFlags.split(' ').filter(Boolean));
   const side = (pid: number, grpcPort: number, httpPort: number) => ({ pid, g: grpcSender(grpcPort, body), h: httpSender(httpPort, body) });
   const sides = { ours: side(ours.pid, ours.grpcPort, ours.httpPort), other: side(other.child.pid!, other.grpcPort, other.httpPort) };
   type Stat = Record<'grpcUs' | 'httpUs' | 'fixedUs' | 'grpcRate' | 'httpRate' | 'fixedP99', number[]>;
