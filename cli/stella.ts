@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --import tsx
+#!/usr/bin/env -S node --max-semi-space-size=4 --import tsx
 // The `stella` command line: one entry point for running the pipeline and reading what it knows.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
