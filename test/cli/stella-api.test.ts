@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NODE_FLAGS } from '../../lib/node-flags.ts';
 import YAML from 'yaml';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
 import { buildConfig } from '../../lib/config.ts';
@@ -465,7 +466,8 @@ describe('stella db migrate, help, unknown commands, package bin', () => {
     const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
     const target = path.join(root, pkg.bin.stella!);
     expect(existsSync(target)).toBe(true);
-    expect(readFileSync(target, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --import tsx');
+    // node itself, tsx in-process, with the V8 flags of lib/node-flags.ts
+    expect(readFileSync(target, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')} --import tsx`);
     expect(statSync(target).mode & 0o111).not.toBe(0);
   });
 });
