@@ -19,6 +19,7 @@ export function missingNodeFlags(execArgv: readonly string[] = process.execArgv,
   const given = [...execArgv, ...nodeOptions.split(/\s+/)].filter(Boolean);
   return NODE_FLAGS.filter((flag) => {
     const name = flag.split('=')[0]!;
-    return !given.some((g) => g === flag || g.startsWith(`${name}=`) || g.replaceAll('_', '-').startsWith(`${name}=`));
+    // Any value counts (an operator's own choice); V8 also accepts '_' for '-' in flag names.
+    return !given.some((g) => g.replaceAll('_', '-').startsWith(`${name}=`));
   });
 }

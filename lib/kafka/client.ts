@@ -1,6 +1,10 @@
 // The one place the project builds kafkajs clients: logs go through pino, topics are created here.
 import { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
 import { logger } from '../log.ts';
+import { installRequestQueueFix } from './request-queue.ts';
+
+// Before any connection exists: kafkajs' idle 1 ms timer loop per connection (./request-queue.ts).
+installRequestQueueFix();
 
 const kafkaLog = logger('kafka');
 const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
