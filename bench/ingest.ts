@@ -10,7 +10,7 @@
 //   4. Kafka stopped while the clients keep sending: the receiver's peak RSS.
 // Requests hold 100 spans of 20 attributes each.
 // Knobs for looking inside the receiver: BENCH_PROFILE=<dir> (a --cpu-prof of it), BENCH_ONLY=grpc|http
-// (warm-up plus that peak phase only), BENCH_RECEIVER_NODE_ARGS='--trace-gc ...' (more node flags for
+// (warm-up plus that peak phase only; =fixed: the gRPC fixed-rate phase only), BENCH_RECEIVER_NODE_ARGS='--trace-gc ...' (more node flags for
 // it) with BENCH_RECEIVER_STDOUT=<file> (where its stdout goes after startup).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -292,7 +292,8 @@ async function main(): Promise<void> {
       return;
     }
     let grpcPeak = 0;
-    // BENCH_ONLY=grpc|http: that peak phase alone (e.g. for a profile of one transport), then stop.
+    // BENCH_ONLY=grpc|http: that peak phase alone (e.g. for a profile of one transport), then stop;
+    // BENCH_ONLY=fixed: the gRPC fixed-rate phase alone.
     const only = process.env.BENCH_ONLY;
     const phases = ([['OTLP/gRPC', g], ['OTLP/HTTP protobuf', h]] as const).filter(([n]) => !only || n.toLowerCase().includes(only));
     for (const [name, s] of phases) {
@@ -304,6 +305,13 @@ async function main(): Promise<void> {
       const spans = r.ok * 100;
       if (name === 'OTLP/gRPC') grpcPeak = r.ok / wall;
       rows.push([`${name} peak (${CONCURRENCY} clients)`, (spans / wall).toFixed(0), ((cpu * 1e6) / spans).toFixed(2), pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
+    }
+    if (only === 'fixed') {
+      const rate = Number(process.env.BENCH_FIXED_RPS ?? 50);
+      const cpu0 = cpuSeconds(pid);
+      const r = await openLoop(g.send, SECONDS, rate);
+      rows.push([`OTLP/gRPC at a fixed rate (${rate} req/s)`, ((r.ok * 100) / SECONDS).toFixed(0), (((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100)).toFixed(2),
+        pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
     }
     if (only) {
       process.stdout.write(`\n| phase | spans/s | receiver CPU-µs/span | p50 ms | p99 ms | failed |\n|---|---|---|---|---|---|\n`);
