@@ -85,7 +85,7 @@ export function defaultConfig(): StellaConfig {
     dataDir: path.resolve('data'),
     kafka: {
       brokers: null, clientId: 'stella-telemetry', groupIdPrefix: 'stella-', partitions: 6, replicationFactor: 1, topics: { ...defaultTopicNames },
-      maxRecordBytes: 1_000_000, lingerMs: 2, compression: 'none', produceTimeoutMs: 5000,
+      maxRecordBytes: 1_000_000, lingerMs: 5, compression: 'none', produceTimeoutMs: 5000,
     },
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,

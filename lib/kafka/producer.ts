@@ -1,6 +1,9 @@
-// An idempotent, acks=all producer that coalesces concurrent sends into one produce request per
-// linger window. Each caller's promise settles only when Kafka acknowledged (or refused) its own
-// messages, so "acked to the client" always means "acked by Kafka".
+// An idempotent, acks=all producer that coalesces concurrent sends into one produce request, as
+// Kafka's own producer does: a batch goes out when it is full, or once its oldest message has waited
+// `lingerMs`, whichever comes first, and never while another produce is in flight (one at a time, as
+// the idempotent producer requires); what queued behind one goes out when it is answered.
+// Each caller's promise settles only when Kafka acknowledged (or refused) its own messages, so
+// "acked to the client" always means "acked by Kafka".
 import type { Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import { installProduceEncoder } from './produce-request.ts';
@@ -18,7 +21,7 @@ export interface OutMessage {
   partition?: number;
 }
 
-interface Pending { topic: string; messages: OutMessage[]; bytes: number; resolve: () => void; reject: (e: unknown) => void }
+interface Pending { topic: string; messages: OutMessage[]; bytes: number; resolve: () => void; reject: (e: unknown) => void; /** performance.now() when queued */ at: number }
 
 export interface BatchingProducerOptions {
   lingerMs?: number;
@@ -34,7 +37,9 @@ export class BatchingProducer {
   private queue: Pending[] = [];
   private queuedBytes = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The produce in flight (settled when none is). */
   private inFlight: Promise<void> = Promise.resolve();
+  private sending = false;
   private connected = false;
   private readonly lingerMs: number;
   private readonly maxBatchBytes: number;
@@ -65,7 +70,12 @@ export class BatchingProducer {
   async disconnect(graceMs = 10_000): Promise<void> {
     this.flush();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.inFlight.catch(() => {}), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
+    const grace = new Promise<'grace'>((r) => { timer = setTimeout(() => r('grace'), graceMs); });
+    // Each answered produce sends what queued behind it; wait until nothing is left or grace is up.
+    while (this.sending || this.queue.length > 0) {
+      if (await Promise.race([this.inFlight.catch(() => {}), grace]) === 'grace') break;
+      this.flush();
+    }
     clearTimeout(timer);
     if (this.connected) await this.producer.disconnect().catch(() => {});
     this.connected = false;
@@ -100,20 +110,33 @@ export class BatchingProducer {
 
   private enqueue(topic: string, messages: OutMessage[], bytes: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      if (this.queuedBytes > 0 && this.queuedBytes + bytes > this.maxBatchBytes) this.flush();
-      this.queue.push({ topic, messages, bytes, resolve, reject });
+      this.queue.push({ topic, messages, bytes, resolve, reject, at: performance.now() });
       this.queuedBytes += bytes;
-      if (this.queuedBytes >= this.maxBatchBytes) this.flush();
-      else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.lingerMs);
+      this.schedule();
     });
   }
 
+  /** Flush now if a batch is ready (full, or its oldest message lingered long enough), else arm the
+   * linger timer; nothing while a produce is in flight (its answer calls this again). */
+  private schedule(): void {
+    if (this.sending || this.queue.length === 0) return;
+    const waited = performance.now() - this.queue[0]!.at;
+    if (this.queuedBytes >= this.maxBatchBytes || waited >= this.lingerMs) { this.flush(); return; }
+    if (!this.timer) this.timer = setTimeout(() => { this.timer = undefined; this.schedule(); }, this.lingerMs - waited);
+  }
+
+  /** Send the head of the queue, up to maxBatchBytes, unless a produce is in flight. (Before, each
+   * linger window became a produce of its own, chained behind the one in flight: at a few hundred
+   * requests/s, one produce per request, one at a time, and the chain fell behind.) */
   private flush(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
+    if (this.sending || this.queue.length === 0) return;
+    let n = 0;
+    let bytes = 0;
+    // Whole sends only; each is at most maxBatchBytes (send() splits larger ones).
+    while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.maxBatchBytes)) bytes += this.queue[n++]!.bytes;
+    const batch = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
     const byTopic = new Map<string, Message[]>();
     for (const p of batch) {
       let list = byTopic.get(p.topic);
@@ -121,8 +144,9 @@ export class BatchingProducer {
       for (const m of p.messages) list.push({ key: m.key, value: m.value, headers: m.headers, partition: m.partition });
     }
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    // Requests go out one at a time (idempotent producer, max.in.flight=1 in kafkajs), so chain them.
-    this.inFlight = this.inFlight.catch(() => {}).then(async () => {
+    // One produce at a time (idempotent producer, max.in.flight=1 in kafkajs).
+    this.sending = true;
+    this.inFlight = (async () => {
       if (this.poisoned) await this.renewSession();
       await this.producer.sendBatch({ topicMessages, acks: -1, compression: this.compression }).then(
         () => { for (const p of batch) p.resolve(); },
@@ -135,6 +159,9 @@ export class BatchingProducer {
           for (const p of batch) p.reject(err);
         },
       );
-    }).catch((err: unknown) => { for (const p of batch) p.reject(err); });
+    })().catch((err: unknown) => { for (const p of batch) p.reject(err); }).finally(() => {
+      this.sending = false;
+      this.schedule();
+    });
   }
 }

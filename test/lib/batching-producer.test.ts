@@ -1,0 +1,71 @@
+// lib/kafka/producer.ts against a real broker of its own, which the test freezes (SIGSTOP) to hold
+// one produce in flight: sends made meanwhile wait for it and then go out together (one produce in
+// flight at a time, each batch under maxBatchBytes), every send resolves only once Kafka acked it,
+// nothing is lost or reordered, and disconnect() still sends what is queued.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Producer } from 'kafkajs';
+import { startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
+import { createKafka, ensureTopics } from '../../lib/kafka/client.ts';
+import { BatchingProducer } from '../../lib/kafka/producer.ts';
+import { readRecordsAt } from '../support/kafka.ts';
+
+let dir: string;
+let broker: RunningBroker;
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'stella-batching-'));
+  broker = await startBroker({ dataDir: dir, heapMb: 384 });
+}, 180_000);
+afterAll(async () => {
+  if (broker?.pid) try { process.kill(broker.pid, 'SIGCONT'); } catch { /* gone */ }
+  await broker?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Produce requests answered, from kafkajs' instrumentation of the wrapped (private) producer. */
+function countProduces(bp: BatchingProducer): { sizes: number[] } {
+  const out = { sizes: [] as number[] };
+  const inner = (bp as unknown as { producer: Producer }).producer;
+  inner.on(inner.events.REQUEST, (e) => { if (e.payload.apiName === 'Produce') out.sizes.push(e.payload.size); });
+  return out;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+it('sends made while a produce is in flight go out together once it is answered, under maxBatchBytes', async () => {
+  const topic = 'batching';
+  const kafka = createKafka({ brokers: [broker.brokers], clientId: 'batching-test' });
+  await ensureTopics(kafka, [{ name: topic, partitions: 1, replicationFactor: 1 }]);
+  const bp = new BatchingProducer(kafka, { lingerMs: 2, maxBatchBytes: 50_000 });
+  await bp.connect();
+  const value = (i: number) => Buffer.from(`${String(i).padStart(4, '0')}:${'x'.repeat(2_000)}`);
+  await bp.send(topic, [{ key: 'k', value: value(0) }]); // connected, producer id assigned
+  const produces = countProduces(bp);
+  let acked = 0;
+  const sends: Promise<void>[] = [];
+  const send = (i: number) => { const p = bp.send(topic, [{ key: 'k', value: value(i) }]); void p.then(() => { acked++; }); sends.push(p); };
+  process.kill(broker.pid!, 'SIGSTOP');
+  try {
+    send(1); // its produce goes out after the 2 ms linger and hangs on the frozen broker
+    await sleep(20);
+    // 60 sends over ~300 ms, each past a linger window: the old producer made each window a
+    // produce of its own, chained behind the hung one (~60 produces).
+    for (let i = 2; i <= 61; i++) { send(i); await sleep(5); }
+    expect(acked).toBe(0); // nothing acked while Kafka cannot have acked it
+  } finally {
+    process.kill(broker.pid!, 'SIGCONT');
+  }
+  await Promise.all(sends);
+  expect(acked).toBe(61);
+  // The hung produce, then ~122 KB that queued behind it at 50 KB per batch: 4-5 produces in all.
+  expect(produces.sizes.length).toBeGreaterThanOrEqual(4);
+  expect(produces.sizes.length).toBeLessThanOrEqual(6);
+  for (const size of produces.sizes) expect(size).toBeLessThan(60_000); // a batch's payload + framing
+  // Queued at disconnect: still sent.
+  const late = bp.send(topic, [{ key: 'k', value: value(62) }]);
+  await bp.disconnect();
+  await late;
+  const got = await readRecordsAt(broker.brokers, [topic], 63);
+  expect(got.map((r) => r.value.subarray(0, 4).toString())).toEqual(Array.from({ length: 63 }, (_, i) => String(i).padStart(4, '0')));
+}, 120_000);
