@@ -154,9 +154,11 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
     // Tags and lengths under 128 (nearly all of them) are read inline, without the shared cursor.
     let tag = buf[pos]!;
     if (tag === rule.attrTag) {
-      // A run of attributes of the usual shape is checked in one tight loop (walkKeyValue).
-      const p = walkAttributeRun(buf, pos, end, tag, st, inAttr);
-      if (p !== pos) { pos = p; continue; }
+      // A run of attributes of the usual shape is checked in one tight loop (walkKeyValue); the
+      // first unusual one, or the next other field, is read below.
+      pos = walkAttributeRun(buf, pos, end, tag, st, inAttr);
+      if (pos >= end) break;
+      tag = buf[pos]!;
     }
     if (tag < 0x80) pos++;
     else { at = pos; tag = readVarint32(buf, end); pos = at; }
@@ -174,8 +176,6 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
       if (fr) {
         switch (fr.kind) {
           case Kind.Message:
-            // Attributes are most of every item: a KeyValue of the usual shape is checked inline.
-            if (fr.type === keyValueRule && walkKeyValue(buf, pos, next, st, inAttr)) break;
             walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true);
             break;
           case Kind.String:
@@ -214,7 +214,6 @@ function walkAttributeRun(buf: Uint8Array, pos: number, end: number, tag: number
   return pos;
 }
 
-const keyValueRule = ruleFor(otlpRoot.lookupType('opentelemetry.proto.common.v1.KeyValue'));
 
 /**
  * The common KeyValue inline: key (1, string) and value (2, AnyValue) holding a string (1), bool (2),
