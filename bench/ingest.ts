@@ -84,7 +84,9 @@ async function startReceiverProcess(brokers: string, dir: string, extraEnv: Reco
   nodeFlags: readonly string[] = NODE_FLAGS): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
-    receiver: { maxInflightBytes: 64 * 1024 * 1024 } }));
+    receiver: { maxInflightBytes: 64 * 1024 * 1024 },
+    // BENCH_LINGER_MS: the receiver's kafka.lingerMs (default: the config's own)
+    ...(process.env.BENCH_LINGER_MS ? { kafka: { lingerMs: Number(process.env.BENCH_LINGER_MS) } } : {}) }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   // The receiver runs as `stella run` does (lib/node-flags.ts), unless BENCH_RECEIVER_NODE_ARGS overrides a flag.
   const nodeArgs = [...nodeFlags, ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
