@@ -29,17 +29,26 @@ async function start(o: { timeline: string; clean: string; root: string; group: 
   return r;
 }
 
+/** A dev signing key in a fresh data dir (its rotation leaves retired keys beside it). */
+async function keyInTempDir(): Promise<{ dataDir: string; keyFile: string }> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
+  return { dataDir, keyFile: (await ensureDevSigningKey(dataDir)).file };
+}
+
+/** Fresh input topics, signing key and evidence store for one runner. */
+async function rotationFixture(prefix: string, partitions: number) {
+  const timeline = uniq(`${prefix}_timeline`);
+  const clean = uniq(`${prefix}_spans`);
+  await createTopics([timeline, clean], partitions);
+  return { timeline, clean, ...(await keyInTempDir()), store: tempStore() };
+}
+
 const checkpointAt = async (root: ReturnType<typeof tempStore>, tenant: string, size: number): Promise<string> =>
   Buffer.from((await new LogReader(root, tenant).checkpointAt(size))!.bytes).toString('utf8');
 
 describe('evidence key rotation (stella keys rotate)', () => {
   it('a running runner rotates every tenant at its next seal tick, promotes the key, and bundles across the rotation verify', async () => {
-    const timeline = uniq('rot_timeline');
-    const clean = uniq('rot_spans');
-    await createTopics([timeline, clean], 3);
-    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
-    const { file: keyFile } = await ensureDevSigningKey(dataDir);
-    const store = tempStore();
+    const { timeline, clean, dataDir, keyFile, store } = await rotationFixture('rot', 3);
     const group = uniq('evidence-rot');
     const r = await start({ timeline, clean, root: store.root, group, keyFile });
 
@@ -105,8 +114,7 @@ describe('evidence key rotation (stella keys rotate)', () => {
   });
 
   it('a pending key that does not load is never promoted, even with no log to rotate (empty store)', async () => {
-    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
-    const { file: keyFile } = await ensureDevSigningKey(dataDir);
+    const { keyFile } = await keyInTempDir();
     const before = readFileSync(keyFile);
     await writePendingKey(keyFile);
     chmodSync(pendingKeyFile(keyFile), 0o644);
@@ -120,14 +128,9 @@ describe('evidence key rotation (stella keys rotate)', () => {
   });
 
   it('a pending key that does not load (group-readable) does not stop intake; once fixed, the rotation happens', async () => {
-    const timeline = uniq('rot2_timeline');
-    const clean = uniq('rot2_spans');
-    await createTopics([timeline, clean], 2);
-    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'stella-rotation-'));
-    const { file: keyFile } = await ensureDevSigningKey(dataDir);
+    const { timeline, clean, keyFile, store } = await rotationFixture('rot2', 2);
     await writePendingKey(keyFile);
     chmodSync(pendingKeyFile(keyFile), 0o644); // an operator's copy with the wrong mode
-    const store = tempStore();
     const r = await start({ timeline, clean, root: store.root, group: uniq('evidence-rot2'), keyFile });
     await produce(timeline, [0, 1, 2].map((i) => ({ tenant: 'acme', value: JSON.stringify(testEvent('acme', i)) })));
     await waitFor('sealed with the current key', async () => (await sealedSize(store, 'acme')) === 3);
