@@ -6,6 +6,9 @@ export interface IncidentModeEvent {
   kind: 'incident.mode.started' | 'incident.mode.stopped';
   tenant: string;
   atMs: number;
+  /** When the mode started: = atMs on started; on stopped, the start of the mode that ended (the
+   * webhook's startsAt, which must identify the same alert as the firing one). */
+  sinceMs: number;
   /** When it ends unless extended (started events); 0 on stopped. */
   untilMs: number;
   /** manual | slo:<slo> <windows> | ttl */
@@ -39,7 +42,7 @@ export class IncidentModes {
     let cur = this.active.get(tenant);
     if (cur && cur.untilMs <= o.nowMs) { // lapsed but not yet expired: close it before starting anew
       this.active.delete(tenant);
-      out.push({ kind: 'incident.mode.stopped', tenant, atMs: cur.untilMs, untilMs: 0, reason: 'ttl', by: 'stella-slo' });
+      out.push({ kind: 'incident.mode.stopped', tenant, atMs: cur.untilMs, sinceMs: cur.sinceMs, untilMs: 0, reason: 'ttl', by: 'stella-slo' });
       cur = undefined;
     }
     if (cur) {
@@ -47,13 +50,15 @@ export class IncidentModes {
       return out;
     }
     this.active.set(tenant, { sinceMs: o.nowMs, untilMs: until, reason: o.reason, by: o.by });
-    out.push({ kind: 'incident.mode.started', tenant, atMs: o.nowMs, untilMs: until, reason: o.reason, by: o.by });
+    out.push({ kind: 'incident.mode.started', tenant, atMs: o.nowMs, sinceMs: o.nowMs, untilMs: until, reason: o.reason, by: o.by });
     return out;
   }
 
   off(tenant: string, nowMs: number, by: string): IncidentModeEvent[] {
-    if (!this.active.delete(tenant)) return [];
-    return [{ kind: 'incident.mode.stopped', tenant, atMs: nowMs, untilMs: 0, reason: 'manual', by }];
+    const cur = this.active.get(tenant);
+    if (!cur) return [];
+    this.active.delete(tenant);
+    return [{ kind: 'incident.mode.stopped', tenant, atMs: nowMs, sinceMs: cur.sinceMs, untilMs: 0, reason: 'manual', by }];
   }
 
   /** Ends every mode whose TTL has passed. Call on every evaluation tick. */
@@ -62,7 +67,7 @@ export class IncidentModes {
     for (const [tenant, a] of [...this.active].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
       if (a.untilMs > nowMs) continue;
       this.active.delete(tenant);
-      out.push({ kind: 'incident.mode.stopped', tenant, atMs: a.untilMs, untilMs: 0, reason: 'ttl', by: 'stella-slo' });
+      out.push({ kind: 'incident.mode.stopped', tenant, atMs: a.untilMs, sinceMs: a.sinceMs, untilMs: 0, reason: 'ttl', by: 'stella-slo' });
     }
     return out;
   }

@@ -36,7 +36,9 @@ export function incidentWebhookPayload(e: IncidentModeEvent, receiver: string, e
   const labels = { alertname: INCIDENT_ALERT_NAME, tenant: e.tenant, severity: 'info' };
   const status = e.kind === 'incident.mode.started' ? 'firing' : 'resolved';
   const annotations = { summary: `${e.tenant}: incident mode ${status === 'firing' ? 'on' : 'off'}`, reason: e.reason, by: e.by };
-  const startsAt = new Date(e.atMs).toISOString();
+  // startsAt is the mode's start on both: Alertmanager-format consumers match the resolution to
+  // the firing alert by labels and startsAt. A resolved alert ends at the stop time.
+  const startsAt = new Date(e.sinceMs).toISOString();
   const endsAt = new Date(status === 'firing' ? e.untilMs : e.atMs).toISOString();
   const generatorURL = `${externalURL}/obs/incident?tenant=${encodeURIComponent(e.tenant)}`;
   return {

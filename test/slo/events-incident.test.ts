@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { SloEvaluator, type AlertStatus } from '../../processors/slo/evaluator.ts';
 import { IncidentModes } from '../../processors/slo/incident-mode.ts';
+import { labelsFingerprint } from '../../processors/slo/alert-payloads.ts';
+import { incidentWebhookPayload } from '../../processors/slo/outputs.ts';
 import { sloEventRecord, sloTimelineEvent } from '../../processors/slo/slo-events.ts';
 import { availabilityConfig, endOfMinute, HOUR, MIN, trafficByMinute } from './helpers.ts';
 
@@ -48,12 +50,12 @@ describe('IncidentModes', () => {
     const im = new IncidentModes({ autoTtlMs: 2 * HOUR });
     expect(im.fromAlerts([ticket('acme')], 0)).toEqual([]);
     const started = im.fromAlerts([page('acme')], 10 * MIN);
-    expect(started).toEqual([{ kind: 'incident.mode.started', tenant: 'acme', atMs: 10 * MIN, untilMs: 10 * MIN + 2 * HOUR, reason: 'slo:s 1h/5m', by: 'stella-slo' }]);
+    expect(started).toEqual([{ kind: 'incident.mode.started', tenant: 'acme', atMs: 10 * MIN, sinceMs: 10 * MIN, untilMs: 10 * MIN + 2 * HOUR, reason: 'slo:s 1h/5m', by: 'stella-slo' }]);
     expect(im.fromAlerts([page('acme')], 60 * MIN)).toEqual([]); // still paging: extended, no new event
     expect(im.isOn('acme', 60 * MIN + 2 * HOUR - 1)).toBe(true);
     expect(im.isOn('globex', 60 * MIN)).toBe(false);
     expect(im.expire(60 * MIN + 2 * HOUR - 1)).toEqual([]);
-    expect(im.expire(60 * MIN + 2 * HOUR)).toEqual([{ kind: 'incident.mode.stopped', tenant: 'acme', atMs: 60 * MIN + 2 * HOUR, untilMs: 0, reason: 'ttl', by: 'stella-slo' }]);
+    expect(im.expire(60 * MIN + 2 * HOUR)).toEqual([{ kind: 'incident.mode.stopped', tenant: 'acme', atMs: 60 * MIN + 2 * HOUR, sinceMs: 10 * MIN, untilMs: 0, reason: 'ttl', by: 'stella-slo' }]);
     expect(im.isOn('acme', 60 * MIN + 2 * HOUR)).toBe(false);
   });
 
@@ -65,10 +67,31 @@ describe('IncidentModes', () => {
     const restored = new IncidentModes({ maxTtlMs: 4 * HOUR });
     restored.restore(im.snapshot());
     expect(restored.list(MIN).map((a) => a.tenant)).toEqual(['acme', 'globex']);
-    expect(restored.off('acme', MIN, 'user:alice')).toEqual([{ kind: 'incident.mode.stopped', tenant: 'acme', atMs: MIN, untilMs: 0, reason: 'manual', by: 'user:alice' }]);
+    expect(restored.off('acme', MIN, 'user:alice')).toEqual([{ kind: 'incident.mode.stopped', tenant: 'acme', atMs: MIN, sinceMs: 0, untilMs: 0, reason: 'manual', by: 'user:alice' }]);
     expect(restored.off('acme', MIN, 'user:alice')).toEqual([]);
     // A lapsed mode switched on again reports its stop before the new start; other tenants are untouched.
     const again = restored.on('globex', { nowMs: 2 * HOUR, ttlMs: HOUR, reason: 'manual', by: 'user:bob' });
     expect(again.map((e) => e.kind)).toEqual(['incident.mode.stopped', 'incident.mode.started']);
+  });
+
+  it('the resolved StellaIncidentMode webhook carries the firing alert\'s startsAt (the mode\'s start), ending at the stop', () => {
+    for (const stop of ['manual', 'ttl'] as const) {
+      const im = new IncidentModes({ autoTtlMs: HOUR });
+      const [started] = im.fromAlerts([page('acme')], 10 * MIN);
+      const [stopped] = stop === 'manual' ? im.off('acme', 40 * MIN, 'user:alice') : im.expire(10 * MIN + HOUR);
+      const firing = incidentWebhookPayload(started!, 'ops', 'http://stella.test');
+      const resolved = incidentWebhookPayload(stopped!, 'ops', 'http://stella.test');
+      const stopAt = stop === 'manual' ? 40 * MIN : 10 * MIN + HOUR;
+      expect(firing.alerts[0]).toMatchObject({ status: 'firing', startsAt: new Date(10 * MIN).toISOString(), endsAt: new Date(10 * MIN + HOUR).toISOString() });
+      expect(resolved.alerts[0]).toMatchObject({ status: 'resolved', startsAt: new Date(10 * MIN).toISOString(), endsAt: new Date(stopAt).toISOString() });
+      expect(resolved.alerts[0]!.fingerprint).toBe(firing.alerts[0]!.fingerprint);
+      expect(resolved.alerts[0]!.fingerprint).toBe(labelsFingerprint({ alertname: 'StellaIncidentMode', tenant: 'acme', severity: 'info' }));
+    }
+    // Restored from a checkpoint, the stop still knows when the mode started.
+    const im = new IncidentModes();
+    im.on('acme', { nowMs: 5 * MIN, ttlMs: HOUR, reason: 'manual', by: 'user:alice' });
+    const restored = new IncidentModes();
+    restored.restore(im.snapshot());
+    expect(incidentWebhookPayload(restored.off('acme', 9 * MIN, 'user:alice')[0]!, 'ops', '').alerts[0]!.startsAt).toBe(new Date(5 * MIN).toISOString());
   });
 });
