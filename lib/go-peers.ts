@@ -3,8 +3,10 @@
 // the same way the Kafka broker's jars are fetched. Each tool is pinned to one version; a marker
 // file records a finished build, so later calls are a no-op.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { parse, stringify } from 'yaml';
 import { projectRoot } from './paths.ts';
 
 export interface GoTool {
@@ -62,4 +64,82 @@ export function installGoTool(name: GoToolName, log: (m: string) => void = () =>
   if (!existsSync(bin)) throw new GoBuildError(`go install ${t.pkg}@${t.version} ran but ${bin} is missing`);
   writeFileSync(marker, new Date().toISOString() + '\n');
   return bin;
+}
+
+/** The OpenTelemetry Collector Builder manifest of the collector the configs are tested and raced against. */
+export const COLLECTOR_MANIFEST = path.join(projectRoot, 'collector-config', 'builder-config.yaml');
+
+interface CollectorManifest { dist: { name: string; version: string; output_path?: string } & Record<string, unknown> }
+
+function readManifest(file: string): { manifest: CollectorManifest; sha256: string } {
+  const text = readFileSync(file, 'utf8');
+  const manifest = parse(text) as CollectorManifest;
+  if (!manifest?.dist?.name || !manifest.dist.version) throw new GoBuildError(`${file}: dist.name and dist.version are required`);
+  return { manifest, sha256: createHash('sha256').update(text).digest('hex') };
+}
+
+/** Where the collector built from a manifest lives: .cache/go/otelcol-<dist.version>/<dist.name>. */
+export function collectorPath(manifestFile = COLLECTOR_MANIFEST): string {
+  const { manifest } = readManifest(manifestFile);
+  return path.join(goCacheDir(), `otelcol-${manifest.dist.version}`, manifest.dist.name);
+}
+
+const sleepSync = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; } };
+
+/**
+ * Build (once per manifest content) the OpenTelemetry Collector described by the ocb manifest and
+ * return its binary. The marker keeps the manifest's SHA-256, so an edited manifest rebuilds. The
+ * build runs in a scratch directory and is renamed into place when complete, under a lock file, so
+ * concurrent callers (test files, benchmarks, other checkouts sharing .cache) build it once.
+ */
+export function buildCollector(log: (m: string) => void = () => {}, manifestFile = COLLECTOR_MANIFEST): string {
+  const { manifest, sha256 } = readManifest(manifestFile);
+  const bin = collectorPath(manifestFile);
+  const dir = path.dirname(bin);
+  const marker = path.join(dir, '.complete');
+  const built = (): boolean => existsSync(bin) && existsSync(marker) && (JSON.parse(readFileSync(marker, 'utf8')) as { manifestSha256?: string }).manifestSha256 === sha256;
+  if (built()) return bin;
+  mkdirSync(goCacheDir(), { recursive: true });
+  const lock = `${dir}.lock`;
+  for (let waited = 0; ; waited++) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(readFileSync(lock, 'utf8'));
+      if (holder && !alive(holder)) { rmSync(lock, { force: true }); continue; } // a build that died
+      if (waited === 0) log(`waiting for process ${holder}, which is building the collector into ${dir}`);
+      sleepSync(2000);
+    }
+  }
+  try {
+    if (built()) return bin;
+    const builder = installGoTool('builder', log);
+    const scratch = `${dir}.building-${process.pid}`;
+    rmSync(scratch, { recursive: true, force: true });
+    mkdirSync(scratch, { recursive: true });
+    try {
+      const effective = path.join(scratch, 'builder-config.yaml');
+      writeFileSync(effective, stringify({ ...manifest, dist: { ...manifest.dist, output_path: scratch } }));
+      log(`building the OpenTelemetry Collector ${manifest.dist.version} (${path.relative(projectRoot, manifestFile)}) with ocb into ${dir} (a cold build takes minutes)`);
+      const r = spawnSync(builder, ['--config', effective], {
+        cwd: scratch, encoding: 'utf8', env: goEnv(), stdio: ['ignore', 'pipe', 'pipe'], timeout: 30 * 60_000, maxBuffer: 64 * 1024 * 1024,
+      });
+      if (r.error) throw new GoBuildError(`cannot run ocb (${builder}): ${r.error.message}`);
+      if (r.status !== 0) throw new GoBuildError(`ocb --config ${manifestFile} failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+      if (!existsSync(path.join(scratch, manifest.dist.name))) throw new GoBuildError(`ocb ran but ${path.join(scratch, manifest.dist.name)} is missing`);
+      writeFileSync(path.join(scratch, '.complete'), JSON.stringify({ manifestSha256: sha256, builtAt: new Date().toISOString() }) + '\n');
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(scratch, dir);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true }); // gone after the rename; a failed build's leftovers otherwise
+    }
+    return bin;
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
