@@ -2,10 +2,16 @@
 // every pipeline starts with memory_limiter, sampling precedes batch, the exporter to our receiver
 // authenticates with a bearer token from the environment, compresses, retries and queues on disk;
 // the Kafka variant writes exactly our raw topics in our encoding, within our record limit, keyed
-// and headed by tenant; and every component is both defined and used.
-import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+// and headed by tenant; and every component is both defined and used. Then the real collector of the
+// pinned release (built with ocb from collector-config/builder-config.yaml) validates every config.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { buildCollector, COLLECTOR_MANIFEST } from '../../lib/go-peers.ts';
 import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { defaultConfig } from '../../lib/config.ts';
 import { encode } from '../../lib/otlp/proto.ts';
@@ -90,9 +96,10 @@ describe('collector-config/sidecar.yaml', () => {
     const exporters = Object.entries(sidecar.exporters as Obj);
     expect(exporters).toHaveLength(1);
     const [id, exp] = exporters[0]!;
-    expect(['otlp', 'otlphttp']).toContain(typeOf(id));
+    // The names of the pinned release (`otlp`, `otlphttp` are deprecated aliases).
+    expect(['otlp_grpc', 'otlp_http']).toContain(typeOf(id));
     // gRPC per-RPC bearer credentials require TLS; our receiver serves plaintext, so gRPC needs TLS on.
-    if (typeOf(id) === 'otlp') expect(exp.tls?.insecure).not.toBe(true);
+    if (typeOf(id) === 'otlp_grpc') expect(exp.tls?.insecure).not.toBe(true);
     expect(exp.endpoint).toMatch(ENV_REF);
     expect(exp.compression).toBe('gzip');
     const auth = exp.auth.authenticator as string;
@@ -134,7 +141,9 @@ describe('collector-config/kafka-direct.yaml', () => {
   });
 
   it('stamps tenant.id on every resource (upsert) in every pipeline, from the same env var as the tenant header', () => {
-    const tenantEnv = kafka.record_headers.tenant as string;
+    const tenantHeaders = (kafka.record_headers as Obj[]).filter((h) => h.name === 'tenant');
+    expect(tenantHeaders).toHaveLength(1);
+    const tenantEnv = tenantHeaders[0]!.value as string;
     expect(tenantEnv).toMatch(ENV_REF);
     const resourceProcs = Object.entries(kafkaDirect.processors as Obj).filter(([id]) => typeOf(id) === 'resource');
     const stamping = resourceProcs.filter(([, p]) => (p.attributes as Obj[]).some((a) => a.key === 'tenant.id' && a.action === 'upsert' && a.value === tenantEnv));
@@ -182,7 +191,7 @@ describe('kafka-direct records through our scrubber', () => {
       { key: 'service.name', value: { stringValue: 'billing' } },
       { key: stamp.key, value: { stringValue: expandEnv(stamp.value, env) } }] },
     scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 1), spanId: Buffer.alloc(8, 2), name: 'charge', kind: 2 }] }] }] }));
-    const headers = Object.fromEntries(Object.entries(kafka.record_headers as Record<string, string>).map(([k, v]) => [k, expandEnv(v, env)]));
+    const headers = Object.fromEntries((kafka.record_headers as { name: string; value: string }[]).map((h) => [h.name, expandEnv(h.value, env)]));
     return { key: sent ?? null, value, headers };
   };
   const config = parseScrubConfig({}, {});
@@ -215,5 +224,89 @@ describe('graphProblems (the checker has teeth)', () => {
     expect(p).toContain('processor attributes/unused is defined but never used');
     expect(p).toContain('extension file_storage is defined but never used');
     expect(p.some((x) => x.includes('storage uses extension file_storage'))).toBe(true);
+  });
+});
+
+// The real collector of the pinned release. Cold, the build takes minutes (CI builds it first with
+// `npm run peers:fetch -- otelcol`); after that it is cached under .cache/go/otelcol-<version>/.
+const configDir = fileURLToPath(new URL('../../collector-config/', import.meta.url));
+const userConfigs = readdirSync(configDir).filter((f) => f.endsWith('.yaml') && f !== path.basename(COLLECTOR_MANIFEST)).map((f) => path.join(configDir, f));
+const raceConfig = fileURLToPath(new URL('../../bench/peer-otelcol.yaml', import.meta.url));
+const allConfigs = [...userConfigs, raceConfig];
+const KINDS = ['receivers', 'processors', 'exporters', 'extensions'] as const;
+const loadFile = (f: string): Obj => parse(readFileSync(f, 'utf8')) as Obj;
+
+describe('the real OpenTelemetry Collector (pinned release, built from collector-config/builder-config.yaml)', () => {
+  let otelcol = '';
+  let scratch = '';
+  let env: NodeJS.ProcessEnv = {};
+  /** The build's components by kind: canonical names only (deprecated aliases such as otlphttp are not listed). */
+  let built: Record<(typeof KINDS)[number], Set<string>>;
+  const run = (args: string[]) => {
+    const r = spawnSync(otelcol, args, { encoding: 'utf8', env, timeout: 30_000 });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  const validate = (file: string, ...extra: string[]) => run(['validate', `--config=${file}`, ...extra]);
+  /** Component types a config uses that are not a canonical name of the build. */
+  const nonCanonical = (cfg: Obj): string[] =>
+    KINDS.flatMap((kind) => Object.keys(cfg[kind] ?? {}).map(typeOf).filter((t) => !built[kind].has(t)).map((t) => `${kind}: ${t}`));
+
+  beforeAll(() => {
+    otelcol = buildCollector();
+    scratch = mkdtempSync(path.join(os.tmpdir(), 'stella-otelcol-'));
+    env = { PATH: process.env.PATH, HOME: scratch,
+      // What an operator sets for the user-facing configs, and what bench/peer.ts sets for the race.
+      STELLA_KAFKA_BROKERS: '127.0.0.1:9092', STELLA_TENANT_ID: 'acme', STELLA_QUEUE_DIR: path.join(scratch, 'queue'),
+      STELLA_OTLP_ENDPOINT: 'http://127.0.0.1:4318', STELLA_TOKEN: 'token-from-the-environment',
+      PEER_BROKERS: '127.0.0.1:9092', PEER_TOPIC: 'otlp_spans', PEER_GRPC_ENDPOINT: '127.0.0.1:24317',
+      PEER_HTTP_ENDPOINT: '127.0.0.1:24318', PEER_HEALTH_ENDPOINT: '127.0.0.1:23133' };
+    const r = run(['components']);
+    if (r.status !== 0) throw new Error(`otelcol components failed: ${r.out}`);
+    const listed = parse(r.out) as Obj;
+    built = Object.fromEntries(KINDS.map((k) => [k, new Set(((listed[k] ?? []) as Obj[]).map((c) => c.name as string))])) as typeof built;
+  }, 30 * 60_000);
+  afterAll(() => { if (scratch) rmSync(scratch, { recursive: true, force: true }); });
+
+  it.each(allConfigs.map((f) => [path.relative(path.join(configDir, '..'), f), f]))('otelcol validate %s passes, with the canonical component names', (_, file) => {
+    const r = validate(file);
+    expect(r.status, r.out).toBe(0);
+    expect(nonCanonical(loadFile(file))).toEqual([]);
+  });
+
+  it('is built with exactly the components the configs use', () => {
+    for (const kind of KINDS) {
+      const used = new Set(allConfigs.flatMap((f) => Object.keys(loadFile(f)[kind] ?? {}).map(typeOf)));
+      expect([...built[kind]].sort(), kind).toEqual([...used].sort());
+    }
+  });
+
+  it('every feature gate the docs tell users to pass exists in the pinned release', () => {
+    const docs = [...readdirSync(configDir).map((f) => path.join(configDir, f)), fileURLToPath(new URL('../../docs/operations.md', import.meta.url))]
+      .map((f) => readFileSync(f, 'utf8')).join('\n');
+    for (const [, gates] of docs.matchAll(/--feature-gates[= ]([\w.,-]+)/g)) {
+      const r = validate(path.join(configDir, 'kafka-direct.yaml'), `--feature-gates=${gates}`);
+      expect(r.status, r.out).toBe(0);
+    }
+    // ...which the collector refuses when one does not (the gate the README once told users to pass):
+    const r = validate(path.join(configDir, 'kafka-direct.yaml'), '--feature-gates=exporter.PersistRequestContext');
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain('no such feature gate "exporter.PersistRequestContext"');
+  });
+
+  it('catches what these configs used to say: record_headers as a map, the deprecated otlphttp name', () => {
+    const kd = structuredClone(kafkaDirect);
+    kd.exporters['kafka/stella'].record_headers = { tenant: '${env:STELLA_TENANT_ID}' };
+    const f = path.join(scratch, 'kafka-map-headers.yaml');
+    writeFileSync(f, stringify(kd));
+    const r = validate(f);
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain("'record_headers' source data must be an array or slice, got map");
+
+    // The deprecated alias still validates; only the canonical-name check tells.
+    const old = parse(stringify(sidecar).replaceAll('otlp_http/stella', 'otlphttp/stella')) as Obj;
+    const g = path.join(scratch, 'sidecar-otlphttp.yaml');
+    writeFileSync(g, stringify(old));
+    expect(validate(g).status).toBe(0);
+    expect(nonCanonical(old)).toEqual(['exporters: otlphttp']);
   });
 });
