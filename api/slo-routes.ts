@@ -39,6 +39,9 @@ export function renderSlo(s: SloSummary): Record<string, unknown> {
   return {
     slo: s.slo, service: s.service, journey: s.journey, objective: s.objective, budget_remaining: round(s.budgetRemaining),
     burn_rates: Object.fromEntries(Object.entries(s.burnRates).map(([w, v]) => [w, round(v)])), firing: s.firing,
+    // Burn rates, budget and firing all come from this one evaluation (event time) and its minute.
+    evaluated_at: iso(s.evaluatedAtMs ?? undefined),
+    minute: s.evaluatedAtMs === null ? null : iso(Math.floor(s.evaluatedAtMs / 60_000) * 60_000),
     dropped_late: s.droppedLate, dropped_future: s.droppedFuture,
   };
 }

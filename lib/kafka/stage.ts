@@ -30,6 +30,9 @@ export interface StageOptions {
   fromBeginning?: boolean;
   partitionsConsumedConcurrently?: number;
   maxBytesPerPartition?: number;
+  /** Called with this member's assignment (topic → partitions) after every group join, the first
+   * one included (it happens before runStage returns, so a listener added later misses it). */
+  onGroupJoin?: (memberAssignment: Record<string, number[]>) => void;
 }
 
 export interface RunningStage { consumer: Consumer; stop(): Promise<void> }
@@ -58,6 +61,7 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
   });
   let stopping = false;
+  if (opts.onGroupJoin) { const cb = opts.onGroupJoin; consumer.on(consumer.events.GROUP_JOIN, (e) => cb(e.payload.memberAssignment)); }
   await consumer.connect();
   await consumer.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
   await consumer.run({

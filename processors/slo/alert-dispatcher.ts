@@ -54,17 +54,31 @@ export class AlertDispatcher {
       if (a.status === 'firing') this.lastSent.set(key, now);
       else this.lastSent.delete(key);
     }
-    for (const a of result.firing) {
+    this.refresh(result.firing.filter((a) => !changed.has(alertKey(a))));
+  }
+
+  /**
+   * Re-sends firing alerts to Alertmanager whose last send is a resend interval old (or that were
+   * never sent by this process: after a restart, at once; same labels and startsAt, so
+   * Alertmanager deduplicates). The runner calls it at startup and on a timer, not only when
+   * traffic drives an evaluation, so an alert never outlives its endsAt while it still fires.
+   */
+  refresh(firing: readonly AlertStatus[]): number {
+    const now = this.clock();
+    let sent = 0;
+    for (const a of firing) {
       const key = alertKey(a);
-      if (changed.has(key)) continue;
       const last = this.lastSent.get(key);
-      // After a restart nothing was sent yet: refresh at once (same labels and startsAt, so Alertmanager dedups it).
       if (last === undefined || now - last >= this.resendIntervalMs) {
         this.toAlertmanagers(a, this.times(a, now));
         this.lastSent.set(key, now);
+        sent++;
       }
     }
+    return sent;
   }
+
+  get resendInterval(): number { return this.resendIntervalMs; }
 
   async idle(): Promise<void> {
     await Promise.all([...this.alertmanagers, ...this.webhooks.map((w) => w.poster)].map((p) => p.idle()));

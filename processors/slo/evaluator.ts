@@ -2,10 +2,10 @@
 // emitting only state transitions (firing / resolved). Pure and synchronous: time comes from the
 // caller (event time in samples, evaluation time as an argument), so it is replayable and testable.
 import { counter } from '../../lib/metrics.ts';
-import { BURN_RULES, budgetRemaining, burnRate, errorRatio, ratioThreshold, type Severity } from './burn.ts';
+import { BURN_RULES, budgetRemaining, burnRate, errorRatio, ratioThreshold, RULE_WINDOWS_MIN, type Severity } from './burn.ts';
 import { SPAN_KIND_NUMBER, sliFingerprint, type SloConfig, type SloDefinition } from './config.ts';
 import { histogramGoodCount, isSpanSample, type HistogramSample, type SliSample, type SpanSample } from './samples.ts';
-import { SloState } from './slo-state.ts';
+import { SloState, type Evaluation } from './slo-state.ts';
 import { formatWindow } from './duration.ts';
 
 export interface AlertIdentity {
@@ -52,6 +52,8 @@ export interface SloSummary {
   budgetRemaining: number;
   burnRates: Record<string, number>;
   firing: string[];
+  /** Time of the evaluation everything above comes from (its minute: floor(evaluatedAtMs / 1 min)); null before the first. */
+  evaluatedAtMs: number | null;
   droppedLate: number;
   droppedFuture: number;
 }
@@ -128,29 +130,21 @@ export class SloEvaluator {
     const firing: AlertStatus[] = [];
     for (const state of this.states.values()) {
       state.advanceTo(nowMs);
+      const view = state.captureEvaluation();
       const def = state.def;
-      const budget = state.budgetWindow();
-      const budgetLeft = budgetRemaining(budget.good, budget.total, def.objective);
       BURN_RULES.forEach((rule, i) => {
-        const long = state.window(rule.longMs / 60_000);
-        const short = state.window(rule.shortMs / 60_000);
-        const ratioLong = errorRatio(long.good, long.total);
-        const ratioShort = errorRatio(short.good, short.total);
+        const long = windowOf(view, rule.longMs);
+        const short = windowOf(view, rule.shortMs);
         const threshold = ratioThreshold(rule.factor, def.objective);
-        const burning = long.total >= def.minEvents && long.total > 0 && ratioLong > threshold && ratioShort > threshold;
+        const burning = long.total >= def.minEvents && long.total > 0
+          && errorRatio(long.good, long.total) > threshold && errorRatio(short.good, short.total) > threshold;
         const flag = state.alerts[i]!;
         const wasFiring = flag.firing;
         if (burning && !wasFiring) {
           flag.firing = true;
           flag.startsAtMs = state.watermarkMs;
         }
-        const status: AlertStatus = {
-          tenant: def.tenant, service: def.service, slo: def.name, journey: def.journey,
-          severity: rule.severity, windows: rule.windows, status: burning ? 'firing' : 'resolved',
-          atMs: state.watermarkMs, startsAtMs: flag.startsAtMs, objective: def.objective, factor: rule.factor,
-          burnRateLong: burnRate(ratioLong, def.objective), burnRateShort: burnRate(ratioShort, def.objective),
-          eventsLong: long.total, budgetRemaining: budgetLeft, exemplarTraceId: state.exemplarTraceId, runbook: def.runbook,
-        };
+        const status = alertStatus(state, view, i, burning ? 'firing' : 'resolved');
         if (burning !== wasFiring) transitions.push(status);
         if (!burning && wasFiring) {
           flag.firing = false;
@@ -163,22 +157,40 @@ export class SloEvaluator {
     return { transitions, firing };
   }
 
-  /** Current burn rates and budget per SLO, for `GET /obs/slo` and `stella slo list` (no side effects). */
+  /**
+   * The alerts firing after the latest evaluation, as that evaluation computed them (no side
+   * effects): what the runner re-sends to Alertmanager at startup and on its resend timer.
+   */
+  firingNow(): AlertStatus[] {
+    const out: AlertStatus[] = [];
+    for (const state of this.states.values()) {
+      const view = state.lastEval;
+      if (!view) continue;
+      state.alerts.forEach((flag, i) => { if (flag.firing) out.push(alertStatus(state, view, i, 'firing')); });
+    }
+    return out;
+  }
+
+  /**
+   * Burn rates, budget and firing alerts per SLO, all from the latest evaluation (with its time), for
+   * `GET /obs/slo` and `stella slo list` (no side effects). Never evaluated: zero burn, nothing firing.
+   */
   summaries(): SloSummary[] {
     return [...this.states.values()].map((state) => {
       const def = state.def;
-      const budget = state.budgetWindow();
+      const view = state.lastEval;
       const burnRates: Record<string, number> = {};
       for (const rule of BURN_RULES) {
         for (const ms of [rule.longMs, rule.shortMs]) {
-          const w = state.window(ms / 60_000);
+          const w = view ? windowOf(view, ms) : { good: 0, total: 0 };
           burnRates[formatWindow(ms)] = burnRate(errorRatio(w.good, w.total), def.objective);
         }
       }
       return {
         tenant: def.tenant, slo: def.name, service: def.service, journey: def.journey, objective: def.objective,
-        budgetRemaining: budgetRemaining(budget.good, budget.total, def.objective), burnRates,
-        firing: BURN_RULES.filter((_, i) => state.alerts[i]!.firing).map((r) => `${r.severity}:${r.windows}`),
+        budgetRemaining: view ? budgetRemaining(view.budgetGood, view.budgetTotal, def.objective) : 1, burnRates,
+        firing: view ? BURN_RULES.filter((_, i) => state.alerts[i]!.firing).map((r) => `${r.severity}:${r.windows}`) : [],
+        evaluatedAtMs: view ? view.atMs : null,
         droppedLate: state.droppedLate,
         droppedFuture: state.droppedFuture,
       };
@@ -202,6 +214,28 @@ export class SloEvaluator {
     if (p.unmatched) samplesCounter().inc({ outcome: 'unmatched' }, p.unmatched);
     this.pending = { applied: 0, late: 0, future: 0, unmatched: 0 };
   }
+}
+
+function windowOf(view: Evaluation, ms: number): { good: number; total: number } {
+  const i = RULE_WINDOWS_MIN.indexOf(ms / 60_000);
+  if (i < 0) throw new Error(`no running sum for a ${ms / 60_000}m window`);
+  return { good: view.good[i]!, total: view.total[i]! };
+}
+
+/** Rule i of a state as an alert, from the window sums of one evaluation. */
+function alertStatus(state: SloState, view: Evaluation, i: number, status: AlertStatus['status']): AlertStatus {
+  const def = state.def;
+  const rule = BURN_RULES[i]!;
+  const long = windowOf(view, rule.longMs);
+  const short = windowOf(view, rule.shortMs);
+  return {
+    tenant: def.tenant, service: def.service, slo: def.name, journey: def.journey,
+    severity: rule.severity, windows: rule.windows, status,
+    atMs: view.atMs, startsAtMs: state.alerts[i]!.startsAtMs, objective: def.objective, factor: rule.factor,
+    burnRateLong: burnRate(errorRatio(long.good, long.total), def.objective), burnRateShort: burnRate(errorRatio(short.good, short.total), def.objective),
+    eventsLong: long.total, budgetRemaining: budgetRemaining(view.budgetGood, view.budgetTotal, def.objective),
+    exemplarTraceId: view.exemplarTraceId, runbook: def.runbook,
+  };
 }
 
 function compile(def: SloDefinition, state: SloState): CompiledSlo {

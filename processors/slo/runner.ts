@@ -175,6 +175,10 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     }
     cores.set(p, pc);
     syncSampler(pc);
+    // Alerts that were firing when the previous process stopped: refresh them now, before the
+    // endsAt it gave them passes (the next evaluation may be minutes away with little traffic).
+    const resent = dispatcher.refresh(core.evaluator.firingNow());
+    if (resent) log.info({ partition: p, alerts: resent }, 'restored firing alerts re-sent');
     return pc;
   };
 
@@ -349,23 +353,31 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
   };
 
   let consumerRef: RunningStage['consumer'] | undefined;
-  const stage = await runStage({ name: 'slo', groupId, kafka: opts.kafka, topics: [topics.spans, topics.metrics], handle,
-    partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 2 });
-  consumerRef = stage.consumer;
   // Partitions this member no longer owns: forget their cores, so a later re-assignment reloads the
-  // checkpoint another member may have advanced meanwhile.
-  stage.consumer.on(stage.consumer.events.GROUP_JOIN, (e) => {
+  // checkpoint another member may have advanced meanwhile. Registered through runStage: the first
+  // join happens before runStage returns.
+  const onGroupJoin = (memberAssignment: Record<string, number[]>): void => {
     const owned = new Set<number>();
-    for (const list of Object.values(e.payload.memberAssignment)) for (const p of list) owned.add(p);
+    for (const list of Object.values(memberAssignment)) for (const p of list) owned.add(p);
     for (const p of [...cores.keys()]) if (!owned.has(p)) void withLock(p, async () => { cores.delete(p); });
     // Load the owned partitions' checkpoints now, not at their first record: incident modes reach
     // the sampler and idle partitions keep being evaluated (and their TTLs expire) after a restart.
     for (const p of owned) {
       void withLock(p, () => loadCore(p)).catch((err: unknown) => log.warn({ partition: p, error_message: String(err) }, 'loading the SLO checkpoint failed; retried at the first record'));
     }
-  });
+  };
+  const stage = await runStage({ name: 'slo', groupId, kafka: opts.kafka, topics: [topics.spans, topics.metrics], handle,
+    partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 2, onGroupJoin });
+  consumerRef = stage.consumer;
   const timer = setInterval(() => { void idleTick(); }, opts.idleTickMs ?? 15_000);
   timer.unref();
+  // Firing alerts are refreshed on their own timer, whatever the traffic: Alertmanager resolves an
+  // alert whose endsAt (4 resend intervals after a send) passes. Reads only the latest evaluation
+  // of each owned core (synchronous, so no lock is needed); cores of revoked partitions are gone.
+  const resendTimer = setInterval(() => {
+    for (const pc of cores.values()) dispatcher.refresh(pc.core.evaluator.firingNow());
+  }, Math.max(250, Math.floor(dispatcher.resendInterval / 2)));
+  resendTimer.unref();
 
   return {
     stage,
@@ -393,6 +405,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     idleTick,
     stop: async (o) => {
       clearInterval(timer);
+      clearInterval(resendTimer);
       await stage.stop();
       await Promise.allSettled([...locks.values()]);
       if (o?.checkpoint !== false) {

@@ -15,6 +15,23 @@ export interface AlertFlag {
   startsAtMs: number;
 }
 
+/**
+ * The window sums one evaluation saw, kept so that what is reported (`GET /obs/slo`) and re-sent
+ * (firing alerts) always belongs to one evaluation and its minute, never to the live head, which
+ * may already hold part of the next minute.
+ */
+export interface Evaluation {
+  /** Evaluation time: the state's watermark at that evaluation (its minute is the ring head). */
+  atMs: number;
+  /** Sums per RULE_WINDOWS_MIN entry (same order). */
+  good: number[];
+  total: number[];
+  budgetGood: number;
+  budgetTotal: number;
+  /** The exemplar (latest bad trace) as of that evaluation. */
+  exemplarTraceId: string;
+}
+
 export type IngestOutcome = 'applied' | 'late' | 'future';
 /**
  * Samples further than this ahead of the last evaluation time are refused: one client with a
@@ -34,6 +51,8 @@ export class SloState {
   exemplarTraceId = '';
   exemplarTimeMs = 0;
   readonly alerts: AlertFlag[] = BURN_RULES.map(() => ({ firing: false, startsAtMs: 0 }));
+  /** What the latest evaluation saw (persisted with the state); undefined before the first one. */
+  lastEval: Evaluation | undefined;
 
   constructor(readonly def: SloDefinition, readonly fingerprint: string) {}
 
@@ -68,6 +87,16 @@ export class SloState {
     if (nowMs > this.watermarkMs) this.watermarkMs = nowMs;
     this.minutes.advanceTo(Math.floor(this.watermarkMs / MIN));
     this.hours.advanceTo(Math.floor(this.watermarkMs / HOUR));
+  }
+
+  /** Records the window sums at the current head as this state's latest evaluation. */
+  captureEvaluation(): Evaluation {
+    const good: number[] = [];
+    const total: number[] = [];
+    for (let i = 0; i < RULE_WINDOWS_MIN.length; i++) { good.push(this.minutes.windowGood(i)); total.push(this.minutes.windowTotal(i)); }
+    this.lastEval = { atMs: this.watermarkMs, good, total, budgetGood: this.hours.windowGood(0), budgetTotal: this.hours.windowTotal(0),
+      exemplarTraceId: this.exemplarTraceId };
+    return this.lastEval;
   }
 
   /** Sums of the rule window of `minutes` length; O(1) via the ring's running sums. */

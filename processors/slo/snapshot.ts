@@ -2,15 +2,19 @@
 // Deterministic: states in key order, only non-empty slots, fixed little-endian layout; the same
 // state always gives the same bytes (checkpoints can be compared and deduplicated).
 //
-// Layout (v1): "SLOS" u8 version u32 nStates, then per state:
+// Layout (v2): "SLOS" u8 version u32 nStates, then per state:
 //   str key, str sliFingerprint, f64 watermarkMs, f64 droppedLate, str exemplarTraceId, f64 exemplarTimeMs,
-//   u8 nAlerts { u8 firing, f64 startsAtMs }, ring(minutes), ring(hours)
+//   u8 nAlerts { u8 firing, f64 startsAtMs }, lastEval, ring(minutes), ring(hours)
+//   lastEval = u8 present [f64 atMs, u8 nWindows { f64 good, f64 total }, f64 budgetGood, f64 budgetTotal, str exemplarTraceId]
 //   ring = f64 head, u32 nSlots { f64 slot, u32 good, u32 total }
+// v1 (no lastEval) still restores: its latest evaluation is taken from the restored rings.
+import { RULE_WINDOWS_MIN } from './burn.ts';
 import type { SloEvaluator } from './evaluator.ts';
+import type { Evaluation } from './slo-state.ts';
 import type { SlotRing } from './slot-ring.ts';
 
 const MAGIC = 'SLOS';
-const VERSION = 1;
+const VERSION = 2;
 
 class Writer {
   private buf = new Uint8Array(4096);
@@ -89,6 +93,16 @@ export function snapshotEvaluator(ev: SloEvaluator): Uint8Array {
     w.f64(s.exemplarTimeMs);
     w.u8(s.alerts.length);
     for (const a of s.alerts) { w.u8(a.firing ? 1 : 0); w.f64(a.startsAtMs); }
+    const e = s.lastEval;
+    w.u8(e ? 1 : 0);
+    if (e) {
+      w.f64(e.atMs);
+      w.u8(e.good.length);
+      e.good.forEach((g, i) => { w.f64(g); w.f64(e.total[i]!); });
+      w.f64(e.budgetGood);
+      w.f64(e.budgetTotal);
+      w.str(e.exemplarTraceId);
+    }
     writeRing(w, s.minutes);
     writeRing(w, s.hours);
   }
@@ -106,7 +120,7 @@ export function restoreEvaluator(ev: SloEvaluator, bytes: Uint8Array): RestoreRe
   const r = new Reader(bytes);
   for (const c of MAGIC) if (r.u8() !== c.charCodeAt(0)) throw new Error('not an SLO snapshot (bad magic)');
   const version = r.u8();
-  if (version !== VERSION) throw new Error(`unsupported SLO snapshot version ${version}`);
+  if (version !== 1 && version !== VERSION) throw new Error(`unsupported SLO snapshot version ${version}`);
   const report: RestoreReport = { restored: [], discarded: [] };
   const n = r.u32();
   for (let i = 0; i < n; i++) {
@@ -122,6 +136,15 @@ export function restoreEvaluator(ev: SloEvaluator, bytes: Uint8Array): RestoreRe
     const nAlerts = r.u8();
     const alerts: { firing: boolean; startsAtMs: number }[] = [];
     for (let a = 0; a < nAlerts; a++) alerts.push({ firing: r.u8() === 1, startsAtMs: r.f64() });
+    let lastEval: Evaluation | undefined;
+    if (version >= 2 && r.u8() === 1) {
+      const atMs = r.f64();
+      const nWindows = r.u8();
+      const good: number[] = [];
+      const total: number[] = [];
+      for (let k = 0; k < nWindows; k++) { good.push(r.f64()); total.push(r.f64()); }
+      lastEval = { atMs, good, total, budgetGood: r.f64(), budgetTotal: r.f64(), exemplarTraceId: r.str() };
+    }
     readRing(r, state?.minutes);
     readRing(r, state?.hours);
     if (!state) { report.discarded.push(key); continue; }
@@ -131,6 +154,9 @@ export function restoreEvaluator(ev: SloEvaluator, bytes: Uint8Array): RestoreRe
     state.exemplarTraceId = exemplarTraceId;
     state.exemplarTimeMs = exemplarTimeMs;
     alerts.forEach((a, j) => Object.assign(state.alerts[j]!, a));
+    if (lastEval && lastEval.good.length !== RULE_WINDOWS_MIN.length) throw new Error(`SLO snapshot for ${key} has ${lastEval.good.length} windows, expected ${RULE_WINDOWS_MIN.length}`);
+    if (lastEval) state.lastEval = lastEval;
+    else if (version === 1 && Number.isFinite(watermarkMs)) state.captureEvaluation();
     report.restored.push(key);
   }
   if (!r.done()) throw new Error('SLO snapshot has trailing bytes');
