@@ -4,7 +4,7 @@
 // the Kafka variant writes exactly our raw topics in our encoding, within our record limit, keyed
 // and headed by tenant; and every component is both defined and used. Then the real collector of the
 // pinned release (built with ocb from collector-config/builder-config.yaml) validates every config.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { buildCollector, COLLECTOR_MANIFEST } from '../../lib/go-peers.ts';
+import { freePort } from '../../lib/kafka/broker.ts';
+import { decodeTraces, attrString } from '../../lib/otlp/proto.ts';
+import { brokers, createTopics, readRecords, uniq } from '../support/kafka.ts';
 import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { defaultConfig } from '../../lib/config.ts';
 import { encode } from '../../lib/otlp/proto.ts';
@@ -308,5 +311,75 @@ describe('the real OpenTelemetry Collector (pinned release, built from collector
     writeFileSync(g, stringify(old));
     expect(validate(g).status).toBe(0);
     expect(nonCanonical(old)).toEqual(['exporters: otlphttp']);
+  });
+});
+
+// kafka-direct.yaml run by the real collector against the real broker: only its listen ports and topic
+// names are changed (tests run in parallel); keys, headers, the tenant stamp and the persistent
+// sending queue every record goes through are the file's own.
+describe('kafka-direct.yaml in the real collector, writing to a real broker', () => {
+  let child: ChildProcess | undefined;
+  let scratch = '';
+  let httpPort = 0;
+  const topics = { traces: uniq('kd_spans'), metrics: uniq('kd_metrics'), logs: uniq('kd_logs') };
+
+  beforeAll(async () => {
+    const otelcol = buildCollector();
+    scratch = mkdtempSync(path.join(os.tmpdir(), 'stella-kafka-direct-'));
+    await createTopics(Object.values(topics));
+    const [grpcPort, health] = [await freePort(), await freePort()];
+    httpPort = await freePort();
+    const cfg = structuredClone(kafkaDirect);
+    cfg.receivers.otlp.protocols.grpc.endpoint = `127.0.0.1:${grpcPort}`;
+    cfg.receivers.otlp.protocols.http.endpoint = `127.0.0.1:${httpPort}`;
+    cfg.extensions.health_check.endpoint = `127.0.0.1:${health}`;
+    for (const sig of SIGNALS) cfg.exporters['kafka/stella'][sig].topic = topics[sig];
+    cfg.service.telemetry = { metrics: { level: 'none' } };
+    const file = path.join(scratch, 'kafka-direct.yaml');
+    writeFileSync(file, stringify(cfg));
+    child = spawn(otelcol, ['--config', file], { stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: scratch, STELLA_KAFKA_BROKERS: brokers(), STELLA_TENANT_ID: 'acme', STELLA_QUEUE_DIR: path.join(scratch, 'queue') } });
+    let log = '';
+    child.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-8000); });
+    const deadline = Date.now() + 30_000;
+    while (!(await fetch(`http://127.0.0.1:${health}/`).then((r) => r.ok, () => false))) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the collector did not become healthy: ${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, 30 * 60_000);
+  afterAll(async () => {
+    if (child && child.exitCode === null) { child.kill('SIGTERM'); await new Promise((r) => child!.once('exit', r)); }
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const send = async (service: string, tenantHeader: string | undefined) => {
+    const body = encode('traces', { resourceSpans: [{ resource: { attributes: [
+      { key: 'service.name', value: { stringValue: service } },
+      { key: 'tenant.id', value: { stringValue: 'globex' } }] }, // a claim the resource processor overwrites
+    scopeSpans: [{ spans: [{ traceId: Buffer.alloc(16, 7), spanId: Buffer.alloc(8, 9), name: 'charge', kind: 2 }] }] }] });
+    const r = await fetch(`http://127.0.0.1:${httpPort}/v1/traces`, { method: 'POST', body,
+      headers: { 'content-type': 'application/x-protobuf', ...(tenantHeader ? { 'x-stella-tenant': tenantHeader } : {}) } });
+    expect(r.status).toBe(200);
+  };
+
+  it('keys and heads records by tenant, stamps tenant.id, and our scrubber accepts only the matching producer', async () => {
+    await send('own-tenant', 'acme');
+    await send('other-tenant', 'globex');
+    await send('no-header', undefined);
+    const recs = await readRecords([topics.traces], 3, 30_000);
+    expect(recs).toHaveLength(3);
+    const byService = Object.fromEntries(recs.map((r) => [attrString(decodeTraces(r.value).resourceSpans[0]!.resource!.attributes, 'service.name')!, r]));
+    for (const r of recs) {
+      expect(r.headers.tenant).toBe('acme');
+      expect(decodeTraces(r.value).resourceSpans.map((rs) => attrString(rs.resource!.attributes, 'tenant.id'))).toEqual(['acme']);
+    }
+    expect(byService['own-tenant']!.key).toBe('acme');
+    expect(byService['other-tenant']!.key).toBe('globex');
+    expect(byService['no-header']!.key ?? '').toBe('');
+    const config = parseScrubConfig({}, {});
+    const verdict = (svc: string) => scrubRecord('traces', byService[svc]!, config, new Date());
+    expect(verdict('own-tenant')).toMatchObject({ kind: 'clean', tenant: 'acme' });
+    expect(verdict('other-tenant')).toEqual({ kind: 'dlq', reason: 'scrub: tenant header does not match the record key' });
+    expect(verdict('no-header')).toEqual({ kind: 'dlq', reason: 'scrub: record key is not a valid tenant id' });
   });
 });
