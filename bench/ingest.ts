@@ -32,7 +32,7 @@ import { prepareExport } from '../receiver/ingest.ts';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
-const TOKEN = 'bench-token-0123456789';
+export const TOKEN = 'bench-token-0123456789';
 const CLK_TCK = 100; // Linux USER_HZ
 
 function request(): Uint8Array {
@@ -55,7 +55,7 @@ function request(): Uint8Array {
   return types.ExportTraceServiceRequest.encode(msg).finish();
 }
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime (fields 14, 15)
 }
@@ -63,7 +63,7 @@ function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
-const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN; };
+export const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN; };
 
 function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number } {
   const sig = signals.traces;
@@ -80,7 +80,7 @@ function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number }
   return { coreUs, decodeEncodeUs };
 }
 
-async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root,
+export async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root,
   nodeFlags: readonly string[] = NODE_FLAGS): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
@@ -356,4 +356,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// bench/peer.ts imports the receiver machinery above; run the benchmark only as the entry point.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
