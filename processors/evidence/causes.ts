@@ -3,6 +3,8 @@
 export const VERIFY_CAUSES = [
   'BUNDLE_CORRUPT', 'MANIFEST_MISSING', 'MANIFEST_MISMATCH', 'ENTRY_MISSING', 'MERKLE_MISMATCH',
   'CHECKPOINT_INCONSISTENT', 'SIGNATURE_INVALID', 'KEY_UNKNOWN', 'STATEMENT_MISMATCH',
+  // Trust anchoring (issue 12): verification chains only to a pinned trust root, never to keys the bundle carries.
+  'TRUST_ROOT_MISSING', 'KEY_UNTRUSTED', 'ORIGIN_MISMATCH',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -18,6 +20,9 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   SIGNATURE_INVALID: 16,
   KEY_UNKNOWN: 17,
   STATEMENT_MISMATCH: 18,
+  TRUST_ROOT_MISSING: 19,
+  KEY_UNTRUSTED: 20,
+  ORIGIN_MISMATCH: 21,
 };
 
 export class VerifyFailure extends Error {
