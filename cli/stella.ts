@@ -158,10 +158,29 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
 const isEntry = (() => {
   try { return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; }
 })();
+/**
+ * Exit once stdout and stderr have handed everything to the OS. process.exit() alone drops what a
+ * pipe has not taken yet (`stella scrub < big.jsonl | cat` ended at 64-128 KiB with exit 0): an
+ * empty write's callback runs after every earlier write on that stream has been flushed.
+ */
+export async function exitAfterFlush(code: number): Promise<never> {
+  const flushed = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => {
+    if (s.destroyed || s.writableEnded) { resolve(); return; }
+    s.write('', () => resolve());
+  });
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
 if (isEntry) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
-    if (err instanceof UsageError || err instanceof ConfigError) { process.stderr.write(`stella: ${err.message}\n`); process.exit(2); }
+  // A reader that goes away (`stella scrub ... | head -1`) is not a failure of the command: stop
+  // quietly with the code the command would have had (EPIPE would otherwise be an uncaught error).
+  for (const s of [process.stdout, process.stderr]) {
+    s.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw err; });
+  }
+  main(process.argv.slice(2)).then((code) => exitAfterFlush(code), (err: unknown) => {
+    if (err instanceof UsageError || err instanceof ConfigError) { process.stderr.write(`stella: ${err.message}\n`); return exitAfterFlush(2); }
     process.stderr.write(`stella: ${(err as Error).message ?? String(err)}\n`);
-    process.exit(4);
+    return exitAfterFlush(4);
   });
 }
