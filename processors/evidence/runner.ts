@@ -26,6 +26,7 @@ import type { SegmentStatement } from './statement.ts';
 import { FsEvidenceStore, type EvidenceStore } from './store.ts';
 import { MAX_ENTRY_SIZE } from './tiles.ts';
 import { parseEnvelope } from './dsse.ts';
+import { Attestor, type AttestorOptions } from './attest.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
@@ -59,6 +60,8 @@ export interface EvidenceRunnerOptions {
   sealEveryEntries?: number;
   now?: () => Date;
   fromBeginning?: boolean;
+  /** Witnesses and TSA asked to vouch for each checkpoint, off the sealing path (attest.ts). */
+  attest?: Omit<AttestorOptions, 'store'>;
 }
 
 export interface RunningEvidence {
@@ -70,6 +73,8 @@ export interface RunningEvidence {
   /** Seal every tenant now (tests, shutdown). */
   sealAll(): Promise<void>;
   readonly tenants: ReadonlyMap<string, { size: number; pending: number }>;
+  /** Witness cosignatures and time-stamps in progress (undefined when none is configured). */
+  readonly attestor: Attestor | undefined;
 }
 
 interface TenantState {
@@ -214,6 +219,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (counts.size !== 1) throw new Error(`evidence input topics must have equal partition counts (${md.topics.map((t) => `${t.name}:${t.partitions.length}`).join(', ')})`);
   } finally { await admin.disconnect(); }
 
+  const attestor = opts.attest && ((opts.attest.witnesses?.length ?? 0) > 0 || opts.attest.tsa) ? new Attestor({ ...opts.attest, store: evidence }) : undefined;
   const tenants = new Map<string, TenantState>();
   const opening = new Map<string, Promise<TenantState>>();
   // Sealers being retired after a rebalance: a new sealer for the tenant waits for the old one's
@@ -255,6 +261,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         // ClickHouse down at startup: keep the row queued (offsets wait for it) rather than fail the batch.
         await flushRows(s).catch((err: unknown) => log.warn({ tenant_id: tenant, error_message: String(err) }, 'evidence_segments insert failed; queued'));
         tenants.set(tenant, s);
+        attestor?.open(tenant);
         log.info({ tenant_id: tenant, size: sealer.size }, 'evidence tenant opened');
         return s;
       })().finally(() => opening.delete(tenant));
@@ -307,6 +314,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       if (row) {
         s.index.indexedSize = row.to_size;
         s.unsealedRows.push(row);
+        attestor?.sealed(s.tenant, row.to_size); // queued: witnesses and the TSA never hold up a seal
         // The index file is derived data: when its write fails, readers scan the entries instead.
         await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents))
           .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence index file not written'));
@@ -548,17 +556,20 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     consumer,
     get tenants() { return new Map([...tenants].map(([t, s]) => [t, { size: s.sealer.size, pending: s.sealer.pendingCount }])); },
     sealAll,
+    attestor,
     stop: async () => {
       closing = true;
       await inFlight;
       await sealAll();
       dead = true;
       clearInterval(timer);
+      attestor?.stop();
       await consumer.disconnect();
     },
     abandon: async () => {
       dead = true;
       clearInterval(timer);
+      attestor?.stop();
       await consumer.disconnect();
     },
   };
