@@ -72,7 +72,8 @@ describe('evidence runner with a real witness and TSA', () => {
     expect(await sealedSize(store, TENANT)).toBe(12);
     await waitFor('the witness failure is retried', () => (r.attestor!.status(TENANT)!.witnesses[0]!.failures >= 2));
     await waitFor('cosignature lag visible', async () => (await metric('stella_evidence_cosignature_lag_seconds', { tenant: TENANT, witness: lw.name })) > 0);
-    expect(await metric('stella_evidence_cosignature_lag_entries', { tenant: TENANT, witness: lw.name })).toBe(7);
+    // The seal's checkpoint file is visible a moment before the runner hands the size to the attestor.
+    await waitFor('cosignature lag of 7 entries (12 sealed, 5 cosigned)', async () => (await metric('stella_evidence_cosignature_lag_entries', { tenant: TENANT, witness: lw.name })) === 7);
     await waitFor('timestamp gap visible', async () => (await metric('stella_evidence_timestamp_gap_checkpoints', { tenant: TENANT })) === 2);
     expect(await store.read(TENANT, cosignaturePath(wkid, 12))).toBeUndefined();
 
