@@ -4,7 +4,7 @@
 // file records a finished build, so later calls are a no-op.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { projectRoot } from './paths.ts';
@@ -110,8 +110,11 @@ export function buildCollector(log: (m: string) => void = () => {}, manifestFile
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const holder = Number(readFileSync(lock, 'utf8'));
-      if (holder && !alive(holder)) { rmSync(lock, { force: true }); continue; } // a build that died
+      let holder: number, lockedAt: number;
+      try { holder = Number(readFileSync(lock, 'utf8')); lockedAt = statSync(lock).mtimeMs; } catch { continue; } // released meanwhile
+      // A build that died, or one that died between creating the lock and writing its pid into it.
+      const orphan = holder ? !alive(holder) : Date.now() - lockedAt > 10_000;
+      if (orphan) { rmSync(lock, { force: true }); continue; }
       if (waited === 0) log(`waiting for process ${holder}, which is building the collector into ${dir}`);
       sleepSync(2000);
     }

@@ -1,7 +1,7 @@
 // buildCollector's cache: a finished build of the same manifest is reused without running go; a
 // marker of another manifest (an edited builder-config.yaml) or a missing binary triggers a rebuild,
 // which here fails fast because no Go toolchain is on PATH: proof that it tried.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +51,18 @@ describe('buildCollector cache', () => {
 
     install(sha(text), false);
     expect(() => buildCollector(() => {}, manifest)).toThrow(/cannot run go/);
+  });
+
+  it('takes over the lock of a build that died (its pid gone, or no pid written 10 s after)', () => {
+    const bin = install(sha('another manifest'));
+    const lock = `${path.dirname(bin)}.lock`;
+    writeFileSync(lock, '2147483646'); // above pid_max: no such process
+    expect(() => buildCollector(() => {}, manifest)).toThrow(/cannot run go/);
+    expect(existsSync(lock)).toBe(false);
+    writeFileSync(lock, '');
+    utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    expect(() => buildCollector(() => {}, manifest)).toThrow(/cannot run go/);
+    expect(existsSync(lock)).toBe(false);
   });
 
   it('refuses a manifest without dist.name and dist.version', () => {
