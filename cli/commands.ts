@@ -1,7 +1,7 @@
 // `stella` subcommands other than `run`. Each returns an exit code; output goes to stdout, problems
 // to stderr. Exit codes: 0 ok, 1 not found / empty / failed verification (see forensic verify),
 // 2 usage or configuration, 3 not authorized, 4 unreachable or other runtime failure.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -15,6 +15,7 @@ import { KeyFileError, KeyRotationPendingError } from '../processors/evidence/ke
 import { parseEvidenceSection } from '../processors/evidence/section.ts';
 import { validateTenantId } from '../lib/tenancy.ts';
 import { traceLine, tracedFetch, type TracedFetch } from './api-client.ts';
+import { chdbBusyMessage, chdbLockHolder } from './db-lock.ts';
 import { runTop } from './obs-top.ts';
 import { progressBar } from './progress.ts';
 import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
@@ -113,6 +114,10 @@ export async function cmdForensicVerify(positional: string[], flags: Flags, io: 
   const file = positional[0];
   if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--output table|json]');
   const format = outputFormat(flags);
+  // A path that names no file is not a corrupt bundle: exit 1 (not found) with that said plainly.
+  const stat = statSync(path.resolve(file), { throwIfNoEntry: false });
+  if (!stat) { io.stderr(`stella: no such bundle file: ${file}\n`); return 1; }
+  if (stat.isDirectory()) throw new UsageError(`${file} is a directory; forensic verify takes a bundle file (.tar.gz)`);
   const bar = progressBar(io.stderr, showProgress(flags, io), 'verify');
   const out = await forensicVerify(path.resolve(file), { onProgress: (p) => bar.update(p.done, p.total, `verify: ${p.phase}`) });
   bar.end();
@@ -227,7 +232,18 @@ export async function cmdDbMigrate(flags: Flags, io: Io): Promise<number> {
   const format = outputFormat(flags);
   const { migrate, openStore } = await import('../lib/store/index.ts');
   const cfg = loadConfig();
-  const store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath: path.join(cfg.dataDir, 'chdb') });
+  const dataPath = path.resolve(cfg.dataDir, 'chdb');
+  // The embedded engine's directory opens in one process only: name the holder instead of chdb's
+  // "Cannot lock file ... Another server instance" (exit 4, runtime failure).
+  const busy = () => { io.stderr(`stella: ${chdbBusyMessage(dataPath, chdbLockHolder(dataPath))}\n`); return 4; };
+  if (!cfg.clickhouse.url && chdbLockHolder(dataPath)) return busy();
+  let store;
+  try {
+    store = await openStore({ url: cfg.clickhouse.url ?? undefined, dataPath });
+  } catch (err) {
+    if (!cfg.clickhouse.url && /create connection/i.test((err as Error).message) && chdbLockHolder(dataPath)) return busy();
+    throw err;
+  }
   try {
     const r = await migrate(store);
     io.stdout(render({ applied: r.applied, already_applied: r.skipped, retention_changed: r.ttlChanged }, format, () =>

@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
+import { logToStderr } from '../lib/log.ts';
 import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
@@ -42,13 +43,15 @@ Common options:
   --help                              this help
 
 Commands that call the API print the request's trace id on stderr ("trace_id: <32 hex>"); give it to
-"stella obs trace" or search the logs for it. stdout carries only the table, JSON or YAML.
+"stella obs trace" or search the logs for it. stdout carries only the table, JSON or YAML; log lines
+go to stderr (stella run alone logs on stdout).
 
 Configuration: STELLA_CONFIG (YAML/JSON file), KAFKA_BROKERS, CLICKHOUSE_URL, STELLA_DATA_DIR, ...
 (see README.md, "Configuration"). Exit codes: 0 ok, 1 not found, nothing to show or failed check,
 2 usage or configuration error (unknown command or option, malformed tenant), 3 not authenticated
-or not authorized, 4 API unreachable or runtime failure; forensic verify uses one code per failure
-cause (docs/evidence.md).
+or not authorized, 4 API unreachable or runtime failure (db migrate: the embedded ClickHouse is open
+in another process); forensic verify exits 1 when the bundle file does not exist, otherwise one code
+per failure cause (docs/evidence.md).
 `;
 
 /** Options that never take a value (so `--progress bundle.tar.gz` keeps the file positional). */
@@ -135,6 +138,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   const { positional, flags } = parseFlags(argv);
   const [cmd, sub, sub2, ...rest] = positional;
   const words = positional.join(' ');
+  // stdout is the command's output; only `stella run` (a service) logs there.
+  if (cmd !== 'run') logToStderr();
   if (!cmd || cmd === 'help' || flags.has('help')) { io.stdout(HELP); return cmd || flags.has('help') ? 0 : 2; }
   const args = [sub2, ...rest].filter((x): x is string => !!x);
   const route = (name: string, run: () => Promise<number>): Promise<number> => { checkFlags(name, flags); return run(); };

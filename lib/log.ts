@@ -13,6 +13,21 @@ const redactPaths = ['authorization', 'token', 'password', 'secret', 'headers.au
 
 let root: Logger | undefined;
 
+// Where log lines go: stdout for `stella run` (a service's logs), stderr for every other command,
+// whose stdout holds only its output (a table, JSON or YAML a script may parse). Chosen when the
+// first line is written, so module-level loggers created at import time follow logToStderr().
+// Asynchronous like pino's default destination; pino flushes it on exit.
+let logFd: 1 | 2 = 1;
+let sink: pino.DestinationStream | undefined;
+const destination = { write: (line: string) => (sink ??= pino.destination({ fd: logFd, sync: false })).write(line) };
+
+/** Send log lines to stderr from now on (CLI commands other than `run`). */
+export function logToStderr(): void {
+  if (logFd === 2) return;
+  logFd = 2;
+  sink = undefined;
+}
+
 export function rootLogger(): Logger {
   if (!root) {
     root = pino({
@@ -22,7 +37,7 @@ export function rootLogger(): Logger {
       timestamp: () => `,"ts":"${new Date().toISOString()}"`,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: redactPaths, censor: '[REDACTED]' },
-    });
+    }, destination);
   }
   return root;
 }
