@@ -8,6 +8,8 @@
 //   envelopes/<size>.dsse.json       the DSSE/in-toto statement sealed with each checkpoint
 //   consistency/<from>.<to>          consistency proof from an older checkpoint to the newest
 //   keys/<key id hex>.vkey           the verifier keys, one per line, with their validity in the manifest
+//   cosignatures/<size>              witness cosignature lines (C2SP tlog-cosignature) on checkpoints/<size>
+//   timestamps/<size>.<n>.tst        RFC 3161 time-stamp tokens over checkpoints/<size> (its exact bytes)
 import { fromB64Strict, leafHash, sha256Hex, toB64, toHex, bytesEqual } from './hash.ts';
 import { canonicalBytes, canonicalize } from './jcs.ts';
 import { keyForSize, keySchedule, parseKeyRotation, KeyScheduleError, type KeyValidity } from './keys.ts';
@@ -21,6 +23,9 @@ import type { EvidenceStore } from './store.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar, TarError, type TarFile } from './tar.ts';
 import { TILE_WIDTH, decodeEntryBundle, entryBundlePath, tileInTree } from './tiles.ts';
 import { VerifyFailure, type VerifyCause } from './causes.ts';
+import { storedCosignatures, storedTimestamps } from './attest.ts';
+import { checkWitnessPolicy, splitSignatureLines, type WitnessPolicy } from './witness.ts';
+import { checkTsaPolicy, type TsaPolicy } from './tsa.ts';
 
 export const BUNDLE_FORMAT = 'stella-telemetry.example/evidence-bundle/v1';
 export const CONSISTENCY_HEADER = 'stella-telemetry.example/consistency-proof@v1';
@@ -41,6 +46,10 @@ export interface Manifest {
   envelopes: { size: number; sha256: string }[];
   consistency: { from: number; to: number; sha256: string }[];
   keys: ManifestKey[];
+  /** Witness cosignatures per checkpoint (absent when there are none: older bundles verify as before). */
+  cosignatures?: { size: number; sha256: string }[];
+  /** RFC 3161 tokens per checkpoint, `index` numbering the tokens of one size (absent when none). */
+  timestamps?: { size: number; index: number; sha256: string }[];
 }
 
 export interface BuildOptions {
@@ -54,6 +63,8 @@ export interface BuildOptions {
 
 const consistencyPath = (from: number, to: number): string => `consistency/${from}.${to}`;
 const keyPath = (keyIdHex: string): string => `keys/${keyIdHex}.vkey`;
+const cosignaturesPath = (size: number): string => `cosignatures/${size}`;
+const timestampBundlePath = (size: number, index: number): string => `timestamps/${size}.${index}.tst`;
 
 export function formatConsistencyProof(from: number, to: number, proof: readonly Uint8Array[]): string {
   return `${CONSISTENCY_HEADER}\nold ${from}\nnew ${to}\n${proof.map((h) => `${toB64(h)}\n`).join('')}`;
@@ -118,6 +129,16 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
     files.push({ path: `checkpoints/${s}`, bytes: cp.bytes }, { path: `envelopes/${s}.dsse.json`, bytes: env });
     manifest.checkpoints.push({ size: s, sha256: sha256Hex(cp.bytes) });
     manifest.envelopes.push({ size: s, sha256: sha256Hex(env) });
+    const cosigs = await storedCosignatures(store, tenant, s);
+    if (cosigs.length > 0) {
+      const b = Buffer.from(cosigs.join(''));
+      files.push({ path: cosignaturesPath(s), bytes: b });
+      (manifest.cosignatures ??= []).push({ size: s, sha256: sha256Hex(b) });
+    }
+    (await storedTimestamps(store, tenant, s)).forEach((t, index) => {
+      files.push({ path: timestampBundlePath(s, index), bytes: t });
+      (manifest.timestamps ??= []).push({ size: s, index, sha256: sha256Hex(t) });
+    });
     if (s < n && manifest.kind === 'entries') {
       const c = Buffer.from(formatConsistencyProof(s, n, await reader.consistencyProof(s, n)));
       files.push({ path: consistencyPath(s, n), bytes: c });
@@ -142,6 +163,10 @@ export interface VerifyOptions {
   /** Verifier keys trusted out of band; when given, the bundle's genesis key must be one of them. */
   trustedKeys?: readonly string[];
   onProgress?: (p: VerifyProgress) => void;
+  /** Trusted witnesses (trust root `witnesses`): the newest checkpoint needs k valid cosignatures. */
+  witnesses?: WitnessPolicy;
+  /** Trusted TSAs (trust root `tsa`): the newest checkpoint needs k valid tokens; every token present must verify. */
+  tsa?: TsaPolicy;
 }
 export interface VerifiedBundle {
   ok: true;
@@ -154,6 +179,10 @@ export interface VerifiedBundle {
   entries: number;
   checkpoints: number[];
   keys: { keyId: string; validFrom: number; validUntil: number | null }[];
+  /** Trusted witnesses that cosigned the newest checkpoint, with their cosignature time (POSIX seconds). */
+  cosignedBy: { name: string; timestamp: number }[];
+  /** Times at which trusted TSAs dated the newest checkpoint. */
+  timestampedAt: string[];
 }
 export type VerifyResult = VerifiedBundle | { ok: false; cause: VerifyCause; detail: string };
 
@@ -237,6 +266,7 @@ function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
   }
   for (const c of m.checkpoints) if (!m.envelopes.some((e) => e.size === c.size)) fail('MANIFEST_MISMATCH', `checkpoint ${c.size} has no envelope in the bundle`);
   const top = checkpoints.get(m.tree_size)!;
+  const vouched = verifyAttestations(files, m, checkListed, opts);
 
   if (m.kind === 'entries') {
     for (const c of m.consistency) {
@@ -257,7 +287,55 @@ function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
     ok: true, tenant: m.tenant, origin: m.origin, caseId: m.case_id, kind: m.kind, treeSize: m.tree_size, rootHex: toHex(top.root),
     entries: m.kind === 'entries' ? m.entries.length : m.tree_size, checkpoints: m.checkpoints.map((c) => c.size),
     keys: schedule.map((k) => ({ keyId: k.verifier.keyIdHex, validFrom: k.validFrom, validUntil: k.validUntil })),
+    ...vouched,
   };
+}
+
+/**
+ * Witness cosignatures and time-stamp tokens. Each checkpoint's cosignatures from trusted
+ * witnesses must verify (lines from other keys are ignored, as tlog-witness says); each token must
+ * verify against the trusted TSA certificates (fail closed: a token that does not is an error, not
+ * skipped). The newest checkpoint, the one the entries are proven against, must meet the k-of-n
+ * policies; older ones are tied to it by consistency proofs. Without trusted witnesses or TSAs
+ * there is nothing to check them against, so they are carried but prove nothing.
+ */
+function verifyAttestations(files: ReadonlyMap<string, Uint8Array>, m: Manifest, checkListed: (p: string, sha: string, missing: VerifyCause) => Uint8Array,
+  opts: VerifyOptions): Pick<VerifiedBundle, 'cosignedBy' | 'timestampedAt'> {
+  const sizes = new Set(m.checkpoints.map((c) => c.size));
+  const out: Pick<VerifiedBundle, 'cosignedBy' | 'timestampedAt'> = { cosignedBy: [], timestampedAt: [] };
+  const cosigs = m.cosignatures ?? [];
+  const stamps = m.timestamps ?? [];
+  if (!Array.isArray(cosigs) || !Array.isArray(stamps)) fail('BUNDLE_CORRUPT', 'manifest cosignatures/timestamps must be arrays');
+  if (new Set(cosigs.map((c) => c.size)).size !== cosigs.length) fail('MANIFEST_MISMATCH', 'the manifest lists cosignatures for one checkpoint twice');
+  for (const c of cosigs) {
+    if (!sizes.has(c.size)) fail('MANIFEST_MISMATCH', `cosignatures/${c.size} belong to no checkpoint in the bundle`);
+    const lines = Buffer.from(checkListed(cosignaturesPath(c.size), c.sha256, 'BUNDLE_CORRUPT')).toString('utf8');
+    if (!opts.witnesses) continue;
+    let split: string[];
+    try { split = splitSignatureLines(lines); } catch (e) { return fail('BUNDLE_CORRUPT', `cosignatures/${c.size}: ${(e as Error).message}`); }
+    const cpText = parseNote(Buffer.from(files.get(`checkpoints/${c.size}`)!).toString('utf8')).text;
+    const v = checkWitnessPolicy(cpText, split, { ...opts.witnesses, k: c.size === m.tree_size ? opts.witnesses.k : 0 });
+    if (!v.ok) fail(v.reason === 'unmet' ? 'WITNESS_POLICY_UNMET' : 'COSIGNATURE_INVALID', `cosignatures/${c.size}: ${v.detail}`);
+    if (v.ok && c.size === m.tree_size) out.cosignedBy = v.cosignedBy.map((x) => ({ name: x.name, timestamp: Number(x.timestamp) }));
+  }
+  if (opts.witnesses && opts.witnesses.k > 0 && !cosigs.some((c) => c.size === m.tree_size)) {
+    fail('WITNESS_POLICY_UNMET', `checkpoint ${m.tree_size} has no witness cosignatures; the trust root requires ${opts.witnesses.k} of ${opts.witnesses.keys.length} witnesses`);
+  }
+  const bySize = new Map<number, Uint8Array[]>();
+  for (const t of stamps) {
+    if (!sizes.has(t.size)) fail('MANIFEST_MISMATCH', `timestamp token ${t.size}.${t.index} belongs to no checkpoint in the bundle`);
+    if (!Number.isSafeInteger(t.index) || t.index !== (bySize.get(t.size)?.length ?? 0)) fail('MANIFEST_MISMATCH', `timestamp tokens of checkpoint ${t.size} are not numbered 0, 1, …`);
+    const b = checkListed(timestampBundlePath(t.size, t.index), t.sha256, 'BUNDLE_CORRUPT');
+    bySize.set(t.size, [...(bySize.get(t.size) ?? []), b]);
+  }
+  if (opts.tsa) {
+    for (const size of new Set([...bySize.keys(), m.tree_size])) {
+      const v = checkTsaPolicy(files.get(`checkpoints/${size}`)!, bySize.get(size) ?? [], { ...opts.tsa, k: size === m.tree_size ? opts.tsa.k : 0 });
+      if (!v.ok) fail(v.reason === 'unmet' ? 'TIMESTAMP_POLICY_UNMET' : 'TIMESTAMP_INVALID', `checkpoint ${size}: ${v.detail}`);
+      if (v.ok && size === m.tree_size) out.timestampedAt = v.stampedBy.map((x) => x.genTime.toISOString());
+    }
+  }
+  return out;
 }
 
 function parseManifest(bytes: Uint8Array): Manifest {

@@ -5,6 +5,8 @@ export const VERIFY_CAUSES = [
   'CHECKPOINT_INCONSISTENT', 'SIGNATURE_INVALID', 'KEY_UNKNOWN', 'STATEMENT_MISMATCH',
   // Trust anchoring (issue 12): verification chains only to a pinned trust root, never to keys the bundle carries.
   'TRUST_ROOT_MISSING', 'KEY_UNTRUSTED', 'ORIGIN_MISMATCH',
+  // Outside vouching (issue 12): witness cosignatures (C2SP tlog-cosignature) and RFC 3161 tokens.
+  'WITNESS_POLICY_UNMET', 'COSIGNATURE_INVALID', 'TIMESTAMP_POLICY_UNMET', 'TIMESTAMP_INVALID',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -23,6 +25,10 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   TRUST_ROOT_MISSING: 19,
   KEY_UNTRUSTED: 20,
   ORIGIN_MISMATCH: 21,
+  WITNESS_POLICY_UNMET: 22,
+  COSIGNATURE_INVALID: 23,
+  TIMESTAMP_POLICY_UNMET: 24,
+  TIMESTAMP_INVALID: 25,
 };
 
 export class VerifyFailure extends Error {

@@ -148,6 +148,15 @@ describe('prometheus/alerts.yaml', () => {
         'stella_evidence_seal_seconds_bucket{le="10"}': '0+10x30', 'stella_evidence_seal_seconds_bucket{le="+Inf"}': '0+10x30',
       },
       fires: [{ at: '20m', labels: [{ severity: 'ticket' }] }], quiet: ['5m'] },
+    StellaEvidenceCosignatureLagging: { name: 'a witness down from minute 5 (lag grows 60 s a minute); another witness keeps up',
+      series: {
+        'stella_evidence_cosignature_lag_seconds{tenant="acme",witness="w1",instance="a:9464"}': '0x5 60+60x40',
+        'stella_evidence_cosignature_lag_seconds{tenant="acme",witness="w2",instance="a:9464"}': '0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30 0 30',
+      },
+      fires: [{ at: '26m', labels: [{ severity: 'ticket', tenant: 'acme', witness: 'w1' }] }], quiet: ['10m', '20m'] },
+    StellaEvidenceTimestampGap: { name: 'the TSA down from minute 5',
+      series: { 'stella_evidence_timestamp_gap_seconds{tenant="acme",instance="a:9464"}': '0x5 60+60x40' },
+      fires: [{ at: '26m', labels: [{ severity: 'ticket', tenant: 'acme' }] }], quiet: ['10m', '20m'] },
   };
   const healthy: Record<string, Record<string, string>> = {
     StellaEvidenceSealDelayed: { 'stella_evidence_records_total{outcome="appended"}': '0+100x45', 'stella_evidence_entries_sealed_total{tenant="acme"}': '0+100x45' },
@@ -156,6 +165,8 @@ describe('prometheus/alerts.yaml', () => {
       'stella_evidence_seal_seconds_bucket{le="10"}': '0+10x30', 'stella_evidence_seal_seconds_bucket{le="+Inf"}': '0+10x30',
     },
     StellaKafkaDown: { 'stella_kafka_up{job="stella",instance="a:9464"}': '1x30' },
+    StellaEvidenceCosignatureLagging: { 'stella_evidence_cosignature_lag_seconds{tenant="acme",witness="w1"}': '0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45 0 45' },
+    StellaEvidenceTimestampGap: { 'stella_evidence_timestamp_gap_seconds{tenant="acme"}': '0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2 0 2' },
     StellaConsumerLagHigh: { 'stella_stage_lag_records{stage="slo",topic="otlp_spans_clean",partition="0"}': '9999x30' },
     StellaDlqGrowing: { 'stella_scrub_records_total{signal="traces",outcome="dlq"}': '7x40', 'stella_scrub_records_total{signal="traces",outcome="clean"}': '0+500x40' },
   };
