@@ -185,10 +185,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keyFile,
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
-        sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence });
+        sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence,
+        attest: { witnesses: evidenceSection.witnesses, ...(evidenceSection.tsa ? { tsa: evidenceSection.tsa } : {}), backoff: evidenceSection.attestRetry } });
       // Last to stop: it logs what the other processors publish; sealing is what commits its offsets.
       drainThenStop(3, groups.evidence, [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
       out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
+      if (evidenceSection.witnesses.length || evidenceSection.tsa) out(`Evidence: checkpoints go to ${evidenceSection.witnesses.length} witness(es)${evidenceSection.witnesses.map((w) => ` ${w.name}`).join(',')}${evidenceSection.tsa ? ` and the TSA ${evidenceSection.tsa.url}` : ''} (in the background; sealing never waits)`);
     }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
     if (parts.has('slo')) {
