@@ -9,7 +9,7 @@ import { startRequestTrace, type RequestTrace } from '../lib/tracing.ts';
 import type { Signal } from '../lib/otlp/proto.ts';
 import type { Principal } from '../lib/tenancy.ts';
 import { IngestError, prepareExport, type IngestLimits } from './ingest.ts';
-import { headSampler, type HeadSampler } from './sampling.ts';
+import { headSampler, otelThresholdHex, SAMPLING_TH_HEADER, type HeadSampler } from './sampling.ts';
 import { SlabPool, type Lease } from './slab.ts';
 
 export interface IngestorOptions extends IngestLimits {
@@ -97,8 +97,10 @@ export class Ingestor {
     lease: Lease, handOff: () => void): Promise<ExportOutcome> {
     const tenant = principal.tenantId;
     let prepared;
+    let threshold: number | undefined;
     try {
-      prepared = prepareExport(signal, body, tenant, this.opts, (this.opts.sampler ?? headSampler).thresholdFor(tenant), (n) => this.pool.alloc(n, lease));
+      threshold = (this.opts.sampler ?? headSampler).thresholdFor(tenant);
+      prepared = prepareExport(signal, body, tenant, this.opts, threshold, (n) => this.pool.alloc(n, lease));
     } catch (err) {
       if (err instanceof IngestError) receiverMetrics.refusedRequests.inc({ signal: signal.name, tenant, reason: err.reason });
       throw err;
@@ -121,10 +123,12 @@ export class Ingestor {
     const topic = this.topics[signal.topicKey];
     // Traced: the records carry the `send` span's context; else a child id of the caller's trace.
     const tp = rt ? rt.startSend(topic, prepared.records.length) : childTraceparent(traceparent);
+    // Sampled span records say with what probability their non-error spans were kept (SLO weights).
+    const th = signal.name === 'traces' ? otelThresholdHex(threshold) : undefined;
     const messages = prepared.records.map((value) => ({
       key: tenant,
       value,
-      headers: { [H.tenant]: tenant, [H.contentSha256]: hash('sha256', value, 'hex'), [H.traceparent]: tp },
+      headers: { [H.tenant]: tenant, [H.contentSha256]: hash('sha256', value, 'hex'), [H.traceparent]: tp, ...(th && { [SAMPLING_TH_HEADER]: th }) },
     }));
     // The bytes stay counted until Kafka settles them, even if the client was already told to
     // retry: that is what bounds memory while Kafka is slow.

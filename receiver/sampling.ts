@@ -85,6 +85,50 @@ export class HeadSampler implements IncidentListener {
 
 const toThreshold = (ratio: number): number => Math.round(Math.min(1, Math.max(0, ratio)) * 2 ** 32);
 
+// ---- adjusted counts (docs/slo.md "Sampling-aware SLO counts")
+//
+// Sampling keeps an error span with probability 1 and any other span with probability ratio, so
+// counting kept spans overstates the error ratio by ~1/ratio. Each kept span stands for 1/p spans
+// (its adjusted count); the SLO processor weights spans by it. The receiver tells it p through a
+// record header carrying OpenTelemetry's probability-sampling threshold (the `th` of tracestate
+// `ot=th:<hex>`): T = (1 − p)·2^56, 1–14 hex digits, trailing zeros dropped, "0" = keep all.
+// Our ratio r = threshold32 / 2^32 maps to T = (2^32 − threshold32)·2^24 exactly.
+
+/** Kafka header on span records the receiver sampled: the `th` value of its (non-error) keep probability. */
+export const SAMPLING_TH_HEADER = 'sampling-th';
+
+/**
+ * The `th` value for a receiver keep threshold (HeadSampler.thresholdFor); undefined when nothing
+ * non-error can be kept (threshold 0: no adjusted count exists) or nothing is sampled.
+ */
+export function otelThresholdHex(threshold32: number | undefined): string | undefined {
+  if (threshold32 === undefined || threshold32 <= 0) return undefined;
+  if (threshold32 >= 2 ** 32) return '0';
+  const rejected = (2 ** 32 - threshold32).toString(16).padStart(8, '0'); // high 32 of the 56 bits; the low 24 are zero
+  return rejected.replace(/0+$/, '') || '0';
+}
+
+/** Keep probability of a `th` value (1–14 hex digits), or undefined when it is not a valid one. */
+export function probabilityFromThreshold(th: string): number | undefined {
+  if (!/^[0-9a-f]{1,14}$/.test(th)) return undefined;
+  // T / 2^56 with the digits right-padded: the first 13 digits as a float are exact; the 14th adds < 2^-52.
+  const t = parseInt(th, 16) / 16 ** th.length;
+  const p = 1 - t;
+  return p > 0 ? p : undefined;
+}
+
+/** The keep probability a span's W3C tracestate records (`ot=...;th:<hex>;...`), or undefined. */
+export function tracestateProbability(traceState: string | null | undefined): number | undefined {
+  if (!traceState || !traceState.includes('ot=')) return undefined;
+  for (const member of traceState.split(',')) {
+    const m = member.trim();
+    if (!m.startsWith('ot=')) continue;
+    for (const kv of m.slice(3).split(';')) if (kv.startsWith('th:')) return probabilityFromThreshold(kv.slice(3));
+    return undefined;
+  }
+  return undefined;
+}
+
 /** The process-wide sampler: the receiver consults it, the SLO runner feeds it incident state. */
 export const headSampler = new HeadSampler();
 

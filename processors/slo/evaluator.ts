@@ -106,7 +106,8 @@ export class SloEvaluator {
       for (const c of slos) {
         if (!c.matchSpan || !c.matchSpan(s)) continue;
         const bad = c.latency ? s.durationMs > c.thresholdMs : s.isError;
-        const outcome = c.state.add(s.eventTimeMs, bad ? 0 : 1, 1, bad ? s.traceId : undefined);
+        const w = s.weight ?? 1;
+        const outcome = c.state.add(s.eventTimeMs, bad ? 0 : w, w, bad ? s.traceId : undefined);
         this.pending[outcome]++;
         hit = true;
       }

@@ -19,7 +19,7 @@ import { counter } from '../../lib/metrics.ts';
 import { decodeMetrics, decodeTraces, type ExportMetricsServiceRequest, type ExportTraceServiceRequest } from '../../lib/otlp/proto.ts';
 import { TABLES, timelineInsertRow, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
-import { headSampler, type IncidentListener } from '../../receiver/sampling.ts';
+import { headSampler, probabilityFromThreshold, SAMPLING_TH_HEADER, type IncidentListener } from '../../receiver/sampling.ts';
 import { eventMessage } from '../timeline/events.ts';
 import { AlertDispatcher, type DispatcherOptions } from './alert-dispatcher.ts';
 import type { SloConfig } from './config.ts';
@@ -297,7 +297,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
         pc.watermarkMs = maxMs;
         ticks.push(...advance(pc, maxMs, 'data'));
       }
-      if (isSpans) pc.core.ingestTraces(tenant, req as ExportTraceServiceRequest);
+      if (isSpans) pc.core.ingestTraces(tenant, req as ExportTraceServiceRequest, receiverKeepProbability(r.headers[SAMPLING_TH_HEADER], topic));
       else pc.core.ingestMetrics(tenant, req as ExportMetricsServiceRequest);
       fresh++;
       recordsCounter().inc({ topic, outcome: 'applied' });
@@ -420,6 +420,14 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
       await producer.disconnect();
     },
   };
+}
+
+/** The receiver's keep probability from a record's `sampling-th` header; 1 without one (or an invalid one, counted). */
+function receiverKeepProbability(th: string | undefined, topic: string): number {
+  if (th === undefined) return 1;
+  const p = probabilityFromThreshold(th);
+  if (p === undefined) { recordsCounter().inc({ topic, outcome: 'bad_sampling_header' }); return 1; }
+  return p;
 }
 
 function maxSpanEndMs(req: ExportTraceServiceRequest): number {

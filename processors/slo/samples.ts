@@ -2,6 +2,7 @@
 // sample each; histogram data points become one sample carrying their bucket counts, so a latency
 // SLO can count "how many were above the threshold" without seeing individual requests.
 import type Long from 'long';
+import { tracestateProbability } from '../../receiver/sampling.ts';
 import { toHex, type AnyValue, type ExportMetricsServiceRequest, type ExportTraceServiceRequest, type KeyValue } from '../../lib/otlp/proto.ts';
 
 export interface SpanSample {
@@ -17,6 +18,11 @@ export interface SpanSample {
   isError: boolean;
   /** Hex trace id, kept so a firing alert can point at a real failing trace. */
   traceId: string;
+  /**
+   * How many spans this one stands for (its adjusted count, 1/keep probability; default 1):
+   * head sampling keeps only some spans, and counting kept spans would overstate the error ratio.
+   */
+  weight?: number;
 }
 
 /** One histogram data point as a delta (cumulative points are differenced first, see CumulativeToDelta). */
@@ -78,15 +84,37 @@ function resourceService(attrs: readonly KeyValue[] | null | undefined): string 
   return 'unknown_service';
 }
 
-/** Maps a decoded OTLP trace export to span samples (service from resource `service.name`). */
-export function samplesFromTraces(tenant: string, req: ExportTraceServiceRequest): SpanSample[] {
+/**
+ * Weights are multiples of 2^-10: sums of such numbers below 2^43 are exact in a float64, so the
+ * running window sums (added and subtracted as minutes come and go) never drift.
+ */
+export const WEIGHT_QUANTUM = 1024;
+export const quantizeWeight = (w: number): number => Math.max(1, Math.round(w * WEIGHT_QUANTUM) / WEIGHT_QUANTUM);
+
+/**
+ * Maps a decoded OTLP trace export to span samples (service from resource `service.name`).
+ * `receiverKeepProbability`: the probability with which the receiver's head sampling kept the
+ * record's non-error spans (from its `sampling-th` header; 1 = not sampled). A span's weight is its
+ * adjusted count: 1 / (upstream probability from its tracestate `ot=th:…`, if any) × 1 / (the
+ * receiver's probability, unless the receiver keeps the span anyway: status ERROR, or no trace id).
+ */
+export function samplesFromTraces(tenant: string, req: ExportTraceServiceRequest, receiverKeepProbability = 1): SpanSample[] {
   const out: SpanSample[] = [];
+  const sampledWeight = 1 / receiverKeepProbability;
   for (const rs of req.resourceSpans ?? []) {
     const service = resourceService(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
       for (const span of ss.spans ?? []) {
         const start = nanosToMs(span.startTimeUnixNano);
         const end = nanosToMs(span.endTimeUnixNano);
+        const statusError = span.status?.code === STATUS_CODE_ERROR;
+        const keptAnyway = statusError || !span.traceId || span.traceId.length === 0;
+        let weight = keptAnyway ? 1 : sampledWeight;
+        // Sampled upstream (an SDK's probability sampler): its threshold travels in tracestate.
+        if (span.traceState) {
+          const p = tracestateProbability(span.traceState);
+          if (p !== undefined) weight /= p;
+        }
         out.push({
           tenant,
           service,
@@ -94,8 +122,9 @@ export function samplesFromTraces(tenant: string, req: ExportTraceServiceRequest
           kind: span.kind,
           eventTimeMs: Math.floor(end),
           durationMs: Math.max(0, end - start),
-          isError: span.status?.code === STATUS_CODE_ERROR || httpStatusIsServerError(span.attributes),
+          isError: statusError || httpStatusIsServerError(span.attributes),
           traceId: toHex(span.traceId),
+          weight: weight === 1 ? 1 : quantizeWeight(weight),
         });
       }
     }

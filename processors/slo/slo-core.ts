@@ -45,8 +45,10 @@ export class SloCore {
     this.goldenLatenessMs = opts.goldenLatenessMs ?? 2 * 60_000;
   }
 
-  ingestTraces(tenant: string, req: ExportTraceServiceRequest): void {
-    for (const s of samplesFromTraces(tenant, req)) {
+  /** `receiverKeepProbability`: with what probability the receiver kept the record's non-error
+   * spans (its `sampling-th` header, see samplesFromTraces); 1 when it did not sample. */
+  ingestTraces(tenant: string, req: ExportTraceServiceRequest, receiverKeepProbability = 1): void {
+    for (const s of samplesFromTraces(tenant, req, receiverKeepProbability)) {
       this.evaluator.ingestOne(s);
       this.golden.add(s);
     }

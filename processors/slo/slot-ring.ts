@@ -1,27 +1,30 @@
 // Event-time buckets {good, total} in a ring of fixed-size slots (minutes or hours), with running
 // sums per window so that every window sum is O(1) to read: advancing the head moves exactly one
-// slot into and one slot out of each window, and only out-of-order samples touch the sums. Typed arrays
-// keep a 3-day minute ring at 4320 × 2 × 4 bytes ≈ 34 KB.
+// slot into and one slot out of each window, and only out-of-order samples touch the sums. Counts
+// are weighted (a sampled span stands for 1/p spans), so slots are float64: a 3-day minute ring is
+// 4320 × 2 × 8 bytes ≈ 69 KB. Weights are multiples of 2^-10 (samples.ts quantizeWeight), so
+// every sum below 2^43 is exact and adding then subtracting a slot leaves no residue.
 
-const U32_MAX = 0xffff_ffff;
+/** Largest count a slot accepts: beyond 2^43 sums of 2^-10 multiples would stop being exact. */
+const SLOT_MAX = 2 ** 43;
 
 export class SlotRing {
-  readonly good: Uint32Array;
-  readonly total: Uint32Array;
+  readonly good: Float64Array;
+  readonly total: Float64Array;
   /** Absolute index (time / slotMs) of the newest slot; -Infinity before the first sample. */
   head = Number.NEGATIVE_INFINITY;
   /**
    * Running sums per window (aligned with `windows`) over the window's slots EXCEPT the head:
    * (head − w, head − 1]. The head slot is added on read, so the common case — a sample for the
-   * current slot — is two increments. Float64 keeps the sums exact (< 2^53).
+   * current slot — is two increments. Exact: see the quantum above.
    */
   private readonly restGood: Float64Array;
   private readonly restTotal: Float64Array;
 
   constructor(readonly slotMs: number, readonly size: number, readonly windows: readonly number[]) {
     for (const w of windows) if (!(w >= 1 && w <= size && Number.isInteger(w))) throw new Error(`window of ${w} slots does not fit a ring of ${size}`);
-    this.good = new Uint32Array(size);
-    this.total = new Uint32Array(size);
+    this.good = new Float64Array(size);
+    this.total = new Float64Array(size);
     this.restGood = new Float64Array(windows.length);
     this.restTotal = new Float64Array(windows.length);
   }
@@ -79,7 +82,7 @@ export class SlotRing {
     else if (slot <= this.head - this.size) return false;
     const i = this.idx(slot);
     const t = this.total[i]! + total;
-    if (t > U32_MAX) return false; // saturated slot: refuse rather than wrap around
+    if (t > SLOT_MAX) return false; // saturated slot: refuse rather than lose exactness
     this.good[i]! += good;
     this.total[i] = t;
     if (slot !== this.head) {

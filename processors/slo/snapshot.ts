@@ -2,19 +2,20 @@
 // Deterministic: states in key order, only non-empty slots, fixed little-endian layout; the same
 // state always gives the same bytes (checkpoints can be compared and deduplicated).
 //
-// Layout (v2): "SLOS" u8 version u32 nStates, then per state:
+// Layout (v3): "SLOS" u8 version u32 nStates, then per state:
 //   str key, str sliFingerprint, f64 watermarkMs, f64 droppedLate, str exemplarTraceId, f64 exemplarTimeMs,
 //   u8 nAlerts { u8 firing, f64 startsAtMs }, lastEval, ring(minutes), ring(hours)
 //   lastEval = u8 present [f64 atMs, u8 nWindows { f64 good, f64 total }, f64 budgetGood, f64 budgetTotal, str exemplarTraceId]
-//   ring = f64 head, u32 nSlots { f64 slot, u32 good, u32 total }
-// v1 (no lastEval) still restores: its latest evaluation is taken from the restored rings.
+//   ring = f64 head, u32 nSlots { f64 slot, f64 good, f64 total }   (weighted counts)
+// Older versions still restore: v2 = v3 with u32 good/total; v1 = v2 without lastEval (its latest
+// evaluation is taken from the restored rings).
 import { RULE_WINDOWS_MIN } from './burn.ts';
 import type { SloEvaluator } from './evaluator.ts';
 import type { Evaluation } from './slo-state.ts';
 import type { SlotRing } from './slot-ring.ts';
 
 const MAGIC = 'SLOS';
-const VERSION = 2;
+const VERSION = 3;
 
 class Writer {
   private buf = new Uint8Array(4096);
@@ -63,17 +64,17 @@ function writeRing(w: Writer, ring: SlotRing): void {
   const slots: [number, number, number][] = [];
   ring.forEachNonEmpty((slot, good, total) => slots.push([slot, good, total]));
   w.u32(slots.length);
-  for (const [slot, good, total] of slots) { w.f64(slot); w.u32(good); w.u32(total); }
+  for (const [slot, good, total] of slots) { w.f64(slot); w.f64(good); w.f64(total); }
 }
 
-function readRing(r: Reader, ring: SlotRing | undefined): void {
+function readRing(r: Reader, ring: SlotRing | undefined, version: number): void {
   const head = r.f64();
   const n = r.u32();
   if (ring && head !== Number.NEGATIVE_INFINITY) ring.advanceTo(head);
   for (let i = 0; i < n; i++) {
     const slot = r.f64();
-    const good = r.u32();
-    const total = r.u32();
+    const good = version >= 3 ? r.f64() : r.u32();
+    const total = version >= 3 ? r.f64() : r.u32();
     ring?.add(slot, good, total); // re-adding rebuilds the running window sums
   }
 }
@@ -120,7 +121,7 @@ export function restoreEvaluator(ev: SloEvaluator, bytes: Uint8Array): RestoreRe
   const r = new Reader(bytes);
   for (const c of MAGIC) if (r.u8() !== c.charCodeAt(0)) throw new Error('not an SLO snapshot (bad magic)');
   const version = r.u8();
-  if (version !== 1 && version !== VERSION) throw new Error(`unsupported SLO snapshot version ${version}`);
+  if (version < 1 || version > VERSION) throw new Error(`unsupported SLO snapshot version ${version}`);
   const report: RestoreReport = { restored: [], discarded: [] };
   const n = r.u32();
   for (let i = 0; i < n; i++) {
@@ -145,8 +146,8 @@ export function restoreEvaluator(ev: SloEvaluator, bytes: Uint8Array): RestoreRe
       for (let k = 0; k < nWindows; k++) { good.push(r.f64()); total.push(r.f64()); }
       lastEval = { atMs, good, total, budgetGood: r.f64(), budgetTotal: r.f64(), exemplarTraceId: r.str() };
     }
-    readRing(r, state?.minutes);
-    readRing(r, state?.hours);
+    readRing(r, state?.minutes, version);
+    readRing(r, state?.hours, version);
     if (!state) { report.discarded.push(key); continue; }
     if (alerts.length !== state.alerts.length) throw new Error(`SLO snapshot for ${key} has ${alerts.length} alert rules, expected ${state.alerts.length}`);
     state.watermarkMs = watermarkMs;

@@ -40,7 +40,7 @@ describe('samplesFromTraces', () => {
     const samples = samplesFromTraces('acme', decodeTraces(encodeTraces()));
     expect(samples).toHaveLength(5);
     const t0ms = 1763900000000;
-    expect(samples[0]).toEqual({ tenant: 'acme', service: 'checkout', spanName: 'POST /checkout', kind: 2, eventTimeMs: t0ms + 1500, durationMs: 1500, isError: false, traceId: 'ab'.repeat(16) });
+    expect(samples[0]).toEqual({ tenant: 'acme', service: 'checkout', spanName: 'POST /checkout', kind: 2, eventTimeMs: t0ms + 1500, durationMs: 1500, isError: false, traceId: 'ab'.repeat(16), weight: 1 });
     expect(samples.map((s) => s.isError)).toEqual([false, true, true, false, false]); // ERROR status; HTTP 503; 404 is not a server error
     expect(samples[4]!.service).toBe('unknown_service');
   });

@@ -70,7 +70,7 @@ describe('snapshot / restore', () => {
     const c = new SloEvaluator(availabilityConfig());
     restoreEvaluator(c, bytes);
     expect(Buffer.from(snapshotEvaluator(c)).equals(Buffer.from(bytes))).toBe(true);
-    expect(bytes.length).toBeLessThan(150 * 16 + 7 * 16 + 512); // only non-empty minutes and hours are written
+    expect(bytes.length).toBeLessThan(150 * 24 + 7 * 24 + 512); // only non-empty minutes and hours are written (24 bytes each)
   });
 
   it('keeps states whose SLI is unchanged, discards ones whose meaning changed or that are gone', () => {
