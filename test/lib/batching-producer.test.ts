@@ -2,7 +2,7 @@
 // one produce in flight: sends made meanwhile wait for it and then go out together (one produce in
 // flight at a time, each batch under maxBatchBytes), every send resolves only once Kafka acked it,
 // nothing is lost or reordered, and disconnect() still sends what is queued.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -33,6 +33,19 @@ function countProduces(bp: BatchingProducer): { sizes: number[] } {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** SIGSTOP returns before every thread of the JVM has stopped (on a loaded box a broker thread can
+ * still answer a request meanwhile): freeze, then wait until /proc shows every thread stopped. */
+async function freeze(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(2)) {
+    const states = readdirSync(`/proc/${pid}/task`).map((t) => {
+      try { return readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /s, '')[0]; } catch { return 'T'; }
+    });
+    if (states.every((s) => s === 'T' || s === 't')) return;
+  }
+  throw new Error(`broker ${pid} did not stop within 10 s of SIGSTOP`);
+}
+
 it('sends made while a produce is in flight go out together once it is answered, under maxBatchBytes', async () => {
   const topic = 'batching';
   const kafka = createKafka({ brokers: [broker.brokers], clientId: 'batching-test' });
@@ -45,7 +58,7 @@ it('sends made while a produce is in flight go out together once it is answered,
   let acked = 0;
   const sends: Promise<void>[] = [];
   const send = (i: number) => { const p = bp.send(topic, [{ key: 'k', value: value(i) }]); void p.then(() => { acked++; }); sends.push(p); };
-  process.kill(broker.pid!, 'SIGSTOP');
+  await freeze(broker.pid!);
   try {
     send(1); // its produce goes out after the 2 ms linger and hangs on the frozen broker
     await sleep(20);
