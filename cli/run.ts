@@ -8,6 +8,7 @@ import { startAdminServer } from '../lib/admin.ts';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import { connectKafka, ensurePipelineTopics } from '../lib/kafka/setup.ts';
 import { drainGroup } from '../lib/kafka/drain.ts';
+import { setConsumerGroupTiming } from '../lib/kafka/group-timing.ts';
 import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
@@ -72,6 +73,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       : [...cfg.tenants, { id: cfg.tracing.systemTenant, tokens: [tok] }] };
   }
   const tokens = new TokenRegistry(cfg.tenants);
+  setConsumerGroupTiming({ sessionTimeoutMs: cfg.kafka.sessionTimeoutMs, heartbeatIntervalMs: cfg.kafka.heartbeatIntervalMs, rebalanceTimeoutMs: cfg.kafka.rebalanceTimeoutMs });
   const kafka = await connectKafka(cfg.kafka, cfg.dataDir);
   // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
   // endpoints, then the store, and the local broker last.

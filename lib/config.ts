@@ -22,6 +22,10 @@ export interface KafkaConfig {
   compression: 'none' | 'gzip';
   /** How long a client waits for Kafka's ack before it is told to retry (503 / UNAVAILABLE). */
   produceTimeoutMs: number;
+  /** The processors' consumer groups: a dead member is replaced after sessionTimeoutMs (lib/kafka/group-timing.ts). */
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
 }
 
 export interface ReceiverConfig {
@@ -86,6 +90,7 @@ export function defaultConfig(): StellaConfig {
     kafka: {
       brokers: null, clientId: 'stella-telemetry', groupIdPrefix: 'stella-', partitions: 6, replicationFactor: 1, topics: { ...defaultTopicNames },
       maxRecordBytes: 1_000_000, lingerMs: 5, compression: 'none', produceTimeoutMs: 5000,
+      sessionTimeoutMs: 6000, heartbeatIntervalMs: 1000, rebalanceTimeoutMs: 30_000,
     },
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
@@ -259,6 +264,10 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       lingerMs: r.int(k, 'lingerMs', 'kafka.', 0, 1000, d.kafka.lingerMs),
       compression: compression === 'gzip' ? 'gzip' : 'none',
       produceTimeoutMs: r.int(k, 'produceTimeoutMs', 'kafka.', 100, 120_000, d.kafka.produceTimeoutMs),
+      // The broker bounds the session: group.min/max.session.timeout.ms (6 s / 30 min by default).
+      sessionTimeoutMs: r.int(k, 'sessionTimeoutMs', 'kafka.', 1000, 1_800_000, d.kafka.sessionTimeoutMs),
+      heartbeatIntervalMs: r.int(k, 'heartbeatIntervalMs', 'kafka.', 100, 600_000, d.kafka.heartbeatIntervalMs),
+      rebalanceTimeoutMs: r.int(k, 'rebalanceTimeoutMs', 'kafka.', 1000, 1_800_000, d.kafka.rebalanceTimeoutMs),
     },
     receiver: {
       host: env.STELLA_HOST ?? r.str(rc, 'host', 'receiver.', d.receiver.host),
@@ -287,6 +296,9 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   }
   const ids = cfg.tenants.map((t) => t.id);
   for (const dup of ids.filter((id, i) => ids.indexOf(id) !== i)) r.problems.push(`tenants: "${dup}" is configured twice`);
+  if (cfg.kafka.heartbeatIntervalMs * 3 > cfg.kafka.sessionTimeoutMs) {
+    r.problems.push(`kafka.heartbeatIntervalMs (${cfg.kafka.heartbeatIntervalMs}) must be at most a third of kafka.sessionTimeoutMs (${cfg.kafka.sessionTimeoutMs}), so a member survives a lost heartbeat`);
+  }
   if (cfg.tracing.maxExportBatchSize > cfg.tracing.maxQueueSize) {
     r.problems.push(`tracing.maxExportBatchSize (${cfg.tracing.maxExportBatchSize}) must not exceed tracing.maxQueueSize (${cfg.tracing.maxQueueSize})`);
   }

@@ -2,14 +2,12 @@
 import { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
 import { logger } from '../log.ts';
 import { installRequestQueueFix } from './request-queue.ts';
+import { kafkaLogLevel } from './log-levels.ts';
 
 // Before any connection exists: kafkajs' idle 1 ms timer loop per connection (./request-queue.ts).
 installRequestQueueFix();
 
 const kafkaLog = logger('kafka');
-const levels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
-  [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
-};
 
 export interface KafkaClientOptions {
   brokers: string[];
@@ -29,7 +27,7 @@ export function createKafka(opts: KafkaClientOptions): Kafka {
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log }: LogEntry) => {
       const { message, timestamp: _ts, logger: _l, ...rest } = log as Record<string, unknown>;
-      kafkaLog[levels[level] ?? 'info']({ namespace, ...rest }, String(message));
+      kafkaLog[kafkaLogLevel(level, String(message), rest)]({ namespace, ...rest }, String(message));
     },
   });
 }

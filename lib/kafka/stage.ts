@@ -3,6 +3,7 @@
 // backoff from the same offsets, never skipped; poison records are the processor's to route to
 // the DLQ. Each stage is its own consumer group, so it restarts and scales independently.
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import { consumerGroupOptions, keepHeartbeating } from './group-timing.ts';
 import { logger } from '../log.ts';
 import { counter, gauge, histogram } from '../metrics.ts';
 import { startBatchTrace, type Context } from '../tracing.ts';
@@ -59,6 +60,7 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
     maxBytesPerPartition: opts.maxBytesPerPartition ?? 4 * 1024 * 1024,
     maxWaitTimeInMs: 200,
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
+    ...consumerGroupOptions(),
   });
   let stopping = false;
   if (opts.onGroupJoin) { const cb = opts.onGroupJoin; consumer.on(consumer.events.GROUP_JOIN, (e) => cb(e.payload.memberAssignment)); }
@@ -81,7 +83,7 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
         for (let attempt = 0; ; attempt++) {
           if (!isRunning() || isStale()) return; // rebalance or shutdown: the next owner redoes it
           try {
-            await opts.handle(recs, { topic: batch.topic, partition: batch.partition, trace: bt?.ctx });
+            await keepHeartbeating(heartbeat, () => opts.handle(recs, { topic: batch.topic, partition: batch.partition, trace: bt?.ctx }));
             break;
           } catch (err) {
             batches.inc({ stage: opts.name, outcome: 'retry' });

@@ -7,6 +7,7 @@
 // entries on it), or last handled offset + 1 when none are pending. A partition carries several
 // tenants, so one tenant's seal never commits past another tenant's unsealed records.
 import { AssignerProtocol, type Consumer, type EachBatchPayload, type Kafka, type PartitionAssigner } from 'kafkajs';
+import { consumerGroupOptions, keepHeartbeating } from '../../lib/kafka/group-timing.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
@@ -235,6 +236,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     partitionAssigners: [coPartitionAssigner],
     maxWaitTimeInMs: 200,
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5000 },
+    ...consumerGroupOptions(),
   });
 
   const withLock = <T>(s: TenantState, fn: () => Promise<T>): Promise<T> => {
@@ -495,7 +497,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1,
     eachBatch: (p) => {
       if (closing) return Promise.resolve();
-      const run = handleBatch(p);
+      const run = keepHeartbeating(p.heartbeat, () => handleBatch(p)); // a seal may hold the tenant's lock
       inFlight = run.catch(() => undefined);
       return run;
     } });

@@ -1,0 +1,27 @@
+// kafkajs logs every error response at error level, also the ones it retries as a matter of course
+// (every start: the group coordinator is loading / not available); those must not be errors in our logs.
+import { logLevel } from 'kafkajs';
+import { describe, expect, it } from 'vitest';
+import { kafkaLogLevel } from '../../lib/kafka/log-levels.ts';
+
+const response = (error: string) => ({ error, correlationId: 2, size: 20, broker: '127.0.0.1:9092' });
+
+describe('kafkaLogLevel', () => {
+  it('retried coordinator and leader errors are debug', () => {
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response InitProducerId(key: 22, version: 1)', response("The coordinator is loading and hence can't process requests for this group"))).toBe('debug');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response GroupCoordinator(key: 10, version: 2)', response('The group coordinator is not available'))).toBe('debug');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response Metadata(key: 3, version: 6)', response('There is no leader for this topic-partition as we are in the middle of a leadership election'))).toBe('debug');
+  });
+  it('group membership changes are info', () => {
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response Heartbeat(key: 12, version: 3)', response('The group is rebalancing, so a rejoin is needed'))).toBe('info');
+  });
+  it('the bounded-retries warning of the idempotent producer is debug; other warnings stay', () => {
+    expect(kafkaLogLevel(logLevel.WARN, 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {})).toBe('debug');
+    expect(kafkaLogLevel(logLevel.WARN, 'something else', {})).toBe('warn');
+  });
+  it('errors that are not retried stay errors', () => {
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response Produce(key: 0, version: 7)', response('Not authorized to access topics: [Topic authorization failed]'))).toBe('error');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', {})).toBe('error');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Response Produce(key: 0, version: 7)', response('The request included a message larger than the max message size the server will accept'))).toBe('error');
+  });
+});
