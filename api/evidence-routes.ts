@@ -1,12 +1,14 @@
 // Evidence routes (docs/evidence.md "API"):
 //   GET  /evidence/:tenant/checkpoint                 evidence:read    latest signed checkpoint (text/plain)
+//   GET  /evidence/:tenant/trust-root                 evidence:read    the tenant's trust root (canonical JSON)
 //   GET  /evidence/:tenant/tile/<L>/<N>[.p/<W>]        evidence:read    C2SP tlog-tiles, as stored (immutable)
 //   GET  /evidence/:tenant/tile/entries/<N>[.p/<W>]    evidence:read    entry bundles
 //   GET  /evidence/proof/inclusion?event_id=           evidence:read    C2SP tlog-proof of the event's entry
 //   GET  /evidence/proof/consistency?from=&to=         evidence:read    consistency proof between sealed sizes
 //   POST /evidence/snapshot {kind, resource_id, case_id} evidence:create deterministic case bundle → its id
 //   GET  /evidence/bundles/:id                          evidence:export  the bundle bytes (.tar.gz)
-//   POST /evidence/verify  (bundle bytes)               evidence:read    verification result JSON
+//   POST /evidence/verify  (bundle bytes)               evidence:read    verification result JSON, against the
+//                                                                        token tenant's trust root (the server's key schedule)
 //   POST /evidence/hold/:case_id                        evidence:create  legal hold on the case's bundles
 // The tenant comes from the token's grants (`?tenant=` to choose); in `/evidence/:tenant/...` paths it
 // must be the path's tenant, checked by the same guard (403 otherwise).
@@ -16,7 +18,7 @@
 // string with a non-JSON content type written as-is.
 import { forTenant, MAX_LIMIT, type Store, type TimelineEvent } from '../lib/store/index.ts';
 import { validateTenantId, type Scope } from '../lib/tenancy.ts';
-import { buildBundle, formatConsistencyProof, verifyBundle, type Manifest } from '../processors/evidence/bundle.ts';
+import { buildBundle, formatConsistencyProof, verifyBundle, type Manifest, type VerifyResult } from '../processors/evidence/bundle.ts';
 import { causeExitCode } from '../processors/evidence/causes.ts';
 import { EventIndex } from '../processors/evidence/event-index.ts';
 import { sha256Hex } from '../processors/evidence/hash.ts';
@@ -26,6 +28,7 @@ import { LogReader, formatTlogProof } from '../processors/evidence/reader.ts';
 import type { EvidenceStore } from '../processors/evidence/store.ts';
 import { gunzip, readTar } from '../processors/evidence/tar.ts';
 import { parseTilePath } from '../processors/evidence/tiles.ts';
+import { exportTrustRoot, serializeTrustRoot, type TrustPolicy } from '../processors/evidence/trust-root.ts';
 import { BadRequest, EVENT_ID, HEX_TRACE_ID } from './params.ts';
 import { apiError, json, type ApiRequest, type ApiResponse, type AuthedHandler, type AuthedRequest, type Router } from './router.ts';
 
@@ -39,6 +42,8 @@ export interface EvidenceRouteDeps {
   /** Most events one snapshot may hold. Default 10,000. */
   maxSnapshotEvents?: number;
   now?: () => Date;
+  /** Witness and TSA policy a tenant's trust root carries (configuration); default none required. */
+  trustPolicy?: (tenant: string) => TrustPolicy;
 }
 
 export const CASE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -123,6 +128,15 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     const b = await deps.evidence.read(req.tenant, CHECKPOINT_FILE);
     if (!b) return apiError(404, 'not_found', 'the tenant has no sealed checkpoint yet');
     return text(200, Buffer.from(b), 'text/plain; charset=utf-8', { 'cache-control': 'no-cache' });
+  });
+
+  const trustRootOf = (t: string) => exportTrustRoot(deps.evidence, t, deps.trustPolicy?.(t));
+
+  tenantPath('GET', '/evidence/:tenant/trust-root', 'evidence:read', async (req) => {
+    const root = await trustRootOf(req.tenant);
+    if (!root) return apiError(404, 'not_found', 'the tenant has no sealed checkpoint yet, so no log key to pin');
+    // Changes on key rotation (and policy changes): never cached as immutable.
+    return text(200, Buffer.from(`${serializeTrustRoot(root).toString('utf8')}\n`), 'application/json', { 'cache-control': 'no-cache' });
   });
 
   // Tile paths have 1 to 7 segments after tile/ (level or "entries", x-grouped index, .p/<W>).
@@ -210,10 +224,11 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
   router.scoped('POST', '/evidence/verify', 'evidence:read', handled(async (req) => {
     const raw = rawBody(req);
     if (!raw || raw.length === 0) throw new BadRequest('body', 'send the bundle bytes as the request body');
-    // Verifying is offline maths, but a bundle of another tenant is still that tenant's data.
-    const tenant = bundleTenant(raw);
-    if (tenant !== undefined && tenant !== req.tenant) return apiError(403, 'forbidden', `the bundle belongs to another tenant; token acts for ${req.tenant}`);
-    const result = verifyBundle(raw);
+    // Against the token tenant's own trust root, from the server's key schedule: another tenant's
+    // bundle fails with ORIGIN_MISMATCH, a bundle sealed with any other key with KEY_UNTRUSTED.
+    const root = await trustRootOf(req.tenant);
+    const result: VerifyResult = root ? verifyBundle(raw, { trustRoot: root })
+      : { ok: false, cause: 'TRUST_ROOT_MISSING', detail: `tenant ${req.tenant} has no sealed log on this server, so there is no key to verify against` };
     return json(200, { tenant: req.tenant, exit_code: result.ok ? 0 : causeExitCode[result.cause], result });
   }));
 
@@ -259,13 +274,6 @@ export async function snapshotEvents(store: Store, tenant: string, kind: string,
     after = { tsUnixNano: BigInt(last.ts_unix_nano), eventId: last.event_id };
   }
   return out.slice(0, limit);
-}
-
-function bundleTenant(bytes: Buffer): string | undefined {
-  try {
-    const m = readTar(gunzip(bytes)).find((f) => f.path === 'manifest.json');
-    return m ? (JSON.parse(Buffer.from(m.bytes).toString('utf8')) as Manifest).tenant : undefined;
-  } catch { return undefined; }
 }
 
 /**

@@ -9,7 +9,9 @@ import { loadConfig } from '../lib/config.ts';
 import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
-import { attestShow, forensicVerify, keysRotate } from '../processors/evidence/cli.ts';
+import { attestShow, forensicVerify, keysRotate, readTrustRootFile, trustExport } from '../processors/evidence/cli.ts';
+import { TrustRootError, type TrustRoot } from '../processors/evidence/trust-root.ts';
+import { parseVerifierKey } from '../processors/evidence/note.ts';
 import { DEV_KEY_FILE } from '../processors/evidence/dev-key.ts';
 import { KeyFileError, KeyRotationPendingError } from '../processors/evidence/keys.ts';
 import { parseEvidenceSection } from '../processors/evidence/section.ts';
@@ -112,20 +114,46 @@ export async function cmdObsTrace(positional: string[], flags: Flags, io: Io): P
 
 export async function cmdForensicVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
   const file = positional[0];
-  if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--output table|json]');
+  if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--trust <trust-root.json>] [--trusted-key <vkey>]... [--output table|json]');
   const format = outputFormat(flags);
   // A path that names no file is not a corrupt bundle: exit 1 (not found) with that said plainly.
   const stat = statSync(path.resolve(file), { throwIfNoEntry: false });
   if (!stat) { io.stderr(`stella: no such bundle file: ${file}\n`); return 1; }
   if (stat.isDirectory()) throw new UsageError(`${file} is a directory; forensic verify takes a bundle file (.tar.gz)`);
+  // The anchor: --trust (else STELLA_TRUST_ROOT) and/or --trusted-key; none → TRUST_ROOT_MISSING from the verifier.
+  const trustFile = flagString(flags, 'trust', 'STELLA_TRUST_ROOT');
+  let trustRoot: TrustRoot | undefined;
+  if (trustFile) {
+    try { trustRoot = await readTrustRootFile(path.resolve(trustFile)); } catch (e) {
+      if (e instanceof TrustRootError) throw new UsageError(`${flags.has('trust') ? '--trust' : 'STELLA_TRUST_ROOT'}: ${e.message}`);
+      throw e;
+    }
+  }
+  const trustedKeys = flagString(flags, 'trusted-key')?.split('\n');
+  for (const k of trustedKeys ?? []) {
+    try { parseVerifierKey(k); } catch (e) { throw new UsageError(`--trusted-key ${JSON.stringify(k.slice(0, 80))}: ${(e as Error).message}`); }
+  }
   const bar = progressBar(io.stderr, showProgress(flags, io), 'verify');
-  const out = await forensicVerify(path.resolve(file), { onProgress: (p) => bar.update(p.done, p.total, `verify: ${p.phase}`) });
+  const out = await forensicVerify(path.resolve(file), { onProgress: (p) => bar.update(p.done, p.total, `verify: ${p.phase}`),
+    ...(trustRoot ? { trustRoot } : {}), ...(trustedKeys ? { trustedKeys } : {}) });
   bar.end();
   const r = out.result;
   io.stdout(render({ ...r, exit_code: out.exitCode, seconds: out.seconds }, format, () => r.ok
     ? `OK: bundle verified in ${out.seconds.toFixed(2)} s\n`
     : `FAILED: ${r.cause}: ${r.detail}\n`));
   return out.exitCode;
+}
+
+export async function cmdTrustExport(flags: Flags, io: Io): Promise<number> {
+  const tenant = tenantFlag(flags);
+  if (!tenant) throw new UsageError('usage: stella forensic trust export --tenant <tenant> [--output json|yaml]');
+  const format = outputFormat(flags, ['table', 'json', 'yaml']);
+  const cfg = loadConfig();
+  const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
+  const r = await trustExport({ store: new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')), tenant });
+  // table and json: the canonical document itself (what --trust reads); yaml for reading.
+  if (r.root && format === 'yaml') r.stdout = YAML.stringify(r.root);
+  return relay(io, r);
 }
 
 export async function cmdSnapshotCreate(flags: Flags, io: Io): Promise<number> {

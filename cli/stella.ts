@@ -4,7 +4,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
-import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, UsageError, type Io } from './commands.ts';
+import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 
 export { UsageError };
@@ -23,7 +23,11 @@ Commands:
   obs trace <trace_id>                a trace's spans and timeline events
   forensic snapshot create --case C --scope trace|event|resource|<type> --id I [--out F]
                                       bundle a case's sealed evidence and download it
-  forensic verify <bundle>            verify an evidence bundle offline; exit code names the cause
+  forensic verify <bundle> --trust F | --trusted-key K
+                                      verify an evidence bundle offline against a pinned trust root
+                                      (--trust file or STELLA_TRUST_ROOT; --trusted-key repeatable);
+                                      without one it fails (TRUST_ROOT_MISSING); exit code names the cause
+  forensic trust export --tenant T    print the tenant's trust root (from this host's evidence store)
   forensic attest show <bundle>       the bundle's signed statements and who signed them when
   slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
@@ -56,6 +60,8 @@ per failure cause (docs/evidence.md).
 
 /** Options that never take a value (so `--progress bundle.tar.gz` keeps the file positional). */
 const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty']);
+/** Options that may be given several times: their values are kept newline-joined (see flagList). */
+const REPEATABLE_FLAGS = new Set(['trusted-key']);
 
 export function parseFlags(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
   const positional: string[] = [];
@@ -64,10 +70,12 @@ export function parseFlags(argv: string[]): { positional: string[]; flags: Map<s
     const a = argv[i]!;
     if (a.startsWith('--')) {
       const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
-      if (v !== undefined) flags.set(k, v);
-      else if (BOOLEAN_FLAGS.has(k)) flags.set(k, true);
-      else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(k, argv[++i]!);
-      else flags.set(k, true);
+      const prev = flags.get(k);
+      const set = (val: string | true): void => { flags.set(k, REPEATABLE_FLAGS.has(k) && typeof prev === 'string' && typeof val === 'string' ? `${prev}\n${val}` : val); };
+      if (v !== undefined) set(v);
+      else if (BOOLEAN_FLAGS.has(k)) set(true);
+      else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) set(argv[++i]!);
+      else set(true);
     } else positional.push(a);
   }
   return { positional, flags };
@@ -102,7 +110,8 @@ const FLAGS: Record<string, string[]> = {
   'obs top': [...COMMON_API, 'interval', 'once', 'count', 'window'],
   'obs trace': COMMON_API,
   'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress'],
-  'forensic verify': ['output', 'progress'],
+  'forensic verify': ['output', 'progress', 'trust', 'trusted-key'],
+  'forensic trust export': ['output', 'tenant'],
   'forensic attest show': ['output'],
   'slo list': COMMON_API,
   'slo rules': ['slo-config'],
@@ -148,6 +157,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'obs' && sub === 'top') return route('obs top', () => cmdObsTop(flags, io));
   if (cmd === 'obs' && sub === 'trace') return route('obs trace', () => cmdObsTrace(args, flags, io));
   if (cmd === 'forensic' && sub === 'verify') return route('forensic verify', () => cmdForensicVerify(args, flags, io));
+  if (cmd === 'forensic' && sub === 'trust' && sub2 === 'export') return route('forensic trust export', () => cmdTrustExport(flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));

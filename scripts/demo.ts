@@ -4,7 +4,7 @@
 //
 // Needs `npm start` running and the token it printed: STELLA_TOKEN=... npm run demo
 // Endpoints: STELLA_OTLP_HTTP (default http://127.0.0.1:4318), STELLA_API_URL (default http://127.0.0.1:8080).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { context, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { SeverityNumber } from '@opentelemetry/api-logs';
@@ -15,6 +15,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
 import { forensicVerify } from '../processors/evidence/cli.ts';
 import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
+import { parseTrustRootText } from '../processors/evidence/trust-root.ts';
 
 const token = process.env.STELLA_TOKEN;
 const otlp = process.env.STELLA_OTLP_HTTP ?? 'http://127.0.0.1:4318';
@@ -114,7 +115,16 @@ process.stdout.write(snap.stdout);
 process.stderr.write(snap.stderr);
 if (snap.exitCode !== 0) process.exit(snap.exitCode);
 
-const verdict = await forensicVerify(out);
-say(verdict.result.ok ? `\nOffline verification: OK (${verdict.seconds.toFixed(2)} s) — npm run stella -- forensic verify ${out}`
+// The tenant's trust root, pinned beside the bundle (a real auditor gets it once, from a source they trust).
+const tenant = String(snap.data?.tenant ?? 'demo');
+const trustRes = await fetch(`${api}/evidence/${tenant}/trust-root`, { headers });
+if (!trustRes.ok) { process.stderr.write(`GET /evidence/${tenant}/trust-root: ${trustRes.status}\n`); process.exit(4); }
+const trustFile = path.resolve('data', 'demo', `trust-root-${tenant}.json`);
+const trustText = await trustRes.text();
+writeFileSync(trustFile, trustText);
+const verdict = await forensicVerify(out, { trustRoot: parseTrustRootText(trustText) });
+say(`\nTrust root of tenant ${tenant} written to ${trustFile}`);
+say(`verify offline: stella forensic verify ${out} --trust ${trustFile}`);
+say(verdict.result.ok ? `\nOffline verification: OK (${verdict.seconds.toFixed(2)} s) — npm run stella -- forensic verify ${out} --trust ${trustFile}`
   : `\nOffline verification FAILED: ${verdict.result.cause}: ${verdict.result.detail}`);
 process.exit(verdict.exitCode);

@@ -26,6 +26,7 @@ import { VerifyFailure, type VerifyCause } from './causes.ts';
 import { storedCosignatures, storedTimestamps } from './attest.ts';
 import { checkWitnessPolicy, splitSignatureLines, type WitnessPolicy } from './witness.ts';
 import { checkTsaPolicy, type TsaPolicy } from './tsa.ts';
+import type { TrustRoot } from './trust-root.ts';
 
 export const BUNDLE_FORMAT = 'stella-telemetry.example/evidence-bundle/v1';
 export const CONSISTENCY_HEADER = 'stella-telemetry.example/consistency-proof@v1';
@@ -160,7 +161,13 @@ const u16 = (n: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16BE(
 
 export interface VerifyProgress { phase: 'unpack' | 'keys' | 'checkpoints' | 'entries' | 'tree' | 'done'; done: number; total: number }
 export interface VerifyOptions {
-  /** Verifier keys trusted out of band; when given, the bundle's genesis key must be one of them. */
+  /** The tenant's pinned trust root (origin, genesis keys, known rotations, witness and TSA policy). */
+  trustRoot?: TrustRoot;
+  /**
+   * Note verifier keys trusted out of band (`--trusted-key`): the bundle's genesis key or the key
+   * of its newest checkpoint must be one of them, and its origin one of their names. With neither
+   * option verification fails with TRUST_ROOT_MISSING: a bundle never vouches for itself.
+   */
   trustedKeys?: readonly string[];
   onProgress?: (p: VerifyProgress) => void;
   /** Trusted witnesses (trust root `witnesses`): the newest checkpoint needs k valid cosignatures. */
@@ -168,6 +175,62 @@ export interface VerifyOptions {
   /** Trusted TSAs (trust root `tsa`): the newest checkpoint needs k valid tokens; every token present must verify. */
   tsa?: TsaPolicy;
 }
+
+/** What to tell someone who verified without an anchor. */
+export const TRUST_ROOT_HOWTO = 'pin the tenant\'s trust root: --trust <file> (or STELLA_TRUST_ROOT=<file>) with the document from '
+  + '`stella forensic trust export --tenant <tenant>` or `GET /evidence/<tenant>/trust-root` (scope evidence:read), '
+  + 'or --trusted-key <name>+<hex id>+<base64> (repeatable) with a verifier key published for the log';
+
+interface Anchor { origins: string[]; tenant: string | undefined; keys: Set<string>; rotations: TrustRoot['rotations']; genesisOnly: boolean; what: string }
+
+function anchorOf(opts: VerifyOptions): Anchor {
+  const extra = opts.trustedKeys ?? [];
+  if (!opts.trustRoot && extra.length === 0) return fail('TRUST_ROOT_MISSING', `nothing to verify against: ${TRUST_ROOT_HOWTO}`);
+  const names: string[] = [];
+  for (const k of extra) {
+    try { names.push(parseVerifierKey(k).name); } catch (e) { return fail('TRUST_ROOT_MISSING', `trusted key ${JSON.stringify(k.slice(0, 80))} is not a note verifier key (${(e as Error).message}); ${TRUST_ROOT_HOWTO}`); }
+  }
+  const r = opts.trustRoot;
+  return {
+    origins: r ? [r.origin] : [...new Set(names)],
+    tenant: r?.tenant,
+    keys: new Set([...(r?.log_keys ?? []), ...extra]),
+    rotations: r?.rotations ?? [],
+    // A trust root names genesis keys; a bare --trusted-key may be any key the log published (e.g.
+    // the one `keys rotate` printed), which vouches for everything in the tree it signed.
+    genesisOnly: extra.length === 0,
+    what: r ? `the trust root of tenant ${r.tenant}` : 'the trusted keys',
+  };
+}
+
+/**
+ * The bundle's key schedule must chain to the anchor: its genesis key pinned (or, for --trusted-key,
+ * the key of its newest checkpoint), and every rotation the trust root pins at or below the
+ * bundle's size present, with none the trust root does not know before its last pinned rotation.
+ */
+function checkAnchoredSchedule(schedule: readonly KeyValidity[], m: Manifest, a: Anchor): void {
+  const described = (v: Verifier): string => `${v.name}+${v.keyIdHex}`;
+  const genesis = schedule[0]!;
+  const top = keyForSize(schedule, m.tree_size);
+  if (!a.keys.has(genesis.verifier.verifierKey) && !(!a.genesisOnly && top && a.keys.has(top.verifier.verifierKey))) {
+    fail('KEY_UNTRUSTED', `checkpoint ${m.tree_size} is signed by ${top ? described(top.verifier) : 'no valid key'} (genesis key ${described(genesis.verifier)}), which is not derivable from ${a.what}`);
+  }
+  const horizon = a.rotations.length ? a.rotations[a.rotations.length - 1]!.valid_from_size : 0;
+  for (const r of a.rotations) {
+    if (r.valid_from_size > m.tree_size) break;
+    const i = schedule.findIndex((k) => k.validFrom === r.valid_from_size && k.rotationIndex !== null);
+    if (i < 1 || schedule[i]!.verifier.verifierKey !== r.new_key || schedule[i - 1]!.verifier.verifierKey !== r.previous_key) {
+      const old = parseVerifierKey(r.previous_key);
+      fail('KEY_UNTRUSTED', `${a.what} records that key ${described(old)} was retired at size ${r.valid_from_size}; this bundle (tree size ${m.tree_size}) does not carry that rotation, so its checkpoint key is not derivable from the trust root`);
+    }
+  }
+  for (const k of schedule.slice(1)) {
+    if (k.validFrom <= Math.min(horizon, m.tree_size) && !a.rotations.some((r) => r.valid_from_size === k.validFrom && r.new_key === k.verifier.verifierKey)) {
+      fail('KEY_UNTRUSTED', `the bundle rotates to key ${described(k.verifier)} at size ${k.validFrom}, a rotation ${a.what} does not record`);
+    }
+  }
+}
+
 export interface VerifiedBundle {
   ok: true;
   tenant: string;
@@ -198,7 +261,12 @@ export function verifyBundle(bytes: Uint8Array, opts: VerifyOptions = {}): Verif
   }
 }
 
-function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
+function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle {
+  const anchor = anchorOf(given);
+  // The trust root's witness and TSA policies apply unless the caller passes its own.
+  const witnesses = given.witnesses ?? given.trustRoot?.witnesses;
+  const tsa = given.tsa ?? given.trustRoot?.tsa;
+  const opts: VerifyOptions = { ...given, ...(witnesses ? { witnesses } : {}), ...(tsa ? { tsa } : {}) };
   const progress = opts.onProgress ?? (() => undefined);
   progress({ phase: 'unpack', done: 0, total: 1 });
   let files: Map<string, Uint8Array>;
@@ -209,6 +277,9 @@ function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
   }
   const mBytes = files.get('manifest.json') ?? fail('MANIFEST_MISSING', 'the bundle has no manifest.json');
   const m = parseManifest(mBytes);
+  // Checked before anything else the bundle says: another log's bundle is that, whatever its state.
+  if (!anchor.origins.includes(m.origin)) fail('ORIGIN_MISMATCH', `the bundle is from log ${m.origin}; ${anchor.what} ${anchor.origins.length === 1 ? `is for ${anchor.origins[0]}` : `names ${anchor.origins.join(', ')}`}`);
+  if (anchor.tenant !== undefined && m.tenant !== anchor.tenant) fail('ORIGIN_MISMATCH', `the bundle is tenant ${m.tenant}'s; ${anchor.what} is for tenant ${anchor.tenant}`);
   const need = (p: string, missing: VerifyCause): Uint8Array => files.get(p) ?? fail(missing, `${p} is listed in the manifest but missing from the bundle`);
   const listed = new Set<string>(['manifest.json']);
   // Manifest digests are compared last, so that a tampered file reports what the cryptography
@@ -230,7 +301,6 @@ function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
   const genesis = m.keys.find((k) => k.rotation_index === null) ?? fail('KEY_UNKNOWN', 'the manifest names no genesis key');
   let genesisVerifier: Verifier;
   try { genesisVerifier = parseVerifierKey(genesis.verifier_key); } catch (e) { return fail('KEY_UNKNOWN', (e as Error).message); }
-  if (opts.trustedKeys && !opts.trustedKeys.includes(genesis.verifier_key)) fail('KEY_UNKNOWN', `genesis key ${genesisVerifier.name}+${genesisVerifier.keyIdHex} is not among the trusted keys`);
   if (genesisVerifier.name !== m.origin) fail('KEY_UNKNOWN', `key name ${genesisVerifier.name} is not the log origin ${m.origin}`);
   const rotationEntries = m.keys.filter((k) => k.rotation_index !== null).map((k) => {
     const idx = k.rotation_index!;
@@ -248,6 +318,7 @@ function verifyOrThrow(bytes: Uint8Array, opts: VerifyOptions): VerifiedBundle {
     const s = schedule.find((x) => x.verifier.keyIdHex === k.key_id && x.verifier.verifierKey === k.verifier_key);
     if (!s || s.validFrom !== k.valid_from_size || s.validUntil !== k.valid_until_size) fail('KEY_UNKNOWN', `key ${k.key_id}'s validity in the manifest does not follow from the rotation entries`);
   }
+  checkAnchoredSchedule(schedule, m, anchor);
 
   // Checkpoints, each signed by the key valid for its size, each with its sealed statement.
   const checkpoints = new Map<number, Checkpoint>();

@@ -7,13 +7,23 @@ import { parseEnvelope, verifyEnvelope } from './dsse.ts';
 import { makeVerifier, parseVerifierKey, type Verifier } from './note.ts';
 import { writePendingKey } from './keys.ts';
 import type { SegmentStatement } from './statement.ts';
+import type { EvidenceStore } from './store.ts';
 import { gunzip, readTar } from './tar.ts';
+import { TrustRootError, exportTrustRoot, parseTrustRootText, serializeTrustRoot, type TrustPolicy, type TrustRoot } from './trust-root.ts';
 
 export { causeExitCode } from './causes.ts';
 
 export interface ForensicVerifyOutcome { result: VerifyResult; exitCode: number; seconds: number }
 
-export async function forensicVerify(file: string, opts: { onProgress?: (p: VerifyProgress) => void; trustedKeys?: string[] } = {}): Promise<ForensicVerifyOutcome> {
+export interface ForensicVerifyOptions {
+  onProgress?: (p: VerifyProgress) => void;
+  /** The pinned trust root (`--trust <file>` / STELLA_TRUST_ROOT, read with `readTrustRootFile`). */
+  trustRoot?: TrustRoot;
+  /** `--trusted-key <vkey>` (repeatable). */
+  trustedKeys?: string[];
+}
+
+export async function forensicVerify(file: string, opts: ForensicVerifyOptions = {}): Promise<ForensicVerifyOutcome> {
   const started = performance.now();
   let bytes: Buffer;
   try {
@@ -22,8 +32,31 @@ export async function forensicVerify(file: string, opts: { onProgress?: (p: Veri
     const result: VerifyResult = { ok: false, cause: 'BUNDLE_CORRUPT', detail: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
     return { result, exitCode: causeExitCode.BUNDLE_CORRUPT, seconds: 0 };
   }
-  const result = verifyBundle(bytes, { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}), ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}) });
+  const result = verifyBundle(bytes, {
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.trustRoot ? { trustRoot: opts.trustRoot } : {}),
+    ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}),
+  });
   return { result, exitCode: result.ok ? EXIT_OK : causeExitCode[result.cause], seconds: (performance.now() - started) / 1000 };
+}
+
+/** Read and strictly parse a trust-root file; errors name the file and the rule (TrustRootError). */
+export async function readTrustRootFile(file: string): Promise<TrustRoot> {
+  let text: string;
+  try { text = await fsp.readFile(file, 'utf8'); } catch (e) {
+    throw new TrustRootError(`cannot read trust root ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try { return parseTrustRootText(text); } catch (e) { throw new TrustRootError(`${file}: ${(e as Error).message}`); }
+}
+
+/**
+ * `stella forensic trust export --tenant T`: the tenant's trust root from the local evidence store
+ * (canonical JSON). Exit 1 when the tenant has no sealed log yet.
+ */
+export async function trustExport(o: { store: EvidenceStore; tenant: string; policy?: TrustPolicy }): Promise<{ exitCode: number; stdout: string; stderr: string; root?: TrustRoot }> {
+  const root = await exportTrustRoot(o.store, o.tenant, o.policy);
+  if (!root) return { exitCode: 1, stdout: '', stderr: `stella: tenant ${o.tenant} has no sealed evidence log here yet, so there is no key to pin\n` };
+  return { exitCode: 0, stdout: `${serializeTrustRoot(root).toString('utf8')}\n`, stderr: '', root };
 }
 
 export interface Attestation {

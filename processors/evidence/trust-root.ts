@@ -17,6 +17,8 @@ import { X509Certificate } from 'node:crypto';
 import { fromB64Strict, sha256, sha256Hex } from './hash.ts';
 import { canonicalBytes } from './jcs.ts';
 import { NoteError, parseVerifierKey, validateKeyName } from './note.ts';
+import { LogReader } from './reader.ts';
+import type { EvidenceStore } from './store.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 
 export const TRUST_ROOT_TYPE = 'stella.evidence.trust-root/v1';
@@ -188,3 +190,27 @@ export function serializeTrustRoot(root: TrustRoot): Buffer {
 
 /** SHA-256 (hex) of the canonical serialisation: a short fingerprint to compare roots by. */
 export const trustRootDigest = (root: TrustRoot): string => sha256Hex(serializeTrustRoot(root));
+
+export interface TrustPolicy { witnesses?: TrustRoot['witnesses']; tsa?: TrustRoot['tsa'] }
+
+/**
+ * The trust root of a tenant's log as the operator's store knows it: origin and genesis key of the
+ * latest sealed checkpoint's key schedule, with every rotation up to it pinned. Undefined before
+ * the first seal. Witness and TSA policy come from configuration.
+ */
+export async function exportTrustRoot(store: EvidenceStore, tenant: string, policy: TrustPolicy = {}): Promise<TrustRoot | undefined> {
+  const reader = new LogReader(store, tenant);
+  const sizes = await reader.sealedSizes();
+  const size = sizes[sizes.length - 1];
+  if (size === undefined) return undefined;
+  const cp = await reader.checkpointAt(size);
+  if (!cp) throw new TrustRootError(`tenant ${tenant}: checkpoints/${size} is missing`);
+  const schedule = await reader.keySchedule(size);
+  return parseTrustRoot({
+    type: TRUST_ROOT_TYPE, tenant, origin: cp.checkpoint.origin,
+    log_keys: [schedule[0]!.verifier.verifierKey],
+    rotations: schedule.slice(1).map((k, i) => ({ previous_key: schedule[i]!.verifier.verifierKey, new_key: k.verifier.verifierKey, valid_from_size: k.validFrom })),
+    witnesses: policy.witnesses ?? { k: 0, keys: [] },
+    tsa: policy.tsa ?? { k: 0, certificates: [] },
+  });
+}

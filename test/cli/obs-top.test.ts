@@ -150,11 +150,11 @@ describe('stella on a terminal', () => {
     await sealer.seal('2026-11-23T10:00:00Z');
     const file = path.join(store.root, 'case.tar.gz');
     writeFileSync(file, await buildBundle(store, TENANT, { caseId: 'tty', indices: [1, 200] }));
-    const tty = await stella(['forensic', 'verify', file], noKafka.url, { tty: true });
+    const tty = await stella(['forensic', 'verify', file, '--trusted-key', testSigner().verifierKey], noKafka.url, { tty: true });
     expect(tty.code).toBe(0);
     expect(tty.stdout).toMatch(/\rverify: \w+/); // the bar, on the terminal
     expect(tty.stdout).toMatch(/OK: bundle verified in \d+\.\d\d s\r?\n$/);
-    const piped = await stella(['forensic', 'verify', file], noKafka.url);
+    const piped = await stella(['forensic', 'verify', file, '--trusted-key', testSigner().verifierKey], noKafka.url);
     expect([piped.code, piped.stderr]).toEqual([0, '']);
   });
 });

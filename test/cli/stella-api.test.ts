@@ -329,8 +329,15 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
   });
 
   it('forensic verify: OK in table, JSON and YAML; progress only with --progress; a corrupt bundle names its cause', async () => {
-    const [table, json, yaml] = await Promise.all([stella(['forensic', 'verify', bundle]), stella(['forensic', 'verify', bundle, '--output', 'json', '--progress']),
-      stella(['forensic', 'verify', bundle, '--output', 'yaml'])]);
+    // The anchor: the tenant's trust root, exported on the evidence host (same data dir).
+    const exported = await stella(['forensic', 'trust', 'export', '--tenant', 'acme']);
+    expect(exported.code, exported.stderr).toBe(0);
+    const trust = path.join(dir, 'acme.trust-root.json');
+    writeFileSync(trust, exported.stdout);
+    const [table, json, yaml, none] = await Promise.all([stella(['forensic', 'verify', bundle, '--trust', trust]), stella(['forensic', 'verify', bundle, '--output', 'json', '--progress', '--trust', trust]),
+      stella(['forensic', 'verify', bundle, '--output', 'yaml'], { env: { STELLA_TRUST_ROOT: trust } }), stella(['forensic', 'verify', bundle])]);
+    expect(none.code).toBe(19);
+    expect(none.stdout).toMatch(/^FAILED: TRUST_ROOT_MISSING: /);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^OK: bundle verified in \d+\.\d\d s\n$/);
     expect(table.stderr).toBe('');
@@ -342,11 +349,11 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
     const bytes = readFileSync(bundle);
     const truncated = path.join(dir, 'truncated.tar.gz');
     writeFileSync(truncated, bytes.subarray(0, bytes.length >> 1));
-    const [corrupt, missing] = await Promise.all([stella(['forensic', 'verify', truncated, '--output', 'json']), stella(['forensic', 'verify', path.join(dir, 'nope.tar.gz')])]);
+    const [corrupt, missing] = await Promise.all([stella(['forensic', 'verify', truncated, '--output', 'json', '--trust', trust]), stella(['forensic', 'verify', path.join(dir, 'nope.tar.gz'), '--trust', trust])]);
     expect(corrupt.code).toBe(10);
     expect(JSON.parse(corrupt.stdout)).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT', exit_code: 10 });
-    expect(missing.code).toBe(10);
-    expect(missing.stdout).toMatch(/^FAILED: BUNDLE_CORRUPT: cannot read .*nope\.tar\.gz: ENOENT\n$/);
+    expect(missing.code).toBe(1); // not found (cli/commands.ts), before any verification
+    expect(missing.stderr).toMatch(/^stella: no such bundle file: .*nope\.tar\.gz\n$/);
   });
 
   it('forensic attest show: table, JSON and YAML; a corrupt bundle fails', async () => {
@@ -399,9 +406,14 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
       return b && b.events === 2 ? b : undefined;
     });
     expect(snap.events).toBe(2); // the deploy before the rotation and the rollback after it
-    const v = await stella(['forensic', 'verify', spanning, '--output', 'json']);
+    // Anchored by the new key `keys rotate` printed, or by the trust root exported after the rotation.
+    const trust = path.join(dir, 'acme-rotated.trust-root.json');
+    writeFileSync(trust, (await stella(['forensic', 'trust', 'export', '--tenant', 'acme'])).stdout);
+    const [v, vTrust] = await Promise.all([stella(['forensic', 'verify', spanning, '--output', 'json', '--trusted-key', d.keys[0]!.verifier_key]),
+      stella(['forensic', 'verify', spanning, '--trust', trust])]);
     expect(v.code).toBe(0);
     expect(JSON.parse(v.stdout)).toMatchObject({ ok: true });
+    expect(vTrust.code, vTrust.stdout).toBe(0);
     const attest = JSON.parse((await stella(['forensic', 'attest', 'show', spanning, '--output', 'json'])).stdout) as { signedBy: string }[];
     expect(new Set(attest.map((a) => a.signedBy)).size).toBe(2); // statements signed by the old and by the new key
   });

@@ -59,7 +59,8 @@ describe('stella CLI', () => {
   it('forensic verify of a corrupt bundle exits with the BUNDLE_CORRUPT code and says so', () => {
     const file = path.join(tmp, 'corrupt.tar.gz');
     writeFileSync(file, 'definitely not a gzip stream');
-    const r = stella(['forensic', 'verify', file, '--output', 'json']);
+    // A pinned key (any well-formed one): without an anchor the verdict would be TRUST_ROOT_MISSING.
+    const r = stella(['forensic', 'verify', file, '--output', 'json', '--trusted-key', 'stella-telemetry.example/tenants/acme+caa1ac1c+AUUsiLaPXPlARyMBIBmiYnYoCVmsA7z0XWjM5tjIK9Rz']);
     expect(r.code).toBe(10);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT', exit_code: 10 });
   });

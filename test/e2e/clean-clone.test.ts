@@ -86,9 +86,9 @@ it('npm run demo: the bundle it writes verifies offline, also with `stella foren
   expect(demo.code, demo.stdout + demo.stderr).toBe(0);
   expect(demo.stdout).toMatch(/^Offline verification: OK /m);
   expect(demo.stdout).toMatch(/^ {2}stella-telemetry\.example\/tenants\/demo\n {2}[1-9]\d*\n/m); // the signed checkpoint
-  const bundle = demo.stdout.match(/verify offline: stella forensic verify (\S+\.tar\.gz)$/m)?.[1];
+  const [, bundle, trust] = demo.stdout.match(/^verify offline: stella forensic verify (\S+\.tar\.gz) --trust (\S+\.json)$/m) ?? [];
   expect(bundle).toBeDefined();
-  const verify = await runToEnd('npm', ['run', '--silent', 'stella', '--', 'forensic', 'verify', bundle!], { cwd: clone, env, timeoutMs: 60_000 });
+  const verify = await runToEnd('npm', ['run', '--silent', 'stella', '--', 'forensic', 'verify', bundle!, '--trust', trust!], { cwd: clone, env, timeoutMs: 60_000 });
   expect(verify.code, verify.stdout + verify.stderr).toBe(0);
 }, 200_000);
 

@@ -98,9 +98,13 @@ it('OTel exporter → receiver → scrub → timeline → evidence; snapshot via
 
   // Offline, in a clean directory, in a fresh process with no broker or store configured.
   const clean = mkdtempSync(path.join(os.tmpdir(), 'stella-e2e-verify-'));
+  // The tenant's trust root, pinned once from the API (scope evidence:read), is the verifier's only anchor.
+  const trustRes = await fetch(`${api.url}/evidence/acme/trust-root`, { headers: { authorization: `Bearer ${INVESTIGATOR}` } });
+  expect(trustRes.status).toBe(200);
+  writeFileSync(path.join(clean, 'acme.trust-root.json'), await trustRes.text());
   const verify = (file: string) => spawnSync(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e',
-    `import { forensicVerify } from ${JSON.stringify(path.join(ROOT, 'processors/evidence/cli.ts'))};
-     const r = await forensicVerify(process.argv[1]); process.stdout.write(JSON.stringify(r.result)); process.exit(r.exitCode);`, file],
+    `import { forensicVerify, readTrustRootFile } from ${JSON.stringify(path.join(ROOT, 'processors/evidence/cli.ts'))};
+     const r = await forensicVerify(process.argv[1], { trustRoot: await readTrustRootFile('acme.trust-root.json') }); process.stdout.write(JSON.stringify(r.result)); process.exit(r.exitCode);`, file],
   { cwd: clean, env: { PATH: process.env.PATH ?? '', HOME: clean }, encoding: 'utf8', timeout: 60_000 });
   copyFileSync(out, path.join(clean, 'case.tar.gz'));
   const ok = verify('case.tar.gz');

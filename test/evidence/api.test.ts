@@ -12,6 +12,7 @@ import { TABLES, timelineInsertRow, type TimelineEventRow } from '../../lib/stor
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { verifyBundle } from '../../processors/evidence/bundle.ts';
 import { forensicVerify } from '../../processors/evidence/cli.ts';
+import { parseTrustRootText } from '../../processors/evidence/trust-root.ts';
 import { leafHash } from '../../processors/evidence/hash.ts';
 import { canonicalBytes } from '../../processors/evidence/jcs.ts';
 import { verifyConsistency, verifyInclusion } from '../../processors/evidence/merkle.ts';
@@ -138,7 +139,9 @@ describe('evidence API', () => {
     expect(dl.status).toBe(200);
     const bytes = Buffer.from(await dl.arrayBuffer());
     expect(sha256Hex(bytes)).toBe(s1.bundle_id);
-    expect(verifyBundle(bytes)).toMatchObject({ ok: true, tenant: 'acme', caseId: 'case-42', entries: 8 });
+    const trustRoot = parseTrustRootText(await (await req('/evidence/acme/trust-root', TOK.acmeRead)).text());
+    expect(verifyBundle(bytes, { trustRoot })).toMatchObject({ ok: true, tenant: 'acme', caseId: 'case-42', entries: 8 });
+    expect(verifyBundle(bytes)).toMatchObject({ ok: false, cause: 'TRUST_ROOT_MISSING' });
 
     const trace = await req('/evidence/snapshot', TOK.acme, { method: 'POST', body: JSON.stringify({ kind: 'trace', resource_id: traceId, case_id: 'case-trace' }) });
     expect(await trace.json()).toMatchObject({ events: 2 }); // events 0 and 3 of checkout carry the trace id
@@ -166,7 +169,7 @@ describe('evidence API', () => {
     const bundle = Buffer.from(await (await req(`/evidence/bundles/${id}`, TOK.acme)).arrayBuffer());
     const ev = rows.acme[2]!.event_id;
     const routes: [string, string, NonNullable<RequestInit['body']>?][] = [
-      ['GET', '/evidence/acme/checkpoint'], ['GET', '/evidence/acme/tile/0/000.p/24'], ['GET', '/evidence/acme/tile/entries/000.p/24'],
+      ['GET', '/evidence/acme/checkpoint'], ['GET', '/evidence/acme/trust-root'], ['GET', '/evidence/acme/tile/0/000.p/24'], ['GET', '/evidence/acme/tile/entries/000.p/24'],
       ['GET', `/evidence/proof/inclusion?event_id=${ev}&tenant=acme`], ['GET', '/evidence/proof/consistency?from=10&to=24&tenant=acme'],
       ['POST', '/evidence/snapshot?tenant=acme', JSON.stringify({ kind: 'service', resource_id: 'search', case_id: 'x' })],
       ['GET', `/evidence/bundles/${id}?tenant=acme`], ['POST', '/evidence/verify?tenant=acme', bundle], ['POST', '/evidence/hold/iso?tenant=acme'],
@@ -180,7 +183,10 @@ describe('evidence API', () => {
     // Acting for its own tenant, globex still sees nothing of acme's.
     expect((await req(`/evidence/bundles/${id}`, TOK.globex)).status).toBe(404);
     expect((await req(`/evidence/proof/inclusion?event_id=${ev}`, TOK.globex)).status).toBe(404);
-    expect((await req('/evidence/verify', TOK.globex, { method: 'POST', body: bundle })).status).toBe(403);
+    // Verified against globex's own trust root, acme's bundle is another log's: a named cause, nothing of acme's revealed.
+    const other = await req('/evidence/verify', TOK.globex, { method: 'POST', body: bundle });
+    expect(other.status).toBe(200);
+    expect(await other.json()).toMatchObject({ exit_code: 21, result: { ok: false, cause: 'ORIGIN_MISMATCH' } });
     // A read-only acme token cannot create or export.
     expect((await req('/evidence/snapshot', TOK.acmeRead, { method: 'POST', body: JSON.stringify({ kind: 'service', resource_id: 'search', case_id: 'x' }) })).status).toBe(403);
     expect((await req(`/evidence/bundles/${id}`, TOK.acmeRead)).status).toBe(403);
@@ -196,13 +202,14 @@ describe('evidence API', () => {
     const r = await snapshotCreate({ baseUrl: base, token: TOK.acme, caseId: 'case-cli', scope: 'service', id: 'checkout', out });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain('8 events');
-    const v = await forensicVerify(out);
+    const trustRoot = parseTrustRootText(await (await req('/evidence/acme/trust-root', TOK.acme)).text());
+    const v = await forensicVerify(out, { trustRoot });
     expect(v.exitCode).toBe(0);
     const b = readFileSync(out);
     const flipped = path.join(dir, 'bad.tar.gz');
     b[b.length - 30]! ^= 1;
     writeFileSync(flipped, b);
-    expect((await forensicVerify(flipped)).exitCode).not.toBe(0);
+    expect((await forensicVerify(flipped, { trustRoot })).exitCode).not.toBe(0);
     expect((await snapshotCreate({ baseUrl: base, token: TOK.globex, tenant: 'acme', caseId: 'c', scope: 'service', id: 'checkout', out })).exitCode).toBe(3);
     expect((await snapshotCreate({ baseUrl: base, token: TOK.acmeRead, caseId: 'c', scope: 'service', id: 'checkout', out })).exitCode).toBe(3);
     expect((await snapshotCreate({ baseUrl: base, token: TOK.acme, caseId: 'c', scope: 'service', id: 'missing', out })).exitCode).toBe(1);

@@ -41,6 +41,8 @@ const addCosig = async (store: ReturnType<typeof tempStore>, w: ReturnType<typeo
   store.writeImmutable(TENANT, cosignaturePath(kid, size), Buffer.from(cosign(text, w.name, w.signer, BigInt(Math.floor(Date.now() / 1000)))));
 const stamp = async (t: RunningTsa, data: Uint8Array) => (await new TsaClient({ url: t.url, certificates: [t.tsaCertPem] }).timestamp(data)).token;
 
+/** The log's genesis key, pinned (verification needs an anchor; the policies come on top). */
+const ANCHOR = { trustedKeys: [testSigner().verifierKey] };
 const policy = (k: number, ...ws: ReturnType<typeof witness>[]) => ({ k, keys: ws.map((w) => ({ name: w.name, vkey: w.vkey })) });
 
 describe('bundles with witness cosignatures and time-stamp tokens', () => {
@@ -52,7 +54,7 @@ describe('bundles with witness cosignatures and time-stamp tokens', () => {
       await addCosig(store, w1, 5, await text(5));
       for (const n of [5, 10]) await store.writeImmutable(TENANT, timestampPath(tsaId(tsa.tsaCertPem), n), await stamp(tsa, await bytes(n)));
     });
-    const v = verifyBundle(bundle, { witnesses: policy(2, w1, w2), tsa: { k: 1, certificates: [tsa.caCertPem] } });
+    const v = verifyBundle(bundle, { ...ANCHOR, witnesses: policy(2, w1, w2), tsa: { k: 1, certificates: [tsa.caCertPem] } });
     expect(v.ok, JSON.stringify(v)).toBe(true);
     if (!v.ok) return;
     expect(v.cosignedBy.map((c) => c.name).sort()).toEqual([w1.name, w2.name]);
@@ -60,28 +62,28 @@ describe('bundles with witness cosignatures and time-stamp tokens', () => {
     expect(Math.abs(Date.parse(v.timestampedAt[0]!) - Date.now())).toBeLessThan(120_000);
     expect(await buildBundle(store, TENANT, { caseId: 'c1', indices: [2, 7] })).toEqual(bundle);
     // Without policies they are carried and the rest verifies as before.
-    expect(verifyBundle(bundle).ok).toBe(true);
+    expect(verifyBundle(bundle, ANCHOR).ok).toBe(true);
     // 2 of 3 trusted witnesses, the third never asked: still met.
-    expect(verifyBundle(bundle, { witnesses: policy(2, w1, w2, witness('witness.example/w3')) }).ok).toBe(true);
+    expect(verifyBundle(bundle, { ...ANCHOR, witnesses: policy(2, w1, w2, witness('witness.example/w3')) }).ok).toBe(true);
   });
 
   it('a bundle without cosignatures under a 1-of-1 policy: WITNESS_POLICY_UNMET (exit 22)', async () => {
     const { bundle } = await log(async () => undefined);
-    expect(verifyBundle(bundle, { witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET' });
+    expect(verifyBundle(bundle, { ...ANCHOR, witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET' });
     expect(causeExitCode.WITNESS_POLICY_UNMET).toBe(22);
-    expect(verifyBundle(bundle).ok).toBe(true);
+    expect(verifyBundle(bundle, ANCHOR).ok).toBe(true);
   });
 
   it('cosignatures only from an untrusted witness, or only on an older checkpoint: WITNESS_POLICY_UNMET', async () => {
     const a = await log(async ({ store, text }) => { await addCosig(store, stranger, 10, await text(10)); });
-    expect(verifyBundle(a.bundle, { witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET' });
+    expect(verifyBundle(a.bundle, { ...ANCHOR, witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET' });
     const b = await log(async ({ store, text }) => { await addCosig(store, w1, 5, await text(5)); });
-    expect(verifyBundle(b.bundle, { witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET', detail: expect.stringContaining('checkpoint 10') });
+    expect(verifyBundle(b.bundle, { ...ANCHOR, witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'WITNESS_POLICY_UNMET', detail: expect.stringContaining('checkpoint 10') });
   });
 
   it('a trusted witness line that does not verify (cosigns another checkpoint, or signed by another key): COSIGNATURE_INVALID', async () => {
     const a = await log(async ({ store, text }) => { await addCosig(store, w1, 10, await text(5)); });
-    expect(verifyBundle(a.bundle, { witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'COSIGNATURE_INVALID' });
+    expect(verifyBundle(a.bundle, { ...ANCHOR, witnesses: policy(1, w1) })).toMatchObject({ ok: false, cause: 'COSIGNATURE_INVALID' });
     // w2's name and key id, stranger's signature.
     const b = await log(async ({ store, text }) => {
       const line = cosign(await text(10), w2.name, stranger.signer, 1_800_000_000n);
@@ -90,23 +92,23 @@ describe('bundles with witness cosignatures and time-stamp tokens', () => {
       await store.writeImmutable(TENANT, cosignaturePath(w2.kid, 10), Buffer.from(`— ${w2.name} ${blob.toString('base64')}\n`));
       await addCosig(store, w1, 10, await text(10));
     });
-    expect(verifyBundle(b.bundle, { witnesses: policy(1, w1, w2) })).toMatchObject({ ok: false, cause: 'COSIGNATURE_INVALID' });
+    expect(verifyBundle(b.bundle, { ...ANCHOR, witnesses: policy(1, w1, w2) })).toMatchObject({ ok: false, cause: 'COSIGNATURE_INVALID' });
   });
 
   it('a token for another digest, or from another TSA key: TIMESTAMP_INVALID (25); none under k=1: TIMESTAMP_POLICY_UNMET (24)', async () => {
     const other = await log(async ({ store, bytes }) => { await store.writeImmutable(TENANT, timestampPath(tsaId(tsa.tsaCertPem), 10), await stamp(tsa, await bytes(5))); });
-    expect(verifyBundle(other.bundle, { tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID', detail: expect.stringContaining('imprint') });
+    expect(verifyBundle(other.bundle, { ...ANCHOR, tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID', detail: expect.stringContaining('imprint') });
     const foreign = await log(async ({ store, bytes }) => { await store.writeImmutable(TENANT, timestampPath(tsaId(otherTsa.tsaCertPem), 10), await stamp(otherTsa, await bytes(10))); });
-    expect(verifyBundle(foreign.bundle, { tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID' });
-    expect(verifyBundle(foreign.bundle, { tsa: { k: 1, certificates: [otherTsa.tsaCertPem] } }).ok).toBe(true);
+    expect(verifyBundle(foreign.bundle, { ...ANCHOR, tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID' });
+    expect(verifyBundle(foreign.bundle, { ...ANCHOR, tsa: { k: 1, certificates: [otherTsa.tsaCertPem] } }).ok).toBe(true);
     // A bad token on an older checkpoint fails too, even when the newest one is fine.
     const older = await log(async ({ store, bytes }) => {
       await store.writeImmutable(TENANT, timestampPath(tsaId(tsa.tsaCertPem), 10), await stamp(tsa, await bytes(10)));
       await store.writeImmutable(TENANT, timestampPath(tsaId(tsa.tsaCertPem), 5), await stamp(tsa, await bytes(10)));
     });
-    expect(verifyBundle(older.bundle, { tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID', detail: expect.stringContaining('checkpoint 5') });
+    expect(verifyBundle(older.bundle, { ...ANCHOR, tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_INVALID', detail: expect.stringContaining('checkpoint 5') });
     const none = await log(async () => undefined);
-    expect(verifyBundle(none.bundle, { tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_POLICY_UNMET' });
+    expect(verifyBundle(none.bundle, { ...ANCHOR, tsa: { k: 1, certificates: [tsa.tsaCertPem] } })).toMatchObject({ ok: false, cause: 'TIMESTAMP_POLICY_UNMET' });
     expect([causeExitCode.TIMESTAMP_INVALID, causeExitCode.TIMESTAMP_POLICY_UNMET]).toEqual([25, 24]);
   });
 });

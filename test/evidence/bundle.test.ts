@@ -11,12 +11,14 @@ import { parseNote, signNote } from '../../processors/evidence/note.ts';
 import { Sealer } from '../../processors/evidence/sealer.ts';
 import { gzipDeterministic, gunzip, readTar, writeTar } from '../../processors/evidence/tar.ts';
 import type { FsEvidenceStore } from '../../processors/evidence/store.ts';
-import { TENANT, items, tempStore, testSigner } from './helpers.ts';
+import { TENANT, items, tempStore, testSigner, trustRootOf } from './helpers.ts';
+import type { TrustRoot } from '../../processors/evidence/trust-root.ts';
 
 const CASE_ENTRIES = [5, 299, 300, 600];
 let store: FsEvidenceStore;
 let bundle: Buffer;
 let logBundle: Buffer;
+let root: TrustRoot;
 
 beforeAll(async () => {
   store = tempStore();
@@ -26,18 +28,19 @@ beforeAll(async () => {
   s.append(items(513, 777)); await s.seal('2026-11-23T10:02:00Z');
   bundle = await buildBundle(store, TENANT, { caseId: 'case-42', indices: CASE_ENTRIES });
   logBundle = await buildBundle(store, TENANT, { caseId: 'export-1' });
+  root = await trustRootOf(store);
 });
 
 type Files = Map<string, Buffer>;
 const unpack = (b: Uint8Array): Files => new Map(readTar(gunzip(b)).map((f) => [f.path, Buffer.from(f.bytes)]));
 const pack = (f: Files): Buffer => gzipDeterministic(writeTar([...f].map(([p, bytes]) => ({ path: p, bytes }))));
-function tamper(b: Uint8Array, edit: (f: Files) => void): VerifyResult {
+function tamper(b: Uint8Array, edit: (f: Files) => void, trustRoot: TrustRoot = root): VerifyResult {
   const f = unpack(b);
   const before = pack(f);
   edit(f);
   const after = pack(f);
   if (Buffer.compare(before, after) === 0) throw new Error('the tamper edit changed nothing');
-  return verifyBundle(after);
+  return verifyBundle(after, { trustRoot });
 }
 const flipByte = (b: Buffer, at: number): Buffer => { const c = Buffer.from(b); c[at]! ^= 0x01; return c; };
 const text = (f: Files, p: string): string => f.get(p)!.toString('utf8');
@@ -46,7 +49,7 @@ const flipB64Hash = (s: string): string => { const b = Buffer.from(s, 'base64');
 
 describe('bundles', () => {
   it('verify offline; the same inputs twice give identical bytes', async () => {
-    const r = verifyBundle(bundle);
+    const r = verifyBundle(bundle, { trustRoot: root });
     expect(r).toMatchObject({ ok: true, tenant: TENANT, caseId: 'case-42', kind: 'entries', treeSize: 777, entries: 4, checkpoints: [300, 513, 777] });
     expect(Buffer.compare(await buildBundle(store, TENANT, { caseId: 'case-42', indices: CASE_ENTRIES }), bundle)).toBe(0);
     expect(Buffer.compare(await buildBundle(store, TENANT, { caseId: 'export-1' }), logBundle)).toBe(0);
@@ -61,7 +64,7 @@ describe('bundles', () => {
   });
 
   it('verifies a whole-log export by recomputing the tree', () => {
-    expect(verifyBundle(logBundle)).toMatchObject({ ok: true, kind: 'log', treeSize: 777, entries: 777, checkpoints: [300, 513, 777] });
+    expect(verifyBundle(logBundle, { trustRoot: root })).toMatchObject({ ok: true, kind: 'log', treeSize: 777, entries: 777, checkpoints: [300, 513, 777] });
     expect(tamper(logBundle, (f) => f.set('tile/entries/001', flipByte(f.get('tile/entries/001')!, 40)))).toMatchObject({ ok: false, cause: 'MERKLE_MISMATCH' });
     // Reorder: swap the first two entries inside an entry bundle (both length-prefixed, same length).
     expect(tamper(logBundle, (f) => {
@@ -142,11 +145,11 @@ describe('bundles', () => {
       });
     }
     it('truncated or non-gzip bytes → BUNDLE_CORRUPT', () => {
-      expect(verifyBundle(bundle.subarray(0, bundle.length - 20))).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT' });
-      expect(verifyBundle(Buffer.from('not a bundle'))).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT' });
+      expect(verifyBundle(bundle.subarray(0, bundle.length - 20), { trustRoot: root })).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT' });
+      expect(verifyBundle(Buffer.from('not a bundle'), { trustRoot: root })).toMatchObject({ ok: false, cause: 'BUNDLE_CORRUPT' });
     });
-    it('an untrusted genesis key → KEY_UNKNOWN; the trusted one passes', () => {
-      expect(verifyBundle(bundle, { trustedKeys: [testSigner('other').verifierKey] })).toMatchObject({ ok: false, cause: 'KEY_UNKNOWN' });
+    it('an untrusted genesis key → KEY_UNTRUSTED; the trusted one passes', () => {
+      expect(verifyBundle(bundle, { trustedKeys: [testSigner('other').verifierKey] })).toMatchObject({ ok: false, cause: 'KEY_UNTRUSTED' });
       expect(verifyBundle(bundle, { trustedKeys: [testSigner().verifierKey] })).toMatchObject({ ok: true });
     });
   });
@@ -160,16 +163,17 @@ describe('bundles', () => {
     s.append(items(10, 20)); await s.rotateKey(k2, '2026-11-23T10:01:00Z');
     s.append(items(20, 30)); await s.seal('2026-11-23T10:02:00Z');
     const b = await buildBundle(st, TENANT, { caseId: 'rot', indices: [3, 25] });
-    const ok = verifyBundle(b);
+    const stRoot = await trustRootOf(st);
+    const ok = verifyBundle(b, { trustRoot: stRoot });
     expect(ok).toMatchObject({ ok: true, treeSize: 31, keys: [{ keyId: k1.keyIdHex, validFrom: 1, validUntil: 22 }, { keyId: k2.keyIdHex, validFrom: 22, validUntil: null }] });
     const f = unpack(b);
     expect([...f.keys()].filter((p) => p.startsWith('entries/'))).toEqual(['entries/20.json', 'entries/25.json', 'entries/3.json']);
     // The newest checkpoint re-signed with the old (rotated-out) key: a known key, but not for size 31.
-    expect(tamper(b, (x) => x.set('checkpoints/31', Buffer.from(signNote(parseNote(text(x, 'checkpoints/31')).text, [k1]))))).toMatchObject({ ok: false, cause: 'KEY_UNKNOWN' });
+    expect(tamper(b, (x) => x.set('checkpoints/31', Buffer.from(signNote(parseNote(text(x, 'checkpoints/31')).text, [k1]))), stRoot)).toMatchObject({ ok: false, cause: 'KEY_UNKNOWN' });
     // Dropping the rotation entry leaves the new key unexplained.
-    expect(tamper(b, (x) => x.delete('entries/20.json'))).toMatchObject({ ok: false, cause: 'ENTRY_MISSING' });
+    expect(tamper(b, (x) => x.delete('entries/20.json'), stRoot)).toMatchObject({ ok: false, cause: 'ENTRY_MISSING' });
     const logB = await buildBundle(st, TENANT, { caseId: 'rot-log' });
-    expect(verifyBundle(logB)).toMatchObject({ ok: true, treeSize: 31 });
+    expect(verifyBundle(logB, { trustRoot: stRoot })).toMatchObject({ ok: true, treeSize: 31 });
   });
 
   it('forensicVerify gives exit codes per cause and reports progress; attestShow says who signed what when', async () => {
@@ -179,13 +183,14 @@ describe('bundles', () => {
     const good = path.join(dir, 'case.tar.gz');
     writeFileSync(good, bundle);
     const phases: string[] = [];
-    const r = await forensicVerify(good, { onProgress: (p) => phases.push(p.phase) });
+    const r = await forensicVerify(good, { onProgress: (p) => phases.push(p.phase), trustRoot: root });
     expect(r.exitCode).toBe(0);
     expect(phases).toContain('entries');
     expect(phases[phases.length - 1]).toBe('done');
     const bad = path.join(dir, 'bad.tar.gz');
     const f = unpack(bundle); f.delete('manifest.json'); writeFileSync(bad, pack(f));
-    expect((await forensicVerify(bad)).exitCode).toBe(causeExitCode.MANIFEST_MISSING);
+    expect((await forensicVerify(bad, { trustRoot: root })).exitCode).toBe(causeExitCode.MANIFEST_MISSING);
+    expect((await forensicVerify(good)).exitCode).toBe(causeExitCode.TRUST_ROOT_MISSING);
     expect((await forensicVerify(path.join(dir, 'nope.tar.gz'))).exitCode).toBe(causeExitCode.BUNDLE_CORRUPT);
     const shown = await attestShow(good);
     expect(shown.attestations.map((a) => [a.size, a.sealedAt, a.signatureVerified])).toEqual([

@@ -8,6 +8,7 @@ import { entryBytes } from '../../processors/evidence/jcs.ts';
 import { signerFromSeed, type Signer } from '../../processors/evidence/note.ts';
 import type { AppendItem } from '../../processors/evidence/sealer.ts';
 import { FsEvidenceStore, type EvidenceStore, type StoreFile } from '../../processors/evidence/store.ts';
+import { exportTrustRoot, type TrustRoot } from '../../processors/evidence/trust-root.ts';
 
 export const TENANT = 'acme';
 export const ORIGIN = 'stella-telemetry.example/tenants/acme';
@@ -67,4 +68,11 @@ export class CrashingStore implements EvidenceStore {
   async writeImmutable(t: string, f: string, b: Uint8Array) { this.maybeCrash([f]); return this.inner.writeImmutable(t, f, b); }
   async writeImmutableMany(t: string, files: readonly StoreFile[]) { this.maybeCrash(files.map((x) => x.path)); return this.inner.writeImmutableMany(t, files); }
   async writeMutable(t: string, f: string, b: Uint8Array) { this.maybeCrash([f]); return this.inner.writeMutable(t, f, b); }
+}
+
+/** The tenant's trust root as the store knows it (what `stella forensic trust export` prints). */
+export async function trustRootOf(store: EvidenceStore, tenant = TENANT): Promise<TrustRoot> {
+  const r = await exportTrustRoot(store, tenant);
+  if (!r) throw new Error(`tenant ${tenant} has no sealed log`);
+  return r;
 }

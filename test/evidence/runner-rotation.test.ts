@@ -16,7 +16,7 @@ import { LogReader } from '../../processors/evidence/reader.ts';
 import { startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from '../timeline/support.ts';
-import { tempStore } from './helpers.ts';
+import { tempStore, testSigner, trustRootOf } from './helpers.ts';
 import { logEntries, produce, sealedSize, testEvent, waitFor } from './runner-support.ts';
 
 const running: RunningEvidence[] = [];
@@ -88,8 +88,13 @@ describe('evidence key rotation (stella keys rotate)', () => {
     const bundle = await buildBundle(store, 'acme', { caseId: 'rotation', indices: [1, 7] });
     const v = verifyBundle(bundle, { trustedKeys: [old.acme.verifierKey] });
     expect(v).toMatchObject({ ok: true, treeSize: 9 });
-    // ...and not when only the new key is trusted as genesis (the chain starts with the old key).
-    expect(verifyBundle(bundle, { trustedKeys: [next.acme.verifierKey] })).toMatchObject({ ok: false, cause: 'KEY_UNKNOWN' });
+    // ...and against the tenant's exported trust root (genesis key + the pinned rotation);
+    expect(verifyBundle(bundle, { trustRoot: await trustRootOf(store, 'acme') })).toMatchObject({ ok: true, treeSize: 9 });
+    // the new key `keys rotate` printed vouches for the tree it signed (rotation entry included);
+    expect(verifyBundle(bundle, { trustedKeys: [next.acme.verifierKey] })).toMatchObject({ ok: true });
+    // any other key, or another tenant's, does not.
+    expect(verifyBundle(bundle, { trustedKeys: [testSigner('unrelated', defaultOrigin('acme')).verifierKey] })).toMatchObject({ ok: false, cause: 'KEY_UNTRUSTED' });
+    expect(verifyBundle(bundle, { trustedKeys: [next.globex.verifierKey] })).toMatchObject({ ok: false, cause: 'ORIGIN_MISMATCH' });
     await r.stop();
     running.splice(running.indexOf(r), 1);
 

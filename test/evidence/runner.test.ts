@@ -15,7 +15,7 @@ import { CLEAN_BATCH_TYPE, COPARTITION_ASSIGNER, startEvidenceRunner, type Runni
 import { forTenant } from '../../lib/store/index.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from '../timeline/support.ts';
-import { CrashingStore, tempStore } from './helpers.ts';
+import { CrashingStore, tempStore, trustRootOf } from './helpers.ts';
 import { logEntries, produce, sealedSize, tenantSigner, testEvent, waitFor } from './runner-support.ts';
 
 const running: RunningEvidence[] = [];
@@ -55,7 +55,7 @@ describe('evidence runner', () => {
       expect([...offs].sort((a, b) => (a < b ? -1 : 1))).toEqual(offs);
       expect(new Set(batches.map((b) => b.partition)).size).toBe(1);
       // The checkpoint chain verifies offline.
-      const v = verifyBundle(await buildBundle(store, tenant, { caseId: 'runner-test' }));
+      const v = verifyBundle(await buildBundle(store, tenant, { caseId: 'runner-test' }), { trustRoot: await trustRootOf(store, tenant) });
       expect(v).toMatchObject({ ok: true, treeSize: n + 6 });
       // event_id → index.
       const idx = new EventIndex(store, tenant);
@@ -133,7 +133,7 @@ describe('evidence runner', () => {
     const b = await logEntries(clean2, 'acme');
     expect(a.map((e) => e.seq)).toEqual(Array.from({ length: 90 }, (_, i) => i));
     expect(a).toEqual(b);
-    expect(verifyBundle(await buildBundle(crashed, 'acme', { caseId: 'crash' }))).toMatchObject({ ok: true, treeSize: 90 });
+    expect(verifyBundle(await buildBundle(crashed, 'acme', { caseId: 'crash' }), { trustRoot: await trustRootOf(crashed, 'acme') })).toMatchObject({ ok: true, treeSize: 90 });
   });
 
   it('two runners in one group (a rebalance mid-stream): each tenant has one writer, every log complete and in order', async () => {
@@ -172,7 +172,7 @@ describe('evidence runner', () => {
       const entries = await logEntries(store, t);
       expect(entries.filter((e) => e.type === undefined).map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i));
       expect(entries.filter((e) => e.type === CLEAN_BATCH_TYPE)).toHaveLength(2);
-      expect(verifyBundle(await buildBundle(store, t, { caseId: 'rebalance' }))).toMatchObject({ ok: true, treeSize: 42 });
+      expect(verifyBundle(await buildBundle(store, t, { caseId: 'rebalance' }), { trustRoot: await trustRootOf(store, t) })).toMatchObject({ ok: true, treeSize: 42 });
     }
     // Graceful stop committed everything it sealed.
     const admin = testKafka().admin();
@@ -231,7 +231,7 @@ describe('evidence runner', () => {
       await r.stop();
       const entries = await logEntries(fs, 'acme');
       expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i));
-      expect(verifyBundle(await buildBundle(fs, 'acme', { caseId: 'fail' }))).toMatchObject({ ok: true, treeSize: 30 });
+      expect(verifyBundle(await buildBundle(fs, 'acme', { caseId: 'fail' }), { trustRoot: await trustRootOf(fs, 'acme') })).toMatchObject({ ok: true, treeSize: 30 });
     });
   }
 
