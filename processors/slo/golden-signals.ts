@@ -31,7 +31,9 @@ export interface GoldenSignalRow {
   p99Ms: number;
 }
 
-interface Cell { tenant: string; service: string; minute: number; requests: number; errors: number; hist: Uint32Array }
+// Weighted like the SLO counts: a span kept by head sampling stands for its adjusted count
+// (SpanSample.weight), so requests, errors and the latency histogram estimate all traffic.
+interface Cell { tenant: string; service: string; minute: number; requests: number; errors: number; hist: Float64Array }
 
 export interface GoldenSignalsOptions {
   /** Span kinds that represent requests served (entry spans); default server and consumer. */
@@ -58,10 +60,11 @@ export class GoldenSignals {
     }
     const key = `${s.tenant}\u0000${s.service}\u0000${minute}`;
     let c = this.cells.get(key);
-    if (!c) this.cells.set(key, (c = { tenant: s.tenant, service: s.service, minute, requests: 0, errors: 0, hist: new Uint32Array(BUCKETS) }));
-    c.requests++;
-    if (s.isError) c.errors++;
-    c.hist[latencyBucket(s.durationMs)]!++;
+    if (!c) this.cells.set(key, (c = { tenant: s.tenant, service: s.service, minute, requests: 0, errors: 0, hist: new Float64Array(BUCKETS) }));
+    const w = s.weight ?? 1;
+    c.requests += w;
+    if (s.isError) c.errors += w;
+    c.hist[latencyBucket(s.durationMs)]! += w;
   }
 
   /** Returns and forgets every minute that ends at or before `beforeMs` (e.g. watermark − lateness), ordered. */
@@ -73,7 +76,8 @@ export class GoldenSignals {
       this.cells.delete(key);
       const [p50, p95, p99] = quantiles(c.hist, c.requests, [0.5, 0.95, 0.99]);
       rows.push({
-        tenant: c.tenant, service: c.service, minuteStartMs: c.minute * MIN, requests: c.requests, errors: c.errors,
+        // Whole numbers for the UInt64 columns; the rate and throughput keep the exact estimate.
+        tenant: c.tenant, service: c.service, minuteStartMs: c.minute * MIN, requests: Math.round(c.requests), errors: Math.round(c.errors),
         errorRate: c.requests ? c.errors / c.requests : 0, throughputPerSec: c.requests / 60,
         p50Ms: p50!, p95Ms: p95!, p99Ms: p99!,
       });
@@ -109,7 +113,7 @@ export class GoldenSignals {
     this.flushedBeforeMinute = doc.flushedBeforeMinute ?? Number.NEGATIVE_INFINITY;
     this.lateDropped = doc.lateDropped;
     for (const [tenant, service, minute, requests, errors, sparse] of doc.cells) {
-      const hist = new Uint32Array(BUCKETS);
+      const hist = new Float64Array(BUCKETS);
       for (let i = 0; i < sparse.length; i += 2) hist[sparse[i]!] = sparse[i + 1]!;
       this.cells.set(`${tenant}\u0000${service}\u0000${minute}`, { tenant, service, minute, requests, errors, hist });
     }
@@ -119,7 +123,7 @@ export class GoldenSignals {
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Nearest-rank quantiles from the histogram, reported as the bucket's geometric midpoint. */
-function quantiles(hist: Uint32Array, n: number, qs: number[]): number[] {
+function quantiles(hist: Float64Array, n: number, qs: number[]): number[] {
   const out: number[] = [];
   let qi = 0;
   let seen = 0;

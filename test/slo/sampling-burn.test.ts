@@ -2,7 +2,8 @@
 // 1% of them errors) goes, for acme at sampling ratio 0.1 and for globex at ratio 1, through the
 // real receiver (head sampling: errors always kept), Kafka, the scrub processor and the SLO runner.
 // Without weights acme's burn rate would be ~9× globex's (every error kept, ~10% of successes); with
-// each kept success weighted by its adjusted count both are 1.0 within the sampling error.
+// each kept success weighted by its adjusted count both are 1.0 within the sampling error; the
+// golden signals (requests, errors, error rate per minute) are weighted the same way.
 import { createHash } from 'node:crypto';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,9 @@ import { parseScrubConfig } from '../../processors/scrub/config.ts';
 import { startScrub, type RunningScrub } from '../../processors/scrub/runner.ts';
 import { parseSloConfig } from '../../processors/slo/config.ts';
 import { startSloRunner, type RunningSloRunner } from '../../processors/slo/runner.ts';
+import { goldenSignalsFor } from '../../processors/slo/outputs.ts';
 import { quantizeWeight } from '../../processors/slo/samples.ts';
+import type { Store } from '../../lib/store/index.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
 import { HeadSampler, headSampler, otelThresholdHex, SAMPLING_TH_HEADER, traceIdHash } from '../../receiver/sampling.ts';
 import { brokers, readAllRecordsAt, uniq } from '../support/kafka.ts';
@@ -41,6 +44,7 @@ let cfg: StellaConfig;
 let receiver: RunningReceiver;
 let scrub: RunningScrub;
 let runner: RunningSloRunner;
+let store: Store;
 
 beforeAll(async () => {
   headSampler.configure({ defaultRatio: 1, tenants: { acme: RATIO } });
@@ -49,7 +53,8 @@ beforeAll(async () => {
   scrub = await startScrub({ kafka: createKafka({ brokers: [brokers()], clientId: 'slo-sampling-scrub' }), config: parseScrubConfig({}),
     topics: cfg.kafka.topics, groupId: uniq('scrub') });
   const t = cfg.kafka.topics;
-  runner = await startSloRunner({ kafka: createKafka({ brokers: [brokers()], clientId: 'slo-sampling' }), config, store: await sloTestStore(),
+  store = await sloTestStore();
+  runner = await startSloRunner({ kafka: createKafka({ brokers: [brokers()], clientId: 'slo-sampling' }), config, store,
     topics: { spans: t.spansClean, metrics: t.metricsClean, sloEvents: t.sloEvents, timelineEvents: t.timelineEvents },
     groupId: uniq('slo-sampling'), idleTickMs: 3_600_000,
     sampler: new HeadSampler() }); // incident modes stay out of the receiver's process-wide sampler
@@ -84,12 +89,14 @@ describe('sampling-aware SLO counts, end to end', () => {
     const spans = Array.from({ length: SPANS }, (_, i) => ({ i, endMs: minuteStart + Math.floor((i * MIN) / SPANS), error: i % (SPANS / ERRORS) === 0 }));
     for (const tenant of ['acme', 'globex'] as const) {
       for (let b = 0; b < SPANS; b += 1000) await send(tenant, request('checkout', spans.slice(b, b + 1000)));
-      // An error span of an unwatched service in the next minute closes the traffic's minute (kept at any ratio).
-      await send(tenant, request('closer', [{ i: SPANS + 1, endMs: minuteStart + MIN + 1000, error: true }]));
+      // An error span (kept at any ratio) of an unwatched service 4 minutes later: the minutes up to
+      // it are evaluated, and the traffic's golden-signal minute (flushed 2 minutes behind) is written.
+      await send(tenant, request('closer', [{ i: SPANS + 1, endMs: minuteStart + 4 * MIN + 1000, error: true }]));
     }
     const evaluated = async (tenant: string) => (await runner.summaries(tenant))[0]!;
     const deadline = Date.now() + 90_000;
-    while ((await evaluated('acme')).evaluatedAtMs !== minuteStart + MIN - 1 || (await evaluated('globex')).evaluatedAtMs !== minuteStart + MIN - 1) {
+    const closed = minuteStart + 4 * MIN - 1;
+    while ((await evaluated('acme')).evaluatedAtMs !== closed || (await evaluated('globex')).evaluatedAtMs !== closed) {
       if (Date.now() > deadline) throw new Error('the traffic minute was not evaluated');
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -113,6 +120,19 @@ describe('sampling-aware SLO counts, end to end', () => {
       expect(Math.abs(v - full.burnRates[w]!) / full.burnRates[w]!, w).toBeLessThan(TOLERANCE);
     }
     expect(sampled.budgetRemaining).toBeCloseTo(full.budgetRemaining, 1);
+
+    // Golden signals of that minute are estimates of all traffic too (requests, errors, error rate).
+    const golden = async (tenant: string) => (await goldenSignalsFor(store, tenant, { fromMs: minuteStart, toMs: minuteStart + MIN, service: 'checkout' }))[0];
+    while (!(await golden('acme')) || !(await golden('globex'))) {
+      if (Date.now() > deadline) throw new Error('golden signals of the traffic minute were not written');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const g = { sampled: (await golden('acme'))!, full: (await golden('globex'))! };
+    expect(g.full).toMatchObject({ requests: SPANS, errors: ERRORS, error_rate: ERRORS / SPANS });
+    expect(g.sampled.errors).toBe(ERRORS);
+    expect(g.sampled.requests).toBe(Math.round(estimatedTotal));
+    expect(Math.abs(g.sampled.error_rate - g.full.error_rate) / g.full.error_rate).toBeLessThan(TOLERANCE);
+    expect(g.sampled.p50_ms).toBe(g.full.p50_ms); // every span took 20 ms
 
     // The carrier: sampled span records carry the receiver's `th` through scrub; unsampled ones carry none.
     const clean = await readAllRecordsAt(brokers(), cfg.kafka.topics.spansClean);
