@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { accessEnv } from '../lib/kafka/auth.ts';
 import { startBroker, freePort } from '../lib/kafka/broker.ts';
 import { buildConfig } from '../lib/config.ts';
 import { NODE_FLAGS } from '../lib/node-flags.ts';
@@ -281,6 +282,8 @@ async function main(): Promise<void> {
   const core = benchCore(body);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-bench-ingest-'));
   const broker = await startBroker({ dataDir: path.join(dir, 'kafka'), heapMb: 768 });
+  // Receivers started below (children inherit this environment) log in as the broker's super user.
+  Object.assign(process.env, accessEnv(broker.access()));
   const { child, grpcPort, httpPort } = await startReceiverProcess(broker.brokers, dir);
   const pid = child.pid!;
   const rows: string[][] = [];

@@ -23,6 +23,7 @@ import { decodeTraces, signals, types } from '../lib/otlp/proto.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
+import { accessFromEnv } from '../lib/kafka/auth.ts';
 import { createKafka, ensureTopics } from '../lib/kafka/client.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import { parseExportRequest } from '../lib/otlp/wire.ts';
@@ -217,8 +218,7 @@ function benchSampling(): { plainNs: number; sampledNs: number; keepNs: number }
 
 /** The runner end to end on a real broker and embedded ClickHouse. */
 async function benchRunner(records: number): Promise<{ wallPerSec: number; cpuPerSec: number; spans: number }> {
-  const brokers = process.env.KAFKA_BROKERS!.split(',');
-  const kafka = createKafka({ brokers, clientId: 'bench-slo' });
+  const kafka = createKafka({ ...accessFromEnv(), clientId: 'bench-slo' });
   const id = randomBytes(4).toString('hex');
   const topics = { spans: `bench_slo_spans_${id}`, metrics: `bench_slo_metrics_${id}`, sloEvents: `bench_slo_events_${id}`, timelineEvents: `bench_slo_tl_${id}` };
   await ensureTopics(kafka, Object.values(topics).map((name) => ({ name, partitions: 3, replicationFactor: 1 })));

@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Long from 'long';
-import { Kafka, logLevel } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import { accessFromEnv } from '../lib/kafka/auth.ts';
+import { createKafka } from '../lib/kafka/client.ts';
 import type { Store } from '../lib/store/index.ts';
 
 // Project modules create their loggers at import time: quiet them (stdout carries the result table)
@@ -193,9 +195,8 @@ async function main(): Promise<void> {
   try {
     const store = await openStore({ dataPath: path.join(dir, 'chdb') });
     await migrate(store, { timelineTtlDays: 180, otelTtlDays: 30 });
-    let brokers = process.env.KAFKA_BROKERS;
-    if (!brokers) { broker = await startBroker({ dataDir: path.join(dir, 'kafka'), heapMb: 512, log }); brokers = broker.brokers; }
-    const kafka = new Kafka({ clientId: 'bench-timeline', brokers: [brokers], logLevel: logLevel.NOTHING });
+    if (!process.env.KAFKA_BROKERS) broker = await startBroker({ dataDir: path.join(dir, 'kafka'), heapMb: 512, log });
+    const kafka = createKafka({ ...(broker ? broker.access() : accessFromEnv()), clientId: 'bench-timeline', quiet: true });
 
     const ingest: { wall: number; perCpu: number }[] = [];
     for (let r = 0; r < RUNS && PHASES.has('ingest'); r++) { ingest.push(await ingestThroughput(store)); log(`ingest run ${r + 1}: ${ingest[r]!.wall.toFixed(0)} events/s, ${ingest[r]!.perCpu.toFixed(0)} per CPU-second`); }

@@ -18,7 +18,7 @@ const cfg = buildConfig({
     { id: 'stella-system', tokens: [{ sha256: sha256Hex(selfToken), scopes: ['otlp:write'] }] },
   ],
   tracing: { enabled: true, sampleRatio: Number(ratio) },
-}, { KAFKA_BROKERS: brokers, STELLA_LOG_LEVEL: 'warn' });
+}, { ...process.env, KAFKA_BROKERS: brokers, STELLA_LOG_LEVEL: 'warn' }); // KAFKA_SASL_* from the parent's environment
 const receiver = await startReceiver(cfg, [brokers]);
 // BENCH_TRACING_CONTROL=1: "on" rounds stay off (a check of the method: the ratio should be ~1).
 const control = process.env.BENCH_TRACING_CONTROL === '1';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ConfigError, type StellaConfig } from '../lib/config.ts';
 import { startAdminServer } from '../lib/admin.ts';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
-import { connectKafka, ensurePipelineTopics } from '../lib/kafka/setup.ts';
+import { connectKafka, preparePipeline } from '../lib/kafka/setup.ts';
 import { drainGroup } from '../lib/kafka/drain.ts';
 import { setConsumerGroupTiming } from '../lib/kafka/group-timing.ts';
 import { logger } from '../lib/log.ts';
@@ -95,7 +95,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
   // the other members of its group take its partitions over from the committed offsets.
   const drainThenStop = (rank: number, groupId: string, topics: string[], stop: () => Promise<void>, nudge?: () => Promise<void>) => {
     processors.push({ rank, stop: !parts.has('receiver') ? stop : async () => {
-      const admin = createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-drain` }).admin();
+      const admin = createKafka({ ...kafka.access('admin'), clientId: `${cfg.kafka.clientId}-drain` }).admin();
       try {
         await admin.connect();
         const behind = await drainGroup(admin, { groupId, topics, timeoutMs: SHUTDOWN_DRAIN_MS, nudge });
@@ -110,7 +110,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
   };
   if (kafka.localBroker) phases.kafka.push(() => kafka.localBroker!.stop());
   try {
-    await ensurePipelineTopics(kafka.brokers, cfg.kafka);
+    await preparePipeline(kafka, cfg.kafka);
     const admin = await startAdminServer(cfg.admin.host, cfg.admin.port);
     phases.serving.push(() => admin.close());
     const ports: Record<string, number> = { admin: admin.port };
@@ -123,7 +123,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     if (parts.has('receiver')) {
       const { headSampler, parseSamplingConfig } = await import('../receiver/sampling.ts');
       headSampler.configure(section('sampling', () => parseSamplingConfig(cfg.sections.sampling)));
-      const receiver = await startReceiver(cfg, kafka.brokers, tokens);
+      const receiver = await startReceiver(cfg, kafka.access('receiver'), tokens);
       admin.addCheck('kafka', () => ({ ok: receiver.health.isUp, detail: receiver.health.isUp ? undefined : 'Kafka unreachable' }));
       phases.intake.push(() => receiver.close());
       ports.grpc = receiver.grpcPort;
@@ -141,8 +141,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { parseScrubConfig } = await import('../processors/scrub/config.ts');
       const { startScrub } = await import('../processors/scrub/runner.ts');
       const scrubConfig = section('scrub', () => parseScrubConfig(cfg.sections.scrub ?? {}));
-      const scrub = await startScrub({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-scrub` }),
-        config: scrubConfig, topics: cfg.kafka.topics, groupId: groups.scrub });
+      const scrub = await startScrub({ kafka: createKafka({ ...kafka.access('scrub'), clientId: `${cfg.kafka.clientId}-scrub` }),
+        config: scrubConfig, topics: cfg.kafka.topics, groupId: groups.scrub, directTenants: cfg.kafka.directTenants });
       drainThenStop(0, groups.scrub, [cfg.kafka.topics.spans, cfg.kafka.topics.metrics, cfg.kafka.topics.logs], () => scrub.stop());
       out('Scrub: raw -> clean topics');
     }
@@ -161,7 +161,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     };
     if (parts.has('timeline')) {
       const { startTimelineRunner } = await import('../processors/timeline/runner.ts');
-      const timeline = await startTimelineRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-timeline` }),
+      const timeline = await startTimelineRunner({ kafka: createKafka({ ...kafka.access('timeline'), clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
           metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq }, groupId: groups.timeline });
       drainThenStop(2, groups.timeline, [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents], () => timeline.stop());
@@ -183,7 +183,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         keyFile = dev.file;
         out(`Evidence: ${dev.created ? 'created a' : 'using the'} development signing key ${dev.file} (mode 0600; configure evidence.keyFile in production)`);
       }
-      const runner = await startEvidenceRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-evidence` }),
+      const runner = await startEvidenceRunner({ kafka: createKafka({ ...kafka.access('evidence'), clientId: `${cfg.kafka.clientId}-evidence` }),
         store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keyFile,
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
@@ -202,7 +202,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         out('SLO: no `slo` section in the configuration (docs/slo.md); the SLO processor is not running');
       } else {
         const { startSloRunner } = await import('../processors/slo/runner.ts');
-        const runner = await startSloRunner({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-slo` }),
+        const runner = await startSloRunner({ kafka: createKafka({ ...kafka.access('slo'), clientId: `${cfg.kafka.clientId}-slo` }),
           store: await getStore(), ...sloSection.runner, config: sloSection.config, groupId: groups.slo,
           topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
             sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
@@ -218,7 +218,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
-      const lag = kafkaLag({ kafka: createKafka({ brokers: kafka.brokers, clientId: `${cfg.kafka.clientId}-api` }), groups });
+      const lag = kafkaLag({ kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api` }), groups });
       phases.serving.push(() => lag.close());
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const s = await getStore();

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { parseKafkaSecurity, type KafkaSasl, type KafkaTls } from './kafka/auth.ts';
 import { defaultTopicNames, type TopicNames } from './kafka/topics.ts';
 import { parseGrant, validateTenantId, type TenantConfig } from './tenancy.ts';
 
@@ -26,6 +27,14 @@ export interface KafkaConfig {
   sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
   rebalanceTimeoutMs: number;
+  /** An external cluster's SASL login (KAFKA_SASL_* / kafka.sasl); the local broker makes its own (lib/kafka/broker.ts). */
+  sasl: KafkaSasl | null;
+  /** TLS to an external cluster (KAFKA_TLS* / kafka.tls). */
+  tls: KafkaTls | null;
+  /** Tenants fed by a Kafka-direct collector: each gets `<raw>.direct.<tenant>` topics and a `collector-<tenant>` user (lib/kafka/acls.ts). */
+  directTenants: string[];
+  /** retention.ms of the DLQ topic (set on it at startup): dead letters are for a short look, not an archive. */
+  dlqRetentionMs: number;
 }
 
 export interface ReceiverConfig {
@@ -91,6 +100,7 @@ export function defaultConfig(): StellaConfig {
       brokers: null, clientId: 'stella-telemetry', groupIdPrefix: 'stella-', partitions: 6, replicationFactor: 1, topics: { ...defaultTopicNames },
       maxRecordBytes: 1_000_000, lingerMs: 5, compression: 'none', produceTimeoutMs: 5000,
       sessionTimeoutMs: 6000, heartbeatIntervalMs: 1000, rebalanceTimeoutMs: 30_000,
+      sasl: null, tls: null, directTenants: [], dlqRetentionMs: 24 * 3600_000,
     },
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
@@ -240,6 +250,16 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
     if (!(name in topics)) { r.problems.push(`kafka.topics.${name} is not a known topic (known: ${Object.keys(topics).join(', ')})`); continue; }
     topics[name as keyof TopicNames] = r.str(topicsIn, name, 'kafka.topics.', topics[name as keyof TopicNames], /^[A-Za-z0-9._-]{1,249}$/);
   }
+  const security = parseKafkaSecurity(k, env, brokers !== null);
+  r.problems.push(...security.problems);
+  const directRaw = env.KAFKA_DIRECT_TENANTS !== undefined ? env.KAFKA_DIRECT_TENANTS.split(',').map((x) => x.trim()).filter(Boolean) : k.directTenants;
+  const directTenants: string[] = [];
+  if (directRaw !== undefined && !Array.isArray(directRaw)) r.problems.push('KAFKA_DIRECT_TENANTS / kafka.directTenants must be a list of tenant ids');
+  else for (const t of directRaw ?? []) {
+    const problem = validateTenantId(String(t));
+    if (problem) r.problems.push(`KAFKA_DIRECT_TENANTS / kafka.directTenants: ${JSON.stringify(t)}: ${problem}`);
+    else if (!directTenants.includes(String(t))) directTenants.push(String(t));
+  }
   const compression = r.str(k, 'compression', 'kafka.', d.kafka.compression);
   if (compression !== 'none' && compression !== 'gzip') r.problems.push(`kafka.compression must be none or gzip (got "${compression}")`);
 
@@ -268,6 +288,8 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       sessionTimeoutMs: r.int(k, 'sessionTimeoutMs', 'kafka.', 1000, 1_800_000, d.kafka.sessionTimeoutMs),
       heartbeatIntervalMs: r.int(k, 'heartbeatIntervalMs', 'kafka.', 100, 600_000, d.kafka.heartbeatIntervalMs),
       rebalanceTimeoutMs: r.int(k, 'rebalanceTimeoutMs', 'kafka.', 1000, 1_800_000, d.kafka.rebalanceTimeoutMs),
+      sasl: security.sasl, tls: security.tls, directTenants,
+      dlqRetentionMs: r.int(k, 'dlqRetentionMs', 'kafka.', 60_000, 90 * 24 * 3600_000, d.kafka.dlqRetentionMs),
     },
     receiver: {
       host: env.STELLA_HOST ?? r.str(rc, 'host', 'receiver.', d.receiver.host),

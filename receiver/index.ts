@@ -1,6 +1,7 @@
 // The OTLP receiver: gRPC and HTTP front ends over one ingestor, one producer and one health probe.
 import type { StellaConfig } from '../lib/config.ts';
-import { createKafka } from '../lib/kafka/client.ts';
+import type { KafkaAccess } from '../lib/kafka/auth.ts';
+import { createKafka, resolveAccess } from '../lib/kafka/client.ts';
 import { KafkaHealth } from '../lib/kafka/health.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import { TokenRegistry } from '../lib/tenancy.ts';
@@ -16,8 +17,9 @@ export interface RunningReceiver {
   close(): Promise<void>;
 }
 
-export async function startReceiver(cfg: StellaConfig, brokers: string[], tokens = new TokenRegistry(cfg.tenants)): Promise<RunningReceiver> {
-  const kafka = createKafka({ brokers, clientId: `${cfg.kafka.clientId}-receiver`, requestTimeoutMs: cfg.kafka.produceTimeoutMs });
+/** `brokers`: a KafkaAccess (the receiver's own Kafka user), or addresses reached with cfg.kafka's login. */
+export async function startReceiver(cfg: StellaConfig, brokers: string[] | KafkaAccess, tokens = new TokenRegistry(cfg.tenants)): Promise<RunningReceiver> {
+  const kafka = createKafka({ ...resolveAccess(brokers, cfg.kafka), clientId: `${cfg.kafka.clientId}-receiver`, requestTimeoutMs: cfg.kafka.produceTimeoutMs });
   const health = new KafkaHealth(kafka);
   await health.start();
   const producer = new BatchingProducer(kafka, { lingerMs: cfg.kafka.lingerMs, maxBatchBytes: cfg.kafka.maxRecordBytes, compression: cfg.kafka.compression });

@@ -1,6 +1,7 @@
 // `npm run kafka:fetch` fetches the broker's jars into .cache/; `npm run kafka:start` runs a
 // broker in the foreground (data under ./data/kafka) until Ctrl-C.
 import path from 'node:path';
+import { accessEnv } from '../lib/kafka/auth.ts';
 import { fetchKafka, startBroker, KAFKA_VERSION } from '../lib/kafka/broker.ts';
 
 const cmd = process.argv[2];
@@ -10,7 +11,9 @@ if (cmd === 'fetch') {
   say(`Kafka ${KAFKA_VERSION} ready in ${libs}`);
 } else if (cmd === 'start') {
   const broker = await startBroker({ dataDir: path.resolve(process.env.STELLA_DATA_DIR ?? 'data', 'kafka'), log: say });
-  process.stdout.write(`KAFKA_BROKERS=${broker.brokers}\n`);
+  // The super user's login for tools and tests (KAFKA_BROKERS=... npx vitest ...); the file holds every user's.
+  for (const [k, v] of Object.entries(accessEnv(broker.access()))) process.stdout.write(`${k}=${v}\n`);
+  say(`users and passwords: ${path.join(broker.dataDir, 'credentials.json')} (mode 0600)`);
   const stop = () => { void broker.stop().then(() => process.exit(0)); };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -1,13 +1,22 @@
 // A real single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback,
 // fetched from Maven Central with `mvn` into a git-ignored cache and run with a bounded heap.
 // Used by the test setup and by `npm start` when KAFKA_BROKERS is not configured.
+//
+// Nobody reaches it unauthenticated: clients speak SASL/SCRAM-SHA-512 (one user per pipeline part,
+// ./acls.ts), the StandardAuthorizer denies what no ACL allows, and `admin` is the only super user.
+// The users' passwords are generated once into <dataDir>/credentials.json (mode 0600) and their SCRAM
+// credentials written into the metadata log when the storage is formatted (KIP-900). The controller
+// listener speaks SASL/PLAIN with `admin` only: KRaft cannot check SCRAM there (the credentials live
+// in the metadata it serves).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readdirSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readdirSync, closeSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import { projectRoot } from '../paths.ts';
+import { Secret, type KafkaAccess, type KafkaSasl } from './auth.ts';
+import { createKafka } from './client.ts';
+import { PIPELINE_USERS, SUPER_USER } from './acls.ts';
 
 export const KAFKA_VERSION = process.env.STELLA_KAFKA_VERSION ?? '3.9.1';
 export const kafkaCacheDir = (version = KAFKA_VERSION) =>
@@ -70,6 +79,9 @@ export interface BrokerOptions {
   overrides?: Record<string, string | number>;
   readyTimeoutMs?: number;
   log?: (m: string) => void;
+  /** SCRAM users besides the pipeline's (./acls.ts PIPELINE_USERS), e.g. `collector-acme`. Only
+   * users known when the storage is first formatted get credentials. */
+  extraUsers?: string[];
 }
 
 export interface RunningBroker {
@@ -77,7 +89,38 @@ export interface RunningBroker {
   port: number;
   dataDir: string;
   pid: number | undefined;
+  /** Users and their passwords (from <dataDir>/credentials.json). */
+  credentials: BrokerCredentials;
+  /** How `user` (default the super user) reaches this broker. */
+  access(user?: string): KafkaAccess;
   stop(): Promise<void>;
+}
+
+export interface BrokerCredentials { mechanism: 'scram-sha-512'; users: Record<string, string> }
+
+/** A user's SASL settings from the credentials; throws naming the user (never a password) if unknown. */
+export function saslFor(creds: BrokerCredentials, user: string): KafkaSasl {
+  const password = creds.users[user];
+  if (password === undefined) throw new Error(`the local Kafka broker has no user "${user}" (its users: ${Object.keys(creds.users).join(', ')})`);
+  return { mechanism: creds.mechanism, username: user, password: new Secret(password) };
+}
+
+const credentialsFile = (dataDir: string) => path.join(dataDir, 'credentials.json');
+
+/** Written once, mode 0600. Before the storage is formatted, users not in it yet are added (they go
+ * into the format); after, the file is only read. */
+function loadOrCreateCredentials(dataDir: string, users: string[], formatted: boolean): BrokerCredentials {
+  const file = credentialsFile(dataDir);
+  const creds: BrokerCredentials = existsSync(file)
+    ? JSON.parse(readFileSync(file, 'utf8')) as BrokerCredentials
+    : { mechanism: 'scram-sha-512', users: {} };
+  const missing = users.filter((u) => creds.users[u] === undefined);
+  if (!formatted && (missing.length || !existsSync(file))) {
+    for (const u of missing) creds.users[u] = randomBytes(24).toString('base64url');
+    writeFileSync(file, JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 });
+  }
+  chmodSync(file, 0o600);
+  return creds;
 }
 
 interface BrokerIdentity { clusterId: string; port: number; controllerPort: number }
@@ -103,16 +146,28 @@ async function identity(dataDir: string): Promise<BrokerIdentity> {
   return id;
 }
 
-function serverProperties(dataDir: string, id: BrokerIdentity, overrides: Record<string, string | number>): string {
+function serverProperties(dataDir: string, id: BrokerIdentity, adminPassword: string, overrides: Record<string, string | number>): string {
   const props: Record<string, string | number> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
     'controller.quorum.voters': `1@127.0.0.1:${id.controllerPort}`,
-    listeners: `PLAINTEXT://127.0.0.1:${id.port},CONTROLLER://127.0.0.1:${id.controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://127.0.0.1:${id.port}`,
+    listeners: `CLIENT://127.0.0.1:${id.port},CONTROLLER://127.0.0.1:${id.controllerPort}`,
+    'advertised.listeners': `CLIENT://127.0.0.1:${id.port}`,
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'inter.broker.listener.name': 'CLIENT',
+    'listener.security.protocol.map': 'CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT',
+    'sasl.enabled.mechanisms': 'SCRAM-SHA-512',
+    'listener.name.client.sasl.enabled.mechanisms': 'SCRAM-SHA-512',
+    'listener.name.controller.sasl.enabled.mechanisms': 'PLAIN',
+    'sasl.mechanism.inter.broker.protocol': 'SCRAM-SHA-512',
+    'sasl.mechanism.controller.protocol': 'PLAIN',
+    'listener.name.client.scram-sha-512.sasl.jaas.config':
+      `org.apache.kafka.common.security.scram.ScramLoginModule required username="${SUPER_USER}" password="${adminPassword}";`,
+    'listener.name.controller.plain.sasl.jaas.config':
+      `org.apache.kafka.common.security.plain.PlainLoginModule required username="${SUPER_USER}" password="${adminPassword}" user_${SUPER_USER}="${adminPassword}";`,
+    'authorizer.class.name': 'org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    'super.users': `User:${SUPER_USER}`,
+    'allow.everyone.if.no.acl.found': 'false',
     'log.dirs': path.join(dataDir, 'logs'),
     'num.partitions': 3,
     'offsets.topic.replication.factor': 1,
@@ -139,14 +194,14 @@ log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.request.logger=WARN
 `;
 
-/** Wait until the broker answers a metadata request on its client port. */
-export async function waitForBroker(brokers: string, timeoutMs: number, isAlive: () => boolean = () => true): Promise<void> {
+/** Wait until the broker answers a metadata request on its client port (as `sasl`'s user, if given). */
+export async function waitForBroker(brokers: string, timeoutMs: number, isAlive: () => boolean = () => true, sasl: KafkaSasl | null = null): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
     if (!isAlive()) throw new Error('Kafka broker process exited during startup');
-    const admin = new Kafka({ clientId: 'stella-broker-probe', brokers: [brokers], logLevel: logLevel.NOTHING,
-      retry: { retries: 0 }, connectionTimeout: 1000, requestTimeout: 2000 }).admin();
+    const admin = createKafka({ clientId: 'stella-broker-probe', brokers: [brokers], sasl, quiet: true,
+      retries: 0, connectionTimeoutMs: 1000, requestTimeoutMs: 2000 }).admin();
     try {
       await admin.connect();
       const cluster = await admin.describeCluster();
@@ -168,18 +223,42 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const libs = fetchKafka(KAFKA_VERSION, log);
   mkdirSync(opts.dataDir, { recursive: true });
   const id = await identity(opts.dataDir);
+  const formatted = existsSync(path.join(opts.dataDir, 'logs', 'meta.properties'));
+  if (formatted && !existsSync(credentialsFile(opts.dataDir))) {
+    throw new Error(`the Kafka data in ${opts.dataDir} was created before the local broker required authentication, so it has no `
+      + `SCRAM users; move ${opts.dataDir} away (it holds only the pipeline's topics) and start again to create a broker with credentials`);
+  }
+  const users = [...new Set([SUPER_USER, ...PIPELINE_USERS, ...(opts.extraUsers ?? [])])];
+  const creds = loadOrCreateCredentials(opts.dataDir, users, formatted);
+  const missing = users.filter((u) => creds.users[u] === undefined);
+  if (missing.length) {
+    throw new Error(`the local Kafka broker in ${opts.dataDir} was formatted without the user(s) ${missing.join(', ')}; `
+      + 'SCRAM users are added when its storage is first formatted (or by an operator with kafka-configs --add-config SCRAM-SHA-512=[...] as the admin user)');
+  }
+  const adminSasl = saslFor(creds, SUPER_USER);
   const propsFile = path.join(opts.dataDir, 'server.properties');
-  writeFileSync(propsFile, serverProperties(opts.dataDir, id, opts.overrides ?? {}));
+  // Holds the super user's password (the broker's own JAAS login): owner-only.
+  writeFileSync(propsFile, serverProperties(opts.dataDir, id, adminSasl.password.reveal(), opts.overrides ?? {}), { mode: 0o600 });
+  chmodSync(propsFile, 0o600);
   const log4jFile = path.join(opts.dataDir, 'log4j.properties');
   writeFileSync(log4jFile, log4jProperties(path.join(opts.dataDir, 'server.log')));
   const classpath = path.join(libs, '*');
   const jvm = [`-Xmx${opts.heapMb ?? 512}m`, `-Xms${Math.min(opts.heapMb ?? 512, 256)}m`, '-XX:+UseG1GC',
     '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true', `-Dlog4j.configuration=file:${log4jFile}`, '-cp', classpath];
 
-  if (!existsSync(path.join(opts.dataDir, 'logs', 'meta.properties'))) {
-    const r = spawnSync('java', [...jvm, 'kafka.tools.StorageTool', 'format', '-t', id.clusterId, '-c', propsFile],
-      { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`kafka storage format failed: ${r.stdout}\n${r.stderr}`);
+  if (!formatted) {
+    // The SCRAM users go in with the format. Through a java @argfile (0600, removed after), so the
+    // passwords never appear in a command line other users could read from the process list.
+    const argFile = path.join(opts.dataDir, 'format.args');
+    const scram = Object.entries(creds.users).flatMap(([u, pw]) => ['--add-scram', `SCRAM-SHA-512=[name=${u},password=${pw}]`]);
+    writeFileSync(argFile, ['kafka.tools.StorageTool', 'format', '-t', id.clusterId, '-c', `"${propsFile}"`, ...scram].join('\n') + '\n', { mode: 0o600 });
+    let r: ReturnType<typeof spawnSync>;
+    try {
+      r = spawnSync('java', [...jvm, `@${argFile}`], { encoding: 'utf8' });
+    } finally {
+      rmSync(argFile, { force: true });
+    }
+    if (r.status !== 0) throw new Error(`kafka storage format failed (exit ${r.status}): ${redact(String(r.stdout), creds)}\n${redact(String(r.stderr), creds)}`);
   }
   const out = openSync(path.join(opts.dataDir, 'stdout.log'), 'a');
   const child: ChildProcess = spawn('java', [...jvm, 'kafka.Kafka', propsFile], { stdio: ['ignore', out, out], detached: false });
@@ -189,16 +268,24 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const brokers = `127.0.0.1:${id.port}`;
   log(`starting Kafka ${KAFKA_VERSION} (pid ${child.pid}) on ${brokers}, data in ${opts.dataDir}`);
   try {
-    await waitForBroker(brokers, opts.readyTimeoutMs ?? 90_000, () => !exited);
+    await waitForBroker(brokers, opts.readyTimeoutMs ?? 90_000, () => !exited, adminSasl);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
   }
-  log(`Kafka ready on ${brokers}`);
+  log(`Kafka ready on ${brokers} (SASL/SCRAM-SHA-512; credentials in ${credentialsFile(opts.dataDir)})`);
   return {
-    brokers, port: id.port, dataDir: opts.dataDir, pid: child.pid,
+    brokers, port: id.port, dataDir: opts.dataDir, pid: child.pid, credentials: creds,
+    access: (user = SUPER_USER) => ({ brokers: [brokers], sasl: saslFor(creds, user), tls: null }),
     stop: () => stopChild(child, () => exited),
   };
+}
+
+/** Tool output never carries a password back into an error message or log. */
+function redact(text: string, creds: BrokerCredentials): string {
+  let out = text;
+  for (const pw of Object.values(creds.users)) out = out.split(pw).join('[redacted]');
+  return out;
 }
 
 // SIGTERM runs Kafka's controlled shutdown (flushes logs, writes a clean-shutdown marker);

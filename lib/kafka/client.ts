@@ -1,6 +1,10 @@
-// The one place the project builds kafkajs clients: logs go through pino, topics are created here.
-import { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
+// The one place the project builds kafkajs clients: logs go through pino, credentials and TLS come
+// from a KafkaAccess (./auth.ts), topics are created here.
+import { readFileSync } from 'node:fs';
+import kafkajs, { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry, type SASLOptions } from 'kafkajs';
+import type { ConnectionOptions } from 'node:tls';
 import { logger } from '../log.ts';
+import type { KafkaAccess, KafkaSasl, KafkaTls } from './auth.ts';
 import { installRequestQueueFix } from './request-queue.ts';
 import { kafkaLogLevel } from './log-levels.ts';
 
@@ -15,6 +19,38 @@ export interface KafkaClientOptions {
   /** Per-request timeout; connection attempts fail fast so callers can answer 503 quickly. */
   requestTimeoutMs?: number;
   connectionTimeoutMs?: number;
+  /** SASL credentials (null/absent: none, e.g. a PLAINTEXT listener). */
+  sasl?: KafkaSasl | null;
+  /** TLS to the brokers (null/absent: plaintext). */
+  tls?: KafkaTls | null;
+  /** kafkajs retries (default 5); 0 for probes that loop themselves. */
+  retries?: number;
+  /** Backoff between retries (default 100 ms doubling up to 2 s). */
+  retryBackoffMs?: { initial: number; max: number };
+  /** No log lines at all (probes and test helpers that expect refusals). */
+  quiet?: boolean;
+}
+
+/** Broker addresses with a config's login (sasl/tls), or an access given as it is. */
+export function resolveAccess(at: string[] | KafkaAccess, login: { sasl: KafkaSasl | null; tls: KafkaTls | null }): KafkaAccess {
+  return Array.isArray(at) ? { brokers: at, sasl: login.sasl, tls: login.tls } : at;
+}
+
+function saslOptions(s: KafkaSasl): SASLOptions {
+  const password = s.password.reveal();
+  switch (s.mechanism) {
+    case 'plain': return { mechanism: 'plain', username: s.username, password };
+    case 'scram-sha-256': return { mechanism: 'scram-sha-256', username: s.username, password };
+    case 'scram-sha-512': return { mechanism: 'scram-sha-512', username: s.username, password };
+  }
+}
+
+function tlsOptions(t: KafkaTls): ConnectionOptions | true {
+  if (!t.caFile && !t.certFile) return true;
+  return {
+    ...(t.caFile ? { ca: [readFileSync(t.caFile)] } : {}),
+    ...(t.certFile && t.keyFile ? { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) } : {}),
+  };
 }
 
 export function createKafka(opts: KafkaClientOptions): Kafka {
@@ -23,8 +59,10 @@ export function createKafka(opts: KafkaClientOptions): Kafka {
     brokers: opts.brokers,
     connectionTimeout: opts.connectionTimeoutMs ?? 3000,
     requestTimeout: opts.requestTimeoutMs ?? 10_000,
-    retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 2000 },
-    logLevel: logLevel.WARN,
+    retry: { initialRetryTime: opts.retryBackoffMs?.initial ?? 100, retries: opts.retries ?? 5, maxRetryTime: opts.retryBackoffMs?.max ?? 2000 },
+    ...(opts.sasl ? { sasl: saslOptions(opts.sasl) } : {}),
+    ...(opts.tls ? { ssl: tlsOptions(opts.tls) } : {}),
+    logLevel: opts.quiet ? logLevel.NOTHING : logLevel.WARN,
     logCreator: () => ({ namespace, level, log }: LogEntry) => {
       const { message, timestamp: _ts, logger: _l, ...rest } = log as Record<string, unknown>;
       kafkaLog[kafkaLogLevel(level, String(message), rest)]({ namespace, ...rest }, String(message));
@@ -34,12 +72,16 @@ export function createKafka(opts: KafkaClientOptions): Kafka {
 
 export interface TopicSpec { name: string; partitions: number; replicationFactor: number; configs?: Record<string, string> }
 
-/** Create missing topics (idempotent); existing topics are left as they are. */
+/** Create missing topics (idempotent). An existing topic keeps its partitions; the configs a spec names
+ * are set on it (AlterConfigs replaces the topic's other dynamic configs: only specs that name all of
+ * them, e.g. the DLQ's retention.ms, use configs). */
 export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
+    const reconfigure = topics.filter((t) => existing.has(t.name) && t.configs && Object.keys(t.configs).length > 0);
+    if (reconfigure.length) await setTopicConfigs(admin, reconfigure);
     const missing: ITopicConfig[] = topics.filter((t) => !existing.has(t.name)).map((t) => ({
       topic: t.name, numPartitions: t.partitions, replicationFactor: t.replicationFactor,
       configEntries: Object.entries(t.configs ?? {}).map(([name, value]) => ({ name, value })),
@@ -55,6 +97,27 @@ export async function ensureTopics(kafka: Kafka, topics: TopicSpec[]): Promise<v
     }
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** Set the configs specs name on existing topics where they differ. A login not allowed to describe
+ * or alter topic configs (an external cluster's) only gets a warning: the operator sets them there. */
+async function setTopicConfigs(admin: Admin, specs: TopicSpec[]): Promise<void> {
+  const TOPIC = kafkajs.ConfigResourceTypes.TOPIC;
+  try {
+    const current = await admin.describeConfigs({ includeSynonyms: false,
+      resources: specs.map((t) => ({ type: TOPIC, name: t.name, configNames: Object.keys(t.configs!) })) });
+    const differs = specs.filter((t) => {
+      const have = current.resources.find((r) => r.resourceName === t.name)?.configEntries ?? [];
+      return Object.entries(t.configs!).some(([k, v]) => have.find((e) => e.configName === k)?.configValue !== v);
+    });
+    if (differs.length === 0) return;
+    await admin.alterConfigs({ validateOnly: false, resources: differs.map((t) => ({ type: TOPIC, name: t.name,
+      configEntries: Object.entries(t.configs!).map(([name, value]) => ({ name, value })) })) });
+  } catch (err) {
+    if (!/AUTHORIZATION_FAILED/.test(String((err as { type?: string }).type))) throw err;
+    kafkaLog.warn({ topics: specs.map((t) => t.name), error_code: (err as { type?: string }).type },
+      'not allowed to set these topics\' configs (e.g. the DLQ\'s retention.ms); set them on the cluster');
   }
 }
 

@@ -1,5 +1,9 @@
 // The scrub stage: raw OTLP topics -> scrubbed clean topics (same key, same partition number,
-// headers carried, content-sha256 recomputed, scrub-summary added), undecodable records -> DLQ.
+// headers carried, content-sha256 recomputed, scrub-summary added), undecodable records -> DLQ
+// (scrubbed, or only their digest: ./dlq.ts).
+// A Kafka-direct collector's topics (`<raw>.direct.<tenant>`, lib/kafka/acls.ts) are pinned to their
+// tenant: only that tenant's collector user may write them, so the topic, not the record, says whose
+// data it is; a record there claiming another tenant (key or tenant header) is dead-lettered.
 // Offsets are committed by runStage only after handle() resolved, and handle() resolves only after
 // Kafka acked every clean/DLQ write (acks=all): a crash re-scrubs, never loses.
 // Deep-debug grant starts/expiries are published as timeline events (JSON, key = tenant).
@@ -10,9 +14,11 @@ import { counter } from '../../lib/metrics.ts';
 import { runStage, type RunningStage, type StageContext, type StageRecord } from '../../lib/kafka/stage.ts';
 import { endSpan, isSystemTenant, startChildSpan, traceparentOf } from '../../lib/tracing.ts';
 import { defaultTopicNames, H, type TopicNames } from '../../lib/kafka/topics.ts';
+import { directTopics } from '../../lib/kafka/acls.ts';
 import type { SignalName } from '../../lib/otlp/proto.ts';
 import type { ScrubConfig } from './config.ts';
 import { GrantTracker, type TimelineEvent } from './grants.ts';
+import { deadLetter } from './dlq.ts';
 import { scrubRecord } from './record.ts';
 
 export type ScrubTopics = Pick<TopicNames, 'spans' | 'metrics' | 'logs' | 'spansClean' | 'metricsClean' | 'logsClean' | 'dlq' | 'timelineEvents'>;
@@ -30,6 +36,8 @@ export interface ScrubRunnerOptions {
   grantTickMs?: number;
   partitionsConsumedConcurrently?: number;
   fromBeginning?: boolean;
+  /** Tenants with a Kafka-direct collector (kafka.directTenants): their direct topics are consumed too. */
+  directTenants?: readonly string[];
 }
 
 export interface RunningScrub {
@@ -41,8 +49,6 @@ export interface RunningScrub {
   stop(): Promise<void>;
 }
 
-const DLQ_SOURCE_PARTITION = 'dlq-source-partition';
-
 const redactions = counter('stella_scrub_redactions_total', 'Values redacted by the scrubber', ['tenant', 'rule']);
 const recordsOut = counter('stella_scrub_records_total', 'Raw records handled by the scrubber', ['signal', 'outcome']);
 const grantEvents = counter('stella_scrub_grant_events_total', 'Deep-debug grant events published', ['kind']);
@@ -50,11 +56,17 @@ const grantEvents = counter('stella_scrub_grant_events_total', 'Deep-debug grant
 export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub> {
   const log = logger('scrub');
   const topics: ScrubTopics = { ...pickScrubTopics(defaultTopicNames), ...opts.topics };
-  const route = new Map<string, { signal: SignalName; clean: string }>([
+  const route = new Map<string, { signal: SignalName; clean: string; pinned?: string }>([
     [topics.spans, { signal: 'traces', clean: topics.spansClean }],
     [topics.metrics, { signal: 'metrics', clean: topics.metricsClean }],
     [topics.logs, { signal: 'logs', clean: topics.logsClean }],
   ]);
+  for (const tenant of opts.directTenants ?? []) {
+    const d = directTopics(topics, tenant);
+    route.set(d.spans, { signal: 'traces', clean: topics.spansClean, pinned: tenant });
+    route.set(d.metrics, { signal: 'metrics', clean: topics.metricsClean, pinned: tenant });
+    route.set(d.logs, { signal: 'logs', clean: topics.logsClean, pinned: tenant });
+  }
   const now = opts.now ?? (() => new Date());
   // The shared producer (idempotent, acks=all; it renews its session after a failed produce, which
   // a raw kafkajs producer does not). Clean records name their source partition explicitly.
@@ -99,18 +111,23 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
     const clean: OutMessage[] = [];
     const dead: OutMessage[] = [];
     const counts = new Map<string, { tenant: string; rule: string; n: number }>();
-    for (const rec of records) {
-      const v = scrubRecord(r.signal, rec, current, at);
+    for (const raw of records) {
+      // Pinned: the record's own claims must agree with its topic's tenant (absent ones are filled in).
+      const pinned = r.pinned;
+      const foreign = pinned !== undefined && ((raw.key !== null && raw.key !== pinned) || (raw.headers[H.tenant] !== undefined && raw.headers[H.tenant] !== pinned));
+      const rec = pinned === undefined || foreign ? raw : { ...raw, key: pinned, headers: { ...raw.headers, [H.tenant]: pinned } };
+      const v = foreign ? { kind: 'dlq' as const, reason: `scrub: record on tenant ${pinned}'s direct topic claims another tenant` } : scrubRecord(r.signal, rec, current, at);
       if (v.kind === 'clean') {
-        clean.push({ key: rec.key, value: v.value, headers: tp && !isSystemTenant(v.tenant) ? { ...v.headers, [H.traceparent]: tp } : v.headers, partition: rec.partition });
+        // A direct topic's records go where the receiver's records of that tenant go (murmur2 of the key).
+        clean.push({ key: rec.key, value: v.value, headers: tp && !isSystemTenant(v.tenant) ? { ...v.headers, [H.traceparent]: tp } : v.headers,
+          partition: pinned === undefined ? rec.partition : undefined });
         for (const [rule, n] of Object.entries(v.summary.rules)) {
           const k = `${v.tenant}\u0000${rule}`;
           const c = counts.get(k);
           if (c) c.n += n; else counts.set(k, { tenant: v.tenant, rule, n });
         }
       } else {
-        dead.push({ key: rec.key, value: rec.value, headers: { ...rec.headers, [H.dlqReason]: v.reason,
-          [H.dlqSourceTopic]: rec.topic, [H.dlqSourceOffset]: rec.offset, [DLQ_SOURCE_PARTITION]: String(rec.partition) } });
+        dead.push(deadLetter(r.signal, rec, v.reason, { topic: rec.topic, partition: rec.partition, offset: rec.offset }, current, at));
         log.warn({ topic: rec.topic, partition: rec.partition, offset: rec.offset, error_code: 'POISON_RECORD', error_message: v.reason }, 'raw record sent to the DLQ');
       }
     }
@@ -126,7 +143,7 @@ export async function startScrub(opts: ScrubRunnerOptions): Promise<RunningScrub
   };
 
   const stage = await runStage({ name: 'scrub', groupId: opts.groupId, kafka: opts.kafka, handle,
-    topics: [topics.spans, topics.metrics, topics.logs], fromBeginning: opts.fromBeginning,
+    topics: [...route.keys()], fromBeginning: opts.fromBeginning,
     partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently });
   const timer = setInterval(() => {
     publishGrantEvents().catch((err: unknown) => log.warn({ error_message: String(err) }, 'grant events not published; retrying'));

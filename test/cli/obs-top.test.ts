@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { createKafka } from '../../lib/kafka/client.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaLag, topicLag } from '../../api/kafka-lag.ts';
 import { registerObsRoutes, summarizeSignals } from '../../api/obs-routes.ts';
@@ -25,7 +25,7 @@ const ADMIN = `top-admin-${randomBytes(8).toString('hex')}`;
 const tokens = new TokenRegistry([{ id: 'initech', tokens: [{ sha256: sha256Hex(ADMIN), scopes: [...SCOPES] }] }]);
 let noKafka: RunningApi;
 let deadKafka: RunningApi;
-const lagToNowhere = kafkaLag({ kafka: new Kafka({ clientId: 'top-test', brokers: ['127.0.0.1:1'], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 300 }), timeoutMs: 1500 });
+const lagToNowhere = kafkaLag({ kafka: createKafka({ clientId: 'top-test', brokers: ['127.0.0.1:1'], quiet: true, retries: 0, connectionTimeoutMs: 300 }), timeoutMs: 1500 });
 
 function stella(args: string[], api: string, o: { tty?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env = { ...process.env, STELLA_LOG_LEVEL: 'silent', STELLA_API_URL: api, STELLA_TOKEN: ADMIN };

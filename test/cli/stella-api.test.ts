@@ -18,7 +18,7 @@ import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
 import { pendingKeyFile } from '../../processors/evidence/keys.ts';
-import { brokers, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, uniq } from '../support/kafka.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const TOK = {
@@ -81,7 +81,7 @@ beforeAll(async () => {
     evidence: { sealEverySeconds: 1 },
     slo: { idleTick: '1s', lag: '1s', slos: [{ name: 'checkout-availability', tenant: 'acme', service: 'checkout', objective: 0.99,
       sli: { type: 'availability', spans: { name: 'POST /checkout', kind: 'server' } } }] },
-  }, { KAFKA_BROKERS: brokers() });
+  }, kafkaEnv());
   pipeline = await runPipeline(cfg, new Set(PARTS), () => undefined);
   api = `http://127.0.0.1:${pipeline.ports.api}`;
   const receiver = `http://127.0.0.1:${pipeline.ports.http}`;

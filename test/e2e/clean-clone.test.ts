@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { createKafka } from '../../lib/kafka/client.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort, startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
 import { groupLag } from '../../lib/kafka/drain.ts';
@@ -136,7 +136,7 @@ it('after SIGTERM: every consumer group committed up to the high watermark, ever
   expect(stopped, 'npm start did not stop cleanly (its broker may still hold the data dir)').toBe(true);
   // The pipeline's broker, started again from its data dir (same identity, same port).
   checkBroker = await startBroker({ dataDir: path.join(dataDir, 'kafka') });
-  const kafka = new Kafka({ clientId: 'clean-clone-check', brokers: [checkBroker.brokers], logLevel: logLevel.NOTHING });
+  const kafka = createKafka({ ...checkBroker.access(), clientId: 'clean-clone-check', quiet: true });
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -163,7 +163,7 @@ it('after SIGTERM: every consumer group committed up to the high watermark, ever
     const inputs = [T.spansClean, T.logsClean, T.metricsClean, T.timelineEvents];
     let total = 0;
     for (const t of inputs) for (const p of await admin.fetchTopicOffsets(t)) total += Number(BigInt(p.high) - BigInt(p.low));
-    const records = await readRecordsAt(checkBroker.brokers, inputs, total, 60_000);
+    const records = await readRecordsAt(checkBroker.access(), inputs, total, 60_000);
     expect(records.length).toBe(total);
     const expected = new Map<string, { clean: number; events: Set<string> }>();
     for (const r of records) {

@@ -29,7 +29,7 @@ import type { RunningReceiver } from '../../receiver/index.ts';
 import { startHarness } from '../evidence/api-harness.ts';
 import { tempStore } from '../evidence/helpers.ts';
 import { logEntries, tenantSigner, waitFor } from '../evidence/runner-support.ts';
-import { brokers, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, uniq } from '../support/kafka.ts';
 import { startTestReceiver, TOKENS } from '../support/receiver.ts';
 import { testStore } from '../timeline/support.ts';
 
@@ -45,8 +45,8 @@ const evidence = tempStore();
 
 beforeAll(async () => {
   ({ cfg, receiver } = await startTestReceiver());
-  await ensurePipelineTopics([brokers()], cfg.kafka);
-  const kafka = (id: string) => createKafka({ brokers: [brokers()], clientId: id });
+  await ensurePipelineTopics(testAccess(), cfg.kafka);
+  const kafka = (id: string) => createKafka({ ...testAccess(), clientId: id });
   const t = cfg.kafka.topics;
   const store = await testStore();
   scrub = await startScrub({ kafka: kafka('e2e-scrub'), config: parseScrubConfig({}), topics: t, groupId: uniq('scrub') });

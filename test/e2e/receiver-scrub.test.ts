@@ -13,7 +13,7 @@ import { types } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig } from '../../processors/scrub/config.ts';
 import { startScrub, type RunningScrub } from '../../processors/scrub/runner.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
-import { brokers, readRecords, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, readRecords, uniq } from '../support/kafka.ts';
 import { startTestReceiver, TOKENS } from '../support/receiver.ts';
 
 let cfg: StellaConfig;
@@ -22,8 +22,8 @@ let scrub: RunningScrub;
 
 beforeAll(async () => {
   ({ cfg, receiver } = await startTestReceiver());
-  await ensurePipelineTopics([brokers()], cfg.kafka);
-  scrub = await startScrub({ kafka: createKafka({ brokers: [brokers()], clientId: 'e2e-scrub' }), config: parseScrubConfig({}),
+  await ensurePipelineTopics(testAccess(), cfg.kafka);
+  scrub = await startScrub({ kafka: createKafka({ ...testAccess(), clientId: 'e2e-scrub' }), config: parseScrubConfig({}),
     topics: cfg.kafka.topics, groupId: uniq('scrub') });
 });
 afterAll(async () => { await scrub?.stop(); await receiver?.close(); });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
-import { brokers, testKafka, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, testKafka, uniq } from '../support/kafka.ts';
 
 const TOKEN = 'run-pipeline-token-0123456789';
 const OTHER = 'run-pipeline-other-tenant-token';
@@ -31,7 +31,7 @@ beforeAll(async () => {
       { id: 'globex', tokens: [{ sha256: sha256Hex(OTHER), scopes: [...SCOPES] }] },
     ],
     evidence: { sealEverySeconds: 2 },
-  }, { KAFKA_BROKERS: brokers() });
+  }, kafkaEnv());
   topicNames = Object.values(cfg.kafka.topics);
   pipeline = await runPipeline(cfg, new Set(PARTS), (l) => lines.push(l));
 }, 180_000);

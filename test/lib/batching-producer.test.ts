@@ -48,7 +48,7 @@ async function freeze(pid: number): Promise<void> {
 
 it('sends made while a produce is in flight go out together once it is answered, under maxBatchBytes', async () => {
   const topic = 'batching';
-  const kafka = createKafka({ brokers: [broker.brokers], clientId: 'batching-test' });
+  const kafka = createKafka({ ...broker.access(), clientId: 'batching-test' });
   await ensureTopics(kafka, [{ name: topic, partitions: 1, replicationFactor: 1 }]);
   const bp = new BatchingProducer(kafka, { lingerMs: 2, maxBatchBytes: 50_000 });
   await bp.connect();
@@ -79,6 +79,6 @@ it('sends made while a produce is in flight go out together once it is answered,
   const late = bp.send(topic, [{ key: 'k', value: value(62) }]);
   await bp.disconnect();
   await late;
-  const got = await readRecordsAt(broker.brokers, [topic], 63);
+  const got = await readRecordsAt(broker.access(), [topic], 63);
   expect(got.map((r) => r.value.subarray(0, 4).toString())).toEqual(Array.from({ length: 63 }, (_, i) => String(i).padStart(4, '0')));
 }, 120_000);

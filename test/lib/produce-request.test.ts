@@ -3,13 +3,13 @@
 // batches, refuses one whose CRC is wrong, and hands every record back as it was sent.
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import { expect, it } from 'vitest';
 import { createKafka } from '../../lib/kafka/client.ts';
 import { crc32c, crc32cImpl, crc32cJs } from '../../lib/kafka/crc32c.ts';
 import { encodeProduceRequest, kafkajsProduceRequest, type ProduceRequestArgs } from '../../lib/kafka/produce-request.ts';
 import { BatchingProducer, produceEncoder } from '../../lib/kafka/producer.ts';
-import { brokers, createTopics, readRecords, uniq } from '../support/kafka.ts';
+import { testAccess, createTopics, readRecords, uniq } from '../support/kafka.ts';
+import { scramSocket } from '../support/sasl-socket.ts';
 
 const require = createRequire(import.meta.url);
 const kafkajsCrc = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (b: Buffer) => number;
@@ -88,7 +88,7 @@ it('writes the same Produce request bytes as kafkajs\' encoder', async () => {
   expect(encodeProduceRequest(tx).equals(txTheirs.buffer)).toBe(true);
 });
 
-/** One Produce v3 request over a plain socket; returns the partition's error code. */
+/** One Produce v3 request over a raw (logged-in) socket; returns the partition's error code. */
 async function rawProduce(topic: string, corruptCrc: boolean): Promise<number> {
   const body = encodeProduceRequest({ acks: -1, timeout: 10_000, topicData: [{ topic, partitions: [{ partition: 0, messages: [
     { key: 'acme', value: Buffer.from(corruptCrc ? 'corrupted' : 'intact'), headers: { tenant: 'acme' }, timestamp: Date.now() },
@@ -104,17 +104,10 @@ async function rawProduce(topic: string, corruptCrc: boolean): Promise<number> {
   header.writeInt16BE(3, 6);
   header.writeInt32BE(42, 8); // correlation id
   header.writeInt16BE(clientId.length, 12);
-  const [host, port] = brokers().split(',')[0]!.split(':');
-  const response = await new Promise<Buffer>((resolve, reject) => {
-    const sock = net.connect(Number(port), host, () => sock.write(Buffer.concat([header, clientId, body])));
-    let got = Buffer.alloc(0);
-    sock.on('data', (c: Buffer) => {
-      got = Buffer.concat([got, c]);
-      if (got.length >= 4 && got.length >= 4 + got.readInt32BE(0)) { sock.destroy(); resolve(got); }
-    });
-    sock.on('close', () => reject(new Error(`connection closed after ${got.length} bytes`)));
-    sock.on('error', reject);
-  });
+  // The broker takes requests only after a SASL login (test/support/sasl-socket.ts).
+  const { sock, frames } = await scramSocket(testAccess());
+  sock.write(Buffer.concat([header, clientId, body]));
+  const response = await frames.next().finally(() => sock.destroy());
   // size(4) correlation(4) topics(4) topic(2+n) partitions(4) partition(4) error_code(2)
   expect(response.readInt32BE(4)).toBe(42);
   return response.readInt16BE(12 + 2 + Buffer.byteLength(topic) + 4 + 4);
@@ -133,7 +126,7 @@ it('round-trips through a real broker via the idempotent producer: keys, values 
   expect(produceEncoder).toBe('ours');
   const topic = uniq('produce_enc');
   await createTopics([topic], 3);
-  const producer = new BatchingProducer(createKafka({ brokers: [brokers()], clientId: 'produce-enc-test' }), { maxBatchBytes: 300_000 });
+  const producer = new BatchingProducer(createKafka({ ...testAccess(), clientId: 'produce-enc-test' }), { maxBatchBytes: 300_000 });
   await producer.connect();
   const sent = Array.from({ length: 24 }, (_, i) => ({
     key: `tenant-${i % 5}`,

@@ -4,7 +4,7 @@
 import { expect, it } from 'vitest';
 import { createKafka } from '../../lib/kafka/client.ts';
 import { requestQueueClass } from '../../lib/kafka/request-queue.ts';
-import { brokers, createTopics, readRecords, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, createTopics, readRecords, uniq } from '../support/kafka.ts';
 
 const proto = (requestQueueClass() as { prototype: { checkPendingRequests(): void } }).prototype;
 
@@ -24,7 +24,7 @@ async function checksDuring(ms: number): Promise<number> {
 it('an idle producer connection runs no timer loop; queued requests are all sent and acked', async () => {
   const topic = uniq('rq');
   await createTopics([topic], 1);
-  const kafka = createKafka({ brokers: [brokers()], clientId: 'rq-test' });
+  const kafka = createKafka({ ...testAccess(), clientId: 'rq-test' });
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
   try {

@@ -4,7 +4,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { createKafka } from '../../lib/kafka/client.ts';
 import { runStage, type RunningStage, type StageRecord } from '../../lib/kafka/stage.ts';
-import { brokers, createTopics, testKafka, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, createTopics, testKafka, uniq } from '../support/kafka.ts';
 
 let stages: RunningStage[] = [];
 afterEach(async () => { await Promise.all(stages.map((s) => s.stop())); stages = []; });
@@ -28,7 +28,7 @@ it('handles every record once, retries a failed batch from the same offset, and 
   await produce(topic, ['a', 'b', 'c']);
   const handled: string[] = [];
   let failOnce = true;
-  const kafka = createKafka({ brokers: [brokers()], clientId: 'stage-test' });
+  const kafka = createKafka({ ...testAccess(), clientId: 'stage-test' });
   const handle = async (recs: StageRecord[]) => {
     if (failOnce && recs.some((r) => r.value.toString() === 'b')) { failOnce = false; throw new Error('sink down'); }
     handled.push(...recs.map((r) => r.value.toString()));
@@ -50,7 +50,7 @@ it('the producer splits one large send under maxBatchBytes, so no request exceed
   const { BatchingProducer } = await import('../../lib/kafka/producer.ts');
   const topic = uniq('bigsend');
   await createTopics([topic], 1);
-  const producer = new BatchingProducer(createKafka({ brokers: [brokers()], clientId: 'bigsend' }), { maxBatchBytes: 300_000 });
+  const producer = new BatchingProducer(createKafka({ ...testAccess(), clientId: 'bigsend' }), { maxBatchBytes: 300_000 });
   await producer.connect();
   // 40 x 100 KB = 4 MB in one call to one partition: as a single request the broker (1 MB limit) refuses it.
   await producer.send(topic, Array.from({ length: 40 }, (_, i) => ({ key: 'acme', value: Buffer.alloc(100_000, i) })));

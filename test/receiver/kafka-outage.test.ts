@@ -28,7 +28,7 @@ beforeAll(async () => {
   ({ cfg, receiver } = await startTestReceiver({
     receiver: { maxInflightBytes: CAP, maxRequestBytes: 512 * 1024, retryAfterSeconds: 1 },
     kafka: { produceTimeoutMs: 1500 },
-  }, broker.brokers));
+  }, broker.access()));
   admin = await startAdminServer('127.0.0.1', 0);
   admin.addCheck('kafka', () => ({ ok: receiver.health.isUp }));
 }, 180_000);
@@ -108,7 +108,7 @@ it('refuses retryably while Kafka is down, stays under the cap, and loses nothin
 
   // Every acked request's spans are in Kafka. Extra records are allowed: a produce that timed out
   // (the client was told to retry) may still land later. Losses are not.
-  const records = (await readAllRecordsAt(broker.brokers, cfg.kafka.topics.spans)).map((r) => r.value);
+  const records = (await readAllRecordsAt(broker.access(), cfg.kafka.topics.spans)).map((r) => r.value);
   const inKafka = new Set<string>();
   for (const r of records) for (const rs of decodeTraces(r).resourceSpans) for (const ss of rs.scopeSpans) for (const s of ss.spans) inKafka.add(s.name.split('/')[0]!);
   const missing = [...acked].filter((n) => !inKafka.has(n));

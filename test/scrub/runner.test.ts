@@ -92,7 +92,9 @@ describe('scrub runner on Kafka', () => {
 
     // --- DLQ: the poison record, verbatim, with reason and source coordinates
     expect(dlq).toHaveLength(1);
-    expect(dlq[0]!.value.equals(poison)).toBe(true);
+    // Undecodable, so not scrubbable: only its digest and length are kept (processors/scrub/dlq.ts).
+    expect(dlq[0]!.value.length).toBe(0);
+    expect(dlq[0]!.headers).toMatchObject({ 'dlq-content': 'digest-only', 'dlq-raw-sha256': sha256Hex(poison), 'dlq-raw-bytes': String(poison.length) });
     expect(dlq[0]!.key).toBe('acme');
     expect(dlq[0]!.headers).toMatchObject({ [H.dlqSourceTopic]: t.spans, [H.dlqSourceOffset]: '1', 'dlq-source-partition': '2', [H.traceparent]: TRACEPARENT });
     expect(dlq[0]!.headers[H.dlqReason]).toMatch(/^scrub: undecodable traces request/);

@@ -3,7 +3,8 @@ import { buildConfig, type StellaConfig } from '../../lib/config.ts';
 import { ensurePipelineTopics } from '../../lib/kafka/setup.ts';
 import { sha256Hex } from '../../lib/tenancy.ts';
 import { startReceiver, type RunningReceiver } from '../../receiver/index.ts';
-import { brokers, uniq } from './kafka.ts';
+import type { KafkaAccess } from '../../lib/kafka/auth.ts';
+import { kafkaEnvOf, testAccess, uniq } from './kafka.ts';
 
 export const TOKENS = {
   acme: 'acme-ingest-token-0123456789',
@@ -19,7 +20,8 @@ export const testTenants = [
   { id: 'globex', tokens: [{ sha256: sha256Hex(TOKENS.globex), scopes: ['otlp:write'] }] },
 ];
 
-export function testConfig(file: Record<string, unknown> = {}, brokerList = brokers()): StellaConfig {
+/** `at`: the test broker as its super user unless given (e.g. a test's own broker's access()). */
+export function testConfig(file: Record<string, unknown> = {}, at: KafkaAccess = testAccess()): StellaConfig {
   const prefix = uniq('t');
   return buildConfig({
     tenants: testTenants,
@@ -32,12 +34,12 @@ export function testConfig(file: Record<string, unknown> = {}, brokerList = brok
         sloEvents: `${prefix}_slo_events`, timelineEvents: `${prefix}_timeline_events` },
       ...(file.kafka as object | undefined),
     },
-  }, { KAFKA_BROKERS: brokerList });
+  }, kafkaEnvOf(at));
 }
 
-export async function startTestReceiver(file: Record<string, unknown> = {}, brokerList = brokers()): Promise<{ cfg: StellaConfig; receiver: RunningReceiver }> {
-  const cfg = testConfig(file, brokerList);
-  await ensurePipelineTopics([brokerList], cfg.kafka, ['spans', 'metrics', 'logs']);
-  const receiver = await startReceiver(cfg, [brokerList]);
+export async function startTestReceiver(file: Record<string, unknown> = {}, at: KafkaAccess = testAccess()): Promise<{ cfg: StellaConfig; receiver: RunningReceiver }> {
+  const cfg = testConfig(file, at);
+  await ensurePipelineTopics(at, cfg.kafka, ['spans', 'metrics', 'logs']);
+  const receiver = await startReceiver(cfg, at);
   return { cfg, receiver };
 }

@@ -7,7 +7,7 @@ import { eventRowFromMessage } from '../../processors/timeline/external-events.t
 import { startTimelineRunner, type RunningTimeline } from '../../processors/timeline/runner.ts';
 import { PoisonRecord } from '../../processors/timeline/transform.ts';
 import { grantEvent } from '../../processors/scrub/grants.ts';
-import { brokers, createTopics, readRecords, testKafka, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, createTopics, readRecords, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from './support.ts';
 
 const grant = { id: 'g-42', rules: ['email'], startsAt: new Date(Date.now() - 60_000), expiresAt: new Date(Date.now() + 3_600_000), actor: 'ops:alice', reason: 'INC-7 debugging' };
@@ -35,7 +35,7 @@ describe('timeline runner with published events', () => {
   beforeAll(async () => {
     store = await testStore();
     await createTopics(Object.values(t), 1);
-    runner = await startTimelineRunner({ kafka: createKafka({ brokers: [brokers()], clientId: 'ext-events' }), store, topics: t, groupId: uniq('timeline') });
+    runner = await startTimelineRunner({ kafka: createKafka({ ...testAccess(), clientId: 'ext-events' }), store, topics: t, groupId: uniq('timeline') });
   });
   afterAll(async () => { await runner?.stop(); });
 

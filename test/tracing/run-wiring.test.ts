@@ -17,7 +17,7 @@ import { flushTracing, startBatchTrace, startRequestTrace, tracingEnabled } from
 import { parseScrubConfig } from '../../processors/scrub/config.ts';
 import { startScrub } from '../../processors/scrub/runner.ts';
 import { PARTS, runPipeline } from '../../cli/run.ts';
-import { brokers, readAllRecordsAt, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, readAllRecordsAt, uniq } from '../support/kafka.ts';
 import { spanObject, tracesRequest } from '../support/otlp.ts';
 
 const TOKEN = 'run-wiring-acme-token-0123456789';
@@ -31,7 +31,7 @@ function config(tracing: Record<string, unknown>): StellaConfig {
     receiver: { grpcPort: 0, httpPort: 0 }, admin: { port: 0 }, api: { port: 0 },
     kafka: { partitions: 2, topics: Object.fromEntries(['spans', 'metrics', 'logs', 'spansClean', 'metricsClean', 'logsClean', 'dlq', 'sloEvents', 'timelineEvents'].map((k) => [k, `${p}_${k}`])) },
     tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
-  }, { KAFKA_BROKERS: brokers() });
+  }, kafkaEnv());
 }
 
 const body = tracesRequest([{ scopes: [{ name: 'client', spans: [spanObject('GET /')] }] }]);
@@ -55,8 +55,8 @@ it('tracing off: no spans, no system-tenant records, and the traceparent keeps t
   const cfg = config({});
   expect(cfg.tracing.enabled).toBe(false);
   const pipeline = await runPipeline(cfg, new Set(['receiver'] as const), () => {});
-  await ensurePipelineTopics([brokers()], cfg.kafka);
-  const scrub = await startScrub({ kafka: createKafka({ brokers: [brokers()], clientId: 'tw-scrub' }), config: parseScrubConfig({}), topics: cfg.kafka.topics, groupId: uniq('scrub') });
+  await ensurePipelineTopics(testAccess(), cfg.kafka);
+  const scrub = await startScrub({ kafka: createKafka({ ...testAccess(), clientId: 'tw-scrub' }), config: parseScrubConfig({}), topics: cfg.kafka.topics, groupId: uniq('scrub') });
   try {
     expect(tracingEnabled()).toBe(false);
     expect(startRequestTrace('traces', 'acme', undefined)).toBeUndefined();
@@ -119,7 +119,7 @@ it('tracing on, endpoint "self": the receiver\'s spans come back through it unde
 });
 
 it('the tracing section is validated and read from the environment', () => {
-  const env = { KAFKA_BROKERS: brokers() };
+  const env = kafkaEnv();
   const d = buildConfig({}, env).tracing;
   expect(d).toMatchObject({ enabled: false, endpoint: 'self', sampleRatio: 0.1, systemTenant: 'stella-system', token: null });
   const fromEnv = buildConfig({ tracing: { endpoint: 'https://file.example/v1/traces' } }, { ...env, STELLA_TRACING_ENABLED: 'true',
@@ -141,7 +141,7 @@ it('the tracing section is validated and read from the environment', () => {
 });
 
 it('tracing to "self" without the receiver in the process is a configuration error naming what to set', async () => {
-  const c = buildConfig({ dataDir: dir, tracing: { enabled: true } }, { KAFKA_BROKERS: brokers() });
+  const c = buildConfig({ dataDir: dir, tracing: { enabled: true } }, kafkaEnv());
   const parts = new Set(PARTS.filter((p) => p === 'scrub'));
   await expect(runPipeline(c, parts, () => {})).rejects.toThrow(/tracing.endpoint "self" needs the receiver.*STELLA_TRACING_TOKEN/s);
 });

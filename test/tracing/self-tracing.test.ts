@@ -18,7 +18,7 @@ import { parseScrubConfig } from '../../processors/scrub/config.ts';
 import { startScrub, type RunningScrub } from '../../processors/scrub/runner.ts';
 import { startTimelineRunner, type RunningTimeline } from '../../processors/timeline/runner.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
-import { brokers, readAllRecordsAt, uniq } from '../support/kafka.ts';
+import { brokers, kafkaEnv, testAccess, readAllRecordsAt, uniq } from '../support/kafka.ts';
 import { startTestReceiver, testTenants, TOKENS } from '../support/receiver.ts';
 import { testStore } from '../timeline/support.ts';
 
@@ -37,11 +37,11 @@ beforeAll(async () => {
     tenants: [...testTenants, { id: SYSTEM, tokens: [{ sha256: sha256Hex(SYSTEM_TOKEN), scopes: ['otlp:write'] }] }],
     tracing: { enabled: true, scheduledDelayMs: 100 },
   }));
-  await ensurePipelineTopics([brokers()], cfg.kafka);
+  await ensurePipelineTopics(testAccess(), cfg.kafka);
   await startTracing(cfg.tracing, { url: `http://127.0.0.1:${receiver.httpPort}/v1/traces`, headers: { Authorization: `Bearer ${SYSTEM_TOKEN}` } });
   const t = cfg.kafka.topics;
-  scrub = await startScrub({ kafka: createKafka({ brokers: [brokers()], clientId: 'selftrace-scrub' }), config: parseScrubConfig({}), topics: t, groupId: scrubGroup });
-  timeline = await startTimelineRunner({ kafka: createKafka({ brokers: [brokers()], clientId: 'selftrace-timeline' }), store: await testStore(),
+  scrub = await startScrub({ kafka: createKafka({ ...testAccess(), clientId: 'selftrace-scrub' }), config: parseScrubConfig({}), topics: t, groupId: scrubGroup });
+  timeline = await startTimelineRunner({ kafka: createKafka({ ...testAccess(), clientId: 'selftrace-timeline' }), store: await testStore(),
     topics: { spans: t.spansClean, logs: t.logsClean, metrics: t.metricsClean, timelineEvents: t.timelineEvents, dlq: t.dlq }, groupId: uniq('timeline') });
 }, 180_000);
 
