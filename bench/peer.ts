@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import type { Consumer } from 'kafkajs';
 import { buildCollector, installGoTool } from '../lib/go-peers.ts';
 import { createKafka, ensureTopics } from '../lib/kafka/client.ts';
+import { accessEnv, accessFromEnv } from '../lib/kafka/auth.ts';
 import { freePort, startBroker } from '../lib/kafka/broker.ts';
 import { defaultTopicNames } from '../lib/kafka/topics.ts';
 import { parseExportRequest } from '../lib/otlp/wire.ts';
@@ -74,7 +75,7 @@ class LandedSpans {
   private next = new Map<number, bigint>();
   private constructor(private readonly consumer: Consumer, readonly topic: string) {}
   static async start(brokers: string, topic: string): Promise<LandedSpans> {
-    const consumer = createKafka({ brokers: [brokers], clientId: 'bench-peer' }).consumer({ groupId: `bench-peer-${topic}-${process.pid}`, maxBytes: 64 << 20 });
+    const consumer = createKafka({ ...accessFromEnv(), brokers: [brokers], clientId: 'bench-peer' }).consumer({ groupId: `bench-peer-${topic}-${process.pid}`, maxBytes: 64 << 20 });
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
     const c = new LandedSpans(consumer, topic);
@@ -86,7 +87,7 @@ class LandedSpans {
   pause(): void { this.consumer.pause([{ topic: this.topic }]); }
   /** Resume and wait until everything up to the topic's current end offsets is counted; returns the running total. */
   async catchUp(brokers: string): Promise<number> {
-    const admin = createKafka({ brokers: [brokers], clientId: 'bench-peer-admin' }).admin();
+    const admin = createKafka({ ...accessFromEnv(), brokers: [brokers], clientId: 'bench-peer-admin' }).admin();
     await admin.connect();
     const ends = await admin.fetchTopicOffsets(this.topic);
     await admin.disconnect();
@@ -122,7 +123,8 @@ async function startCollector(bin: string, brokers: string, dir: string): Promis
   const [grpcPort, httpPort, healthPort] = [await freePort(), await freePort(), await freePort()];
   const child = spawn(bin, ['--config', path.join(root, 'bench/peer-otelcol.yaml')], {
     cwd: dir, stdio: ['ignore', 'inherit', 'inherit'],
-    env: { PATH: process.env.PATH, HOME: dir, PEER_BROKERS: brokers, PEER_TOPIC, PEER_GRPC_ENDPOINT: `127.0.0.1:${grpcPort}`,
+    env: { PATH: process.env.PATH, HOME: dir, PEER_BROKERS: brokers, PEER_TOPIC,
+      PEER_KAFKA_USERNAME: process.env.KAFKA_SASL_USERNAME, PEER_KAFKA_PASSWORD: process.env.KAFKA_SASL_PASSWORD, PEER_GRPC_ENDPOINT: `127.0.0.1:${grpcPort}`,
       PEER_HTTP_ENDPOINT: `127.0.0.1:${httpPort}`, PEER_HEALTH_ENDPOINT: `127.0.0.1:${healthPort}` },
   });
   let exited: number | null = null;
@@ -159,10 +161,12 @@ async function main(): Promise<void> {
   const tg = installGoTool('telemetrygen', say);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-bench-peer-'));
   const broker = await startBroker({ dataDir: path.join(dir, 'kafka'), heapMb: 768 });
+  // Both sides (and our own consumers) log in as the broker's super user; children inherit this.
+  Object.assign(process.env, accessEnv(broker.access()));
   const started: ChildProcess[] = [];
   const counters: LandedSpans[] = [];
   try {
-    await ensureTopics(createKafka({ brokers: [broker.brokers], clientId: 'bench-peer-admin' }), [{ name: PEER_TOPIC, partitions: PARTITIONS, replicationFactor: 1 }]);
+    await ensureTopics(createKafka({ ...broker.access(), clientId: 'bench-peer-admin' }), [{ name: PEER_TOPIC, partitions: PARTITIONS, replicationFactor: 1 }]);
     const stellaDir = path.join(dir, 'stella');
     const collectorDir = path.join(dir, 'collector');
     mkdirSync(stellaDir);

@@ -14,8 +14,9 @@ import { parse, stringify } from 'yaml';
 import { buildCollector, COLLECTOR_MANIFEST } from '../../lib/go-peers.ts';
 import { freePort } from '../../lib/kafka/broker.ts';
 import { decodeTraces, attrString } from '../../lib/otlp/proto.ts';
-import { brokers, createTopics, readRecords, uniq } from '../support/kafka.ts';
+import { brokers, createTopics, readRecords, testAccess, uniq } from '../support/kafka.ts';
 import { defaultTopicNames } from '../../lib/kafka/topics.ts';
+import { directTopics } from '../../lib/kafka/acls.ts';
 import { defaultConfig } from '../../lib/config.ts';
 import { encode } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig } from '../../processors/scrub/config.ts';
@@ -130,9 +131,13 @@ describe('collector-config/kafka-direct.yaml', () => {
     expect(graphProblems(kafkaDirect)).toEqual([]);
   });
 
-  it('writes our raw topics with the otlp_proto encoding, acks=all, within our record limit', () => {
+  it('writes its tenant\'s direct raw topics, logged in as its own user, with the otlp_proto encoding, acks=all, within our record limit', () => {
     const topics = { traces: kafka.traces.topic, metrics: kafka.metrics.topic, logs: kafka.logs.topic };
-    expect(topics).toEqual({ traces: defaultTopicNames.spans, metrics: defaultTopicNames.metrics, logs: defaultTopicNames.logs });
+    const direct = directTopics(defaultTopicNames, '${env:STELLA_TENANT_ID}');
+    expect(topics).toEqual({ traces: direct.spans, metrics: direct.metrics, logs: direct.logs });
+    expect(kafka.auth.sasl.mechanism).toBe('SCRAM-SHA-512');
+    expect(kafka.auth.sasl.username).toMatch(ENV_REF);
+    expect(kafka.auth.sasl.password).toMatch(ENV_REF);
     for (const s of SIGNALS) expect(kafka[s].encoding).toBe('otlp_proto');
     expect(kafka.topic).toBeUndefined(); // the deprecated top-level topic would override nothing but confuses readers
     expect([-1, 'all', 'WaitForAll']).toContain(kafka.producer.required_acks);
@@ -260,6 +265,8 @@ describe('the real OpenTelemetry Collector (pinned release, built from collector
     env = { PATH: process.env.PATH, HOME: scratch,
       // What an operator sets for the user-facing configs, and what bench/peer.ts sets for the race.
       STELLA_KAFKA_BROKERS: '127.0.0.1:9092', STELLA_TENANT_ID: 'acme', STELLA_QUEUE_DIR: path.join(scratch, 'queue'),
+      STELLA_KAFKA_USERNAME: 'collector-acme', STELLA_KAFKA_PASSWORD: 'password-from-the-environment',
+      PEER_KAFKA_USERNAME: 'admin', PEER_KAFKA_PASSWORD: 'password-from-the-environment',
       STELLA_OTLP_ENDPOINT: 'http://127.0.0.1:4318', STELLA_TOKEN: 'token-from-the-environment',
       PEER_BROKERS: '127.0.0.1:9092', PEER_TOPIC: 'otlp_spans', PEER_GRPC_ENDPOINT: '127.0.0.1:24317',
       PEER_HTTP_ENDPOINT: '127.0.0.1:24318', PEER_HEALTH_ENDPOINT: '127.0.0.1:23133' };
@@ -338,7 +345,9 @@ describe('kafka-direct.yaml in the real collector, writing to a real broker', ()
     const file = path.join(scratch, 'kafka-direct.yaml');
     writeFileSync(file, stringify(cfg));
     child = spawn(otelcol, ['--config', file], { stdio: ['ignore', 'ignore', 'pipe'],
-      env: { PATH: process.env.PATH, HOME: scratch, STELLA_KAFKA_BROKERS: brokers(), STELLA_TENANT_ID: 'acme', STELLA_QUEUE_DIR: path.join(scratch, 'queue') } });
+      // The test broker's super user: the topics here are this test's own, not a collector user's direct topics.
+      env: { PATH: process.env.PATH, HOME: scratch, STELLA_KAFKA_BROKERS: brokers(), STELLA_TENANT_ID: 'acme', STELLA_QUEUE_DIR: path.join(scratch, 'queue'),
+        STELLA_KAFKA_USERNAME: testAccess().sasl!.username, STELLA_KAFKA_PASSWORD: testAccess().sasl!.password.reveal() } });
     let log = '';
     child.stderr!.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-8000); });
     const deadline = Date.now() + 30_000;
