@@ -20,7 +20,7 @@ import { quantizeWeight } from '../../processors/slo/samples.ts';
 import type { Store } from '../../lib/store/index.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
 import { HeadSampler, headSampler, otelThresholdHex, SAMPLING_TH_HEADER, traceIdHash } from '../../receiver/sampling.ts';
-import { brokers, readAllRecordsAt, uniq } from '../support/kafka.ts';
+import { brokers, readAllRecordsAt, testAccess, uniq } from '../support/kafka.ts';
 import { httpExport } from '../support/otlp.ts';
 import { startTestReceiver, TOKENS } from '../support/receiver.ts';
 import { MIN } from './helpers.ts';
@@ -49,12 +49,12 @@ let store: Store;
 beforeAll(async () => {
   headSampler.configure({ defaultRatio: 1, tenants: { acme: RATIO } });
   ({ cfg, receiver } = await startTestReceiver());
-  await ensurePipelineTopics([brokers()], cfg.kafka);
-  scrub = await startScrub({ kafka: createKafka({ brokers: [brokers()], clientId: 'slo-sampling-scrub' }), config: parseScrubConfig({}),
+  await ensurePipelineTopics(testAccess(), cfg.kafka);
+  scrub = await startScrub({ kafka: createKafka({ ...testAccess(), clientId: 'slo-sampling-scrub' }), config: parseScrubConfig({}),
     topics: cfg.kafka.topics, groupId: uniq('scrub') });
   const t = cfg.kafka.topics;
   store = await sloTestStore();
-  runner = await startSloRunner({ kafka: createKafka({ brokers: [brokers()], clientId: 'slo-sampling' }), config, store,
+  runner = await startSloRunner({ kafka: createKafka({ ...testAccess(), clientId: 'slo-sampling' }), config, store,
     topics: { spans: t.spansClean, metrics: t.metricsClean, sloEvents: t.sloEvents, timelineEvents: t.timelineEvents },
     groupId: uniq('slo-sampling'), idleTickMs: 3_600_000,
     sampler: new HeadSampler() }); // incident modes stay out of the receiver's process-wide sampler
