@@ -13,7 +13,7 @@ import { DEFAULT_GROUP_TIMING } from '../../lib/kafka/group-timing.ts';
 import { H } from '../../lib/kafka/topics.ts';
 import { encode, types } from '../../lib/otlp/proto.ts';
 import { sha256Hex } from '../../processors/scrub/record.ts';
-import { brokers, createTopics, testKafka, uniq } from '../support/kafka.ts';
+import { kafkaEnv, createTopics, testKafka, uniq } from '../support/kafka.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'stella-restart-'));
@@ -32,7 +32,7 @@ afterAll(() => { for (const c of children) if (c.exitCode === null && c.signalCo
 function startScrubPart(): { child: ChildProcess; ready: Promise<number> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'scrub'], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, STELLA_CONFIG: cfgFile, KAFKA_BROKERS: brokers(), STELLA_ADMIN_PORT: '0', STELLA_LOG_LEVEL: 'warn' },
+    env: { ...process.env, STELLA_CONFIG: cfgFile, ...kafkaEnv(), STELLA_ADMIN_PORT: '0', STELLA_LOG_LEVEL: 'warn' },
   });
   children.push(child);
   let out = '';
