@@ -1,7 +1,7 @@
 // The receiver's pure core: one Export request body in, the Kafka record values out (validated,
 // tenant-stamped, split under the record limit) plus what was refused and why. No I/O.
 import type { Signal } from '../lib/otlp/proto.ts';
-import { parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type ParsedRequest, type RecordAlloc, type RejectReason } from '../lib/otlp/wire.ts';
+import { MAX_VALUE_NESTING, parseExportRequest, splitIntoRecords, TenantMismatchError, WireError, type ParsedRequest, type RecordAlloc, type RejectReason } from '../lib/otlp/wire.ts';
 import { keepLog, keepSpan } from './sampling.ts';
 
 export type IngestErrorKind = 'unauthenticated' | 'forbidden' | 'invalid' | 'too_large' | 'unsupported_media_type' | 'unavailable';
@@ -29,7 +29,8 @@ export interface PreparedExport {
 
 const describe: Record<RejectReason, (n: number, noun: string, l: IngestLimits) => string> = {
   attribute_too_large: (n, noun, l) => `${n} ${noun} refused: an attribute value exceeds ${l.maxAttributeValueBytes} bytes`,
-  invalid_id: (n, noun) => `${n} ${noun} refused: trace ids must be 16 bytes and span ids 8 bytes`,
+  invalid_id: (n, noun) => `${n} ${noun} refused: trace ids must be 16 bytes and span ids 8 bytes, a span's not all zero`,
+  value_too_deep: (n, noun) => `${n} ${noun} refused: a value nests arrays or kvlists deeper than ${MAX_VALUE_NESTING} levels`,
   item_too_large: (n, noun, l) => `${n} ${noun} refused: larger than the ${l.maxRecordBytes}-byte Kafka record limit on their own`,
 };
 

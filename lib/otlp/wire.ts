@@ -24,6 +24,8 @@ interface FieldRule {
   idLen?: number;
   /** This field's value is an attribute value (KeyValue.value): subject to the attribute size limit. */
   attrValue?: boolean;
+  /** An id that OTLP declares invalid when all zero (Span.trace_id, Span.span_id). */
+  nonZero?: boolean;
 }
 
 interface TypeRule {
@@ -33,7 +35,18 @@ interface TypeRule {
   isDataPoint: boolean;
   /** The one-byte tag of this message's KeyValue field (attributes), or -1. */
   attrTag: number;
+  /** ArrayValue or KeyValueList: one level of AnyValue nesting (see MAX_VALUE_NESTING). */
+  isValueList: boolean;
 }
+
+/**
+ * The most arrayValue/kvlistValue levels one AnyValue may nest (attributes, log bodies). Deeper
+ * items are refused at intake (partial success), so nothing the receiver accepts exceeds the
+ * message depth of 100 that protobufjs/protoc-style decoders and the scrubber
+ * (processors/scrub/wire.ts) allow: the deepest path, an exemplar's attribute in a metrics request,
+ * reaches message depth 9 + 3 per kvlist level = 99 at 30 levels. It also bounds the walk's recursion.
+ */
+export const MAX_VALUE_NESTING = 30;
 
 const scalarWireType: Record<string, number> = {
   double: 1, fixed64: 1, sfixed64: 1, float: 5, fixed32: 5, sfixed32: 5,
@@ -44,7 +57,8 @@ const rules = new Map<string, TypeRule>();
 function ruleFor(type: protobuf.Type): TypeRule {
   const existing = rules.get(type.fullName);
   if (existing) return existing;
-  const rule: TypeRule = { name: type.fullName, fields: [], isDataPoint: /DataPoint$/.test(type.name), attrTag: -1 };
+  const rule: TypeRule = { name: type.fullName, fields: [], isDataPoint: /DataPoint$/.test(type.name), attrTag: -1,
+    isValueList: type.fullName === '.opentelemetry.proto.common.v1.ArrayValue' || type.fullName === '.opentelemetry.proto.common.v1.KeyValueList' };
   rules.set(type.fullName, rule);
   for (const f of type.fieldsArray) {
     f.resolve();
@@ -61,6 +75,7 @@ function ruleFor(type: protobuf.Type): TypeRule {
       fr = { kind: Kind.Bytes, wt: 2, repeated: f.repeated };
       if (/^(traceId)$/.test(f.name)) fr.idLen = 16;
       if (/^(spanId|parentSpanId)$/.test(f.name)) fr.idLen = 8;
+      if (type.name === 'Span' && (f.name === 'traceId' || f.name === 'spanId')) fr.nonZero = true;
     } else {
       const wt = scalarWireType[f.type];
       if (wt === undefined) throw new Error(`unsupported proto type ${f.type}`);
@@ -145,6 +160,18 @@ interface WalkState {
   oversizedAttr: boolean;
   badId: boolean;
   dataPoints: number;
+  /** ArrayValue/KeyValueList levels above the current position. */
+  listDepth: number;
+  /** A value nested deeper than MAX_VALUE_NESTING (its inside was not walked). */
+  tooDeep: boolean;
+}
+
+const walkState = (maxAttrBytes: number): WalkState =>
+  ({ maxAttrBytes, oversizedAttr: false, badId: false, dataPoints: 0, listDepth: 0, tooDeep: false });
+
+function allZero(buf: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
 }
 
 function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: WalkState, inAttr: boolean): void {
@@ -176,14 +203,17 @@ function walk(buf: Uint8Array, pos: number, end: number, rule: TypeRule, st: Wal
       if (fr) {
         switch (fr.kind) {
           case Kind.Message:
-            walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true);
+            if (!fr.type!.isValueList) walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true);
+            // Bounded before descending: the recursion can never get deep enough to overflow.
+            else if (st.listDepth >= MAX_VALUE_NESTING) st.tooDeep = true;
+            else { st.listDepth++; walk(buf, pos, next, fr.type!, st, inAttr || fr.attrValue === true); st.listDepth--; }
             break;
           case Kind.String:
             if (len > 0 && !validUtf8(buf, pos, next)) throw new WireError(`invalid UTF-8 in a string field of ${rule.name}`);
             if (inAttr && len > st.maxAttrBytes) st.oversizedAttr = true;
             break;
           case Kind.Bytes:
-            if (fr.idLen !== undefined && len !== 0 && len !== fr.idLen) st.badId = true;
+            if (fr.idLen !== undefined && len !== 0 && (len !== fr.idLen || (fr.nonZero === true && allZero(buf, pos, next)))) st.badId = true;
             if (inAttr && len > st.maxAttrBytes) st.oversizedAttr = true;
             break;
           case Kind.Scalar:
@@ -291,7 +321,7 @@ export interface ResourceGroup {
   scopes: ScopeGroup[];
 }
 
-export type RejectReason = 'attribute_too_large' | 'invalid_id' | 'item_too_large';
+export type RejectReason = 'attribute_too_large' | 'invalid_id' | 'item_too_large' | 'value_too_deep';
 
 export interface ParsedRequest {
   resources: ResourceGroup[];
@@ -337,10 +367,14 @@ function tenantAttributeField(tenant: string): Uint8Array {
 
 const TENANT_KEY = Buffer.from('tenant.id');
 
-/** The tenant.id claim inside a Resource body: its string value, '' for a non-string value, undefined if absent. */
-function tenantClaim(buf: Uint8Array, start: number, end: number): string | undefined {
+/**
+ * Whether a Resource body carries a `tenant.id` attribute; throws TenantMismatchError unless every
+ * occurrence is a string equal to `tenant` (a consumer taking the first or the last match must
+ * never read another tenant).
+ */
+function hasTenantClaim(buf: Uint8Array, start: number, end: number, tenant: string): boolean {
   let pos = start;
-  let claim: string | undefined;
+  let claimed = false;
   while (pos < end) {
     let tag: number, len: number;
     at = pos; tag = readVarint32(buf, end); pos = at;
@@ -360,12 +394,13 @@ function tenantClaim(buf: Uint8Array, start: number, end: number): string | unde
         p += l;
       }
       if (key && key.length === TENANT_KEY.length && Buffer.from(key.buffer, key.byteOffset, key.length).equals(TENANT_KEY)) {
-        claim = value ?? '';
+        if (value !== tenant) throw new TenantMismatchError('a resource carries a tenant.id attribute that does not match the tenant of the bearer token');
+        claimed = true;
       }
     }
     pos = next;
   }
-  return claim;
+  return claimed;
 }
 
 function anyValueString(buf: Uint8Array, start: number, end: number): string | undefined {
@@ -382,12 +417,16 @@ function anyValueString(buf: Uint8Array, start: number, end: number): string | u
   return out;
 }
 
+/** Skip a field's payload; it must fit in [pos, end) (an unknown field is skipped only when well-formed). */
 function skipField(buf: Uint8Array, pos: number, end: number, wt: number): number {
+  let next: number;
   if (wt === 0) return skipVarint(buf, pos, end);
-  if (wt === 1) return pos + 8;
-  if (wt === 5) return pos + 4;
-  if (wt === 2) { at = pos; const l = readVarint32(buf, end); return at + l; }
-  throw new WireError(`unsupported wire type ${wt}`);
+  if (wt === 1) next = pos + 8;
+  else if (wt === 5) next = pos + 4;
+  else if (wt === 2) { at = pos; const l = readVarint32(buf, end); next = at + l; }
+  else throw new WireError(`unsupported wire type ${wt}`);
+  if (next > end) throw new WireError('truncated field');
+  return next;
 }
 
 /**
@@ -415,7 +454,7 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
     let resourceSpan: Span | undefined;
     const trailer: Span[] = [];
     const scopes: ParsedScope[] = [];
-    let resourceBad = false;
+    let resourceBad: RejectReason | undefined;
     let p = pos;
     while (p < rEnd) {
       const fieldStart = p;
@@ -430,9 +469,10 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
       const fEnd = p + l;
       if (fEnd > rEnd) throw new WireError('truncated field of a resource entry');
       if (f === 1) {
-        const st: WalkState = { maxAttrBytes: limits.maxAttributeValueBytes, oversizedAttr: false, badId: false, dataPoints: 0 };
+        const st = walkState(limits.maxAttributeValueBytes);
         walk(buf, p, fEnd, resourceRule, st, false);
-        if (st.oversizedAttr) resourceBad = true;
+        if (st.tooDeep) resourceBad = 'value_too_deep';
+        else if (st.oversizedAttr) resourceBad = 'attribute_too_large';
         resourceSpan = { start: p, end: fEnd }; // a repeated resource field merges; the last one wins for our purposes
       } else if (f === 2) {
         scopes.push(parseScope(buf, p, fEnd, itemRule, limits, signal.name === 'metrics'));
@@ -445,10 +485,9 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
     // Stamp the tenant.
     let resource: Uint8Array;
     if (resourceSpan) {
-      const claim = tenantClaim(buf, resourceSpan.start, resourceSpan.end);
-      if (claim !== undefined && claim !== tenant) throw new TenantMismatchError('a resource carries a tenant.id attribute that does not match the tenant of the bearer token');
+      const claimed = hasTenantClaim(buf, resourceSpan.start, resourceSpan.end, tenant);
       const body = buf.subarray(resourceSpan.start, resourceSpan.end);
-      resource = claim === undefined ? concatBytes(body, tenantAttributeField(tenant)) : body;
+      resource = claimed ? body : concatBytes(body, tenantAttributeField(tenant));
     } else {
       resource = tenantAttributeField(tenant);
     }
@@ -456,8 +495,9 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
     for (const sc of scopes) {
       for (const [r, n] of sc.rejected) reject(r, n);
       const n = sc.items.reduce((a, i) => a + i.count, 0);
-      // An oversized attribute on the resource or scope taints every item under it.
-      if (resourceBad || sc.bad) { if (n > 0) reject('attribute_too_large', n); continue; }
+      // An oversized or too deeply nested attribute on the resource or scope taints every item under it.
+      const bad = resourceBad ?? sc.bad;
+      if (bad) { if (n > 0) reject(bad, n); continue; }
       accepted += n;
       kept.push({ header: sc.header, items: sc.items });
     }
@@ -467,13 +507,13 @@ export function parseExportRequest(signal: Signal, buf: Uint8Array, tenant: stri
   return { resources, accepted, rejected };
 }
 
-interface ParsedScope extends ScopeGroup { bad: boolean; rejected: Map<RejectReason, number> }
+interface ParsedScope extends ScopeGroup { bad: RejectReason | undefined; rejected: Map<RejectReason, number> }
 
 function parseScope(buf: Uint8Array, start: number, end: number, itemRule: TypeRule, limits: ParseLimits, countPoints: boolean): ParsedScope {
   const header: Span[] = [];
   const items: ItemRef[] = [];
   const rejected = new Map<RejectReason, number>();
-  let bad = false;
+  let bad: RejectReason | undefined;
   let p = start;
   while (p < end) {
     const fieldStart = p;
@@ -488,20 +528,21 @@ function parseScope(buf: Uint8Array, start: number, end: number, itemRule: TypeR
     const fEnd = p + l;
     if (fEnd > end) throw new WireError('truncated field of a scope entry');
     if (f === 2) {
-      const st: WalkState = { maxAttrBytes: limits.maxAttributeValueBytes, oversizedAttr: false, badId: false, dataPoints: 0 };
+      const st = walkState(limits.maxAttributeValueBytes);
       walk(buf, p, fEnd, itemRule, st, false);
       const count = countPoints ? st.dataPoints : 1;
-      if (st.oversizedAttr || st.badId) {
-        const reason: RejectReason = st.oversizedAttr ? 'attribute_too_large' : 'invalid_id';
+      if (st.oversizedAttr || st.badId || st.tooDeep) {
+        const reason: RejectReason = st.tooDeep ? 'value_too_deep' : st.oversizedAttr ? 'attribute_too_large' : 'invalid_id';
         rejected.set(reason, (rejected.get(reason) ?? 0) + count);
       } else {
         items.push({ bytes: buf.subarray(fieldStart, fEnd), count });
       }
     } else {
       if (f === 1) {
-        const st: WalkState = { maxAttrBytes: limits.maxAttributeValueBytes, oversizedAttr: false, badId: false, dataPoints: 0 };
+        const st = walkState(limits.maxAttributeValueBytes);
         walk(buf, p, fEnd, scopeRule, st, false);
-        if (st.oversizedAttr) bad = true;
+        if (st.tooDeep) bad = 'value_too_deep';
+        else if (st.oversizedAttr) bad = 'attribute_too_large';
       } else if (f === 3 && l > 0 && !isUtf8(buf.subarray(p, fEnd))) {
         throw new WireError('invalid UTF-8 in schema_url');
       }
