@@ -17,7 +17,7 @@ export const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(
 
 /** The scrub-summary header: counts per rule id and the relaxed rules, never values. */
 export function summaryHeader(s: ScrubSummary): string {
-  return JSON.stringify({ v: 1, total: s.total, items: s.items, rules: s.rules, ...(s.relaxed.length ? { relaxed: s.relaxed } : {}) });
+  return JSON.stringify({ v: 1, total: s.total, items: s.items, rules: s.rules, ...(s.relaxed.length ? { relaxed: s.relaxed } : {}), ...(s.dropped ? { dropped: s.dropped } : {}) });
 }
 
 export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubConfig, now: Date): RecordVerdict {

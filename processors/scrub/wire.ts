@@ -35,6 +35,12 @@ export interface ScrubSummary {
   items: number;
   /** Rules relaxed by an active deep-debug grant while this request was scrubbed. */
   relaxed: string[];
+  /**
+   * Spans, log records, metrics (or scope/resource entries) left out because a value in them nests
+   * deeper than MAX_DEPTH allows: only they go, the rest of the request is kept. The receiver
+   * refuses such items at intake; only records written around it (Kafka-direct) get here.
+   */
+  dropped?: number;
 }
 
 export interface WireScrubResult {
@@ -68,6 +74,8 @@ interface MsgPlan {
   item: boolean;
   /** The attribute list field that gets summary attributes (0: none). */
   stampField: number;
+  /** Dropped on its own when a value inside it nests too deep (span, log record, metric, scope and resource entries). */
+  dropUnit: boolean;
 }
 
 const P = 'opentelemetry.proto.';
@@ -102,7 +110,8 @@ function compile(type: protobuf.Type, scrub: boolean, cache: Map<string, MsgPlan
   const existing = cache.get(type.fullName);
   if (existing) return existing;
   const stampName = scrub ? ITEMS[type.fullName] : undefined;
-  const plan: MsgPlan = { name: type.fullName, fields: [], item: scrub && type.fullName in ITEMS, stampField: 0 };
+  const plan: MsgPlan = { name: type.fullName, fields: [], item: scrub && type.fullName in ITEMS, stampField: 0,
+    dropUnit: scrub && /^\.opentelemetry\.proto\.(trace\.v1\.(Span|ScopeSpans|ResourceSpans)|logs\.v1\.(LogRecord|ScopeLogs|ResourceLogs)|metrics\.v1\.(Metric|ScopeMetrics|ResourceMetrics))$/.test(type.fullName) };
   cache.set(type.fullName, plan);
   for (const f of type.fieldsArray) {
     f.resolve();
@@ -214,12 +223,17 @@ class Rope {
 type Piece = Uint8Array | Rope;
 const pieceSize = (p: Piece): number => (p instanceof Rope ? p.size : p.length);
 
-/** Replace bytes [s, e) of the enclosing message by a length-delimited field `field` with `body`. */
+/** Replace bytes [s, e) of the enclosing message by a length-delimited field `field` with `body`
+ * (field 0, never a valid field number: remove the bytes). */
 interface Edit { s: number; e: number; field: number; body: Piece }
+
+/** What walking a drop unit returns when it was dropped. */
+const DROPPED: Uint8Array = new Uint8Array(0);
 
 function splice(buf: Uint8Array, start: number, end: number, edits: Edit[]): Rope {
   let size = end - start;
   for (const x of edits) {
+    if (x.field === 0) { size -= x.e - x.s; continue; }
     const n = pieceSize(x.body);
     size += varintSize((x.field << 3) | 2) + varintSize(n) + n - (x.e - x.s);
   }
@@ -232,10 +246,11 @@ function writePiece(out: Uint8Array, p: number, piece: Piece): number {
   let from = piece.start;
   for (const x of edits) {
     out.set(buf.subarray(from, x.s), p); p += x.s - from;
+    from = x.e;
+    if (x.field === 0) continue;
     p = writeVarint(out, p, (x.field << 3) | 2);
     p = writeVarint(out, p, pieceSize(x.body));
     p = writePiece(out, p, x.body);
-    from = x.e;
   }
   out.set(buf.subarray(from, piece.end), p);
   return p + piece.end - from;
@@ -300,7 +315,8 @@ function int64Varint(n: number): Uint8Array {
  * recursion stays far from the stack limit. Depth 1 is the request itself.
  */
 const MAX_DEPTH = 101;
-const tooDeep = (): WireError => new WireError('messages nested deeper than 100 levels');
+class TooDeepError extends WireError {}
+const tooDeep = (): WireError => new TooDeepError('messages nested deeper than 100 levels');
 
 const MASKED_COUNT = 'redaction.masked.count';
 const MASKED_RULES = 'redaction.masked.rules';
@@ -316,6 +332,8 @@ class Walk {
   items = 0;
   /** First redaction.masked.{count,rules,keys} attribute of the item being walked (stamp level only). */
   marks: Record<string, Mark> | null = null;
+
+  dropped = 0;
 
   /** Current nesting (messages and value lists): bounded, so a deeply nested value cannot overflow the stack. */
   private depth = 0;
@@ -343,7 +361,20 @@ class Walk {
   summary(): ScrubSummary {
     const rules: Record<string, number> = {};
     for (const id of [...this.rules.keys()].sort()) rules[id] = this.rules.get(id)!;
-    return { rules, total: this.total, items: this.items, relaxed: [...this.scrubber.relaxed].sort() };
+    return { rules, total: this.total, items: this.items, relaxed: [...this.scrubber.relaxed].sort(), ...(this.dropped ? { dropped: this.dropped } : {}) };
+  }
+
+  /** A span, log record, metric or scope/resource entry: a too-deep value drops it alone (DROPPED). */
+  private unit(start: number, end: number, plan: MsgPlan, outer: Tally | null): Piece | null {
+    const depth = this.depth, marks = this.marks, ordinal = this.ordinal;
+    try {
+      return this.message(start, end, plan, outer);
+    } catch (err) {
+      if (!(err instanceof TooDeepError)) throw err;
+      this.depth = depth; this.marks = marks; this.ordinal = ordinal;
+      this.dropped++;
+      return DROPPED;
+    }
   }
 
   /** Walk a message body [start, end); returns its new body, or null when nothing changed. */
@@ -375,6 +406,7 @@ class Walk {
           case Kind.Message:
             if (fp.role === Role.Attr) out = this.keyValue(fs, pos, next, tally!, false, field === plan.stampField);
             else if (fp.role === Role.Body) out = this.anyValue(pos, next, tally!, undefined);
+            else if (fp.type!.dropUnit) out = this.unit(pos, next, fp.type!, tally);
             else out = this.message(pos, next, fp.type!, tally);
             break;
           case Kind.String:
@@ -387,7 +419,7 @@ class Walk {
           case Kind.Bytes:
             break;
         }
-        if (out !== null) (edits ??= []).push({ s: fs, e: next, field, body: out });
+        if (out !== null) (edits ??= []).push({ s: fs, e: next, field: out === DROPPED ? 0 : field, body: out });
       }
       pos = next;
     }

@@ -7,7 +7,7 @@
 // still decodes; it never throws anything else.
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
-import { encode, signals, type SignalName } from '../../lib/otlp/proto.ts';
+import { decodeTraces, encode, signals, type SignalName } from '../../lib/otlp/proto.ts';
 import { parseScrubConfig, policyFor } from '../../processors/scrub/config.ts';
 import { WireError, scrubRequest } from '../../processors/scrub/wire.ts';
 import { gen, loadCorpus, prng } from './support.ts';
@@ -194,20 +194,34 @@ describe('deep nesting', () => {
     expect(summary.rules).toEqual({ email: 1 });
   });
 
-  it('refuses exactly what protobufjs refuses: more than 100 nested messages', () => {
+  it('drops exactly the spans protobufjs cannot decode (more than 100 nested messages), keeping the rest', () => {
     // 3 messages per kvlist level (AnyValue, KeyValueList, KeyValue) + 6 around it: 31 levels = 99 fit, 32 = 102 do not.
     for (const depth of [31, 32, 33]) {
       const bytes = nested(depth, 'x');
       let decoded = true;
       try { signals.traces.request.decode(bytes); } catch { decoded = false; }
-      const wire = (() => { try { scrubRequest('traces', bytes, policyFor(config, 'default'), now); return true; } catch (e) { if (!(e instanceof WireError)) throw e; return false; } })();
-      expect(wire, `depth ${depth}`).toBe(decoded);
+      const { value, summary } = scrubRequest('traces', bytes, policyFor(config, 'default'), now);
+      expect(summary.dropped ?? 0, `depth ${depth}`).toBe(decoded ? 0 : 1);
+      // What is kept always decodes.
+      const spans = decodeTraces(value).resourceSpans.flatMap((r) => r.scopeSpans.flatMap((sc) => sc.spans));
+      expect(spans.length, `depth ${depth}`).toBe(decoded ? 1 : 0);
     }
     expect(() => signals.traces.request.decode(nested(31, 'x'))).not.toThrow();
     expect(() => signals.traces.request.decode(nested(32, 'x'))).toThrow(/nesting depth/);
   });
 
-  it('refuses a value nested 5 000 levels with a WireError, not a stack overflow', () => {
-    expect(() => scrubRequest('traces', nested(5000, 'x'), policyFor(config, 'default'), now)).toThrow(/nested deeper than 100 levels/);
+  it('drops a span nested 5 000 levels alone (no stack overflow), not the record with its innocent neighbours', () => {
+    const deep = nested(5000, 'x');
+    // The same request with an innocent span after the deep one in the same scope: the scope's body
+    // (inside resource > scope framing) gets one more span field.
+    const innocent = Buffer.from(signals.traces.request.encode(signals.traces.request.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{ name: 'innocent alice@example.com' }] }] }] })).finish());
+    const both = Buffer.concat([deep, innocent]); // two ResourceSpans entries
+    const { value, summary } = scrubRequest('traces', both, policyFor(config, 'default'), now);
+    expect(summary.dropped).toBe(1);
+    expect(summary.rules).toEqual({ email: 1 });
+    const names = decodeTraces(value).resourceSpans.flatMap((r) => r.scopeSpans.flatMap((sc) => sc.spans.map((x) => x.name)));
+    expect(names).toHaveLength(1);
+    expect(names[0]).toMatch(/^innocent /);
+    expect(names[0]).not.toContain('alice@example.com');
   });
 });
