@@ -75,7 +75,8 @@ async function decodeBody(raw: Buffer, encoding: string, limit: number): Promise
     if (encoding === 'deflate') return await inflate(raw, { maxOutputLength: limit });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw new BodyTooLarge();
-    throw new IngestError('invalid', 'bad_encoding', `the body is not a valid ${encoding} stream: ${(err as Error).message}`);
+    // zlib's own message is left out: reasons name the rule, never anything derived from the body.
+    throw new IngestError('invalid', 'bad_encoding', `the body is not a valid ${encoding === 'deflate' ? 'deflate' : 'gzip'} stream`);
   }
   return raw;
 }
@@ -104,26 +105,27 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
     try {
       if (!signal) {
         receiverMetrics.requests.inc({ protocol: 'http', signal: 'none', code: '404' });
-        send(res, 404, 'json', statusBody('json', 5, `no OTLP endpoint at ${url.pathname}; use /v1/traces, /v1/metrics or /v1/logs`), { connection: 'close' });
+        // The path is not echoed: clients have been seen to put tokens in it.
+        send(res, 404, 'json', statusBody('json', 5, 'no OTLP endpoint at this path; use /v1/traces, /v1/metrics or /v1/logs'), { connection: 'close' });
         end();
         return;
       }
       if (req.method !== 'POST') {
         receiverMetrics.requests.inc({ protocol: 'http', signal: signal.name, code: '405' });
-        send(res, 405, format, statusBody(format, 12, `${req.method} is not allowed; OTLP/HTTP uses POST`), { allow: 'POST', connection: 'close' });
+        send(res, 405, format, statusBody(format, 12, 'only POST is allowed; OTLP/HTTP uses POST'), { allow: 'POST', connection: 'close' });
         end();
         return;
       }
       if (!formatOf(req.headers['content-type'])) {
-        throw new IngestError('unsupported_media_type', 'content_type',
-          `unsupported Content-Type "${req.headers['content-type'] ?? ''}"; use application/x-protobuf or application/json`);
+        // Header values are never echoed (responses or logs): `text/plain; password=...` happens.
+        throw new IngestError('unsupported_media_type', 'content_type', 'unsupported Content-Type; use application/x-protobuf or application/json');
       }
       const principal = opts.tokens.authenticate(req.headers.authorization);
       tenant = principal.tenantId;
       requireScope(principal, 'otlp:write', tenant);
       const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
       if (!['identity', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
-        throw new IngestError('unsupported_media_type', 'content_encoding', `unsupported Content-Encoding "${encoding}"; use gzip, deflate or none`);
+        throw new IngestError('unsupported_media_type', 'content_encoding', 'unsupported Content-Encoding; use gzip, deflate or none');
       }
       const declared = Number(req.headers['content-length'] ?? NaN);
       if (declared > opts.maxRequestBytes) throw new BodyTooLarge();
