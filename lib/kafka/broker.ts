@@ -230,11 +230,9 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   }
   const users = [...new Set([SUPER_USER, ...PIPELINE_USERS, ...(opts.extraUsers ?? [])])];
   const creds = loadOrCreateCredentials(opts.dataDir, users, formatted);
+  // Users asked for after the format (e.g. a new Kafka-direct tenant): added once the broker runs.
   const missing = users.filter((u) => creds.users[u] === undefined);
-  if (missing.length) {
-    throw new Error(`the local Kafka broker in ${opts.dataDir} was formatted without the user(s) ${missing.join(', ')}; `
-      + 'SCRAM users are added when its storage is first formatted (or by an operator with kafka-configs --add-config SCRAM-SHA-512=[...] as the admin user)');
-  }
+  if (missing.includes(SUPER_USER)) throw new Error(`${credentialsFile(opts.dataDir)} has no "${SUPER_USER}" user; restore it or move ${opts.dataDir} away`);
   const adminSasl = saslFor(creds, SUPER_USER);
   const propsFile = path.join(opts.dataDir, 'server.properties');
   // Holds the super user's password (the broker's own JAAS login): owner-only.
@@ -245,6 +243,8 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
   const classpath = path.join(libs, '*');
   const jvm = [`-Xmx${opts.heapMb ?? 512}m`, `-Xms${Math.min(opts.heapMb ?? 512, 256)}m`, '-XX:+UseG1GC',
     '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true', `-Dlog4j.configuration=file:${log4jFile}`, '-cp', classpath];
+  // Admin tools (kafka-configs) run with a small heap.
+  const jvmBase = ['-Xmx128m', '-Djava.awt.headless=true', `-Dlog4j.configuration=file:${log4jFile}`, '-cp', classpath];
 
   if (!formatted) {
     // The SCRAM users go in with the format. Through a java @argfile (0600, removed after), so the
@@ -273,12 +273,44 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     child.kill('SIGKILL');
     throw err;
   }
+  try {
+    for (const user of missing) {
+      addScramUser(opts.dataDir, jvmBase, brokers, creds, user);
+      log(`added SCRAM user ${user} to the local broker`);
+    }
+  } catch (err) {
+    await stopChild(child, () => exited);
+    throw err;
+  }
   log(`Kafka ready on ${brokers} (SASL/SCRAM-SHA-512; credentials in ${credentialsFile(opts.dataDir)})`);
   return {
     brokers, port: id.port, dataDir: opts.dataDir, pid: child.pid, credentials: creds,
     access: (user = SUPER_USER) => ({ brokers: [brokers], sasl: saslFor(creds, user), tls: null }),
     stop: () => stopChild(child, () => exited),
   };
+}
+
+/** Add a SCRAM-SHA-512 user to the running broker as the super user (kafka-configs, KIP-554), then
+ * record its password. The password and the admin login travel in 0600 files removed afterwards. */
+function addScramUser(dataDir: string, jvm: string[], brokers: string, creds: BrokerCredentials, user: string): void {
+  const password = randomBytes(24).toString('base64url');
+  const adminProps = path.join(dataDir, 'admin-client.properties');
+  const scramProps = path.join(dataDir, 'add-user.properties');
+  writeFileSync(adminProps, ['security.protocol=SASL_PLAINTEXT', 'sasl.mechanism=SCRAM-SHA-512',
+    `sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${SUPER_USER}" password="${creds.users[SUPER_USER]}";`].join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(scramProps, `SCRAM-SHA-512=password=${password}\n`, { mode: 0o600 });
+  let r: ReturnType<typeof spawnSync>;
+  try {
+    r = spawnSync('java', [...jvm, 'kafka.admin.ConfigCommand', '--bootstrap-server', brokers, '--command-config', adminProps,
+      '--alter', '--add-config-file', scramProps, '--entity-type', 'users', '--entity-name', user], { encoding: 'utf8' });
+  } finally {
+    rmSync(adminProps, { force: true });
+    rmSync(scramProps, { force: true });
+  }
+  const all = { ...creds, users: { ...creds.users, [user]: password } };
+  if (r.status !== 0) throw new Error(`could not add the SCRAM user ${user} to the local broker (exit ${r.status}): ${redact(`${r.stdout}\n${r.stderr}`, all).slice(-2000)}`);
+  creds.users[user] = password;
+  writeFileSync(credentialsFile(dataDir), JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 });
 }
 
 /** Tool output never carries a password back into an error message or log. */
