@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import Long from 'long';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafka } from '../../lib/kafka/client.ts';
+import { registry } from '../../lib/metrics.ts';
 import { ensurePipelineTopics } from '../../lib/kafka/setup.ts';
 import type { StellaConfig } from '../../lib/config.ts';
 import { encode } from '../../lib/otlp/proto.ts';
@@ -97,7 +98,11 @@ describe('sampling-aware SLO counts, end to end', () => {
     const deadline = Date.now() + 90_000;
     const closed = minuteStart + 4 * MIN - 1;
     while ((await evaluated('acme')).evaluatedAtMs !== closed || (await evaluated('globex')).evaluatedAtMs !== closed) {
-      if (Date.now() > deadline) throw new Error('the traffic minute was not evaluated');
+      if (Date.now() > deadline) {
+        const m = await registry.getMetricsAsJSON();
+        const pick = m.filter((x) => /stella_(slo|stage|scrub|receiver_items)/.test(x.name)).map((x) => [x.name, x.values.map((v) => [v.labels, v.value])]);
+        throw new Error(`the traffic minute was not evaluated: ${JSON.stringify([(await evaluated('acme')).evaluatedAtMs, (await evaluated('globex')).evaluatedAtMs, closed, pick])}`);
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
     const sampled = await evaluated('acme');
