@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import { relaxedRules, type RedactionStyle, type TenantScrubPolicy } from './config.ts';
 import { DEFAULT_RULES, SENSITIVE_KEY, type RuleDef } from './rules.ts';
 import { ByteCache } from './bytecache.ts';
-import { MIN_SCAN_LENGTH, compileScanner, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
+import { MIN_SCAN_LENGTH, NEEDS_VIEW, compileScanner, features, redactNormalized, redactString, repoRootRule, type ScanRule, type Scanner } from './scanner.ts';
 
 /** What a scrubbed item (span, log record, resource, ...) had redacted: counts, rule ids, attribute keys. */
 export class Tally {
@@ -97,7 +97,12 @@ export class Scrubber {
   string(s: string, tally: Tally, key?: string): string {
     if (s.length < MIN_SCAN_LENGTH) return s;
     this.stats.scanned++;
-    return redactString(s, this.scanner, this.renderScan, (id) => tally.hit(id, key));
+    const f = features(s);
+    const onHit = (id: string) => tally.hit(id, key);
+    const out = redactString(s, this.scanner, this.renderScan, onHit, f);
+    // Only strings with a `%` or a non-ASCII character can hide a secret from the plain scan; the
+    // view is scanned after the plain pass, whose placeholders it leaves alone.
+    return (f & (NEEDS_VIEW.pct | NEEDS_VIEW.unicode)) === 0 ? out : redactNormalized(out, this.scanner, this.renderScan, onHit);
   }
 
   /** Whether an attribute key names a secret (`db.password`, `http.request.header.authorization`, `apiKey`). */

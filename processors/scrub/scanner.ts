@@ -4,6 +4,7 @@
 // alternation a string gets depends on cheap character features (`features`): rules needing an `@`
 // are left out for strings without one.
 import type { RuleDef } from './rules.ts';
+import { normalizedView } from './normalize.ts';
 
 export interface ScanRule extends RuleDef {
   /** Capture group of the whole alternative, and of its kept prefix (if any), in its variant regex. */
@@ -12,7 +13,7 @@ export interface ScanRule extends RuleDef {
 }
 
 /** One compiled alternation (all rules whose required characters a string has). */
-interface Variant { re: RegExp; rules: ScanRule[] }
+interface Variant { re: RegExp; rules: ScanRule[]; tails: (Variant | undefined)[] }
 
 export interface Scanner {
   /** The enabled rules in priority order. */
@@ -42,6 +43,12 @@ export function repoRootRule(roots: readonly string[]): RuleDef | undefined {
 // features they have: still one pass per string, with fewer alternatives tried at each position.
 export const F = { at: 1, sep: 2, dot: 4, slash: 8, space: 16 } as const;
 export const ALL_FEATURES = 31;
+/**
+ * Two more bits, not rule features: the string has a `%` or a non-ASCII character, so it may hide
+ * a secret behind percent-encoding, full-width forms or invisible characters (see normalize.ts).
+ */
+export const NEEDS_VIEW = { pct: 32, unicode: 64 } as const;
+const EVERY_BIT = 127;
 
 /** What characters each rule needs (all bits must be present); rules not listed need none. */
 const NEEDS: Record<string, number> = {
@@ -51,6 +58,7 @@ const NEEDS: Record<string, number> = {
 };
 export const needsOf = (ruleId: string): number => NEEDS[ruleId] ?? 0;
 
+/** Feature bits of `s` (F), plus NEEDS_VIEW bits. */
 export function features(s: string): number {
   let f = 0;
   for (let i = 0; i < s.length; i++) {
@@ -60,9 +68,12 @@ export function features(s: string): number {
       case 46: f |= F.dot; break; // .
       case 47: case 92: f |= F.slash; break; // / \
       case 32: case 9: case 10: case 13: f |= F.space; break;
-      default: continue;
+      case 37: f |= NEEDS_VIEW.pct; break; // %
+      default:
+        if (s.charCodeAt(i) < 0x80) continue;
+        f |= NEEDS_VIEW.unicode;
     }
-    if (f === ALL_FEATURES) break;
+    if (f === EVERY_BIT) break;
   }
   return f;
 }
@@ -77,12 +88,17 @@ export function compileScanner(rules: readonly RuleDef[]): Scanner {
 function variant(scanner: Scanner, mask: number): Variant {
   let v = scanner.variants.get(mask);
   if (v) return v;
+  v = alternation(scanner.rules.filter((r) => (needsOf(r.id) & mask) === needsOf(r.id)), 'g');
+  scanner.variants.set(mask, v);
+  return v;
+}
+
+/** The rules (in priority order) as one regex; `tails[i]` (sticky, built on demand) holds rules after i. */
+function alternation(rules: readonly RuleDef[], flags: string): Variant {
   let group = 1;
   const scanRules: ScanRule[] = [];
   const parts: string[] = [];
-  for (const r of scanner.rules) {
-    const needs = needsOf(r.id);
-    if ((needs & mask) !== needs) continue;
+  for (const r of rules) {
     const own = group++;
     const keepGroup = r.keep !== undefined ? group++ : undefined;
     parts.push(r.keep !== undefined ? `((${r.keep})${r.value})` : `(${r.value})`);
@@ -94,13 +110,17 @@ function variant(scanner: Scanner, mask: number): Variant {
   // as a word too: text glued to a redacted secret (`10.1.2.3/home/x`) was glued to the secret's
   // last character before, and must not start matching on a second pass (idempotence).
   const source = parts.length ? `(?<![A-Za-z0-9])(?<!${OUTPUT_TAIL})(?:${parts.join('|')})` : '(?!)';
-  const re = new RegExp(source, 'g');
+  const re = new RegExp(source, flags);
   // Fragments must not add capture groups of their own, or the group numbering above would be wrong.
   const groups = new RegExp(`${source}|`).exec('')!.length - 1;
   if (groups !== group - 1) throw new Error(`scrub rules: a fragment contains a capturing group (${groups} != ${group - 1})`);
-  v = { re, rules: scanRules };
-  scanner.variants.set(mask, v);
-  return v;
+  return { re, rules: scanRules, tails: [] };
+}
+
+/** The alternation of the rules after rules[i] of `v`, anchored (sticky), or undefined if none. */
+function tail(v: Variant, i: number): Variant | undefined {
+  if (i + 1 >= v.rules.length) return undefined;
+  return (v.tails[i] ??= alternation(v.rules.slice(i + 1), 'y'));
 }
 
 /** Shortest string any default rule can match; shorter strings are returned as they are. */
@@ -115,38 +135,43 @@ export function findAll(s: string, scanner: Scanner): Finding[] {
   return out;
 }
 
-function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refining = false): void {
+function scan(s: string, scanner: Scanner, onFinding: (f: Finding) => void, refining = false, mask = -1): void {
   if (s.length < MIN_SCAN_LENGTH) return;
-  const v = variant(scanner, features(s));
+  const v = variant(scanner, (mask < 0 ? features(s) : mask) & ALL_FEATURES);
   if (v.rules.length === 0) return;
   const re = v.re;
   re.lastIndex = 0;
   let m: RegExpExecArray | null;
   while ((m = re.exec(s)) !== null) {
-    const rule = whichRule(m, v.rules);
-    const keep = rule.keepGroup !== undefined ? m[rule.keepGroup]!.length : 0;
-    const start = m.index + keep;
-    let end = m.index + m[0].length;
-    let value = s.slice(start, end);
-    if (end === m.index) { re.lastIndex = m.index + 1; continue; } // never loop on an empty match
-    if (rule.validate) {
-      const verdict = rule.validate(value);
-      if (verdict === false) {
-        // Rejected (Luhn, IP validity, ...): resume one character later so other rules still get a chance.
-        re.lastIndex = m.index + 1;
-        continue;
-      }
-      if (typeof verdict === 'number') {
-        end = start + verdict;
-        value = value.slice(0, verdict);
-        re.lastIndex = end;
-      }
+    const at = m.index;
+    let rule = whichRule(m, v.rules);
+    let keep = rule.keepGroup !== undefined ? m[rule.keepGroup]!.length : 0;
+    let length = m[0].length;
+    if (length === 0) { re.lastIndex = at + 1; continue; } // never loop on an empty match
+    let verdict = rule.validate ? rule.validate(s.slice(at + keep, at + length), s, at + keep) : true;
+    // Rejected (Luhn, IP validity, context, ...): the rules after it in priority order still get
+    // this position (a number run that is no card may hold an IP address or a phone number); their
+    // alternation is tried there in one anchored match, and so on while candidates are rejected.
+    for (let t = tail(v, v.rules.indexOf(rule)); verdict === false && t !== undefined;) {
+      t.re.lastIndex = at;
+      const tm = t.re.exec(s);
+      if (tm === null || tm[0].length === 0) break;
+      rule = whichRule(tm, t.rules);
+      keep = rule.keepGroup !== undefined ? tm[rule.keepGroup]!.length : 0;
+      length = tm[0].length;
+      verdict = rule.validate ? rule.validate(s.slice(at + keep, at + length), s, at + keep) : true;
+      t = tail(t, t.rules.indexOf(rule));
     }
+    if (verdict === false) { re.lastIndex = at + 1; continue; } // resume one character later
+    const start = at + keep;
+    const end = typeof verdict === 'number' ? start + verdict : at + length;
+    re.lastIndex = end;
+    const value = s.slice(start, end);
     let found: ScanRule = rule;
     if (!refining) {
       const lastIndex = re.lastIndex; // nested scans may reuse this regex object
       // The kept prefix is not trusted either: `https://<token>:x-oauth-basic@host` keeps a token.
-      if (keep > 0) scan(s.slice(m.index, start), scanner, (f) => onFinding({ ...f, start: m!.index + f.start, end: m!.index + f.end }), true);
+      if (keep > 0) scan(s.slice(at, start), scanner, (f) => onFinding({ ...f, start: at + f.start, end: at + f.end }), true);
       if (rule.refine) found = refined(rule, value, scanner);
       re.lastIndex = lastIndex;
     }
@@ -171,13 +196,54 @@ function whichRule(m: RegExpExecArray, rules: ScanRule[]): ScanRule {
  * Returns `s` with every finding replaced by `render(rule, value)`; `onHit` sees each rule id.
  * Returns the same string instance when nothing matched (callers use identity to skip writes).
  */
-export function redactString(s: string, scanner: Scanner, render: Render, onHit: (ruleId: string) => void): string {
+export function redactString(s: string, scanner: Scanner, render: Render, onHit: (ruleId: string) => void, mask = -1): string {
   let out: string | undefined;
   let last = 0;
   scan(s, scanner, (f) => {
     out = (out ?? '') + s.slice(last, f.start) + render(f.rule, f.value);
     last = f.end;
     onHit(f.rule.id);
-  });
+  }, false, mask);
   return out === undefined ? s : out + s.slice(last);
+}
+
+/**
+ * Findings in the normalised view of `s` (percent-decoded, NFKC, invisible characters removed),
+ * with start/end in `s`: each covers the original characters its view characters came from.
+ * Empty when the view equals `s`.
+ */
+export function findAllNormalized(s: string, scanner: Scanner): Finding[] {
+  const view = normalizedView(s);
+  if (view === undefined) return [];
+  const out: Finding[] = [];
+  let last = 0;
+  scan(view.text, scanner, (f) => {
+    // A view character may stand for several original ones (`%40`) and several view characters
+    // for one original (`㎏`): a finding takes whole originals, never overlapping the previous one.
+    const start = Math.max(view.start[f.start]!, last);
+    const end = view.end[f.end - 1]!;
+    if (end <= start) return;
+    out.push({ rule: f.rule, start, end, value: f.value });
+    last = end;
+  });
+  return out;
+}
+
+/**
+ * `redactString` on the normalised view: what percent-encoding, full-width forms or invisible
+ * characters hid is replaced in `s` (the original characters it spans); the rest of `s` stays as
+ * it is, and `s` itself is returned when the view holds nothing. Pseudonyms are of the normalised
+ * value, so `alice＠example.com` correlates with `alice@example.com`.
+ */
+export function redactNormalized(s: string, scanner: Scanner, render: Render, onHit: (ruleId: string) => void): string {
+  const found = findAllNormalized(s, scanner);
+  if (found.length === 0) return s;
+  let out = '';
+  let last = 0;
+  for (const f of found) {
+    out += s.slice(last, f.start) + render(f.rule, f.value);
+    last = f.end;
+    onHit(f.rule.id);
+  }
+  return out + s.slice(last);
 }

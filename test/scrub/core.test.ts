@@ -35,6 +35,22 @@ describe('pathological inputs do not stall the scanner', () => {
     ['url schemes', 'postgres://u:'.repeat(MB / 13)],
     ['bearer', 'Bearer '.repeat(MB / 7)],
     ['words', 'hello world '.repeat(MB / 12)],
+    // the normalised view and the newer rules
+    ['percent escapes', '%41'.repeat(MB / 3)],
+    ['percent-encoded zero-width', '%E2%80%8B'.repeat(MB / 9)],
+    ['broken percent', '%E2%zz%'.repeat(MB / 7)],
+    ['zero-width', '\u200b'.repeat(MB)],
+    ['full-width', '\uff20\uff41'.repeat(MB / 2)],
+    ['combining marks', 'e' + '\u0301'.repeat(MB)],
+    ['phone plus', '+1 '.repeat(MB / 3)],
+    ['digit groups', '1234 '.repeat(MB / 5)],
+    ['dotted groups', '4111.'.repeat(MB / 5)],
+    ['ssn-like', '123-45-'.repeat(MB / 7)],
+    ['iban-like', 'DE89 '.repeat(MB / 5)],
+    ['base64 40s after aws', ('aws ' + 'Ab1'.repeat(13) + 'x ').repeat(MB / 45)],
+    ['prose', 'password is '.repeat(MB / 12)],
+    ['quoted local parts', '"a'.repeat(MB / 2)],
+    ['tilde users', '~a'.repeat(MB / 2)],
   ];
   it.each(shapes)('%s (1 MB) scans in well under 2 s', (_name, input) => {
     const t = performance.now();
@@ -75,6 +91,7 @@ describe('rules', () => {
     expect(scrub('/home/alice/x')).toBe('/home/<user>/x');
     expect(scrub('/Users/bob/Library/x')).toBe('/Users/<user>/Library/x');
     expect(scrub('/var/lib/app/x')).toBe('/var/lib/app/x');
+    expect(scrub('see ~alice/notes and ~/x, ~5 minutes')).toBe('see ~<user>/notes and ~/x, ~5 minutes');
   });
   it('keeps what surrounds a secret: scheme, user, key names', () => {
     expect(scrub('postgres://svc:pa#ss@db:5432/x')).toBe('postgres://svc:[REDACTED:url_password]@db:5432/x');
@@ -85,6 +102,49 @@ describe('rules', () => {
     // The kept prefix of a keyword rule is scanned too: a token used as the URL user name goes.
     expect(scrub('https://ghp_' + 'a1'.repeat(18) + ':x-oauth-basic@github.com/o/r.git')).toBe('https://[REDACTED:github_token]:[REDACTED:url_password]@github.com/o/r.git');
     expect(scrub('curl -u admin:s3cret https://registry.example.com/v2/')).toBe('curl -u admin:[REDACTED:cli_password] https://registry.example.com/v2/');
+  });
+  it('sees through percent-encoding, full-width forms and invisible characters, and rewrites only the secret', () => {
+    expect(scrub('GET /u?email=alice%40example.com&x=%C3%A9')).toBe('GET /u?email=[REDACTED:email]&x=%C3%A9');
+    expect(scrub('q=password%3Dhunter2&page=2')).toBe('q=password%3D[REDACTED:kv_secret]&page=2');
+    expect(scrub('from bob\uff20example.com (café)')).toBe('from [REDACTED:email] (café)');
+    expect(scrub('tok ghp_' + 'a1'.repeat(9) + '\u200b' + 'a1'.repeat(9) + ' end')).toBe('tok [REDACTED:github_token] end');
+    expect(scrub('pan 4111\u00a01111\u00a01111\u00a01111')).toBe('pan [REDACTED:card]');
+    // Nothing to find: the very same string (no re-encoding, no normalisation of the output).
+    for (const clean of ['caf%C3%A9 50% off', 'ﬁle ＡＢＣ', 'zero\u200bwidth', 'e\u0301t\u00e9', '%zz%4']) {
+      expect(scrub(clean)).toBe(clean);
+    }
+  });
+  it('gives a disguised secret the pseudonym of its plain form', () => {
+    const cfg = parseScrubConfig({ tenants: { p: { pseudonymKey: 'hex:000102030405060708090a0b0c0d0e0f', rules: { email: 'pseudonym' } } } });
+    const sp = scrubberFor(policyFor(cfg, 'p'), now);
+    const plain = sp.string('alice@example.com', new Tally());
+    expect(sp.string('alice\uff20example.com', new Tally())).toBe(plain);
+    expect(sp.string('alice%40example.com', new Tally())).toBe(plain);
+  });
+  it('checks national ids, IBANs and phone numbers by check digit or numbering plan', () => {
+    expect(scrub('IBAN DE89 3704 0044 0532 0130 00')).toBe('IBAN [REDACTED:iban]');
+    expect(scrub('IBAN DE89 3704 0044 0532 0130 01')).toBe('IBAN DE89 3704 0044 0532 0130 01'); // mod-97 fails
+    expect(scrub('cpf 111.444.777-35 / 111.444.777-36')).toBe('cpf [REDACTED:br_cpf] / 111.444.777-36');
+    expect(scrub('aadhaar 2345 6789 0124, 2345 6789 0125')).toBe('aadhaar [REDACTED:in_aadhaar], 2345 6789 0125'); // Verhoeff
+    expect(scrub('dni 12345678Z 12345678A')).toBe('dni [REDACTED:es_dni] 12345678A');
+    expect(scrub('SIN 046-454-286 046-454-287')).toBe('SIN [REDACTED:ca_sin] 046-454-287'); // Luhn
+    expect(scrub('SSN 123-45-6789, not 000-45-6789 nor 666-12-3456')).toBe('SSN [REDACTED:us_ssn], not 000-45-6789 nor 666-12-3456');
+    expect(scrub('ssn 078051120 vs id 078051120')).toBe('ssn [REDACTED:us_ssn] vs id 078051120'); // bare digits only when named
+    expect(scrub('+1 (415) 555-2671 / +1 (115) 555-2671')).toBe('[REDACTED:phone] / +1 (115) 555-2671'); // NANP area code
+    expect(scrub('tel: 020 7946 0958, ref 020 7946 0958')).toBe('tel: [REDACTED:phone], ref 020 7946 0958');
+    expect(scrub('card 4111.1111.1111.1111, pi 41.11111111111111')).toBe('card [REDACTED:card], pi 41.11111111111111');
+  });
+  it('redacts a bare AWS secret access key only where it is named, never a SHA-1', () => {
+    const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    expect(scrub(`aws_secret_access_key ${secret}`)).toBe('aws_secret_access_key [REDACTED:aws_secret_key]');
+    expect(scrub(`AKIAIOSFODNN7EXAMPLE,${secret}`)).toBe('[REDACTED:aws_access_key],[REDACTED:aws_secret_key]');
+    expect(scrub(`blob ${secret}`)).toBe(`blob ${secret}`);
+    expect(scrub('aws sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709')).toBe('aws sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709');
+  });
+  it('reads prose: "password is ..." unless the word is an ordinary one', () => {
+    expect(scrub('my password is hunter2.')).toBe('my password is [REDACTED:prose_secret].');
+    expect(scrub('password for bob is swordfish')).toBe('password for bob is [REDACTED:prose_secret]');
+    for (const x of ['the password is incorrect', 'password is required', 'token was revoked', 'the secret is missing', 'pin is set']) expect(scrub(x)).toBe(x);
   });
   it('can turn IP redaction off per tenant', () => {
     const noIp = scrubberFor(policyFor(parseScrubConfig({ tenants: { acme: { ip: false } } }), 'acme'), now);

@@ -48,6 +48,8 @@ export function gen(rand: () => number) {
   };
   const slots: Record<string, () => string> = {
     aws_access_key: () => pick(['AKIA', 'ASIA']) + str(UPPER_NUM, 16),
+    // 40 base64 characters with both cases and a digit (what AWS issues), never all hex.
+    aws_secret: () => 'Q' + str(ALNUM + '/+', 37) + 'a7',
     github_token: () => `gh${pick(['p', 'o', 'u', 's', 'r'])}_` + str(ALNUM, 36),
     github_pat: () => 'github_pat_' + str(ALNUM, 22) + '_' + str(ALNUM, 59),
     gitlab_token: () => 'glpat-' + str(ALNUM + '_-', 20),
@@ -89,13 +91,39 @@ export function gen(rand: () => number) {
 
 /** Replace `{{slot}}` and `{{pem:KIND}}` markers with synthetic values (deterministic per seed). */
 export function expand(template: string, seed: number): string {
+  return expandCase(template, seed).text;
+}
+
+/**
+ * Disguises a generated secret the way a determined leak would: an invisible character in the
+ * middle (zw, zwj, wj, bom, shy), full-width forms (fw), or every character percent-encoded (pct).
+ */
+export const DISGUISE: Record<string, (v: string) => string> = {
+  zw: (v) => mid(v, '\u200b'), zwj: (v) => mid(v, '\u200d'), wj: (v) => mid(v, '\u2060'), bom: (v) => mid(v, '\ufeff'), shy: (v) => mid(v, '\u00ad'),
+  fw: (v) => v.replace(/[!-~]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)),
+  pct: (v) => [...Buffer.from(v)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+};
+const mid = (v: string, c: string): string => v.slice(0, v.length >> 1) + c + v.slice(v.length >> 1);
+
+/**
+ * `expand`, also returning the generated values before any disguise (`{{slot|zw}}`), so a test can
+ * check that none of them survives scrubbing.
+ */
+export function expandCase(template: string, seed: number): { text: string; values: string[] } {
   const g = gen(prng(seed));
-  return template.replace(/\{\{(\w+)(?::(\w*))?\}\}/g, (_m, slot: string, arg: string | undefined) => {
+  const values: string[] = [];
+  const text = template.replace(/\{\{(\w+)(?::(\w*))?(?:\|(\w+))?\}\}/g, (_m, slot: string, arg: string | undefined, disguise: string | undefined) => {
     if (slot === 'pem') return g.pem(arg ?? '');
     const f = g.slots[slot];
     if (!f) throw new Error(`corpus: unknown slot {{${slot}}}`);
-    return f();
+    const v = f();
+    values.push(v);
+    if (disguise === undefined) return v;
+    const d = DISGUISE[disguise];
+    if (!d) throw new Error(`corpus: unknown disguise |${disguise}`);
+    return d(v);
   });
+  return { text, values };
 }
 
 export interface CorpusEntry { kind: 'attr' | 'log'; key?: string; text: string; expect: string[]; neg?: string; line: number }
