@@ -49,9 +49,19 @@ class Builder {
     const st = new Int32Array(cap); st.set(this.start.subarray(0, this.n)); this.start = st;
     const en = new Int32Array(cap); en.set(this.end.subarray(0, this.n)); this.end = en;
   }
+  // Single replaced characters (the common case: full-width forms, decoded escapes) are gathered
+  // as char codes and turned into strings a chunk at a time.
+  private readonly codes = new Uint16Array(4096);
+  private nc = 0;
+  private flushCodes(): void {
+    if (this.nc === 0) return;
+    this.parts.push(String.fromCharCode.apply(null, this.codes.subarray(0, this.nc) as unknown as number[]));
+    this.nc = 0;
+  }
   /** Units [a, b) of the previous view, unchanged. */
   run(a: number, b: number): void {
     if (b <= a) return;
+    this.flushCodes();
     this.room(b - a);
     this.parts.push(this.v.text.slice(a, b));
     this.start.set(this.v.start.subarray(a, b), this.n);
@@ -61,11 +71,18 @@ class Builder {
   /** `piece` in place of units [a, b) of the previous view: each of its units stands for all of them. */
   put(piece: string, a: number, b: number): void {
     this.room(piece.length);
-    this.parts.push(piece);
+    if (piece.length === 1) {
+      this.codes[this.nc++] = piece.charCodeAt(0);
+      if (this.nc === this.codes.length) this.flushCodes();
+    } else {
+      this.flushCodes();
+      this.parts.push(piece);
+    }
     const st = this.v.start[a]!, en = this.v.end[b - 1]!;
     for (let k = 0; k < piece.length; k++) { this.start[this.n] = st; this.end[this.n++] = en; }
   }
   view(): NormalizedView {
+    this.flushCodes();
     return { text: this.parts.join(''), start: this.start.subarray(0, this.n), end: this.end.subarray(0, this.n) };
   }
 }

@@ -30,6 +30,11 @@ export interface RuleDef {
    * number accepts only that many leading characters (e.g. an IPv6 address without its `:port`).
    */
   validate?: (value: string, text: string, start: number) => boolean | number;
+  /**
+   * Zero-width regex source every match of this rule starts with; consecutive rules with the same
+   * lead are tested under one occurrence of it (see scanner.ts).
+   */
+  lead?: string;
   /** Off unless a tenant turns it on. */
   defaultOff?: boolean;
   /**
@@ -244,8 +249,12 @@ function isAwsSecret(v: string, text: string, start: number): boolean {
 // The value must not be an ordinary word of such a sentence ("the password is incorrect").
 const PROSE_KEYS = ['password', 'passwd', 'passphrase', 'pwd', 'passcode', 'secret', 'api key', 'api_key', 'apikey', 'token',
   'access key', 'secret key', 'pin code', 'pin'];
-const PROSE_KEYWORDS = `(?:${PROSE_KEYS.sort((a, b) => b.length - a.length).map(ci).join('|')})`;
-const PROSE_VERB = `(?: {1,3}(?:${ci('for')}|${ci('of')}) {1,3}[^\\s"'\\[\\]]{1,64})? {1,3}(?:(?:${ci('is')}|${ci('was')})(?: {1,3}(?:${ci('now')}|${ci('still')}|${ci('set to')}|${ci('changed to')}))?|(?:${ci('set')}|${ci('changed')}|${ci('reset')}|${ci('updated')}) {1,3}${ci('to')}):? {1,3}["'\u201c\u2018]?`;
+/** Each word as `word`, `Word` or `WORD` (prose is written so; cheaper than per-letter classes). */
+function cased(phrase: string): string {
+  return phrase.split(' ').map((w) => `(?:[${w[0]}${w[0]!.toUpperCase()}]${w.slice(1)}|${w.toUpperCase()})`).join(' ');
+}
+const PROSE_KEYWORDS = `(?:${PROSE_KEYS.sort((a, b) => b.length - a.length).map(cased).join('|')})`;
+const PROSE_VERB = `(?: {1,3}(?:${cased('for')}|${cased('of')}) {1,3}[^\\s"'\\[\\]]{1,64})? {1,3}(?:(?:${cased('is')}|${cased('was')})(?: {1,3}(?:${cased('now')}|${cased('still')}|${cased('set to')}|${cased('changed to')}))?|(?:${cased('set')}|${cased('changed')}|${cased('reset')}|${cased('updated')}) {1,3}${cased('to')}):? {1,3}["'\u201c\u2018]?`;
 const PROSE_STOP = new Set(('a an the not no none null nil too very also never always only still now just being been be set unset '
   + 'incorrect correct invalid valid wrong right required missing empty blank expired weak strong short long reset changed '
   + 'updated case sensitive same different ok fine good bad present absent undefined hidden masked redacted configured unknown '
@@ -291,7 +300,8 @@ const ipv6Length = (v: string): boolean | number => {
  */
 const UL = '\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02af\\u0370-\\u03ff\\u0400-\\u052f\\u0531-\\u0587\\u05d0-\\u05ea\\u0620-\\u064a\\u0660-\\u06d3\\u0900-\\u0e7f\\u1100-\\u11ff\\u1e00-\\u1fff\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7a3\\uf900-\\ufaff';
 /** Digit-led ids start after a separator (not inside a number, version, path or id) and end before one. */
-const DIGITS_START = '(?<![\\w.+/-])';
+/** The shared lead of the rules that start with two digits (cards and most national ids). */
+const TWO_DIGITS = '(?=\\d\\d)(?<![\\w.+/-])';
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 /**
  * The start of a placeholder or pseudonym the scrubber writes. Rules that end with "not followed by
@@ -356,21 +366,20 @@ export const DEFAULT_RULES: readonly RuleDef[] = [
     value: `(?<![A-Za-z0-9._%+${UL}-])(?:[A-Za-z0-9._%+${UL}-]{1,64}|"[^"\\\\\\r\\n\\[\\]]{1,64}")@[A-Za-z0-9${UL}](?:[A-Za-z0-9${UL}-]{0,62}[A-Za-z0-9${UL}])?(?:\\.[A-Za-z0-9${UL}-]{1,63}){0,8}\\.(?:[A-Za-z]{2,24}|[${UL}]{2,24}|xn--[a-z0-9]{2,59})(?![A-Za-z0-9${UL}-]|${OUTPUT_HEAD})`,
     // ssh-style git remotes (git@github.com:org/repo) name a service account, not a person.
     validate: (v) => !/^git@/.test(v) },
-  { id: 'card', family: 'card', value: `(?<![\\w.+/-])[2-6]\\d(?:[ .-]?\\d){11,17}(?![\\w-]|\\.\\d|${OUTPUT_HEAD})`, validate: cardLength },
-  { id: 'iban', family: 'iban', value: `(?<![A-Za-z0-9])[A-Z]{2}\\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: ibanLength },
-
+  { id: 'card', family: 'card', lead: TWO_DIGITS, value: `[2-6]\\d(?:[ .-]?\\d){11,17}(?![\\w-]|\\.\\d|${OUTPUT_HEAD})`, validate: cardLength },
   // National ids: the document's format, its check digit where it has one, context where the bare shape is ambiguous.
-  { id: 'us_ssn', family: 'national_id', value: `${DIGITS_START}\\d{3}(?:-\\d{2}-| \\d{2} |\\d{2})\\d{4}${DIGITS_END}`, validate: isUsSsn },
-  { id: 'ca_sin', family: 'national_id', value: `${DIGITS_START}[0-79]\\d{2}(?:-\\d{3}-| \\d{3} )\\d{3}${DIGITS_END}`, validate: isCaSin },
-  { id: 'br_cpf', family: 'national_id', value: `${DIGITS_START}\\d{3}\\.\\d{3}\\.\\d{3}-\\d{2}${DIGITS_END}`, validate: isBrCpf },
-  { id: 'in_aadhaar', family: 'national_id', value: `${DIGITS_START}[2-9]\\d{3}(?: \\d{4} |-\\d{4}-)\\d{4}${DIGITS_END}`, validate: isAadhaar },
-  { id: 'es_dni', family: 'national_id', value: `(?<![\\w.+/-])(?:\\d{8}|[XYZ]-?\\d{7})-?[A-HJ-NP-TV-Z](?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: isEsDni },
-  { id: 'uk_nino', family: 'national_id', value: `(?<![A-Za-z0-9])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z](?: ?\\d{2}){3} ?[A-D](?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: isUkNino },
+  { id: 'us_ssn', family: 'national_id', lead: TWO_DIGITS, value: `\\d{3}(?:-\\d{2}-| \\d{2} |\\d{2})\\d{4}${DIGITS_END}`, validate: isUsSsn },
+  { id: 'ca_sin', family: 'national_id', lead: TWO_DIGITS, value: `[0-79]\\d{2}(?:-\\d{3}-| \\d{3} )\\d{3}${DIGITS_END}`, validate: isCaSin },
+  { id: 'br_cpf', family: 'national_id', lead: TWO_DIGITS, value: `\\d{3}\\.\\d{3}\\.\\d{3}-\\d{2}${DIGITS_END}`, validate: isBrCpf },
+  { id: 'in_aadhaar', family: 'national_id', lead: TWO_DIGITS, value: `[2-9]\\d{3}(?: \\d{4} |-\\d{4}-)\\d{4}${DIGITS_END}`, validate: isAadhaar },
+  { id: 'iban', family: 'iban', value: `[A-Z]{2}\\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: ibanLength },
+  { id: 'es_dni', family: 'national_id', value: `(?=[\\dXYZ])(?<![\\w.+/-])(?:\\d{8}|[XYZ]-?\\d{7})-?[A-HJ-NP-TV-Z](?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: isEsDni },
+  { id: 'uk_nino', family: 'national_id', value: `[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z](?<!BG|GB|KN|NK|NT|TN|ZZ)(?: ?\\d{2}){3} ?[A-D](?![A-Za-z0-9]|${OUTPUT_HEAD})`, validate: isUkNino },
   // Phone numbers: +E.164 (grouped or not), North American formats, national formats after "phone"/"tel"/....
   { id: 'phone', family: 'phone',
-    value: `(?:(?<![\\w+])\\+[1-9](?:\\d{6,14}|\\d{0,3}(?:[ .-]?\\(\\d{1,5}\\)\\d{0,5}|[ .-]\\d{1,8}){1,7})|(?<![\\w.+/(-])(?:\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|(?:1-)?\\d{3}-\\d{3}-\\d{4}|\\d{3}\\.\\d{3}\\.\\d{4}|0\\d{1,4}(?:[ .-]\\d{2,4}){1,4}|0\\d{8,11}|[2-9]\\d{9}))${DIGITS_END}`,
+    value: `(?:(?<![\\w+])\\+[1-9](?:\\d{6,14}|\\d{0,3}(?:[ .-]?\\(\\d{1,5}\\)\\d{0,5}|[ .-]\\d{1,8}){1,7})|(?=[\\d(])(?<![\\w.+/(-])(?:\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}|(?:1-)?\\d{3}-\\d{3}-\\d{4}|\\d{3}\\.\\d{3}\\.\\d{4}|0\\d{1,4}(?:[ .-]\\d{2,4}){1,4}|0\\d{8,11}|[2-9]\\d{9}))${DIGITS_END}`,
     validate: phoneLength },
-  { id: 'aws_secret_key', family: 'token', value: `(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_-]|${OUTPUT_HEAD})`, validate: isAwsSecret },
+  { id: 'aws_secret_key', family: 'token', value: `(?=[A-Za-z0-9/+])(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_-]|${OUTPUT_HEAD})`, validate: isAwsSecret },
   { id: 'ipv4', family: 'ip', value: `(?<![\\w.])${OCTET}(?:\\.${OCTET}){3}(?![\\w-]|\\.[\\w-]|${OUTPUT_HEAD})`, validate: (v) => !NOT_A_HOST_V4.test(v) },
   { id: 'ipv6', family: 'ip', value: `(?<![\\w:.])[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f:.]{1,44}(?:%[0-9A-Za-z]{1,16})?(?![\\w:]|${OUTPUT_HEAD})`, validate: ipv6Length },
 

@@ -41,28 +41,33 @@ export function repoRootRule(roots: readonly string[]): RuleDef | undefined {
 // Cheap character features of a string. A rule that needs `@` (e-mail, URL credentials) cannot
 // match a string without one, so strings are scanned by the alternation of only the rules whose
 // features they have: still one pass per string, with fewer alternatives tried at each position.
-export const F = { at: 1, sep: 2, dot: 4, slash: 8, space: 16 } as const;
-export const ALL_FEATURES = 31;
+// `long`: at least 40 characters (a bare AWS secret key is 40); `digit`: numbers-only rules
+// (cards, IBANs, national ids, phone numbers) skip the many values without a digit.
+export const F = { at: 1, sep: 2, dot: 4, slash: 8, space: 16, digit: 32, long: 64 } as const;
+export const ALL_FEATURES = 127;
 /**
  * Two more bits, not rule features: the string has a `%` or a non-ASCII character, so it may hide
  * a secret behind percent-encoding, full-width forms or invisible characters (see normalize.ts).
  */
-export const NEEDS_VIEW = { pct: 32, unicode: 64 } as const;
-const EVERY_BIT = 127;
+export const NEEDS_VIEW = { pct: 128, unicode: 256 } as const;
+const EVERY_BIT = 511;
 
 /** What characters each rule needs (all bits must be present); rules not listed need none. */
 const NEEDS: Record<string, number> = {
   private_key: F.space, jwt: F.dot, slack_webhook: F.sep | F.slash | F.dot, google_oauth_token: F.dot, sendgrid_key: F.dot, vault_token: F.dot,
   url_password: F.sep | F.slash | F.at, authorization: F.sep, bearer: F.space, basic_auth: F.space, cookie: F.sep, kv_secret: F.sep, cli_password: F.sep,
-  url_signature: F.sep, email: F.at | F.dot, ipv4: F.dot, ipv6: F.sep, home_path: F.slash, repo_path: F.slash,
+  url_signature: F.sep, email: F.at | F.dot, ipv4: F.dot | F.digit, ipv6: F.sep, home_path: F.slash, repo_path: F.slash,
+  prose_secret: F.space, card: F.digit, iban: F.digit, us_ssn: F.digit, ca_sin: F.digit, br_cpf: F.digit | F.dot, in_aadhaar: F.digit,
+  es_dni: F.digit, uk_nino: F.digit, phone: F.digit, aws_secret_key: F.long,
 };
 export const needsOf = (ruleId: string): number => NEEDS[ruleId] ?? 0;
 
 /** Feature bits of `s` (F), plus NEEDS_VIEW bits. */
 export function features(s: string): number {
-  let f = 0;
+  let f = s.length >= 40 ? F.long : 0;
   for (let i = 0; i < s.length; i++) {
     switch (s.charCodeAt(i)) {
+      case 48: case 49: case 50: case 51: case 52: case 53: case 54: case 55: case 56: case 57: f |= F.digit; break;
       case 64: f |= F.at; break; // @
       case 58: case 61: f |= F.sep; break; // : =
       case 46: f |= F.dot; break; // .
@@ -98,11 +103,19 @@ function alternation(rules: readonly RuleDef[], flags: string): Variant {
   let group = 1;
   const scanRules: ScanRule[] = [];
   const parts: string[] = [];
-  for (const r of rules) {
-    const own = group++;
-    const keepGroup = r.keep !== undefined ? group++ : undefined;
-    parts.push(r.keep !== undefined ? `((${r.keep})${r.value})` : `(${r.value})`);
-    scanRules.push({ ...r, group: own, keepGroup });
+  for (let i = 0; i < rules.length;) {
+    // Consecutive rules with the same lead share one test of it: at most positions the lead fails
+    // once instead of once per rule (the digit-led ids: `(?=\d\d)` and the look-behind).
+    const lead = rules[i]!.lead;
+    const members: string[] = [];
+    do {
+      const r = rules[i++]!;
+      const own = group++;
+      const keepGroup = r.keep !== undefined ? group++ : undefined;
+      members.push(r.keep !== undefined ? `((${r.keep})${r.value})` : `(${r.value})`);
+      scanRules.push({ ...r, group: own, keepGroup });
+    } while (lead !== undefined && i < rules.length && rules[i]!.lead === lead);
+    parts.push(lead === undefined ? members[0]! : `${lead}(?:${members.join('|')})`);
   }
   // Every rule starts where the previous character is not a letter or digit (word start, or after
   // `_`/`-`/punctuation). Checking that once, before the alternation, rejects most positions inside
