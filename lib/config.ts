@@ -47,6 +47,8 @@ export interface ReceiverConfig {
   maxInflightBytes: number;
   maxAttributeValueBytes: number;
   retryAfterSeconds: number;
+  /** Refuse (503 / UNAVAILABLE) a request that would wait longer than this for Kafka's ack; 0 = off. */
+  maxQueueWaitMs: number;
 }
 
 /** Self-tracing (lib/tracing.ts): the pipeline's own spans, exported over OTLP/HTTP protobuf. */
@@ -104,7 +106,7 @@ export function defaultConfig(): StellaConfig {
     },
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
-      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2,
+      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000,
     },
     admin: { host: '127.0.0.1', port: 9464 },
     api: { host: '127.0.0.1', port: 8080 },
@@ -299,6 +301,7 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       maxInflightBytes: r.int(rc, 'maxInflightBytes', 'receiver.', 1024, 16 * 1024 * MiB, d.receiver.maxInflightBytes),
       maxAttributeValueBytes: r.int(rc, 'maxAttributeValueBytes', 'receiver.', 16, 100 * MiB, d.receiver.maxAttributeValueBytes),
       retryAfterSeconds: r.int(rc, 'retryAfterSeconds', 'receiver.', 1, 3600, d.receiver.retryAfterSeconds),
+      maxQueueWaitMs: r.int(rc, 'maxQueueWaitMs', 'receiver.', 0, 600_000, d.receiver.maxQueueWaitMs),
     },
     admin: {
       host: env.STELLA_HOST ?? r.str(ad, 'host', 'admin.', d.admin.host),

@@ -31,6 +31,7 @@ export async function startReceiver(cfg: StellaConfig, brokers: string[] | Kafka
     maxInflightBytes: cfg.receiver.maxInflightBytes,
     produceTimeoutMs: cfg.kafka.produceTimeoutMs,
     retryAfterSeconds: cfg.receiver.retryAfterSeconds,
+    maxQueueWaitMs: cfg.receiver.maxQueueWaitMs,
   });
   const common = { host: cfg.receiver.host, maxRequestBytes: cfg.receiver.maxRequestBytes, retryAfterSeconds: cfg.receiver.retryAfterSeconds, tokens, ingestor };
   const grpc = await startGrpcServer({ ...common, port: cfg.receiver.grpcPort });

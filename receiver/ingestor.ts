@@ -16,6 +16,8 @@ export interface IngestorOptions extends IngestLimits {
   maxInflightBytes: number;
   produceTimeoutMs: number;
   retryAfterSeconds: number;
+  /** Admission by expected wait (see Ingestor.expectedWaitMs); 0 or absent = off. */
+  maxQueueWaitMs?: number;
   /** Per-tenant head sampling; default the process-wide `headSampler` (receiver/sampling.ts). */
   sampler?: HeadSampler;
 }
@@ -51,8 +53,20 @@ export function childTraceparent(incoming: string | undefined): string {
   return `00-${traceId}-${randomHex(8)}-${m ? m[3] : '01'}`;
 }
 
+// The ack rate is measured over windows of this much busy time (time with something in flight):
+// idle time says nothing about how fast Kafka drains a queue.
+const RATE_WINDOW_MS = 250;
+
 export class Ingestor {
   private inflight = 0;
+  /** Kafka's measured drain rate, bytes per ms of busy time (moving average); 0 = not measured yet. */
+  private ackRate = 0;
+  private windowBytes = 0;
+  private windowBusyMs = 0;
+  /** When the in-flight bytes last went from 0 to > 0 (-1 while idle). */
+  private busySince = -1;
+  /** Start time of each produce not yet settled, oldest first (a Map keeps insertion order). */
+  private readonly pending = new Map<object, number>();
   /** Record values live in reused slabs until Kafka settled them (receiver/slab.ts). */
   private readonly pool = new SlabPool();
 
@@ -64,6 +78,41 @@ export class Ingestor {
   ) {}
 
   get inflightBytes(): number { return this.inflight; }
+
+  /**
+   * How long a request of `bytes` would wait for Kafka's ack if admitted now: the queued bytes
+   * ahead of it at the measured ack rate, and at least as long as the oldest unacked produce has
+   * already waited (that covers a stalled Kafka, when no ack refreshes the rate).
+   */
+  expectedWaitMs(bytes: number, now = performance.now()): number {
+    // Only bytes already queued count: with nothing in flight a request is always admitted, so a
+    // rate measured during a stall cannot lock the receiver out (each produce measures it again).
+    let wait = this.ackRate > 0 && this.inflight > 0 ? (this.inflight + bytes) / this.ackRate : 0;
+    for (const started of this.pending.values()) { wait = Math.max(wait, now - started); break; }
+    return wait;
+  }
+
+  private started(bytes: number, token: object, now: number): void {
+    if (this.inflight === 0) this.busySince = now;
+    this.inflight += bytes;
+    this.pending.set(token, now);
+  }
+
+  private settled(bytes: number, token: object, acked: boolean): void {
+    const now = performance.now();
+    this.pending.delete(token);
+    if (acked) this.windowBytes += bytes;
+    this.windowBusyMs += now - this.busySince; // busy since the last settle or since work arrived
+    this.busySince = now;
+    this.inflight -= bytes;
+    if (this.inflight === 0) this.busySince = -1;
+    if (this.windowBusyMs >= RATE_WINDOW_MS) {
+      const rate = this.windowBytes / this.windowBusyMs;
+      this.ackRate = this.ackRate === 0 ? rate : 0.7 * this.ackRate + 0.3 * rate;
+      this.windowBytes = 0;
+      this.windowBusyMs = 0;
+    }
+  }
 
   /** Reads `body` only before it returns its promise (the records are copies): callers may reuse
    * the body's memory as soon as export() returned (receiver/http.ts does). */
@@ -119,6 +168,13 @@ export class Ingestor {
     if (this.inflight + bytes > this.opts.maxInflightBytes) {
       refuse('inflight_limit', `the receiver is at its in-flight limit of ${this.opts.maxInflightBytes} bytes waiting for Kafka; retry later`);
     }
+    // Refused now, quickly, rather than accepted and answered after the client gave up and resent
+    // (which duplicates the data once Kafka acks the first copy).
+    const budget = this.opts.maxQueueWaitMs ?? 0;
+    const now = performance.now();
+    if (budget > 0 && this.expectedWaitMs(bytes, now) > budget) {
+      refuse('queue_wait', `Kafka is acknowledging slower than data arrives: the expected wait exceeds ${budget} ms; retry later`);
+    }
 
     const topic = this.topics[signal.topicKey];
     // Traced: the records carry the `send` span's context; else a child id of the caller's trace.
@@ -132,11 +188,12 @@ export class Ingestor {
     }));
     // The bytes stay counted until Kafka settles them, even if the client was already told to
     // retry: that is what bounds memory while Kafka is slow.
-    this.inflight += bytes;
+    const token = {};
+    this.started(bytes, token, now);
     receiverMetrics.inflightBytes.set(this.inflight);
     const endProduce = receiverMetrics.produceSeconds.startTimer({ topic });
-    const produced = this.producer.send(topic, messages).finally(() => {
-      this.inflight -= bytes;
+    const produced = this.producer.send(topic, messages);
+    void produced.then(() => this.settled(bytes, token, true), () => this.settled(bytes, token, false)).finally(() => {
       receiverMetrics.inflightBytes.set(this.inflight);
       this.pool.release(lease);
     });
