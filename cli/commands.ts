@@ -62,7 +62,7 @@ export function outputFormat(flags: Flags, allowed: readonly string[] = ['table'
   return o;
 }
 
-function render(value: unknown, format: string, table: () => string): string {
+export function render(value: unknown, format: string, table: () => string): string {
   if (format === 'json') return JSON.stringify(value, null, 2) + '\n';
   if (format === 'yaml') return YAML.stringify(value);
   return table();

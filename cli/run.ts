@@ -12,6 +12,7 @@ import { setConsumerGroupTiming } from '../lib/kafka/group-timing.ts';
 import { logger } from '../lib/log.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
+import { mergeTenants, readTokenStore, storeTenants, tokenStorePath, watchTokenStore } from '../lib/token-store.ts';
 import { startTracing, stopTracing } from '../lib/tracing.ts';
 import { createKafka } from '../lib/kafka/client.ts';
 import { missingNodeFlags, NODE_FLAGS } from '../lib/node-flags.ts';
@@ -72,7 +73,15 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       ? cfg.tenants.map((t) => (t === sys ? { ...t, tokens: [...t.tokens, tok] } : t))
       : [...cfg.tenants, { id: cfg.tracing.systemTenant, tokens: [tok] }] };
   }
-  const tokens = new TokenRegistry(cfg.tenants);
+  // Tokens of the config file (and demo/self-tracing) plus those of the token store (`stella tokens`),
+  // which is polled: created and revoked tokens take effect without a restart.
+  const baseTenants = cfg.tenants;
+  let tokens: TokenRegistry;
+  try {
+    tokens = new TokenRegistry(mergeTenants(baseTenants, storeTenants(readTokenStore(cfg.dataDir))));
+  } catch (err) {
+    throw new ConfigError([`tenants / ${tokenStorePath(cfg.dataDir)}: ${(err as Error).message}`]);
+  }
   setConsumerGroupTiming({ sessionTimeoutMs: cfg.kafka.sessionTimeoutMs, heartbeatIntervalMs: cfg.kafka.heartbeatIntervalMs, rebalanceTimeoutMs: cfg.kafka.rebalanceTimeoutMs });
   const kafka = await connectKafka(cfg.kafka, cfg.dataDir);
   // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
@@ -109,6 +118,11 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     } });
   };
   if (kafka.localBroker) phases.kafka.push(() => kafka.localBroker!.stop());
+  const unwatchTokens = watchTokenStore(cfg.dataDir, (stored) => {
+    tokens.replace(mergeTenants(baseTenants, stored));
+    log.info({ tokens: tokens.size }, 'token store reloaded');
+  }, (err) => log.error({ error_message: err.message }, 'token store not reloaded; the previous tokens stay in force'));
+  phases.serving.push(async () => unwatchTokens());
   try {
     await preparePipeline(kafka, cfg.kafka);
     const admin = await startAdminServer(cfg.admin.host, cfg.admin.port);

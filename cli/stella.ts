@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
+import { cmdTenants, cmdTokens } from './tokens.ts';
 
 export { UsageError };
 
@@ -35,6 +36,12 @@ Commands:
   keys rotate [--tenant T]            rotate the evidence signing key: writes the next key beside the
                                       current one; the evidence processor rotates each tenant's log at
                                       its next seal (or next start); prints the new verifier key(s)
+  tenants add <id> | tenants list     tenants of the token store (<dataDir>/tokens.json) and the config
+  tokens create --tenant T --scopes s1,s2 [--name N]
+                                      a new token, printed once (only its SHA-256 is stored); a running
+                                      stella accepts it, and refuses a revoked one, within 2 s
+  tokens list [--tenant T]            tokens (name, scopes, hash prefix; never the token)
+  tokens revoke <name> --tenant T     revoke a token of the token store
   db migrate                          apply ClickHouse migrations (idempotent)
   help                                show this help
 
@@ -118,6 +125,8 @@ const FLAGS: Record<string, string[]> = {
   'incident': [...COMMON_API, 'ttl'],
   'keys rotate': ['output', 'tenant'],
   'db migrate': ['output'],
+  'tenants': ['output'],
+  'tokens': ['output', 'tenant', 'scopes', 'name'],
 };
 
 function checkFlags(command: string, flags: Map<string, string | true>): void {
@@ -164,6 +173,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
   if (cmd === 'incident') return route('incident', () => cmdIncident(sub, flags, io));
   if (cmd === 'keys' && sub === 'rotate') return route('keys rotate', () => cmdKeysRotate(flags, io));
+  if (cmd === 'tenants') return route('tenants', () => cmdTenants(sub, [sub2, ...rest].filter((x): x is string => !!x), flags, io));
+  if (cmd === 'tokens') return route('tokens', () => cmdTokens(sub, [sub2, ...rest].filter((x): x is string => !!x), flags, io));
   if (cmd === 'db' && sub === 'migrate') return route('db migrate', () => cmdDbMigrate(flags, io));
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }

@@ -8,6 +8,12 @@ import { SCOPES, sha256Hex, type TenantConfig } from './tenancy.ts';
 
 export interface DemoTenant { tenants: TenantConfig[]; newToken: string | undefined; file: string }
 
+/** The demo tenant if `stella run` created one under `dataDir` (never creates it). */
+export function readDemoTenant(dataDir: string): TenantConfig[] | undefined {
+  const file = path.join(dataDir, 'demo-tenant.json');
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) as TenantConfig[] : undefined;
+}
+
 export function ensureDemoTenant(dataDir: string, tenantId = 'demo'): DemoTenant {
   const file = path.join(dataDir, 'demo-tenant.json');
   if (existsSync(file)) return { tenants: JSON.parse(readFileSync(file, 'utf8')) as TenantConfig[], newToken: undefined, file };

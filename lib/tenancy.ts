@@ -42,17 +42,27 @@ export function parseGrant(entry: string, ownTenant: string): string {
 }
 
 export class TokenRegistry {
-  private readonly byHash = new Map<string, Principal>();
+  private byHash = new Map<string, Principal>();
 
   constructor(tenants: readonly TenantConfig[]) {
+    this.replace(tenants);
+  }
+
+  /**
+   * Swaps in a new set of tenants and tokens (the token store changed): all or nothing, so a bad
+   * set throws and leaves the tokens in force as they were.
+   */
+  replace(tenants: readonly TenantConfig[]): void {
+    const byHash = new Map<string, Principal>();
     for (const t of tenants) {
       for (const tok of t.tokens) {
         const hash = tok.sha256.toLowerCase();
         if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`tenant ${t.id}: token sha256 must be 64 hex characters`);
-        if (this.byHash.has(hash)) throw new Error(`tenant ${t.id}: the same token hash is configured twice`);
-        this.byHash.set(hash, { tenantId: t.id, grants: new Set(tok.scopes.map((s) => parseGrant(s, t.id))), tokenName: tok.name });
+        if (byHash.has(hash)) throw new Error(`tenant ${t.id}: the same token hash is configured twice`);
+        byHash.set(hash, { tenantId: t.id, grants: new Set(tok.scopes.map((s) => parseGrant(s, t.id))), tokenName: tok.name });
       }
     }
+    this.byHash = byHash;
   }
 
   get size(): number { return this.byHash.size; }
