@@ -9,11 +9,9 @@ import { loadConfig } from '../lib/config.ts';
 import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
-import { attestShow, forensicVerify, keysRotate, readTrustRootFile, trustExport } from '../processors/evidence/cli.ts';
+import { attestShow, forensicVerify, readTrustRootFile, tenantKeysRotate, trustExport } from '../processors/evidence/cli.ts';
 import { TrustRootError, type TrustRoot } from '../processors/evidence/trust-root.ts';
 import { parseVerifierKey } from '../processors/evidence/note.ts';
-import { DEV_KEY_FILE } from '../processors/evidence/dev-key.ts';
-import { KeyFileError, KeyRotationPendingError } from '../processors/evidence/keys.ts';
 import { parseEvidenceSection } from '../processors/evidence/section.ts';
 import { validateTenantId } from '../lib/tenancy.ts';
 import { traceLine, tracedFetch, type TracedFetch } from './api-client.ts';
@@ -227,7 +225,7 @@ export async function cmdKeysRotate(flags: Flags, io: Io): Promise<number> {
   const cfg = loadConfig();
   let section;
   try { section = parseEvidenceSection(cfg.sections.evidence); } catch (err) { throw new UsageError((err as Error).message); }
-  const keyFile = path.resolve(section.keyFile ?? path.join(cfg.dataDir, DEV_KEY_FILE));
+  const keyDir = path.resolve(section.keyDir ?? path.join(cfg.dataDir, 'evidence-keys'));
   const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
   // Tenants: configured, the generated demo tenant (if any), and every tenant with an evidence log.
   const demoFile = path.join(cfg.dataDir, 'demo-tenant.json');
@@ -240,20 +238,25 @@ export async function cmdKeysRotate(flags: Flags, io: Io): Promise<number> {
   const tenants = tenant !== undefined ? [tenant] : [...known].sort();
   let r;
   try {
-    r = await keysRotate({ keyFile, origins: tenants.map((t) => ({ tenant: t, origin: `${section.originPrefix}/${t}` })) });
+    r = await tenantKeysRotate({ keyDir, origins: tenants.map((t) => ({ tenant: t, origin: `${section.originPrefix}/${t}` })) });
   } catch (err) {
-    if (err instanceof KeyRotationPendingError || err instanceof KeyFileError) { io.stderr(`stella: ${err.message}\n`); return 1; }
-    io.stderr(`stella: cannot write the new key next to ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    io.stderr(`stella: cannot write a new key in ${keyDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
     return 4;
   }
-  const doc = { key_file: keyFile, pending_file: r.pendingFile, status: 'pending', keys: r.keys };
+  for (const p of r.problems) io.stderr(`stella: ${p}\n`);
+  if (r.keys.length === 0) {
+    if (!r.problems.length) io.stderr(`stella: no tenant has a signing key in ${keyDir} yet (a tenant's key is created when its log is first sealed): nothing to rotate\n`);
+    return 1;
+  }
+  const doc = { status: 'pending', key_dir: keyDir, keys: r.keys, skipped: r.skipped };
   io.stdout(render(doc, format, () => [
-    `new signing key written to ${r.pendingFile} (mode 0600); the evidence processor rotates each tenant's log at its next seal`,
-    `(or when it next starts) and then makes it ${keyFile}. Old bundles keep verifying; publish these verifier keys:`,
+    ...r.keys.map((k) => `new signing key for tenant ${k.tenant} written to ${k.pending_file} (mode 0600)`),
+    'the evidence processor rotates each of these tenant logs at its next seal tick (or when it next starts) and then makes the new key',
+    'the tenant\'s key. Old bundles keep verifying; re-export the trust roots (stella forensic trust export) and publish these verifier keys:',
     ...r.keys.map((k) => `  ${k.tenant}: ${k.verifier_key}`),
-    ...(r.keys.length ? [] : ['  (no tenants known yet; the key name is <originPrefix>/<tenant>)']),
+    ...(r.skipped.length ? [`skipped (no key yet): ${r.skipped.join(', ')}`] : []),
   ].join('\n') + '\n'));
-  return 0;
+  return r.problems.length ? 1 : 0;
 }
 
 export async function cmdDbMigrate(flags: Flags, io: Io): Promise<number> {

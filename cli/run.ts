@@ -190,15 +190,15 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     if (parts.has('evidence')) {
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const { startEvidenceRunner } = await import('../processors/evidence/runner.ts');
-      let keyFile = evidenceSection.keyFile;
-      if (!keyFile) {
-        const { ensureDevSigningKey } = await import('../processors/evidence/dev-key.ts');
-        const dev = await ensureDevSigningKey(cfg.dataDir);
-        keyFile = dev.file;
-        out(`Evidence: ${dev.created ? 'created a' : 'using the'} development signing key ${dev.file} (mode 0600; configure evidence.keyFile in production)`);
-      }
+      // Per-tenant keys (created on first use); the former shared key (configured, or the old
+      // development key if present) only continues logs still on it, with a recorded rotation.
+      const { FileTenantKeys } = await import('../processors/evidence/tenant-keys.ts');
+      const { DEV_KEY_FILE } = await import('../processors/evidence/dev-key.ts');
+      const keyDir = path.resolve(evidenceSection.keyDir ?? path.join(cfg.dataDir, 'evidence-keys'));
+      const legacyKeyFile = evidenceSection.keyFile ?? path.join(cfg.dataDir, DEV_KEY_FILE);
+      out(`Evidence: per-tenant signing keys in ${keyDir} (mode 0600, created on first use; set evidence.keyDir in production)`);
       const runner = await startEvidenceRunner({ kafka: createKafka({ ...kafka.access('evidence'), clientId: `${cfg.kafka.clientId}-evidence` }),
-        store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keyFile,
+        store: await getStore(), evidenceStore: new FsEvidenceStore(path.join(evidenceRoot, 'logs')), keys: new FileTenantKeys(keyDir, legacyKeyFile),
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
         sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence,

@@ -5,7 +5,8 @@ import { causeExitCode, EXIT_OK } from './causes.ts';
 import { verifyBundle, type Manifest, type VerifyProgress, type VerifyResult } from './bundle.ts';
 import { parseEnvelope, verifyEnvelope } from './dsse.ts';
 import { makeVerifier, parseVerifierKey, type Verifier } from './note.ts';
-import { writePendingKey } from './keys.ts';
+import { KeyFileError, KeyRotationPendingError, writePendingKey } from './keys.ts';
+import { tenantKeyFile } from './tenant-keys.ts';
 import type { SegmentStatement } from './statement.ts';
 import type { EvidenceStore } from './store.ts';
 import { gunzip, readTar } from './tar.ts';
@@ -131,4 +132,38 @@ export async function keysRotate(o: KeysRotateOptions): Promise<{ pendingFile: s
     return { tenant, name: v.name, key_id: v.keyIdHex, verifier_key: v.verifierKey };
   });
   return { pendingFile: file, keys };
+}
+
+export interface TenantKeyRotated extends RotatedKey { key_file: string; pending_file: string }
+
+/**
+ * `stella keys rotate [--tenant T]` with per-tenant keys: a next key beside each tenant's key
+ * (`<keyDir>/<tenant>.pem.next`, 0600), applied by the evidence processor at its next tick. A
+ * tenant whose key does not exist yet (nothing sealed) is skipped; one already pending is a problem.
+ */
+export async function tenantKeysRotate(o: { keyDir: string; origins: { tenant: string; origin: string }[] }): Promise<{ keys: TenantKeyRotated[]; skipped: string[]; problems: string[] }> {
+  const keys: TenantKeyRotated[] = [];
+  const skipped: string[] = [];
+  const problems: string[] = [];
+  const one = async ({ tenant, origin }: { tenant: string; origin: string }): Promise<TenantKeyRotated | { skipped: string } | { problem: string }> => {
+    const file = tenantKeyFile(o.keyDir, tenant);
+    try {
+      const { file: pending, publicKey } = await writePendingKey(file);
+      const v = makeVerifier(origin, publicKey.subarray(publicKey.length - 32));
+      return { tenant, name: v.name, key_id: v.keyIdHex, verifier_key: v.verifierKey, key_file: file, pending_file: pending };
+    } catch (e) {
+      if (e instanceof KeyFileError && !(await fsp.stat(file).then(() => true, () => false))) return { skipped: tenant };
+      if (e instanceof KeyRotationPendingError || e instanceof KeyFileError) return { problem: `tenant ${tenant}: ${e.message}` };
+      throw e;
+    }
+  };
+  // Each key is fsynced; many tenants at once overlap those waits. Output keeps the given order.
+  for (let i = 0; i < o.origins.length; i += 32) {
+    for (const r of await Promise.all(o.origins.slice(i, i + 32).map(one))) {
+      if ('skipped' in r) skipped.push(r.skipped);
+      else if ('problem' in r) problems.push(r.problem);
+      else keys.push(r);
+    }
+  }
+  return { keys, skipped, problems };
 }

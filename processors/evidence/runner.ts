@@ -18,6 +18,7 @@ import { EventIndex, indexFileBytes, indexPath } from './event-index.ts';
 import { sha256Hex } from './hash.ts';
 import { canonicalize, entryBytes } from './jcs.ts';
 import { loadSigningKey, pendingKeyFile, promotePendingKey } from './keys.ts';
+import type { TenantKeyProvider } from './tenant-keys.ts';
 import { promises as fsp } from 'node:fs';
 import { defaultOrigin, keyRecordPath } from './layout.ts';
 import type { Signer } from './note.ts';
@@ -51,6 +52,12 @@ export interface EvidenceRunnerOptions {
   /** A signer per tenant (its name must be the tenant's origin), or one key file for every tenant. */
   signer?: (tenant: string) => Promise<Signer> | Signer;
   keyFile?: string;
+  /**
+   * Per-tenant keys (issue 12): each tenant's log signed by its own key from this provider, created
+   * on first use; `keys rotate --tenant` requests are applied at the next tick; a log still on the
+   * provider's legacy (formerly shared) key is rotated to the tenant's own key.
+   */
+  keys?: TenantKeyProvider;
   /** How often (ms) to look for `<keyFile>.next` (stella keys rotate); default: every seal tick. */
   keyPollMs?: number;
   /** Checkpoint origin = key name per tenant; default stella-telemetry.example/tenants/<tenant>. */
@@ -169,15 +176,16 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     let p = keyCache.get(tenant);
     if (!p) {
       if (opts.signer) p = Promise.resolve(opts.signer(tenant));
+      else if (opts.keys) p = opts.keys.current(tenant, originOf(tenant));
       else if (opts.keyFile) p = loadSigningKey(opts.keyFile, originOf(tenant));
-      else throw new Error('signer or keyFile is required');
+      else throw new Error('signer, keys or keyFile is required');
       keyCache.set(tenant, p);
     }
     return p;
   };
 
   // Live key rotation (keys.ts "Live rotation"): the pending key file, loaded per tenant name.
-  const nextFile = opts.keyFile && !opts.signer ? pendingKeyFile(opts.keyFile) : undefined;
+  const nextFile = opts.keyFile && !opts.signer && !opts.keys ? pendingKeyFile(opts.keyFile) : undefined;
   let pending: { stamp: string; signers: Map<string, Promise<Signer>> } | undefined;
   let lastKeyPoll = 0;
   const pollPendingKey = async (): Promise<typeof pending> => {
@@ -198,6 +206,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   };
   /** The key a tenant's log must be opened with: the pending key when the log is empty or already rotated to it. */
   const openingSigner = async (tenant: string): Promise<Signer> => {
+    if (opts.keys) return openingTenantSigner(opts.keys, tenant);
     const p = await pollPendingKey();
     // A pending key that does not load (mode, format) must not stop intake: open with the current key.
     const next = p ? await nextSignerFor(p, tenant).catch(() => undefined) : undefined;
@@ -209,6 +218,28 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       if (schedule[schedule.length - 1]!.verifier.verifierKey === next.verifierKey) return next;
     }
     return signerFor(tenant);
+  };
+
+  /**
+   * Per-tenant keys: open a log with the key it is on (the tenant's pending, current or legacy key);
+   * the rotation tick then moves it to the tenant's target key. A log already on the pending key
+   * (a crash between its rotation and the promotion) finishes the promotion here.
+   */
+  const openingTenantSigner = async (keys: TenantKeyProvider, tenant: string): Promise<Signer> => {
+    const name = originOf(tenant);
+    const current = await keys.current(tenant, name);
+    // A pending key that does not load (mode, format) must not stop intake.
+    const pendingKey = await keys.pending(tenant, name).catch(() => undefined);
+    const reader = new LogReader(evidence, tenant);
+    const size = (await reader.latest())?.checkpoint.size ?? 0;
+    if (size === 0) return current;
+    const schedule = await reader.keySchedule(size);
+    const onKey = schedule[schedule.length - 1]!.verifier.verifierKey;
+    if (pendingKey?.verifierKey === onKey) { await keys.promote(tenant); return keys.current(tenant, name); }
+    if (current.verifierKey === onKey) return current;
+    const legacy = await keys.legacy(tenant, name);
+    if (legacy?.verifierKey === onKey) return legacy;
+    return current; // Sealer.recover names the log's key and the configured one
   };
 
   // Equal partition counts are what makes "same key → same partition number" hold across topics.
@@ -529,8 +560,32 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     pending = undefined;
   };
 
+  /** Per-tenant keys: move each open tenant to its target key (pending request, else its own key). */
+  const tenantRotationTick = async (keys: TenantKeyProvider): Promise<void> => {
+    for (const s of [...tenants.values()]) {
+      if (dead) return;
+      const name = originOf(s.tenant);
+      const pendingKey = await keys.pending(s.tenant, name);
+      const target = pendingKey ?? await keys.current(s.tenant, name);
+      if (s.sealer.currentKey.verifierKey === target.verifierKey) continue;
+      await withLock(s, async () => {
+        if (s.dropped || s.sealer.currentKey.verifierKey === target.verifierKey) return;
+        try { await sealLocked(s, target); } catch (err) { if (!s.dropped) failTenant(s, err); }
+      });
+      if (pendingKey && !s.dropped && s.sealer.currentKey.verifierKey === pendingKey.verifierKey) await keys.promote(s.tenant);
+    }
+  };
+
   const timer = setInterval(() => {
     if (dead || rebalancing) return;
+    if (opts.keys && !rotating && Date.now() - lastKeyPoll >= (opts.keyPollMs ?? 0)) {
+      lastKeyPoll = Date.now();
+      rotating = true;
+      tenantRotationTick(opts.keys).then(() => { lastRotationError = undefined; }, (err: unknown) => {
+        if (String(err) !== lastRotationError) log.error({ error_message: String(err) }, 'evidence key rotation failed; retried at every tick');
+        lastRotationError = String(err);
+      }).finally(() => { rotating = false; });
+    }
     const keyPollMs = opts.keyPollMs ?? 0;
     if (nextFile && !rotating && Date.now() - lastKeyPoll >= keyPollMs) {
       lastKeyPoll = Date.now();

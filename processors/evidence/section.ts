@@ -2,8 +2,10 @@
 // listed:
 //
 //   evidence:
-//     keyFile: /etc/stella/evidence-key.pem   # Ed25519, mode 0600 (docs/evidence.md "Keys");
-//                                             # unset: a development key under dataDir, created once
+//     keyDir: /etc/stella/evidence-keys        # per-tenant Ed25519 keys <keyDir>/<tenant>.pem, 0600, created on
+//                                             # first use; unset: <dataDir>/evidence-keys (docs/evidence.md "Keys")
+//     keyFile: /etc/stella/evidence-key.pem   # the former shared key: logs still on it continue under
+//                                             # their tenant's own key with a recorded rotation
 //     sealEverySeconds: 60
 //     sealEveryEntries: 100000
 //     originPrefix: stella-telemetry.example/tenants   # checkpoint origin = <originPrefix>/<tenant>
@@ -24,6 +26,7 @@ export class EvidenceSectionError extends Error {}
 
 export interface EvidenceSection {
   keyFile: string | undefined;
+  keyDir: string | undefined;
   sealEverySeconds: number;
   sealEveryEntries: number;
   originPrefix: string;
@@ -32,12 +35,12 @@ export interface EvidenceSection {
   attestRetry: { initialMs: number; maxMs: number };
 }
 
-const KNOWN = ['keyFile', 'sealEverySeconds', 'sealEveryEntries', 'originPrefix', 'witnesses', 'tsa', 'attestRetry'];
+const KNOWN = ['keyFile', 'keyDir', 'sealEverySeconds', 'sealEveryEntries', 'originPrefix', 'witnesses', 'tsa', 'attestRetry'];
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/;
 const PEM_CERTS = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\r?\n?/g;
 
 export function parseEvidenceSection(section: unknown): EvidenceSection {
-  const out: EvidenceSection = { keyFile: undefined, sealEverySeconds: 60, sealEveryEntries: 100_000, originPrefix: 'stella-telemetry.example/tenants',
+  const out: EvidenceSection = { keyFile: undefined, keyDir: undefined, sealEverySeconds: 60, sealEveryEntries: 100_000, originPrefix: 'stella-telemetry.example/tenants',
     witnesses: [], tsa: undefined, attestRetry: { initialMs: 1000, maxMs: 60_000 } };
   if (section === undefined || section === null) return out;
   if (typeof section !== 'object' || Array.isArray(section)) throw new EvidenceSectionError('evidence must be a mapping');
@@ -52,6 +55,10 @@ export function parseEvidenceSection(section: unknown): EvidenceSection {
   };
   int('sealEverySeconds', 1, 86_400);
   int('sealEveryEntries', 1, 10_000_000);
+  if (s.keyDir !== undefined) {
+    if (typeof s.keyDir !== 'string' || s.keyDir === '') problems.push('evidence.keyDir must be a directory path');
+    else out.keyDir = s.keyDir;
+  }
   if (s.keyFile !== undefined) {
     if (typeof s.keyFile !== 'string' || s.keyFile === '') problems.push('evidence.keyFile must be a file path');
     else out.keyFile = s.keyFile;

@@ -1,11 +1,11 @@
 // What a script sees from `stella`: stdout holds only the command's output (logs go to stderr), and
 // the common failures a user meets say what happened and what to do, with their documented exit codes.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
+import { createKeyFileIfAbsent } from '../../processors/evidence/tenant-keys.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'stella-cli-out-'));
@@ -20,13 +20,19 @@ function stella(args: string[], env: Record<string, string> = {}) {
 const holders: number[] = [];
 afterAll(() => { for (const pid of holders) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
 
+/** A tenant with an evidence log and its own signing key, as the runner leaves them (per-tenant keys). */
+async function withTenantKey(dataDir: string, tenant = 'acme'): Promise<void> {
+  mkdirSync(path.join(dataDir, 'evidence', 'logs', 'tenants', tenant), { recursive: true });
+  await createKeyFileIfAbsent(path.join(dataDir, 'evidence-keys', `${tenant}.pem`));
+}
+
 describe('stella: stdout is only the output', () => {
   it('keys rotate --output json prints one JSON document on stdout; its log line goes to stderr', async () => {
     const dataDir = path.join(tmp, 'keys');
-    await ensureDevSigningKey(dataDir);
+    await withTenantKey(dataDir);
     const r = stella(['keys', 'rotate', '--output', 'json'], { STELLA_DATA_DIR: dataDir });
     expect(r.code).toBe(0);
-    const doc = JSON.parse(r.stdout) as { status: string; pending_file: string };
+    const doc = JSON.parse(r.stdout) as { status: string; keys: { pending_file: string }[] };
     expect(doc.status).toBe('pending');
     expect(r.stdout).not.toContain('"level"');
     expect(r.stderr).toContain('evidence signing key rotation requested');
@@ -34,10 +40,10 @@ describe('stella: stdout is only the output', () => {
 
   it('keys rotate (table) has no log line on stdout either', async () => {
     const dataDir = path.join(tmp, 'keys-table');
-    await ensureDevSigningKey(dataDir);
+    await withTenantKey(dataDir);
     const r = stella(['keys', 'rotate'], { STELLA_DATA_DIR: dataDir });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^new signing key written to /);
+    expect(r.stdout).toMatch(/^new signing key for tenant acme written to /);
     expect(r.stdout).not.toContain('"level"');
   });
 });

@@ -2,12 +2,12 @@
 // before reading, as a busy `| cat` or `| jq` does, so most of a multi-MB output is still in the
 // process when the command is done; process.exit() at that point used to drop all but 64-128 KiB.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
+import { createKeyFileIfAbsent } from '../../processors/evidence/tenant-keys.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'stella-flush-'));
@@ -62,8 +62,12 @@ describe('stella commands flush stdout before they exit (through a pipe)', () =>
   it('keys rotate --output json: 14,000 tenants\' verifier keys (~2 MB) arrive whole and parse', async () => {
     const dataDir = path.join(tmp, 'keys');
     const cfgFile = path.join(tmp, 'many-tenants.yaml');
-    const n = 14_000;
-    await ensureDevSigningKey(dataDir);
+    const n = 8_000; // each entry names the tenant's key and pending files too
+    // Per-tenant keys: each tenant's own key file, as the runner leaves it (one key copied: this test is about stdout).
+    const keyDir = path.join(dataDir, 'evidence-keys');
+    mkdirSync(keyDir, { recursive: true });
+    await createKeyFileIfAbsent(path.join(keyDir, 'tenant-0.pem'));
+    for (let i = 1; i < n; i++) copyFileSync(path.join(keyDir, 'tenant-0.pem'), path.join(keyDir, `tenant-${i}.pem`));
     writeFileSync(cfgFile, YAML.stringify({ dataDir, tenants: Array.from({ length: n }, (_, i) => ({ id: `tenant-${i}`, tokens: [] })) }));
     const r = await stellaThroughSlowPipe(['keys', 'rotate', '--output', 'json'], { env: { STELLA_CONFIG: cfgFile } });
     expect(r.stderr).toBe('');

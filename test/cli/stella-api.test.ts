@@ -16,8 +16,7 @@ import YAML from 'yaml';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
 import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
-import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
-import { pendingKeyFile } from '../../processors/evidence/keys.ts';
+import { createKeyFileIfAbsent } from '../../processors/evidence/tenant-keys.ts';
 import { brokers, kafkaEnv, testAccess, uniq } from '../support/kafka.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -378,16 +377,19 @@ describe('stella forensic snapshot create / verify / attest show, keys rotate', 
 
     const r = await stella(['keys', 'rotate', '--tenant', 'acme', '--output', 'json']);
     expect(r.code).toBe(0);
-    const d = JSON.parse(r.stdout) as { status: string; key_file: string; keys: { tenant: string; name: string; key_id: string; verifier_key: string }[] };
+    const d = JSON.parse(r.stdout) as { status: string; key_dir: string; keys: { tenant: string; name: string; key_id: string; verifier_key: string; key_file: string; pending_file: string }[] };
     expect(d.status).toBe('pending');
-    expect(d.key_file).toBe(path.join(dir, 'evidence-signing-key.pem'));
+    // Per-tenant keys: acme's own key file, and only acme's.
+    expect(d.key_dir).toBe(path.join(dir, 'evidence-keys'));
     expect(d.keys).toHaveLength(1);
+    expect(d.keys[0]!.key_file).toBe(path.join(dir, 'evidence-keys', 'acme.pem'));
+    expect(d.keys[0]!.pending_file).toBe(path.join(dir, 'evidence-keys', 'acme.pem.next'));
     expect(d.keys[0]).toMatchObject({ tenant: 'acme', name: 'stella-telemetry.example/tenants/acme' });
     expect(d.keys[0]!.key_id).toMatch(/^[0-9a-f]{8}$/);
     expect(d.keys[0]!.verifier_key.startsWith(`${d.keys[0]!.name}+${d.keys[0]!.key_id}+`)).toBe(true);
 
-    // The running evidence processor rotates acme (and globex, which has a log too) and promotes the key.
-    await poll('the key promoted', async () => (existsSync(pendingKeyFile(d.key_file)) ? undefined : true));
+    // The running evidence processor rotates acme's log and promotes its key.
+    await poll('the key promoted', async () => (existsSync(d.keys[0]!.pending_file) ? undefined : true));
     // A new event after the rotation, sealed under the new key.
     const receiver = `http://127.0.0.1:${pipeline.ports.http}`;
     const logs = { resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'checkout' } }] },
@@ -425,22 +427,22 @@ describe('stella db migrate, help, unknown commands, package bin', () => {
     const env = { STELLA_DATA_DIR: fresh };
     const none = await stella(['keys', 'rotate'], { env });
     expect([none.code, none.stdout]).toEqual([1, '']);
-    expect(none.stderr).toMatch(/^stella: no signing key at .*evidence-signing-key\.pem yet/);
-    await ensureDevSigningKey(fresh);
+    expect(none.stderr).toMatch(/^stella: no tenant has a signing key in .*evidence-keys yet/);
     mkdirSync(path.join(fresh, 'evidence', 'logs', 'tenants', 'initech'), { recursive: true }); // a tenant with a log here
+    await createKeyFileIfAbsent(path.join(fresh, 'evidence-keys', 'initech.pem')); // its key, as the runner creates it
     const first = await stella(['keys', 'rotate'], { env });
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(/^new signing key written to .*evidence-signing-key\.pem\.next \(mode 0600\)/);
+    expect(first.stdout).toMatch(/^new signing key for tenant initech written to .*evidence-keys\/initech\.pem\.next \(mode 0600\)/);
     expect(first.stdout).toMatch(/^ {2}initech: stella-telemetry\.example\/tenants\/initech\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/m);
-    expect(statSync(path.join(fresh, 'evidence-signing-key.pem.next')).mode & 0o777).toBe(0o600);
+    expect(statSync(path.join(fresh, 'evidence-keys', 'initech.pem.next')).mode & 0o777).toBe(0o600);
     const again = await stella(['keys', 'rotate', '--output', 'json'], { env });
     expect([again.code, again.stdout]).toEqual([1, '']);
     expect(again.stderr).toContain('a rotation is already pending');
-    rmSync(path.join(fresh, 'evidence-signing-key.pem.next'));
+    rmSync(path.join(fresh, 'evidence-keys', 'initech.pem.next'));
     const yaml = await stella(['keys', 'rotate', '--output', 'yaml'], { env });
     expect(yaml.code).toBe(0);
-    expect(YAML.parse(yaml.stdout)).toMatchObject({ status: 'pending', pending_file: path.join(fresh, 'evidence-signing-key.pem.next'),
-      keys: [{ tenant: 'initech', name: 'stella-telemetry.example/tenants/initech' }] });
+    expect(YAML.parse(yaml.stdout)).toMatchObject({ status: 'pending', keys: [{ tenant: 'initech', name: 'stella-telemetry.example/tenants/initech',
+      pending_file: path.join(fresh, 'evidence-keys', 'initech.pem.next') }] });
     rmSync(fresh, { recursive: true, force: true });
   });
 
