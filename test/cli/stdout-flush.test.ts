@@ -59,7 +59,7 @@ describe('stella commands flush stdout before they exit (through a pipe)', () =>
     expect(r.stdout.toString('utf8')).toContain('svc-249-availability');
   }, 90_000);
 
-  it('keys rotate --output json: 14,000 tenants\' verifier keys (~2 MB) arrive whole and parse', async () => {
+  it('keys rotate --output json: 8,000 tenants\' keys (~2 MB with their files) arrive whole and parse', async () => {
     const dataDir = path.join(tmp, 'keys');
     const cfgFile = path.join(tmp, 'many-tenants.yaml');
     const n = 8_000; // each entry names the tenant's key and pending files too
