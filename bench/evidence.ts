@@ -3,9 +3,13 @@
 //      (one fsync round per seal, not per entry);
 //   2. inclusion-proof latency from tiles on disk (fresh LogReader per proof: tiles read each time);
 //   3. building and verifying a whole-log bundle of N entries (default 1M) offline;
-//   4. SHA-256 throughput: node:crypto (one-shot hash and createHash) vs @noble/hashes, same run.
+//   4. SHA-256 throughput: node:crypto (one-shot hash and createHash) vs @noble/hashes, same run;
+//   5. append + seal with a witness (litewitness) and a TSA (openssl ts) asked about every checkpoint
+//      (attest.ts, in the background) vs without, paired in each run (order alternating).
 // Env: EVIDENCE_BENCH_N (entries, default 1_000_000), EVIDENCE_BENCH_RUNS (default 3),
-//      EVIDENCE_BENCH_SEAL (entries per seal, default 100_000), EVIDENCE_BENCH_DIR (default os.tmpdir()).
+//      EVIDENCE_BENCH_SEAL (entries per seal, default 100_000), EVIDENCE_BENCH_DIR (default os.tmpdir()),
+//      EVIDENCE_BENCH_ATTEST_N (entries of phase 5, default 200_000; 0 skips it), EVIDENCE_BENCH_ATTEST_SEAL
+//      (entries per seal in phase 5, default 10_000: twenty checkpoints to vouch for per pass).
 import { createHash, hash as oneShot } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -21,12 +25,16 @@ import { tileNodeSource, tilePath, tilesForRanges } from '../processors/evidence
 import { Sealer, type AppendItem } from '../processors/evidence/sealer.ts';
 import { FsEvidenceStore } from '../processors/evidence/store.ts';
 import { exportTrustRoot } from '../processors/evidence/trust-root.ts';
+import { Attestor, type AttestorOptions } from '../processors/evidence/attest.ts';
+import { startLitewitness, startOpensslTsa, type RunningTsa, type RunningWitness } from '../test/evidence/peers.ts';
 
 const N = Number(process.env.EVIDENCE_BENCH_N ?? 1_000_000);
 const RUNS = Number(process.env.EVIDENCE_BENCH_RUNS ?? 3);
 const SEAL_EVERY = Number(process.env.EVIDENCE_BENCH_SEAL ?? 100_000);
 const BASE = process.env.EVIDENCE_BENCH_DIR ?? os.tmpdir();
 const TENANT = 'bench';
+const ATTEST_N = Number(process.env.EVIDENCE_BENCH_ATTEST_N ?? 200_000);
+const ATTEST_SEAL = Number(process.env.EVIDENCE_BENCH_ATTEST_SEAL ?? 10_000);
 const signer = signerFromSeed(`stella-telemetry.example/tenants/${TENANT}`, createHash('sha256').update('bench-key').digest());
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = Math.floor(s.length / 2); return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -144,6 +152,52 @@ async function run(r: number): Promise<RunResult> {
   }
 }
 
+interface AttestResult { plainPerSec: number; attestedPerSec: number; plainCpuPerSec: number; attestedCpuPerSec: number; settleS: number; checkpoints: number }
+
+/** One pass of append + seal over ATTEST_N entries, with or without an attestor told about each seal. */
+async function sealPass(tenant: string, attest: Omit<AttestorOptions, 'store'> | undefined): Promise<{ perSec: number; perCpuSec: number; settleS: number; checkpoints: number }> {
+  const dir = mkdtempSync(path.join(BASE, 'stella-evidence-bench-attest-'));
+  try {
+    const store = new FsEvidenceStore(dir);
+    const entries: AppendItem[] = new Array(ATTEST_N);
+    for (let i = 0; i < ATTEST_N; i++) entries[i] = { entry: entryBytes(event(i)), kafka: { topic: 'stella.timeline', partition: 0, offset: i } };
+    const signerT = signerFromSeed(`stella-telemetry.example/tenants/${tenant}`, createHash('sha256').update('bench-key').digest());
+    const sealer = await Sealer.recover({ store, tenant, signer: signerT });
+    const a = attest ? new Attestor({ store, ...attest }) : undefined;
+    let checkpoints = 0;
+    const t = now();
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < ATTEST_N; i += ATTEST_SEAL) {
+      sealer.append(entries.slice(i, i + ATTEST_SEAL));
+      const row = await sealer.seal(new Date(1_763_900_000_000 + i));
+      a?.sealed(tenant, row!.to_size);
+      checkpoints++;
+    }
+    const s = (now() - t) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const t1 = now();
+    await a?.settled(120_000);
+    const settleS = (now() - t1) / 1000;
+    a?.stop();
+    return { perSec: ATTEST_N / s, perCpuSec: ATTEST_N / ((cpu.user + cpu.system) / 1e6), settleS, checkpoints };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function attestBench(peers: { lw: RunningWitness; tsa: RunningTsa }, r: number): Promise<AttestResult> {
+  // Each attested pass is a fresh log of its own origin (the witness knows one origin per run).
+  const attest = { witnesses: [{ name: peers.lw.name, url: peers.lw.url, vkey: peers.lw.vkey }], tsa: { url: peers.tsa.url, certificates: [peers.tsa.tsaCertPem] } };
+  const order = r % 2 === 0 ? ['plain', 'attested'] : ['attested', 'plain'];
+  const out: Partial<AttestResult> = {};
+  for (const mode of order) {
+    const res = await sealPass(mode === 'plain' ? `bench-plain-${r}` : `bench-attest-${r}`, mode === 'plain' ? undefined : attest);
+    if (mode === 'plain') { out.plainPerSec = res.perSec; out.plainCpuPerSec = res.perCpuSec; }
+    else { out.attestedPerSec = res.perSec; out.attestedCpuPerSec = res.perCpuSec; out.settleS = res.settleS; out.checkpoints = res.checkpoints; }
+  }
+  return out as AttestResult;
+}
+
 async function main(): Promise<void> {
   console.log(`evidence bench: N=${N} entries, ${RUNS} runs, seal every ${SEAL_EVERY}, store under ${BASE}, node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg().map((l) => l.toFixed(1)).join('/')}`);
   const results: RunResult[] = [];
@@ -177,6 +231,29 @@ async function main(): Promise<void> {
   const ratio = (a: string, b: string): string => (median(shas.map((s) => s[a]!)) / median(shas.map((s) => s[b]!))).toFixed(2);
   console.log(`\nSHA-256 ratios (node:crypto hash() / @noble/hashes): 64B ${ratio('node:crypto hash() (as used) 64B hashes/s', '@noble/hashes sha256 64B hashes/s')}x, 1KiB ${ratio('node:crypto hash() (as used) 1KiB MB/s', '@noble/hashes sha256 1KiB MB/s')}x, 1MiB ${ratio('node:crypto hash() (as used) 1MiB MB/s', '@noble/hashes sha256 1MiB MB/s')}x`);
   console.log(`append+seal vs target: ${(med('appendSealPerSec') / 100_000).toFixed(2)}x; proof p50 vs 1 ms: ${(med('proofMedianMs')).toFixed(3)}x; verify vs 10 s: ${(med('verifyS') / 10).toFixed(2)}x`);
+
+  if (ATTEST_N > 0) {
+    const origins = [...Array.from({ length: RUNS }, (_, r) => `stella-telemetry.example/tenants/bench-attest-${r}`), 'stella-telemetry.example/tenants/bench-attest-warm'];
+    const lw = await startLitewitness('bench.local/witness', origins.map((o) => ({ origin: o, vkey: signerFromSeed(o, createHash('sha256').update('bench-key').digest()).verifierKey })));
+    const tsa = await startOpensslTsa('Bench TSA');
+    try {
+      // Warm-up (not measured): the first fetch, ASN.1 and certificate parsing load and JIT once per
+      // process, which a long-running runner pays once, not per seal.
+      await sealPass('bench-attest-warm', { witnesses: [{ name: lw.name, url: lw.url, vkey: lw.vkey }], tsa: { url: tsa.url, certificates: [tsa.tsaCertPem] } });
+      const att: AttestResult[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        const a = await attestBench({ lw, tsa }, r);
+        att.push(a);
+        console.log(`attest run ${r + 1}: plain ${Math.round(a.plainPerSec).toLocaleString('en')} entries/s, with witness + TSA ${Math.round(a.attestedPerSec).toLocaleString('en')} entries/s (ratio ${(a.attestedPerSec / a.plainPerSec).toFixed(3)}; per CPU-s ${Math.round(a.plainCpuPerSec).toLocaleString('en')} / ${Math.round(a.attestedCpuPerSec).toLocaleString('en')}); ${a.checkpoints} checkpoints cosigned and stamped ${a.settleS.toFixed(2)} s after the last seal`);
+      }
+      const ratios = att.map((a) => a.attestedPerSec / a.plainPerSec);
+      const cpuRatios = att.map((a) => a.attestedCpuPerSec / a.plainCpuPerSec);
+      console.log(`\nseal throughput with witness + TSA / without (${ATTEST_N.toLocaleString('en')} entries, a checkpoint every ${ATTEST_SEAL.toLocaleString('en')}): median ratio ${median(ratios).toFixed(3)} wall (runs ${ratios.map((x) => x.toFixed(3)).join(' / ')}), ${median(cpuRatios).toFixed(3)} per CPU-second of this process (runs ${cpuRatios.map((x) => x.toFixed(3)).join(' / ')}); target ≥ 0.90`);
+    } finally {
+      await lw.stop();
+      await tsa.stop();
+    }
+  }
 }
 
 await main();

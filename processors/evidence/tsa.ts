@@ -17,9 +17,9 @@
 // node:crypto, synchronously, so bundle verification stays synchronous.
 import { X509Certificate, createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
+import { SignerInfo, id_signedData, type SignedData } from '@peculiar/asn1-cms';
 import { AlgorithmIdentifier, Certificate, ExtendedKeyUsage, id_ce_extKeyUsage, id_kp_timeStamping } from '@peculiar/asn1-x509';
-import { MessageImprint, TimeStampReq, TimeStampResp, TSTInfo, id_ct_tstInfo } from '@peculiar/asn1-tsp';
+import { MessageImprint, PKIStatusInfo, TimeStampReq, TSTInfo, id_ct_tstInfo } from '@peculiar/asn1-tsp';
 import * as asn1js from 'asn1js';
 
 export class TsaError extends Error {
@@ -70,16 +70,19 @@ export interface ParsedResponse { status: number; statusText: string; failInfo?:
 
 /** Parse a DER TimeStampResp; the token is returned as its exact DER bytes (a ContentInfo). */
 export function parseTimeStampResponse(der: Uint8Array): ParsedResponse {
-  let resp: TimeStampResp;
-  try { resp = AsnConvert.parse(der, TimeStampResp); } catch (e) { throw new TsaError(`time-stamp response is not DER TimeStampResp: ${(e as Error).message}`); }
-  const status = resp.status.status as number;
-  const statusText = (resp.status.statusString ?? []).map((s) => String(s)).join('; ');
-  if (!resp.timeStampToken) return { status, statusText, ...(resp.status.failInfo ? { failInfo: String(resp.status.failInfo) } : {}) };
-  // Keep the token's own bytes (not a re-encoding): the second element of the response SEQUENCE.
+  // TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken OPTIONAL }: the status is parsed
+  // with its schema; the token is kept as its own bytes (verified separately, never re-encoded).
   const parsed = asn1js.fromBER(der);
-  const seq = parsed.result as asn1js.Sequence;
+  const seq = parsed.result;
+  if (parsed.offset === -1 || parsed.offset !== der.byteLength || !(seq instanceof asn1js.Sequence) || seq.valueBlock.value.length < 1 || seq.valueBlock.value.length > 2) {
+    throw new TsaError('time-stamp response is not DER TimeStampResp');
+  }
+  let info: PKIStatusInfo;
+  try { info = AsnConvert.parse(seq.valueBlock.value[0]!.valueBeforeDecodeView, PKIStatusInfo); } catch (e) { throw new TsaError(`time-stamp response status is malformed: ${(e as Error).message}`); }
+  const status = info.status as number;
+  const statusText = (info.statusString ?? []).map((s) => String(s)).join('; ');
   const tokenBlock = seq.valueBlock.value[1];
-  if (parsed.offset === -1 || !tokenBlock) throw new TsaError('time-stamp response token cannot be located');
+  if (!tokenBlock) return { status, statusText, ...(info.failInfo ? { failInfo: String(info.failInfo) } : {}) };
   return { status, statusText, token: Buffer.from(tokenBlock.valueBeforeDecodeView) };
 }
 
@@ -117,12 +120,11 @@ export function verifyTimeStampToken(token: Uint8Array, data: Uint8Array, truste
 
 function verifyOrThrow(token: Uint8Array, data: Uint8Array, trusted: readonly Pinned[], opts: { nonce?: Uint8Array }): TokenInfo {
   if (trusted.length === 0) throw new TsaError('no TSA certificate is trusted');
-  const ci = AsnConvert.parse(token, ContentInfo);
-  if (ci.contentType !== id_signedData) throw new TsaError(`token content type is ${ci.contentType}, not SignedData`);
-  const sd = AsnConvert.parse(ci.content, SignedData);
-  if (sd.encapContentInfo.eContentType !== id_ct_tstInfo) throw new TsaError(`token encapsulates ${sd.encapContentInfo.eContentType}, not id-ct-TSTInfo`);
-  const eContent = sd.encapContentInfo.eContent?.single ?? fail('token has no TSTInfo content');
-  const tstBytes = buf(eContent.buffer);
+  // The structure is walked once with asn1js (keeping exact bytes); the typed schemas parse the parts.
+  const raw = rawParts(token);
+  if (raw.contentType !== id_signedData) throw new TsaError(`token content type is ${raw.contentType}, not SignedData`);
+  if (raw.eContentType !== id_ct_tstInfo) throw new TsaError(`token encapsulates ${raw.eContentType}, not id-ct-TSTInfo`);
+  const tstBytes = raw.eContent;
   const tst = AsnConvert.parse(tstBytes, TSTInfo);
 
   // The message imprint: the checkpoint's digest.
@@ -131,8 +133,8 @@ function verifyOrThrow(token: Uint8Array, data: Uint8Array, trusted: readonly Pi
   if (!expected.equals(buf(tst.messageImprint.hashedMessage.buffer))) throw new TsaError('message imprint does not match the checkpoint (the token dates other data)');
   if (opts.nonce && !positiveInteger(opts.nonce).equals(buf(tst.nonce ?? new ArrayBuffer(0)))) throw new TsaError('token nonce differs from the request');
 
-  if (sd.signerInfos.length !== 1) throw new TsaError(`token has ${sd.signerInfos.length} signers, expected 1`);
-  const si = sd.signerInfos[0]!;
+  if (raw.signerInfos.length !== 1) throw new TsaError(`token has ${raw.signerInfos.length} signers, expected 1`);
+  const si = AsnConvert.parse(raw.signerInfos[0]!, SignerInfo);
   const digestAlg = DIGESTS[si.digestAlgorithm.algorithm] ?? fail(`signer digest algorithm ${si.digestAlgorithm.algorithm} is not SHA-256/384/512`);
   const attrs = si.signedAttrs ?? fail('token signer has no signed attributes');
   const attr = (oid: string): ArrayBuffer | undefined => {
@@ -151,13 +153,13 @@ function verifyOrThrow(token: Uint8Array, data: Uint8Array, trusted: readonly Pi
 
   // The signer certificate: named by hash in the ESS signing-certificate attribute.
   const ess = essCertId(attr(OID_SIGNING_CERTIFICATE_V2), attr(OID_SIGNING_CERTIFICATE));
-  const embedded = (sd.certificates ?? []).flatMap((c) => (c.certificate ? [buf(AsnConvert.serialize(c.certificate))] : []));
-  const candidates = [...trusted.map((t) => t.der), ...embedded];
-  const signerDer = candidates.find((d) => createHash(ess.alg).update(d).digest().equals(ess.hash))
+  const named = (d: Buffer): boolean => createHash(ess.alg).update(d).digest().equals(ess.hash);
+  const signerDer = trusted.map((t) => t.der).find(named) ?? raw.certificates.find(named)
     ?? fail('the signer certificate named by the ESS signing-certificate attribute is neither pinned nor in the token');
-  const signer = new X509Certificate(signerDer);
-  checkSid(si.sid, signerDer);
-  checkTimeStampingEku(signerDer);
+  const signerInfo = certInfo(signerDer);
+  const signer = signerInfo.x509;
+  checkSid(si.sid, signerInfo);
+  if (signerInfo.ekuProblem) throw new TsaError(signerInfo.ekuProblem);
   const genTime = tst.genTime;
   within(signer, genTime, 'TSA certificate');
   const direct = trusted.find((t) => t.der.equals(signerDer));
@@ -171,7 +173,7 @@ function verifyOrThrow(token: Uint8Array, data: Uint8Array, trusted: readonly Pi
   }
 
   // The signature over the DER of the signed attributes (SET OF, tag 0x31, not the [0] of the SignerInfo).
-  const signedAttrs = signedAttrsDer(token);
+  const signedAttrs = Buffer.from(raw.signedAttrs);
   signedAttrs[0] = 0x31;
   const sigAlg = SIGNATURE_ALGS[si.signatureAlgorithm.algorithm] ?? fail(`signature algorithm ${si.signatureAlgorithm.algorithm} is not supported`);
   const hash = sigAlg === 'digest' ? digestAlg : sigAlg === 'none' ? null : sigAlg;
@@ -186,19 +188,57 @@ function verifyOrThrow(token: Uint8Array, data: Uint8Array, trusted: readonly Pi
 function fail(detail: string): never { throw new TsaError(detail); }
 
 /**
- * The signed attributes exactly as encoded in the token ([0] IMPLICIT SET OF Attribute of the one
- * SignerInfo); the schema parser does not keep the raw bytes of a repeated field, so asn1js walks
- * ContentInfo → [0] → SignedData → signerInfos → SignerInfo.
+ * Bytes exactly as encoded in the token: the signed attributes ([0] IMPLICIT SET OF Attribute of
+ * the one SignerInfo) and the certificates ([0] IMPLICIT of SignedData). The schema parser keeps
+ * no raw bytes for repeated fields (and re-encoding is not guaranteed byte-exact), so asn1js walks
+ * ContentInfo → [0] → SignedData.
  */
-function signedAttrsDer(token: Uint8Array): Buffer {
-  const ci = asn1js.fromBER(token).result as asn1js.Sequence;
-  const explicit = ci.valueBlock.value[1] as asn1js.Constructed | undefined;
-  const sd = explicit?.valueBlock.value[0] as asn1js.Sequence | undefined;
-  const infos = sd?.valueBlock.value[sd.valueBlock.value.length - 1] as asn1js.Set | undefined;
-  const si = infos?.valueBlock.value[0] as asn1js.Sequence | undefined;
-  const attrs = si?.valueBlock.value.find((b) => b.idBlock.tagClass === 3 && b.idBlock.tagNumber === 0);
-  if (!attrs) throw new TsaError('signed attributes cannot be located in the token');
-  return Buffer.from(attrs.valueBeforeDecodeView);
+interface RawToken { contentType: string; eContentType: string; eContent: Buffer; signerInfos: Uint8Array[]; signedAttrs: Uint8Array; certificates: Buffer[] }
+function rawParts(token: Uint8Array): RawToken {
+  const parsed = asn1js.fromBER(token);
+  if (parsed.offset === -1 || parsed.offset !== token.byteLength) throw new TsaError('token is not one DER ContentInfo');
+  const ci = parsed.result;
+  const ctOid = ci instanceof asn1js.Sequence ? ci.valueBlock.value[0] : undefined;
+  const explicit = ci instanceof asn1js.Sequence ? (ci.valueBlock.value[1] as asn1js.Constructed | undefined) : undefined;
+  if (!(ctOid instanceof asn1js.ObjectIdentifier) || !explicit || explicit.idBlock.tagClass !== 3 || explicit.idBlock.tagNumber !== 0) throw new TsaError('token is not a CMS ContentInfo');
+  const sd = explicit.valueBlock.value[0];
+  if (!(sd instanceof asn1js.Sequence) || sd.valueBlock.value.length < 4) throw new TsaError('token content is not a SignedData');
+  const parts = sd.valueBlock.value;
+  const encap = parts[2];
+  const eType = encap instanceof asn1js.Sequence ? encap.valueBlock.value[0] : undefined;
+  const eWrap = encap instanceof asn1js.Sequence ? (encap.valueBlock.value[1] as asn1js.Constructed | undefined) : undefined;
+  const eOctets = eWrap?.valueBlock.value?.[0];
+  if (!(eType instanceof asn1js.ObjectIdentifier) || !(eOctets instanceof asn1js.OctetString) || eOctets.idBlock.isConstructed) throw new TsaError('token has no TSTInfo content (DER OCTET STRING)');
+  const infos = parts[parts.length - 1];
+  if (!(infos instanceof asn1js.Set)) throw new TsaError('token has no SignerInfos');
+  const si = infos.valueBlock.value[0];
+  const attrs = si instanceof asn1js.Sequence ? si.valueBlock.value.find((b) => b.idBlock.tagClass === 3 && b.idBlock.tagNumber === 0) : undefined;
+  if (!attrs) throw new TsaError('token signer has no signed attributes');
+  const certs = parts.find((b) => b.idBlock.tagClass === 3 && b.idBlock.tagNumber === 0) as asn1js.Constructed | undefined;
+  return {
+    contentType: ctOid.valueBlock.toString(), eContentType: eType.valueBlock.toString(), eContent: Buffer.from(eOctets.valueBlock.valueHexView),
+    signerInfos: infos.valueBlock.value.map((x) => x.valueBeforeDecodeView), signedAttrs: attrs.valueBeforeDecodeView,
+    certificates: (certs?.valueBlock.value ?? []).filter((c) => c instanceof asn1js.Sequence).map((c) => Buffer.from(c.valueBeforeDecodeView)),
+  };
+}
+
+interface CertInfo { x509: X509Certificate; serial: Buffer; issuerDer: Buffer; ski: Buffer | undefined; ekuProblem: string | undefined }
+// The same few TSA certificates come back in every token: parse and check each once.
+const certCache = new Map<string, CertInfo>();
+function certInfo(der: Buffer): CertInfo {
+  const key = createHash('sha256').update(der).digest('hex');
+  let c = certCache.get(key);
+  if (c) return c;
+  const cert = AsnConvert.parse(der, Certificate);
+  const ski = cert.tbsCertificate.extensions?.find((e) => e.extnID === '2.5.29.14');
+  c = {
+    x509: new X509Certificate(der), serial: buf(cert.tbsCertificate.serialNumber), issuerDer: buf(AsnConvert.serialize(cert.tbsCertificate.issuer)),
+    ski: ski ? Buffer.from((asn1js.fromBER(buf(ski.extnValue.buffer)).result as asn1js.OctetString).valueBlock.valueHexView) : undefined,
+    ekuProblem: timeStampingEkuProblem(cert),
+  };
+  if (certCache.size >= 64) certCache.delete(certCache.keys().next().value!);
+  certCache.set(key, c);
+  return c;
 }
 
 function within(c: X509Certificate, t: Date, what: string): void {
@@ -237,30 +277,28 @@ function essCertId(v2: ArrayBuffer | undefined, v1: ArrayBuffer | undefined): { 
 }
 
 /** The SignerInfo's sid must name the certificate the ESS attribute names. */
-function checkSid(sid: SignedData['signerInfos'][number]['sid'], certDer: Buffer): void {
-  const cert = AsnConvert.parse(certDer, Certificate);
+function checkSid(sid: SignedData['signerInfos'][number]['sid'], cert: CertInfo): void {
   if (sid.issuerAndSerialNumber) {
-    const same = buf(sid.issuerAndSerialNumber.serialNumber).equals(buf(cert.tbsCertificate.serialNumber))
-      && buf(AsnConvert.serialize(sid.issuerAndSerialNumber.issuer)).equals(buf(AsnConvert.serialize(cert.tbsCertificate.issuer)));
+    const same = buf(sid.issuerAndSerialNumber.serialNumber).equals(cert.serial)
+      && buf(AsnConvert.serialize(sid.issuerAndSerialNumber.issuer)).equals(cert.issuerDer);
     if (!same) throw new TsaError('the SignerInfo names another certificate than the ESS signing-certificate attribute');
     return;
   }
   if (sid.subjectKeyIdentifier) {
-    const ski = cert.tbsCertificate.extensions?.find((e) => e.extnID === '2.5.29.14');
-    const skiValue = ski ? (asn1js.fromBER(buf(ski.extnValue.buffer)).result as asn1js.OctetString).valueBlock.valueHexView : undefined;
-    if (!skiValue || !Buffer.from(skiValue).equals(buf(sid.subjectKeyIdentifier.buffer))) throw new TsaError('the SignerInfo key identifier does not match the signer certificate');
+    if (!cert.ski || !cert.ski.equals(buf(sid.subjectKeyIdentifier.buffer))) throw new TsaError('the SignerInfo key identifier does not match the signer certificate');
     return;
   }
   throw new TsaError('the SignerInfo has no signer identifier');
 }
 
 /** RFC 3161 §2.3: exactly one extended key usage, id-kp-timeStamping, marked critical. */
-function checkTimeStampingEku(certDer: Buffer): void {
-  const cert = AsnConvert.parse(certDer, Certificate);
-  const eku = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_extKeyUsage) ?? fail('TSA certificate has no extended key usage (needs critical id-kp-timeStamping)');
-  if (!eku.critical) throw new TsaError('TSA certificate extended key usage is not critical');
+function timeStampingEkuProblem(cert: Certificate): string | undefined {
+  const eku = cert.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_extKeyUsage);
+  if (!eku) return 'TSA certificate has no extended key usage (needs critical id-kp-timeStamping)';
+  if (!eku.critical) return 'TSA certificate extended key usage is not critical';
   const usages = AsnConvert.parse(eku.extnValue.buffer, ExtendedKeyUsage);
-  if (usages.length !== 1 || usages[0] !== id_kp_timeStamping) throw new TsaError(`TSA certificate extended key usage must be only id-kp-timeStamping (has ${[...usages].join(', ')})`);
+  if (usages.length !== 1 || usages[0] !== id_kp_timeStamping) return `TSA certificate extended key usage must be only id-kp-timeStamping (has ${[...usages].join(', ')})`;
+  return undefined;
 }
 
 // ---- the k-of-n policy --------------------------------------------------------------------------

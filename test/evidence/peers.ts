@@ -3,7 +3,6 @@
 // RFC 3161 TSA made of Debian's `openssl ts -reply` behind a tiny HTTP server. Both on 127.0.0.1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -105,13 +104,15 @@ export interface RunningTsa {
   tsaCertPem: string;
   caCertPem: string;
   dir: string;
-  requests: number;
-  /** While true, answer 503 (a TSA outage). */
-  down: boolean;
+  /** Simulate an outage (503) or end it. */
+  setDown(down: boolean): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** A local TSA: its own CA and a TSA certificate with the critical timeStamping EKU, answering over HTTP. */
+/**
+ * A local TSA: its own CA and a TSA certificate with the critical timeStamping EKU, answering over
+ * HTTP from a child process (tsa-server.ts) that runs `openssl ts -reply` per request.
+ */
 export async function startOpensslTsa(label = 'Test TSA'): Promise<RunningTsa> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-tsa-'));
   const o = (...args: string[]): Buffer => sh('openssl', args, { cwd: dir });
@@ -127,38 +128,20 @@ export async function startOpensslTsa(label = 'Test TSA'): Promise<RunningTsa> {
     'signer_cert = $dir/tsa.crt', 'certs = $dir/tsa.crt', 'signer_key = $dir/tsa.key', 'signer_digest = sha256', 'default_policy = 1.3.6.1.4.1.55555.1',
     'digests = sha256, sha384, sha512', 'accuracy = secs:1', 'ordering = yes', 'tsa_name = yes', 'ess_cert_id_chain = no', 'ess_cert_id_alg = sha256', '',
   ].join('\n'));
-  // One reply at a time: `openssl ts -reply` increments the serial file.
-  let queue: Promise<unknown> = Promise.resolve();
-  const state = { requests: 0, down: false };
-  const reply = (query: Buffer): Buffer => {
-    writeFileSync(path.join(dir, 'q.tsq'), query);
-    o('ts', '-reply', '-config', 'tsa.cnf', '-queryfile', 'q.tsq', '-out', 'r.tsr');
-    return readFileSync(path.join(dir, 'r.tsr'));
-  };
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (state.down) { res.writeHead(503).end('down for the test'); return; }
-      queue = queue.then(() => {
-        try {
-          const out = reply(Buffer.concat(chunks));
-          state.requests++;
-          res.writeHead(200, { 'content-type': 'application/timestamp-reply' }).end(out);
-        } catch (e) { res.writeHead(500).end(String(e)); }
-      });
-    });
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VITEST')));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'tsa-server.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => { buf += d.toString(); const m = /port (\d+)\n/.exec(buf); if (m) resolve(Number(m[1])); });
+    child.once('exit', (code) => reject(new Error(`tsa-server exited ${code}`)));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
+  const base = `http://127.0.0.1:${port}`;
   return {
-    url: `http://127.0.0.1:${port}/tsa`, dir,
+    url: `${base}/tsa`, dir,
     tsaCertPem: readFileSync(path.join(dir, 'tsa.crt'), 'utf8'), caCertPem: readFileSync(path.join(dir, 'ca.crt'), 'utf8'),
-    get requests() { return state.requests; },
-    get down() { return state.down; },
-    set down(v: boolean) { state.down = v; },
-    stop: async () => { await new Promise<void>((r) => server.close(() => r())); rmSync(dir, { recursive: true, force: true }); },
-  } as RunningTsa;
+    setDown: async (down) => { await (await fetch(`${base}/control/${down ? 'down' : 'up'}`, { method: 'POST' })).text(); },
+    stop: async () => { child.kill('SIGTERM'); await exited(child); rmSync(dir, { recursive: true, force: true }); },
+  };
 }
 
 /** `openssl ts -verify` of a token over data, with the TSA's CA as the trust anchor: [ok, output]. */

@@ -63,7 +63,7 @@ describe('evidence runner with a real witness and TSA', () => {
 
     // 2. The witness is killed and the TSA goes down: seals keep coming.
     await lw.kill();
-    tsa.down = true;
+    await tsa.setDown(true);
     for (const n of [3, 4]) {
       const before = await sealedSize(store, TENANT);
       await send(n);
@@ -79,7 +79,7 @@ describe('evidence runner with a real witness and TSA', () => {
 
     // 3. Back up: the witness catches up from 5 to 12 in one request, the TSA fills both gaps.
     await lw.start();
-    tsa.down = false;
+    await tsa.setDown(false);
     await r.attestor!.settled(30_000);
     expect(await store.read(TENANT, cosignaturePath(wkid, 12))).toBeDefined();
     expect(await store.read(TENANT, cosignaturePath(wkid, 8))).toBeUndefined(); // skipped while down: 12 covers it

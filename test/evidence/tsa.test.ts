@@ -83,10 +83,10 @@ describe('RFC 3161 with a real openssl TSA', () => {
   });
 
   it('a TSA outage or refusal is a TsaError naming the TSA', async () => {
-    tsa.down = true;
+    await tsa.setDown(true);
     try {
       await expect(new TsaClient({ url: tsa.url, certificates: [tsa.tsaCertPem] }).timestamp(checkpoint)).rejects.toThrow(/answered 503/);
-    } finally { tsa.down = false; }
+    } finally { await tsa.setDown(false); }
     await expect(new TsaClient({ url: 'http://127.0.0.1:9/tsa', certificates: [tsa.tsaCertPem] }, 2000).timestamp(checkpoint)).rejects.toThrow(/unreachable/);
     expect(() => parseTimeStampResponse(Buffer.from('nope'))).toThrow(/not DER TimeStampResp/);
   });
