@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../lib/config.ts';
 import { readDemoTenant } from '../lib/bootstrap.ts';
 import type { TenantConfig } from '../lib/tenancy.ts';
-import { addTenant, createToken, readTokenStore, revokeToken, TOKEN_STORE_POLL_MS, tokenStorePath, TokenStoreError, writeTokenStore } from '../lib/token-store.ts';
+import { addTenant, createToken, readTokenStore, RevokeNotFound, revokeToken, TOKEN_STORE_POLL_MS, tokenStorePath, TokenStoreError, updateTokenStore } from '../lib/token-store.ts';
 import { flagString, outputFormat, render, tenantFlag, UsageError, type Flags, type Io } from './commands.ts';
 
 /** The data dir and the tenants configured outside the store (config file, else the demo tenant). */
@@ -34,8 +34,7 @@ export async function cmdTenants(sub: string | undefined, args: string[], flags:
   if (sub === 'add') {
     const id = args[0];
     if (!id || args.length > 1) throw new UsageError('usage: stella tenants add <tenant id>');
-    const store = asUsage(() => addTenant(readTokenStore(dataDir), id, configured.map((t) => t.id)));
-    writeTokenStore(dataDir, store);
+    const store = updateTokenStore(dataDir, (s) => { const next = asUsage(() => addTenant(s, id, configured.map((t) => t.id))); return { store: next, result: next }; });
     const added = store.tenants.find((t) => t.id === id)!;
     io.stdout(render({ id, created: added.created, store: tokenStorePath(dataDir) }, format, () => `${id}\n`));
     io.stderr(`tenant "${id}" added to ${tokenStorePath(dataDir)}; create a token with "stella tokens create --tenant ${id} --scopes otlp:write"\n`);
@@ -64,8 +63,7 @@ export async function cmdTokens(sub: string | undefined, args: string[], flags: 
     if (!tenant || !scopesFlag) throw new UsageError('usage: stella tokens create --tenant T --scopes s1,s2 [--name N] (scopes: see "Tenants and tokens" in README.md)');
     const scopes = scopesFlag.split(',').map((s) => s.trim()).filter(Boolean);
     const name = flagString(flags, 'name') ?? `${tenant}-${randomBytes(3).toString('hex')}`;
-    const r = asUsage(() => createToken(readTokenStore(dataDir), { tenant, name, scopes, known: configured }));
-    writeTokenStore(dataDir, r.store);
+    const r = updateTokenStore(dataDir, (s) => { const c = asUsage(() => createToken(s, { tenant, name, scopes, known: configured })); return { store: c.store, result: c }; });
     const { entry } = r;
     io.stdout(render({ name: entry.name, tenant: entry.tenant, scopes: entry.scopes, created: entry.created, sha256: entry.sha256, token: r.token }, format, () => `${r.token}\n`));
     io.stderr(`token "${entry.name}" for tenant "${tenant}" (${scopes.join(', ')}): shown once; only its SHA-256 is kept in ${tokenStorePath(dataDir)}; a running stella accepts it within ${(2 * TOKEN_STORE_POLL_MS) / 1000} s\n`);
@@ -90,11 +88,10 @@ export async function cmdTokens(sub: string | undefined, args: string[], flags: 
     const tenant = tenantFlag(flags);
     if (!name || args.length > 1 || !tenant) throw new UsageError('usage: stella tokens revoke <name> --tenant T');
     let store;
-    try { store = revokeToken(readTokenStore(dataDir), tenant, name); } catch (err) {
-      if (err instanceof TokenStoreError) { io.stderr(`stella: ${err.message}\n`); return 1; }
+    try { store = updateTokenStore(dataDir, (s) => { const next = revokeToken(s, tenant, name); return { store: next, result: next }; }); } catch (err) {
+      if (err instanceof RevokeNotFound) { io.stderr(`stella: ${err.message}\n`); return 1; }
       throw err;
     }
-    writeTokenStore(dataDir, store);
     const revoked = store.tokens.find((t) => t.tenant === tenant && t.name === name)!.revoked!;
     io.stdout(render({ name, tenant, revoked }, format, () => `revoked ${tenant}/${name}\n`));
     io.stderr(`a running stella refuses it within ${(2 * TOKEN_STORE_POLL_MS) / 1000} s (polls ${tokenStorePath(dataDir)})\n`);

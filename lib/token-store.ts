@@ -4,7 +4,7 @@
 // TokenRegistry (watchTokenStore), so a created token works and a revoked one is refused within
 // TOKEN_STORE_POLL_MS + one request, without a restart.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseGrant, sha256Hex, validateTenantId, type TenantConfig } from './tenancy.ts';
 
@@ -17,6 +17,8 @@ export interface StoredToken { name: string; tenant: string; sha256: string; sco
 export interface TokenStore { version: 1; tenants: { id: string; created: string }[]; tokens: StoredToken[] }
 
 export class TokenStoreError extends Error {}
+/** `revokeToken` of a name the store does not have. */
+export class RevokeNotFound extends TokenStoreError {}
 
 export const tokenStorePath = (dataDir: string): string => path.join(dataDir, TOKEN_STORE_FILE);
 
@@ -51,6 +53,31 @@ export function writeTokenStore(dataDir: string, store: TokenStore): void {
   writeFileSync(tmp, JSON.stringify(store, null, 2) + '\n', { mode: 0o600 });
   chmodSync(tmp, 0o600); // the umask cannot widen it, but a pre-existing file's mode would be kept
   renameSync(tmp, file);
+}
+
+/**
+ * Read-modify-write under `<store>.lock` (created exclusively), so that two `stella tokens` run at
+ * once do not lose one's change. A lock older than 30 s is a crashed writer's and is taken over.
+ */
+export function updateTokenStore<T>(dataDir: string, change: (store: TokenStore) => { store: TokenStore; result: T }, waitMs = 5000): T {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = `${tokenStorePath(dataDir)}.lock`;
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try { closeSync(openSync(lock, 'wx', 0o600)); break; } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      try { if (Date.now() - statSync(lock).mtimeMs > 30_000) { rmSync(lock, { force: true }); continue; } } catch { continue; }
+      if (Date.now() > until) throw new TokenStoreError(`token store is locked by another stella (${lock}); retry, or remove the file if no stella tokens/tenants command is running`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+  try {
+    const { store, result } = change(readTokenStore(dataDir));
+    writeTokenStore(dataDir, store);
+    return result;
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
 
 /** The store's tenants with their unrevoked tokens, in the shape of the config's `tenants`. */
@@ -97,7 +124,7 @@ export function createToken(store: TokenStore, o: { tenant: string; name: string
 
 export function revokeToken(store: TokenStore, tenant: string, name: string, now = new Date()): TokenStore {
   const i = store.tokens.findIndex((t) => t.tenant === tenant && t.name === name);
-  if (i < 0) throw new TokenStoreError(`tenant "${tenant}" has no token named "${name}" in the token store (tokens of the config file are removed there)`);
+  if (i < 0) throw new RevokeNotFound(`tenant "${tenant}" has no token named "${name}" in the token store (tokens of the config file are removed there)`);
   if (store.tokens[i]!.revoked) return store;
   const tokens = store.tokens.slice();
   tokens[i] = { ...tokens[i]!, revoked: now.toISOString() };
