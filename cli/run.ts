@@ -10,6 +10,7 @@ import { connectKafka, preparePipeline } from '../lib/kafka/setup.ts';
 import { drainGroup } from '../lib/kafka/drain.ts';
 import { setConsumerGroupTiming } from '../lib/kafka/group-timing.ts';
 import { logger } from '../lib/log.ts';
+import { stopLeftoverBroker, trackLocalBroker, untrackLocalBroker } from './local-broker.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
 import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
 import { mergeTenants, readTokenStore, storeTenants, tokenStorePath, watchTokenStore } from '../lib/token-store.ts';
@@ -83,7 +84,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     throw new ConfigError([`tenants / ${tokenStorePath(cfg.dataDir)}: ${(err as Error).message}`]);
   }
   setConsumerGroupTiming({ sessionTimeoutMs: cfg.kafka.sessionTimeoutMs, heartbeatIntervalMs: cfg.kafka.heartbeatIntervalMs, rebalanceTimeoutMs: cfg.kafka.rebalanceTimeoutMs });
+  const kafkaDir = path.join(cfg.dataDir, 'kafka');
+  if (!cfg.kafka.brokers) await stopLeftoverBroker(kafkaDir, out);
   const kafka = await connectKafka(cfg.kafka, cfg.dataDir);
+  if (kafka.localBroker?.pid) trackLocalBroker(kafkaDir, kafka.localBroker.pid);
   // Shutdown runs by phase: intake stops first, processors drain and commit, then the API and admin
   // endpoints, then the store, and the local broker last.
   // Self-traces to our own receiver are flushed before intake stops (`selfTrace`); to another endpoint, after the processors.
@@ -117,7 +121,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       await stop();
     } });
   };
-  if (kafka.localBroker) phases.kafka.push(() => kafka.localBroker!.stop());
+  if (kafka.localBroker) phases.kafka.push(async () => { await kafka.localBroker!.stop(); untrackLocalBroker(); });
   const unwatchTokens = watchTokenStore(cfg.dataDir, (stored) => {
     tokens.replace(mergeTenants(baseTenants, stored));
     log.info({ tokens: tokens.size }, 'token store reloaded');

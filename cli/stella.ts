@@ -4,6 +4,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
+import { signalLocalBroker } from './local-broker.ts';
 import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -95,17 +96,37 @@ async function cmdRun(flags: Map<string, string | true>): Promise<number> {
   if (only === undefined) parts = new Set(PARTS);
   else if (typeof only === 'string' && (PARTS as readonly string[]).includes(only)) parts = new Set([only as Part]);
   else throw new UsageError(`--only takes one of: ${PARTS.join(', ')}`);
-  const pipeline = await runPipeline(cfg, parts, (l) => process.stdout.write(l + '\n'));
-  process.stdout.write('Ready. Ctrl-C (SIGINT) or SIGTERM stops it gracefully.\n');
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      process.stdout.write(`${sig}: stopping intake, draining, committing...\n`);
-      void pipeline.stop().then(resolve);
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  process.stdout.write('Stopped.\n');
+  const say = (l: string) => { process.stdout.write(l + '\n'); };
+  // Ctrl-C or SIGTERM: stop gracefully (intake, drain and commit, then the local broker last). A
+  // second one forces: exit now; the local broker (its own process group) is told to stop and
+  // finishes its clean shutdown by itself; what was not committed is processed after a restart.
+  // `npm start` passes a Ctrl-C on to stella while the terminal also sends it: signals within
+  // REPEAT_MS of the first are that same Ctrl-C.
+  const REPEAT_MS = 250;
+  let firstSignalAt: number | undefined;
+  let requestStop!: (sig: string) => void;
+  const stopRequested = new Promise<string>((resolve) => { requestStop = resolve; });
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (firstSignalAt === undefined) {
+      firstSignalAt = Date.now();
+      requestStop(sig);
+    } else if (Date.now() - firstSignalAt > REPEAT_MS) {
+      say(`${sig} again: forced stop without draining; uncommitted input is processed after a restart.`);
+      signalLocalBroker();
+      void exitAfterFlush(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let started = false;
+  void stopRequested.then((sig) => { if (!started) say(`${sig}: stopping once started (Ctrl-C again to force)...`); });
+  const pipeline = await runPipeline(cfg, parts, say);
+  started = true;
+  say('Ready. Ctrl-C (SIGINT) or SIGTERM stops it gracefully; a second Ctrl-C forces.');
+  const sig = await stopRequested;
+  say(`${sig}: stopping intake, draining, committing... (Ctrl-C again to force)`);
+  await pipeline.stop();
+  say('Stopped.');
   return 0;
 }
 

@@ -82,6 +82,8 @@ export interface BrokerOptions {
   /** SCRAM users besides the pipeline's (./acls.ts PIPELINE_USERS), e.g. `collector-acme`. Only
    * users known when the storage is first formatted get credentials. */
   extraUsers?: string[];
+  /** Run the broker in a process group of its own (`stella run`: a terminal's Ctrl-C reaches only stella, which stops it last). */
+  ownProcessGroup?: boolean;
 }
 
 export interface RunningBroker {
@@ -261,7 +263,7 @@ export async function startBroker(opts: BrokerOptions): Promise<RunningBroker> {
     if (r.status !== 0) throw new Error(`kafka storage format failed (exit ${r.status}): ${redact(String(r.stdout), creds)}\n${redact(String(r.stderr), creds)}`);
   }
   const out = openSync(path.join(opts.dataDir, 'stdout.log'), 'a');
-  const child: ChildProcess = spawn('java', [...jvm, 'kafka.Kafka', propsFile], { stdio: ['ignore', out, out], detached: false });
+  const child: ChildProcess = spawn('java', [...jvm, 'kafka.Kafka', propsFile], { stdio: ['ignore', out, out], detached: opts.ownProcessGroup === true });
   closeSync(out);
   let exited = false;
   child.on('exit', () => { exited = true; });

@@ -6,6 +6,7 @@
 // and logs or reports it where it matters.
 import { createRequire } from 'node:module';
 import { logLevel } from 'kafkajs';
+import { COORDINATOR_NOT_READY } from './restart.ts';
 
 export type PinoLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -31,6 +32,9 @@ const EXPECTED_WARNINGS = new Set(['Limiting retries for the idempotent producer
 export function kafkaLogLevel(level: number, message: string, fields: Record<string, unknown>): PinoLevel {
   const mapped = levels[level] ?? 'info';
   if (mapped === 'warn' && EXPECTED_WARNINGS.has(message)) return 'debug';
+  // A consumer that crashed because the coordinator was not ready yet is restarted (./restart.ts),
+  // as kafkajs restarts those that crash on retriable errors: not errors either.
+  if (mapped === 'error' && (message.startsWith('Restarting the consumer in ') || [...COORDINATOR_NOT_READY].some((n) => message.startsWith(`Crash: ${n}:`)))) return 'info';
   if (mapped === 'error' && message.startsWith('Response ') && typeof fields.error === 'string') {
     return byMessage.get(fields.error) ?? mapped;
   }

@@ -25,7 +25,7 @@ export async function connectKafka(cfg: KafkaConfig, dataDir: string): Promise<K
   }
   const log = logger('kafka');
   const broker = await startBroker({ dataDir: path.join(dataDir, 'kafka'), log: (m) => log.info(m),
-    extraUsers: cfg.directTenants.map(collectorUser) });
+    extraUsers: cfg.directTenants.map(collectorUser), ownProcessGroup: true });
   return { brokers: [broker.brokers], localBroker: broker, access: (user) => broker.access(user) };
 }
 

@@ -4,6 +4,7 @@
 // the DLQ. Each stage is its own consumer group, so it restarts and scales independently.
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { consumerGroupOptions, keepHeartbeating } from './group-timing.ts';
+import { restartOnFatalCrash } from './restart.ts';
 import { logger } from '../log.ts';
 import { counter, gauge, histogram } from '../metrics.ts';
 import { startBatchTrace, type Context } from '../tracing.ts';
@@ -64,53 +65,57 @@ export async function runStage(opts: StageOptions): Promise<RunningStage> {
   });
   let stopping = false;
   if (opts.onGroupJoin) { const cb = opts.onGroupJoin; consumer.on(consumer.events.GROUP_JOIN, (e) => cb(e.payload.memberAssignment)); }
-  await consumer.connect();
-  await consumer.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
-    eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
-      if (batch.messages.length === 0) return;
-      const recs: StageRecord[] = batch.messages.map((m) => ({
-        topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null,
-        value: m.value ?? Buffer.alloc(0), headers: headerStrings(m.headers), timestamp: m.timestamp,
-      }));
-      // One consumer span per batch, linked to each record's traceparent (lib/tracing.ts).
-      const bt = startBatchTrace(opts.name, groupId, batch.topic, batch.partition, recs);
-      try {
-        const end = duration.startTimer({ stage: opts.name });
-        for (let attempt = 0; ; attempt++) {
-          if (!isRunning() || isStale()) return; // rebalance or shutdown: the next owner redoes it
-          try {
-            await keepHeartbeating(heartbeat, () => opts.handle(recs, { topic: batch.topic, partition: batch.partition, trace: bt?.ctx }));
-            break;
-          } catch (err) {
-            batches.inc({ stage: opts.name, outcome: 'retry' });
-            bt?.span.recordException(err instanceof Error ? err : String(err));
-            log.warn({ topic: batch.topic, partition: batch.partition, error_message: String(err), attempt }, 'batch failed; retrying from the same offset');
-            if (stopping) return;
-            await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
-            await heartbeat();
+  const start = async (): Promise<void> => {
+    await consumer.connect();
+    await consumer.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
+      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload) => {
+        if (batch.messages.length === 0) return;
+        const recs: StageRecord[] = batch.messages.map((m) => ({
+          topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key?.toString() ?? null,
+          value: m.value ?? Buffer.alloc(0), headers: headerStrings(m.headers), timestamp: m.timestamp,
+        }));
+        // One consumer span per batch, linked to each record's traceparent (lib/tracing.ts).
+        const bt = startBatchTrace(opts.name, groupId, batch.topic, batch.partition, recs);
+        try {
+          const end = duration.startTimer({ stage: opts.name });
+          for (let attempt = 0; ; attempt++) {
+            if (!isRunning() || isStale()) return; // rebalance or shutdown: the next owner redoes it
+            try {
+              await keepHeartbeating(heartbeat, () => opts.handle(recs, { topic: batch.topic, partition: batch.partition, trace: bt?.ctx }));
+              break;
+            } catch (err) {
+              batches.inc({ stage: opts.name, outcome: 'retry' });
+              bt?.span.recordException(err instanceof Error ? err : String(err));
+              log.warn({ topic: batch.topic, partition: batch.partition, error_message: String(err), attempt }, 'batch failed; retrying from the same offset');
+              if (stopping) return;
+              await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
+              await heartbeat();
+            }
           }
+          const last = recs[recs.length - 1]!;
+          const next = (BigInt(last.offset) + 1n).toString();
+          // resolveOffset moves this consumer's fetch position past the batch; commitOffsets makes that
+          // durable for the group (autoCommit is off, so nothing is committed before the output is).
+          resolveOffset(last.offset);
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+          batches.inc({ stage: opts.name, outcome: 'ok' });
+          records.inc({ stage: opts.name, topic: batch.topic }, recs.length);
+          lag.set({ stage: opts.name, topic: batch.topic, partition: String(batch.partition) },
+            Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(next))));
+          end();
+          await heartbeat();
+        } finally {
+          bt?.end();
         }
-        const last = recs[recs.length - 1]!;
-        const next = (BigInt(last.offset) + 1n).toString();
-        // resolveOffset moves this consumer's fetch position past the batch; commitOffsets makes that
-        // durable for the group (autoCommit is off, so nothing is committed before the output is).
-        resolveOffset(last.offset);
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
-        batches.inc({ stage: opts.name, outcome: 'ok' });
-        records.inc({ stage: opts.name, topic: batch.topic }, recs.length);
-        lag.set({ stage: opts.name, topic: batch.topic, partition: String(batch.partition) },
-          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(next))));
-        end();
-        await heartbeat();
-      } finally {
-        bt?.end();
-      }
-    },
-  });
+      },
+    });
+  };
+  restartOnFatalCrash(consumer, start, { log, stopping: () => stopping });
+  await start();
   return {
     consumer,
     stop: async () => { stopping = true; await consumer.disconnect(); },

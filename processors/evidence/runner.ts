@@ -8,6 +8,7 @@
 // tenants, so one tenant's seal never commits past another tenant's unsealed records.
 import { AssignerProtocol, type Consumer, type EachBatchPayload, type Kafka, type PartitionAssigner } from 'kafkajs';
 import { consumerGroupOptions, keepHeartbeating } from '../../lib/kafka/group-timing.ts';
+import { restartOnFatalCrash } from '../../lib/kafka/restart.ts';
 import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
@@ -519,19 +520,23 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     }
   });
 
-  await consumer.connect();
-  await consumer.subscribe({ topics: allTopics, fromBeginning: opts.fromBeginning ?? true });
   // stop() seals and commits while still a group member (a consumer that left cannot commit): from
   // then on batches are not handled (they are re-delivered after a restart) and the one in flight ends first.
   let closing = false;
   let inFlight: Promise<unknown> = Promise.resolve();
-  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1,
-    eachBatch: (p) => {
-      if (closing) return Promise.resolve();
-      const run = keepHeartbeating(p.heartbeat, () => handleBatch(p)); // a seal may hold the tenant's lock
-      inFlight = run.catch(() => undefined);
-      return run;
-    } });
+  const start = async (): Promise<void> => {
+    await consumer.connect();
+    await consumer.subscribe({ topics: allTopics, fromBeginning: opts.fromBeginning ?? true });
+    await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1,
+      eachBatch: (p) => {
+        if (closing) return Promise.resolve();
+        const run = keepHeartbeating(p.heartbeat, () => handleBatch(p)); // a seal may hold the tenant's lock
+        inFlight = run.catch(() => undefined);
+        return run;
+      } });
+  };
+  restartOnFatalCrash(consumer, start, { log, stopping: () => closing || dead });
+  await start();
 
   /** While a key is pending: rotate each open tenant still on the old key; promote once every log holds the new one. */
   let rotating = false;

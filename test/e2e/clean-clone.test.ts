@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createKafka } from '../../lib/kafka/client.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { stopLeftoverBroker } from '../../cli/local-broker.ts';
 import { freePort, startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
 import { groupLag } from '../../lib/kafka/drain.ts';
 import { defaultTopicNames as T, H } from '../../lib/kafka/topics.ts';
@@ -59,6 +60,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   start?.killGroup();
+  // The broker runs in a process group of its own (a terminal's Ctrl-C reaches only stella): stop it if a failed test left it.
+  await stopLeftoverBroker(path.join(dataDir, 'kafka'), say);
   await checkBroker?.stop();
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
@@ -122,6 +125,8 @@ it('SIGTERM to npm start right after a burst of telemetry: "Stopped.", exit 0, n
   let left = groupSignal(pid, 0);
   for (let i = 0; left && i < 50; i++) { await new Promise((r) => setTimeout(r, 100)); left = groupSignal(pid, 0); }
   expect(left, 'processes of npm start still running after it exited').toBe(false);
+  // The broker (its own process group) was stopped too: stella removes its pid file once it has exited.
+  expect(existsSync(path.join(dataDir, 'kafka', 'broker.pid')), 'the local broker outlived npm start').toBe(false);
   stopped = true;
 }, 150_000);
 

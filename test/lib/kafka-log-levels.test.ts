@@ -15,6 +15,11 @@ describe('kafkaLogLevel', () => {
   it('group membership changes are info', () => {
     expect(kafkaLogLevel(logLevel.ERROR, 'Response Heartbeat(key: 12, version: 3)', response('The group is rebalancing, so a rejoin is needed'))).toBe('info');
   });
+  it('a consumer crash on a coordinator that is not ready yet, and a consumer restart, are info (restarted)', () => {
+    expect(kafkaLogLevel(logLevel.ERROR, 'Crash: KafkaJSGroupCoordinatorNotFound: Failed to find group coordinator', { groupId: 'g' })).toBe('info');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Restarting the consumer in 200ms', { groupId: 'g' })).toBe('info');
+    expect(kafkaLogLevel(logLevel.ERROR, 'Crash: KafkaJSNonRetriableError: Topic authorization failed', { groupId: 'g' })).toBe('error');
+  });
   it('the bounded-retries warning of the idempotent producer is debug; other warnings stay', () => {
     expect(kafkaLogLevel(logLevel.WARN, 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {})).toBe('debug');
     expect(kafkaLogLevel(logLevel.WARN, 'something else', {})).toBe('warn');
