@@ -11,7 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPipeline, type RunningPipeline } from '../../cli/run.ts';
 import { loadConfig } from '../../lib/config.ts';
-import { sha256Hex } from '../../lib/tenancy.ts';
+import { ensureDemoTenant } from '../../lib/bootstrap.ts';
+import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
+import { mergeTenants, readTokenStore, storeTenants } from '../../lib/token-store.ts';
 import { kafkaEnv, uniq } from '../support/kafka.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -21,9 +23,9 @@ const CONFIG_TOKEN = `acme-config-${randomBytes(8).toString('hex')}`;
 let pipeline: RunningPipeline;
 let receiver: string;
 
-function stella(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: Record<string, string> = { ...process.env as Record<string, string>, STELLA_LOG_LEVEL: 'silent', STELLA_DATA_DIR: dir };
-  env.STELLA_CONFIG = cfgFile;
+function stella(args: string[], o: { dataDir?: string; config?: string | null } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: Record<string, string> = { ...process.env as Record<string, string>, STELLA_LOG_LEVEL: 'silent', STELLA_DATA_DIR: o.dataDir ?? dir };
+  if (o.config === null) delete env.STELLA_CONFIG; else env.STELLA_CONFIG = o.config ?? cfgFile;
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -149,5 +151,27 @@ describe('stella tenants / tokens against a running stella', () => {
     const missing = await stella(['tokens', 'revoke', 'nope', '--tenant', 'acme']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no token named "nope"');
+  }, 120_000);
+});
+
+describe('a lost demo token', () => {
+  it('is replaced by a token created for the demo tenant (stdout: the token alone)', async () => {
+    const demoDir = mkdtempSync(path.join(os.tmpdir(), 'stella-demo-'));
+    try {
+      const demo = ensureDemoTenant(demoDir); // what a first `stella run` without tenants does
+      const r = await stella(['tokens', 'create', '--tenant', 'demo', '--scopes', 'admin'], { dataDir: demoDir, config: null });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^stella_demo_[A-Za-z0-9_-]{32}\n$/);
+      const token = r.stdout.trim();
+      expect(r.stderr).toContain('shown once');
+      expect(r.stderr).not.toContain(token);
+      // The tenants `stella run` serves for this data dir: the demo tenant plus the store.
+      const reg = new TokenRegistry(mergeTenants(demo.tenants, storeTenants(readTokenStore(demoDir))));
+      const p = reg.authenticate(`Bearer ${token}`);
+      expect(p.tenantId).toBe('demo');
+      expect(p.grants.has('admin#tenant/demo')).toBe(true);
+    } finally {
+      rmSync(demoDir, { recursive: true, force: true });
+    }
   }, 120_000);
 });
