@@ -9,6 +9,8 @@
 // The decision reads only the item's top-level protobuf fields from the bytes the receiver has
 // already validated (no protobufjs decode): a few tag reads per span.
 
+import { H } from '../lib/kafka/topics.ts';
+
 export interface SamplingConfig {
   /** Ratio for tenants not listed; default 1 (keep everything). */
   defaultRatio: number;
@@ -95,7 +97,7 @@ const toThreshold = (ratio: number): number => Math.round(Math.min(1, Math.max(0
 // Our ratio r = threshold32 / 2^32 maps to T = (2^32 − threshold32)·2^24 exactly.
 
 /** Kafka header on span records the receiver sampled: the `th` value of its (non-error) keep probability. */
-export const SAMPLING_TH_HEADER = 'sampling-th';
+export const SAMPLING_TH_HEADER = H.samplingTh;
 
 /**
  * The `th` value for a receiver keep threshold (HeadSampler.thresholdFor); undefined when nothing

@@ -21,4 +21,11 @@ export const H = {
   dlqSourceTopic: 'dlq-source-topic',
   dlqSourceOffset: 'dlq-source-offset',
   scrubSummary: 'scrub-summary',
+  /** The receiver's head-sampling threshold (receiver/sampling.ts): the SLO processor's adjusted counts. */
+  samplingTh: 'sampling-th',
 } as const;
+
+/** Raw-record headers the scrubber carries onto the clean record as they were. Every other header a
+ * producer set is dropped: a header is free text nothing scrubs, so carrying it would let a secret
+ * bypass the scrubber. tenant, content-sha256 and scrub-summary are written anew by the scrubber. */
+export const CARRIED_HEADERS: readonly string[] = [H.traceparent, 'tracestate', H.samplingTh];

@@ -1,7 +1,7 @@
 // One raw Kafka record -> one clean record (or a DLQ verdict). Pure: the wire-level scrub of the
 // request bytes (wire.ts) and the headers; the runner does the Kafka I/O.
 import { createHash } from 'node:crypto';
-import { H } from '../../lib/kafka/topics.ts';
+import { CARRIED_HEADERS, H } from '../../lib/kafka/topics.ts';
 import type { SignalName } from '../../lib/otlp/proto.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { policyFor, type ScrubConfig } from './config.ts';
@@ -41,6 +41,10 @@ export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubCon
   const same = scrubbed.value === rec.value;
   const value = same ? rec.value : Buffer.from(scrubbed.value.buffer, scrubbed.value.byteOffset, scrubbed.value.byteLength);
   const digest = same && rawDigest !== undefined ? rawDigest : sha256Hex(value); // unchanged bytes: the digest just verified
-  const headers = { ...rec.headers, [H.tenant]: tenant, [H.contentSha256]: digest, [H.scrubSummary]: summaryHeader(summary) };
+  const headers: Record<string, string> = {};
+  for (const k of CARRIED_HEADERS) { const v = rec.headers[k]; if (v !== undefined) headers[k] = v; }
+  headers[H.tenant] = tenant;
+  headers[H.contentSha256] = digest;
+  headers[H.scrubSummary] = summaryHeader(summary);
   return { kind: 'clean', tenant, value, headers, summary };
 }

@@ -232,6 +232,13 @@ describe('scrubRecord', () => {
     expect(JSON.parse(v.headers[H.scrubSummary]!)).toEqual({ v: 1, total: 1, items: 1, rules: { email: 1 } });
     expect(v.headers[H.scrubSummary]).not.toContain('alice');
   });
+  it('carries only trace context and the sampling threshold: any other producer header (free text nothing scrubs) is dropped', () => {
+    const secrets = { 'x-api-key': 'AKIAIOSFODNN7EXAMPLE', authorization: 'Bearer hunter2', 'x-user': 'alice@example.com' };
+    const v = scrubRecord('traces', rec(raw('GET /healthz'), 'acme', { ...secrets, tracestate: 'ot=th:c', [H.samplingTh]: 'c' }), cfg, now);
+    if (v.kind !== 'clean') throw new Error(v.reason);
+    expect(Object.keys(v.headers).sort()).toEqual([H.contentSha256, H.samplingTh, H.scrubSummary, H.tenant, 'traceparent', 'tracestate'].sort());
+    expect(JSON.stringify(v.headers)).not.toMatch(/AKIA|hunter2|alice/);
+  });
   it('keeps the exact bytes of a record with nothing to redact', () => {
     const value = raw('GET /healthz');
     const v = scrubRecord('traces', rec(value), cfg, now);
