@@ -26,7 +26,7 @@ import type { Signer } from './note.ts';
 import { LogReader } from './reader.ts';
 import { Sealer, type AppendItem, type SegmentRow } from './sealer.ts';
 import type { SegmentStatement } from './statement.ts';
-import { FsEvidenceStore, type EvidenceStore } from './store.ts';
+import { FencedError, FsEvidenceStore, type EvidenceStore } from './store.ts';
 import { MAX_ENTRY_SIZE } from './tiles.ts';
 import { parseEnvelope } from './dsse.ts';
 import { Attestor, type AttestorOptions } from './attest.ts';
@@ -34,7 +34,7 @@ import { Attestor, type AttestorOptions } from './attest.ts';
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
 const rotations = counter('stella_evidence_key_rotations_total', 'Tenant logs rotated to a new signing key (stella keys rotate)', []);
-const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; segment_row = ClickHouse insert retried)', ['kind']);
+const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; fenced = another process took the tenant over; segment_row = ClickHouse insert retried)', ['kind']);
 
 export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
 export const OVERSIZE_EVENT_TYPE = 'stella.evidence.oversize-event/v1';
@@ -90,6 +90,8 @@ interface TenantState {
   tenant: string;
   partition: number;
   sealer: Sealer;
+  /** This process's fenced view of the tenant's store (its writer epoch), the only way it writes the log. */
+  store: EvidenceStore;
   index: EventIndex;
   lock: Promise<unknown>;
   lastSealMs: number;
@@ -284,10 +286,13 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (!p) {
       p = (async () => {
         await retiring.get(tenant);
-        const sealer = await Sealer.recover({ store: evidence, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
+        // Claim the tenant's writer epoch before recovering: a member fenced out by a rebalance and
+        // still finishing a seal now fails with FencedError instead of forking the log.
+        const store = evidence.claimWriter ? await evidence.claimWriter(tenant) : evidence;
+        const sealer = await Sealer.recover({ store, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
-        const s: TenantState = { tenant, partition, sealer, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], dropped: false };
+        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], dropped: false };
         // A crash after a seal and before its index file / segment row: write them now (idempotent).
         await writeIndexTail(s);
         const row = await latestSegmentRow(evidence, tenant);
@@ -307,7 +312,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   async function writeIndexTail(s: TenantState): Promise<void> {
     const names = await evidence.list(s.tenant, 'index');
     const last = names.map((n) => Number(n.replace(/\.json$/, ''))).filter(Number.isSafeInteger).sort((a, b) => a - b).pop() ?? 0;
-    if (last < s.sealer.size) await evidence.writeImmutable(s.tenant, indexPath(s.sealer.size), indexFileBytes(last, s.sealer.size, s.index.events));
+    if (last < s.sealer.size) await s.store.writeImmutable(s.tenant, indexPath(s.sealer.size), indexFileBytes(last, s.sealer.size, s.index.events));
   }
 
   async function flushRows(s: TenantState): Promise<void> {
@@ -350,7 +355,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         s.unsealedRows.push(row);
         attestor?.sealed(s.tenant, row.to_size); // queued: witnesses and the TSA never hold up a seal
         // The index file is derived data: when its write fails, readers scan the entries instead.
-        await evidence.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents))
+        await s.store.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents))
           .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence index file not written'));
         s.newEvents = [];
       }
@@ -375,8 +380,15 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
    * partitions come again too and are skipped (at or below their high water, or known event ids).
    */
   function failTenant(s: TenantState, err: unknown): void {
-    log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; tenant re-opened from the store, records re-delivered');
-    failures.inc({ kind: 'seal' });
+    if (err instanceof FencedError) {
+      // Another evidence process took the tenant over (rebalance): it recovers from the store and
+      // re-reads from the committed offsets; nothing of this sealer's pending entries is committed.
+      log.warn({ tenant_id: s.tenant, epoch: err.epoch, current_epoch: err.current }, 'evidence writer fenced out; tenant state dropped, offsets not committed');
+      failures.inc({ kind: 'fenced' });
+    } else {
+      log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence seal failed; tenant re-opened from the store, records re-delivered');
+      failures.inc({ kind: 'seal' });
+    }
     s.dropped = true;
     if (tenants.get(s.tenant) === s) tenants.delete(s.tenant);
     retiring.set(s.tenant, s.lock);

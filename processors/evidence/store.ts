@@ -15,6 +15,14 @@ export class ImmutableConflictError extends Error {
   }
 }
 
+/** A write by a tenant's writer whose epoch was superseded: another evidence process took the tenant over. */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+  constructor(readonly tenant: string, readonly epoch: number, readonly current: number) {
+    super(`evidence writer of tenant ${tenant} at epoch ${epoch} is fenced out (the tenant's writer epoch is now ${current})`);
+  }
+}
+
 export interface StoreFile { path: string; bytes: Uint8Array }
 
 export interface EvidenceStore {
@@ -37,7 +45,15 @@ export interface EvidenceStore {
   removeIncompleteWrites?(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]>;
   /** The tenants that have a log here (optional; key rotation needs it to know when every log rotated). */
   listTenants?(): Promise<string[]>;
+  /**
+   * Become the tenant's only writer (optional; a backend without it relies on the consumer group
+   * alone): bump the tenant's writer epoch and return a view of the store whose writes fail with
+   * FencedError once a later claim superseded this one.
+   */
+  claimWriter?(tenant: string): Promise<FencedWriter>;
 }
+
+export interface FencedWriter extends EvidenceStore { readonly epoch: number }
 
 export const MUTABLE_FILES: ReadonlySet<string> = new Set(['checkpoint']);
 
@@ -51,6 +67,10 @@ export function checkTenantPath(tenant: string, file: string): void {
 }
 
 const TMP_PREFIX = '.tmp-';
+/** Per tenant: the current writer epoch, and the lock file held while reading/bumping it and while a fenced write runs. */
+export const WRITER_EPOCH_FILE = '.writer-epoch';
+const WRITER_LOCK_FILE = '.writer-lock';
+const LOCK_WAIT_MS = 30_000;
 
 export class FsEvidenceStore implements EvidenceStore {
   constructor(readonly root: string) {}
@@ -137,6 +157,7 @@ export class FsEvidenceStore implements EvidenceStore {
     await Promise.all(names.map(async (n) => {
       const rel = n.split(path.sep).join('/');
       const temp = path.basename(n).startsWith(TMP_PREFIX);
+      if (rel === WRITER_EPOCH_FILE || rel === WRITER_LOCK_FILE) return;
       if (!temp && (rel === 'checkpoint' || rel.startsWith('envelopes/') || isCommitted(rel))) return;
       const st = await fsp.stat(path.join(dir, n)).catch(() => undefined);
       if (!st?.isFile()) return;
@@ -156,6 +177,79 @@ export class FsEvidenceStore implements EvidenceStore {
     await fsp.rename(tmp, abs);
     await syncDir(path.dirname(abs));
   }
+
+  /** The tenant's writer epoch on disk (0 when never claimed). */
+  async writerEpoch(tenant: string): Promise<number> {
+    const b = await fsp.readFile(path.join(this.tenantDir(tenant), WRITER_EPOCH_FILE), 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return '0'; throw e; });
+    const n = Number(b.trim());
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`tenant ${tenant}: corrupt ${WRITER_EPOCH_FILE}`);
+    return n;
+  }
+
+  /**
+   * Run `fn` holding the tenant's writer lock: an O_EXCL lock file with the holder's pid. A lock
+   * whose holder process is gone (crash while holding it) is broken. One host's filesystem only.
+   */
+  async withWriterLock<T>(tenant: string, fn: () => Promise<T>): Promise<T> {
+    const dir = this.tenantDir(tenant);
+    await fsp.mkdir(dir, { recursive: true });
+    const lock = path.join(dir, WRITER_LOCK_FILE);
+    const until = Date.now() + LOCK_WAIT_MS;
+    for (let wait = 2; ; wait = Math.min(50, wait * 2)) {
+      try {
+        const fh = await fsp.open(lock, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+        try { await fh.writeFile(String(process.pid)); } finally { await fh.close(); }
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const holder = Number(await fsp.readFile(lock, 'utf8').catch(() => ''));
+        if (Number.isSafeInteger(holder) && holder > 0 && !processAlive(holder)) { await fsp.unlink(lock).catch(() => undefined); continue; }
+        if (Date.now() > until) throw new Error(`tenant ${tenant}: writer lock held for over ${LOCK_WAIT_MS} ms`);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    try { return await fn(); } finally { await fsp.unlink(lock).catch(() => undefined); }
+  }
+
+  async claimWriter(tenant: string): Promise<FencedWriter> {
+    const epoch = await this.withWriterLock(tenant, async () => {
+      const next = (await this.writerEpoch(tenant)) + 1;
+      const dir = this.tenantDir(tenant);
+      const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(6).toString('hex')}`);
+      const fh = await fsp.open(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
+      try { await fh.writeFile(`${next}\n`); await fh.sync(); } finally { await fh.close(); }
+      await fsp.rename(tmp, path.join(dir, WRITER_EPOCH_FILE));
+      await syncDir(dir);
+      return next;
+    });
+    return new FencedFsWriter(this, tenant, epoch);
+  }
+}
+
+/** One writer's view of one tenant: every write re-checks, under the writer lock, that its epoch is still current. */
+class FencedFsWriter implements FencedWriter {
+  constructor(private readonly fs: FsEvidenceStore, private readonly tenant: string, readonly epoch: number) {}
+
+  private fenced<T>(tenant: string, fn: () => Promise<T>): Promise<T> {
+    if (tenant !== this.tenant) throw new Error(`writer for tenant ${this.tenant} cannot write tenant ${tenant}`);
+    return this.fs.withWriterLock(tenant, async () => {
+      const current = await this.fs.writerEpoch(tenant);
+      if (current !== this.epoch) throw new FencedError(tenant, this.epoch, current);
+      return fn();
+    });
+  }
+
+  read(tenant: string, file: string): Promise<Uint8Array | undefined> { return this.fs.read(tenant, file); }
+  list(tenant: string, dir: string): Promise<string[]> { return this.fs.list(tenant, dir); }
+  listTenants(): Promise<string[]> { return this.fs.listTenants(); }
+  writeImmutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> { return this.fenced(tenant, () => this.fs.writeImmutable(tenant, file, bytes)); }
+  writeImmutableMany(tenant: string, files: readonly StoreFile[]): Promise<void> { return this.fenced(tenant, () => this.fs.writeImmutableMany(tenant, files)); }
+  writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> { return this.fenced(tenant, () => this.fs.writeMutable(tenant, file, bytes)); }
+  removeIncompleteWrites(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]> { return this.fenced(tenant, () => this.fs.removeIncompleteWrites(tenant, isCommitted)); }
+}
+
+function processAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 async function syncDir(dir: string): Promise<void> {
