@@ -10,6 +10,10 @@
 //      EVIDENCE_BENCH_SEAL (entries per seal, default 100_000), EVIDENCE_BENCH_DIR (default os.tmpdir()),
 //      EVIDENCE_BENCH_ATTEST_N (entries of phase 5, default 200_000; 0 skips it), EVIDENCE_BENCH_ATTEST_SEAL
 //      (entries per seal in phase 5, default 10_000: twenty checkpoints to vouch for per pass).
+//   6. append + seal through a fenced writer (store.claimWriter: writer-epoch check under the tenant's
+//      lock file before every write) vs the plain store, paired in each run, many small seals (the
+//      fence costs per write, not per entry). EVIDENCE_BENCH_FENCE_N (default 20_000; 0 skips it),
+//      EVIDENCE_BENCH_FENCE_SEAL (entries per seal, default 20).
 import { createHash, hash as oneShot } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -35,6 +39,8 @@ const BASE = process.env.EVIDENCE_BENCH_DIR ?? os.tmpdir();
 const TENANT = 'bench';
 const ATTEST_N = Number(process.env.EVIDENCE_BENCH_ATTEST_N ?? 200_000);
 const ATTEST_SEAL = Number(process.env.EVIDENCE_BENCH_ATTEST_SEAL ?? 10_000);
+const FENCE_N = Number(process.env.EVIDENCE_BENCH_FENCE_N ?? 20_000);
+const FENCE_SEAL = Number(process.env.EVIDENCE_BENCH_FENCE_SEAL ?? 20);
 const signer = signerFromSeed(`stella-telemetry.example/tenants/${TENANT}`, createHash('sha256').update('bench-key').digest());
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = Math.floor(s.length / 2); return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -155,10 +161,14 @@ async function run(r: number): Promise<RunResult> {
 interface AttestResult { plainPerSec: number; attestedPerSec: number; plainCpuPerSec: number; attestedCpuPerSec: number; settleS: number; checkpoints: number }
 
 /** One pass of append + seal over ATTEST_N entries, with or without an attestor told about each seal. */
-async function sealPass(tenant: string, attest: Omit<AttestorOptions, 'store'> | undefined): Promise<{ perSec: number; perCpuSec: number; settleS: number; checkpoints: number }> {
+async function sealPass(tenant: string, attest: Omit<AttestorOptions, 'store'> | undefined,
+  { n = ATTEST_N, sealEvery = ATTEST_SEAL, fenced = false }: { n?: number; sealEvery?: number; fenced?: boolean } = {}): Promise<{ perSec: number; perCpuSec: number; settleS: number; checkpoints: number }> {
   const dir = mkdtempSync(path.join(BASE, 'stella-evidence-bench-attest-'));
   try {
-    const store = new FsEvidenceStore(dir);
+    const fsStore = new FsEvidenceStore(dir);
+    const store = fenced ? await fsStore.claimWriter(tenant) : fsStore;
+    const ATTEST_N = n;
+    const ATTEST_SEAL = sealEvery;
     const entries: AppendItem[] = new Array(ATTEST_N);
     for (let i = 0; i < ATTEST_N; i++) entries[i] = { entry: entryBytes(event(i)), kafka: { topic: 'stella.timeline', partition: 0, offset: i } };
     const signerT = signerFromSeed(`stella-telemetry.example/tenants/${tenant}`, createHash('sha256').update('bench-key').digest());
@@ -253,6 +263,20 @@ async function main(): Promise<void> {
       await lw.stop();
       await tsa.stop();
     }
+  }
+
+  if (FENCE_N > 0) {
+    await sealPass('bench-fence-warm', undefined, { n: FENCE_N, sealEvery: FENCE_SEAL, fenced: true });
+    const ratios: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const res: Record<string, number> = {};
+      for (const mode of r % 2 === 0 ? ['plain', 'fenced'] : ['fenced', 'plain']) {
+        res[mode] = (await sealPass(`bench-${mode}-${r}`, undefined, { n: FENCE_N, sealEvery: FENCE_SEAL, fenced: mode === 'fenced' })).perSec;
+      }
+      ratios.push(res.fenced! / res.plain!);
+      console.log(`fence run ${r + 1}: plain ${Math.round(res.plain!).toLocaleString('en')} entries/s, fenced ${Math.round(res.fenced!).toLocaleString('en')} entries/s (ratio ${ratios[r]!.toFixed(3)})`);
+    }
+    console.log(`\nseal throughput through a fenced writer / plain store (${FENCE_N.toLocaleString('en')} entries, a seal every ${FENCE_SEAL}): median ratio ${median(ratios).toFixed(3)} (runs ${ratios.map((x) => x.toFixed(3)).join(' / ')})`);
   }
 }
 

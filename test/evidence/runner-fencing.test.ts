@@ -52,7 +52,7 @@ describe('evidence writer fencing', () => {
     // owner's checkpoints/8: two heads of one log.
     await expect(stale.seal('2026-12-03T10:00:02Z')).rejects.toBeInstanceOf(FencedError);
     await expect(oldWriter.writeMutable(TENANT, 'checkpoint', Buffer.from('forged'))).rejects.toThrow(/fenced out/);
-    await expect(oldWriter.removeIncompleteWrites(TENANT, () => false)).rejects.toBeInstanceOf(FencedError);
+    await expect(oldWriter.removeIncompleteWrites!(TENANT, () => false)).rejects.toBeInstanceOf(FencedError);
     expect(snapshotDir(store.root)).toEqual(before);
 
     owner.append(items(8, 12));
