@@ -5,7 +5,6 @@
 // with the documented exit codes (2 usage / malformed tenant, 3 missing scope or another tenant,
 // 4 API unreachable, 1 nothing there). `keys rotate` rotates the running pipeline's evidence key,
 // and a bundle spanning the rotation verifies offline.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,6 +17,7 @@ import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { createKeyFileIfAbsent } from '../../processors/evidence/tenant-keys.ts';
 import { brokers, kafkaEnv, testAccess, uniq } from '../support/kafka.ts';
+import { runStellaCli, type StellaResult } from '../support/stella.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const TOK = {
@@ -34,19 +34,10 @@ let traceEvents = 0;
 let api: string;
 
 /** `stella <args>` as a child process (async: the API it calls runs in this process). */
-function stella(args: string[], o: { token?: string | null; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function stella(args: string[], o: { token?: string | null; env?: Record<string, string> } = {}): Promise<StellaResult> {
   const env: Record<string, string> = { ...process.env as Record<string, string>, STELLA_LOG_LEVEL: 'silent', STELLA_API_URL: api, STELLA_DATA_DIR: dir, ...o.env };
   if (o.token === null) delete env.STELLA_TOKEN; else env.STELLA_TOKEN = o.token ?? TOK.admin;
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
-    p.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
-    p.on('error', reject);
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
+  return runStellaCli(args, env);
 }
 
 let lastSeen: unknown;

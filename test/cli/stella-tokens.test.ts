@@ -3,7 +3,6 @@
 // accepted by the receiver without a restart, refused (401) within the documented 2 s after
 // `tokens revoke`; the store is mode 0600 and holds no token; bad scopes and tenants exit 2 naming
 // the rule; a config-file token keeps working throughout.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -15,27 +14,18 @@ import { ensureDemoTenant } from '../../lib/bootstrap.ts';
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { mergeTenants, readTokenStore, storeTenants } from '../../lib/token-store.ts';
 import { kafkaEnv, uniq } from '../support/kafka.ts';
+import { runStellaCli, type StellaResult } from '../support/stella.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-tokens-'));
 const cfgFile = path.join(dir, 'stella.json');
 const CONFIG_TOKEN = `acme-config-${randomBytes(8).toString('hex')}`;
 let pipeline: RunningPipeline;
 let receiver: string;
 
-function stella(args: string[], o: { dataDir?: string; config?: string | null } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function stella(args: string[], o: { dataDir?: string; config?: string | null } = {}): Promise<StellaResult> {
   const env: Record<string, string> = { ...process.env as Record<string, string>, STELLA_LOG_LEVEL: 'silent', STELLA_DATA_DIR: o.dataDir ?? dir };
   if (o.config === null) delete env.STELLA_CONFIG; else env.STELLA_CONFIG = o.config ?? cfgFile;
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
-    p.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 90_000);
-    p.on('error', reject);
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
+  return runStellaCli(args, env);
 }
 
 const span = () => ({ resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'svc' } }] }, scopeSpans: [{ spans: [{
