@@ -45,7 +45,10 @@ function stella(args: string[], api: string, o: { tty?: boolean } = {}): Promise
 
 beforeAll(async () => {
   const store = await sloTestStore();
-  const minute = Math.floor(Date.now() / 60_000) * 60_000 - 3 * 60_000;
+  // The newest complete minutes (1 and 2 before the current one): a 5-minute window read up to
+  // two minutes after this setup still covers both (at -3/-4, a setup slow enough to cross two
+  // minute boundaries before the query dropped the older row: 120 where 180 was expected, in CI).
+  const minute = Math.floor(Date.now() / 60_000) * 60_000 - 60_000;
   await insertGoldenSignals(store, [
     { tenant: 'initech', service: 'billing', minuteStartMs: minute, requests: 120, errors: 6, errorRate: 0.05, throughputPerSec: 2, p50Ms: 12, p95Ms: 80, p99Ms: 1500 },
     { tenant: 'initech', service: 'billing', minuteStartMs: minute - 60_000, requests: 60, errors: 0, errorRate: 0, throughputPerSec: 1, p50Ms: 10, p95Ms: 70, p99Ms: 90 },
