@@ -26,7 +26,10 @@ async function npmStartInTerminal(): Promise<Terminal> {
     STELLA_GRPC_PORT: String(await freePort()), STELLA_HTTP_PORT: String(await freePort()),
     STELLA_API_PORT: String(await freePort()), STELLA_ADMIN_PORT: String(await freePort()) };
   for (const k of Object.keys(env)) if (/^(VITEST|KAFKA_BROKERS$|STELLA_CONFIG$|NODE_OPTIONS$)/.test(k)) delete env[k];
-  const child = spawn('script', ['-qfec', 'npm start', '/dev/null'], { cwd: root, env, stdio: 'pipe' });
+  // `exec`: as from an interactive shell, npm leads the foreground job. Without it a non-interactive
+  // $SHELL that does not exec its last command (dash, when CI leaves SHELL unset) stays in the job,
+  // dies of the terminal's SIGINT, and `script` reports 130 whatever stella did.
+  const child = spawn('script', ['-qfec', 'exec npm start', '/dev/null'], { cwd: root, env, stdio: 'pipe' });
   const lines: Terminal['lines'] = [];
   let partial = '';
   child.stdout.on('data', (c: Buffer) => {
