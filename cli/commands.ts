@@ -19,6 +19,7 @@ import { chdbBusyMessage, chdbLockHolder } from './db-lock.ts';
 import { runTop } from './obs-top.ts';
 import { progressBar } from './progress.ts';
 import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
+import { attestList, attestVerify } from '../processors/evidence/attest-api-cli.ts';
 import { parseSloConfig } from '../processors/slo/config.ts';
 import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
 import { incidentSet, sloList } from '../processors/slo/cli.ts';
@@ -178,6 +179,26 @@ export async function cmdAttestShow(positional: string[], flags: Flags, io: Io):
   const r = await attestShow(path.resolve(file));
   io.stdout(render(r.attestations, format, () => r.text));
   return 0;
+}
+
+export async function cmdAttestList(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const type = flagString(flags, 'type');
+  if (type !== undefined && type !== 'seal' && type !== 'key_rotation') throw new UsageError('--type takes seal or key_rotation');
+  const limitFlag = flagString(flags, 'limit');
+  const limit = limitFlag === undefined ? undefined : Number(limitFlag);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 500)) throw new UsageError('--limit takes a whole number from 1 to 500');
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  const cursor = flagString(flags, 'cursor');
+  return viaApi(io, format, (fmt, fetch) => attestList({ ...access, type, limit, cursor, format: fmt, fetch }));
+}
+
+export async function cmdAttestVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const file = positional[0];
+  if (!file) throw new UsageError('usage: stella forensic attest verify <envelope.dsse.json> [--tenant T] [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => attestVerify({ ...access, file: path.resolve(file), format: fmt, fetch }));
 }
 
 export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {

@@ -235,6 +235,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerSloRoutes } = await import('../api/slo-routes.ts');
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
+      const { registerAttestationRoutes } = await import('../api/attestation-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
       const lag = kafkaLag({ kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api` }), groups });
       phases.serving.push(() => lag.close());
@@ -248,11 +249,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
           (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s }),
           (r) => registerObsRoutes(r, { store: s, lag }),
+          (r) => registerAttestationRoutes(r, { evidence: logs }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /obs/slo)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /attestations, /obs/slo)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

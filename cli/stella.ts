@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdAttestShow, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
 
@@ -31,6 +31,10 @@ Commands:
                                       without one it fails (TRUST_ROOT_MISSING); exit code names the cause
   forensic trust export --tenant T    print the tenant's trust root (from this host's evidence store)
   forensic attest show <bundle>       the bundle's signed statements and who signed them when
+  forensic attest list [--type seal|key_rotation] [--limit N] [--cursor C]
+                                      the tenant's signed statements (seals, key rotations), newest first
+  forensic attest verify <envelope>   verify a DSSE statement envelope against the tenant's trust root
+                                      on the server; exit code names the cause, as forensic verify
   slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
@@ -141,6 +145,8 @@ const FLAGS: Record<string, string[]> = {
   'forensic verify': ['output', 'progress', 'trust', 'trusted-key'],
   'forensic trust export': ['output', 'tenant'],
   'forensic attest show': ['output'],
+  'forensic attest list': [...COMMON_API, 'type', 'limit', 'cursor'],
+  'forensic attest verify': COMMON_API,
   'slo list': COMMON_API,
   'slo rules': ['slo-config'],
   'incident': [...COMMON_API, 'ttl'],
@@ -189,6 +195,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'verify') return route('forensic verify', () => cmdForensicVerify(args, flags, io));
   if (cmd === 'forensic' && sub === 'trust' && sub2 === 'export') return route('forensic trust export', () => cmdTrustExport(flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));
+  if (cmd === 'forensic' && sub === 'attest' && sub2 === 'list') return route('forensic attest list', () => cmdAttestList(flags, io));
+  if (cmd === 'forensic' && sub === 'attest' && sub2 === 'verify') return route('forensic attest verify', () => cmdAttestVerify(rest, flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
