@@ -1,0 +1,192 @@
+// The pure artifact / symbol-bundle intake core against hostile input. Every envelope is made by an
+// independent signer (Python `cryptography`, test/intake/dsse_sign.py); trust keys are the PEMs it
+// generated, checked through the tenant verifier.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { validateArtifact, validateSymbolBundle, elfKey, pdbKey, dsymKey, type IntakeEnvelopeVerifier,
+  type ElfBuildIdReader } from '../../processors/intake/artifacts.ts';
+import { pythonSign, slsaStatement, type Envelope } from './sign.ts';
+import { testVerifier } from './verifier.ts';
+
+const TENANT = 'acme';
+const ART = createHash('sha256').update('the artifact').digest('hex');
+const OTHER = createHash('sha256').update('another artifact').digest('hex');
+const COMMIT = '0123456789abcdef0123456789abcdef01234567';
+
+let env: Record<string, Envelope>;
+let verify: IntakeEnvelopeVerifier;
+
+beforeAll(() => {
+  const cases: Record<string, { key?: string; keyid?: string; payloadType?: string; payload: Buffer }> = {
+    good: { payload: slsaStatement(ART, { gitCommit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-O2', '-g'] }) },
+    bare: { payload: slsaStatement(ART, { gitCommit: COMMIT }) },
+    multiMatch: { payload: slsaStatement(ART, { gitCommit: COMMIT, subjects: [{ name: 'lib', digest: { sha256: OTHER } }, { name: 'app', digest: { sha256: ART, sha512: 'ab'.repeat(64) } }] }) },
+    multiNoMatch: { payload: slsaStatement(ART, { gitCommit: COMMIT, subjects: [{ name: 'lib', digest: { sha256: OTHER } }, { name: 'x', digest: { sha512: 'ab'.repeat(64) } }] }) },
+    otherSubject: { payload: slsaStatement(OTHER, { gitCommit: COMMIT }) },
+    wrongType: { payloadType: 'application/json', payload: slsaStatement(ART, { gitCommit: COMMIT }) },
+    v02: { payload: slsaStatement(ART, { gitCommit: COMMIT, predicateType: 'https://slsa.dev/provenance/v0.2' }) },
+    stmtV01: { payload: slsaStatement(ART, { gitCommit: COMMIT, type: 'https://in-toto.io/Statement/v0.1' }) },
+    noBuilder: { payload: slsaStatement(ART, { predicate: { buildDefinition: { buildType: 'x', externalParameters: {} }, runDetails: {} } }) },
+    otherCommit: { payload: slsaStatement(ART, { gitCommit: 'f'.repeat(40) }) },
+    otherCompiler: { payload: slsaStatement(ART, { gitCommit: COMMIT, compiler: 'clang 17', flags: ['-O2', '-g'] }) },
+    otherFlags: { payload: slsaStatement(ART, { gitCommit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-O0', '-g'] }) },
+    notJson: { payload: Buffer.from('{"_type": "https://in-toto.io/Statement/v1", ') },
+    unknownKey: { key: 'mallory', keyid: 'ci-key', payload: slsaStatement(ART, { gitCommit: COMMIT }) },
+    otherTenantKey: { key: 'globex', keyid: 'globex-ci', payload: slsaStatement(ART, { gitCommit: COMMIT }) },
+  };
+  const names = Object.keys(cases);
+  const signed = pythonSign(['ci', 'mallory', 'globex'], names.map((n) => ({ key: cases[n]!.key ?? 'ci', keyid: cases[n]!.keyid ?? 'ci-key',
+    payloadType: cases[n]!.payloadType, payload: cases[n]!.payload })));
+  env = Object.fromEntries(names.map((n, i) => [n, signed.envelopes[i]!]));
+  verify = testVerifier({ acme: [{ keyid: 'ci-key', publicKey: signed.keys.ci! }], globex: [{ keyid: 'globex-ci', publicKey: signed.keys.globex! }] });
+});
+
+const record = (provenance: unknown, over: Record<string, unknown> = {}) =>
+  ({ sha256: ART, builder_commit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-O2', '-g'], provenance, ...over });
+
+function refusedWith(body: unknown, reason: string, tenant = TENANT): void {
+  const v = validateArtifact(tenant, body, verify);
+  expect(v.ok ? 'accepted' : v.reason).toBe(reason);
+}
+
+describe('artifact provenance', () => {
+  it('accepts a record whose signed SLSA v1 statement names the artifact, commit, compiler and flags', () => {
+    const v = validateArtifact(TENANT, record(env.good), verify);
+    if (!v.ok) throw new Error(`${v.reason}: ${v.message}`);
+    expect(v.artifact).toMatchObject({ tenant: TENANT, sha256: ART, subject_name: 'app', builder_commit: COMMIT, signer_keyid: 'ci-key',
+      builder_id: 'https://ci.example/builders/linux', predicate_type: 'https://slsa.dev/provenance/v1', build_finished_on: '2026-12-03T12:00:00Z' });
+    expect(v.artifact.attested_fields).toEqual(['builder_commit', 'compiler', 'flags']);
+    expect(JSON.parse(v.artifact.envelope_json)).toEqual(env.good);
+    expect(v.artifact.envelope_sha256).toBe(createHash('sha256').update(v.artifact.envelope_json).digest('hex'));
+  });
+
+  it('keeps compiler and flags the predicate does not state, marked as not attested', () => {
+    const v = validateArtifact(TENANT, record(env.bare, { oci_digest: `sha256:${OTHER}` }), verify);
+    if (!v.ok) throw new Error(v.reason);
+    expect(v.artifact.attested_fields).toEqual(['builder_commit']);
+    expect(v.artifact.oci_digest).toBe(`sha256:${OTHER}`);
+  });
+
+  it('accepts several subjects when one is the artifact; refuses when none is', () => {
+    const v = validateArtifact(TENANT, record(env.multiMatch), verify);
+    expect(v.ok && v.artifact.subject_name).toBe('app');
+    refusedWith(record(env.multiNoMatch), 'SUBJECT_DIGEST_MISMATCH');
+    refusedWith(record(env.otherSubject), 'SUBJECT_DIGEST_MISMATCH');
+  });
+
+  it('refuses a statement signed by a key the tenant does not trust, or by another tenant\'s key', () => {
+    refusedWith(record(env.unknownKey), 'SIGNATURE_NOT_TRUSTED');
+    refusedWith(record(env.otherTenantKey), 'SIGNATURE_NOT_TRUSTED');
+    // globex trusts that key: the same envelope is fine there (for globex's own artifact record).
+    expect(validateArtifact('globex', record(env.otherTenantKey), verify).ok).toBe(true);
+    // A tenant with no trust keys at all: fail closed.
+    refusedWith(record(env.good), 'SIGNATURE_NOT_TRUSTED', 'initech');
+  });
+
+  it('refuses a signature that does not cover the payload (payload swapped, sig flipped)', () => {
+    refusedWith(record({ ...env.good, payload: env.otherSubject!.payload }), 'SIGNATURE_NOT_TRUSTED');
+    const sig = Buffer.from(env.good!.signatures[0]!.sig, 'base64');
+    sig.writeUInt8(sig[5]! ^ 1, 5);
+    refusedWith(record({ ...env.good, signatures: [{ keyid: 'ci-key', sig: sig.toString('base64') }] }), 'SIGNATURE_NOT_TRUSTED');
+    // The keyid claims a trusted key, the signature is another key's.
+    refusedWith(record({ ...env.unknownKey, signatures: [{ keyid: 'ci-key', sig: env.unknownKey!.signatures[0]!.sig }] }), 'SIGNATURE_NOT_TRUSTED');
+  });
+
+  it('refuses a wrong payloadType, another statement type, SLSA v0.2 and a predicate without builder', () => {
+    refusedWith(record(env.wrongType), 'PAYLOAD_TYPE_UNSUPPORTED');
+    refusedWith(record(env.stmtV01), 'STATEMENT_TYPE_UNSUPPORTED');
+    refusedWith(record(env.v02), 'PREDICATE_TYPE_UNSUPPORTED');
+    refusedWith(record(env.noBuilder), 'PREDICATE_MALFORMED');
+    refusedWith(record(env.notJson), 'STATEMENT_MALFORMED');
+  });
+
+  it('refuses a builder commit, compiler or flags the provenance contradicts', () => {
+    refusedWith(record(env.otherCommit), 'BUILDER_COMMIT_NOT_ATTESTED');
+    refusedWith(record(env.otherCompiler), 'COMPILER_MISMATCH');
+    refusedWith(record(env.otherFlags), 'FLAGS_MISMATCH');
+    refusedWith(record(env.good, { flags: ['-g', '-O2'] }), 'FLAGS_MISMATCH');
+  });
+
+  it('refuses truncated, malformed and non-base64 envelopes', () => {
+    const good = env.good!;
+    refusedWith(record(undefined), 'PROVENANCE_MISSING');
+    refusedWith(record('not an envelope'), 'ENVELOPE_MALFORMED');
+    refusedWith(record({ payload: good.payload, payloadType: good.payloadType }), 'ENVELOPE_MALFORMED');
+    refusedWith(record({ ...good, signatures: [] }), 'ENVELOPE_MALFORMED');
+    refusedWith(record({ ...good, signatures: [{ sig: good.signatures[0]!.sig }] }), 'ENVELOPE_MALFORMED');
+    refusedWith(record({ ...good, payload: good.payload.slice(0, -7) }), 'ENVELOPE_NOT_BASE64');
+    refusedWith(record({ ...good, payload: good.payload.slice(0, 40) }), 'SIGNATURE_NOT_TRUSTED'); // valid base64, cut
+    refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}!${good.payload.slice(9)}` }), 'ENVELOPE_NOT_BASE64');
+    refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}-_${good.payload.slice(10)}` }), 'ENVELOPE_NOT_BASE64'); // base64url alphabet
+    refusedWith(record({ ...good, signatures: [{ keyid: 'ci-key', sig: 'not base64!' }] }), 'ENVELOPE_NOT_BASE64');
+    // JSON text truncated on the way in never parses into an envelope object.
+    const truncated = JSON.stringify(good).slice(0, 60);
+    refusedWith(record(truncated), 'ENVELOPE_MALFORMED');
+  });
+
+  it('names each bad record field', () => {
+    refusedWith([], 'ARTIFACT_RECORD_MALFORMED');
+    refusedWith(record(env.good, { extra: 1 }), 'ARTIFACT_RECORD_MALFORMED');
+    refusedWith(record(env.good, { sha256: ART.toUpperCase() }), 'ARTIFACT_SHA256_INVALID');
+    refusedWith(record(env.good, { sha256: `sha256:${ART}` }), 'ARTIFACT_SHA256_INVALID');
+    refusedWith(record(env.good, { builder_commit: 'main' }), 'BUILDER_COMMIT_INVALID');
+    refusedWith(record(env.good, { compiler: '' }), 'COMPILER_INVALID');
+    refusedWith(record(env.good, { compiler: 'gcc\nevil' }), 'COMPILER_INVALID');
+    refusedWith(record(env.good, { flags: '-O2 -g' }), 'FLAGS_INVALID');
+    refusedWith(record(env.good, { flags: ['-O2', 3] }), 'FLAGS_INVALID');
+    refusedWith(record(env.good, { oci_digest: OTHER }), 'OCI_DIGEST_INVALID');
+  });
+
+  it('never lets the artifact sha256 of one record ride on another artifact\'s envelope', () => {
+    refusedWith(record(env.good, { sha256: OTHER }), 'SUBJECT_DIGEST_MISMATCH');
+  });
+});
+
+describe('symbol bundle declarations (keys, origin)', () => {
+  const origin = { sha256: ART, attested: true };
+  const noElf: ElfBuildIdReader = () => { throw new Error('not an ELF bundle: the reader must not be called'); };
+  const bytes = Buffer.from('PDB bytes');
+
+  it('normalizes the join keys', () => {
+    expect(elfKey('ABCDEF0123456789')).toBe('abcdef0123456789');
+    expect(elfKey('abc')).toBeUndefined();
+    expect(pdbKey('{01234567-89ab-cdef-0123-456789abcdef}', '10')).toBe('0123456789ABCDEF0123456789ABCDEFA');
+    expect(pdbKey('0123', '1')).toBeUndefined();
+    expect(pdbKey('0123456789abcdef0123456789abcdef', '-1')).toBeUndefined();
+    expect(pdbKey('0123456789abcdef0123456789abcdef', '4294967296')).toBeUndefined();
+    expect(dsymKey('01234567-89AB-CDEF-0123-456789ABCDEF')).toBe('0123456789abcdef0123456789abcdef');
+  });
+
+  it('accepts a pdb and a dsym bundle of an attested artifact, keys declared (not read from the bytes)', () => {
+    const p = validateSymbolBundle(TENANT, { kind: 'pdb', pdb_guid: '01234567-89ab-cdef-0123-456789abcdef', pdb_age: '2', artifact_sha256: ART }, bytes, origin, noElf);
+    expect(p.ok && p.bundle).toMatchObject({ kind: 'pdb', symbol_key: '0123456789ABCDEF0123456789ABCDEF2', build_id: '0123456789ABCDEF0123456789ABCDEF', pdb_age: 2, key_verified: false,
+      bundle_sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+    const d = validateSymbolBundle(TENANT, { kind: 'dsym', dsym_uuid: '01234567-89ab-cdef-0123-456789abcdef', artifact_sha256: ART }, bytes, origin, noElf);
+    expect(d.ok && d.bundle.symbol_key).toBe('0123456789abcdef0123456789abcdef');
+  });
+
+  it('refuses symbols without an attested origin artifact', () => {
+    const decl = { kind: 'dsym', dsym_uuid: '0123456789abcdef0123456789abcdef', artifact_sha256: ART };
+    const r1 = validateSymbolBundle(TENANT, decl, bytes, undefined, noElf);
+    const r2 = validateSymbolBundle(TENANT, decl, bytes, { sha256: ART, attested: false }, noElf);
+    const r3 = validateSymbolBundle(TENANT, decl, bytes, { sha256: OTHER, attested: true }, noElf);
+    expect([r1, r2, r3].map((r) => (r.ok ? 'accepted' : r.reason))).toEqual(Array(3).fill('ORIGIN_ARTIFACT_UNATTESTED'));
+    const r4 = validateSymbolBundle(TENANT, { ...decl, artifact_sha256: undefined }, bytes, origin, noElf);
+    expect(r4.ok ? 'accepted' : r4.reason).toBe('ORIGIN_ARTIFACT_SHA256_INVALID');
+  });
+
+  it('names bad kinds, keys and empty bundles', () => {
+    const reason = (d: Record<string, string | undefined>, b: Uint8Array = bytes) => {
+      const r = validateSymbolBundle(TENANT, { kind: undefined, artifact_sha256: ART, ...d }, b, origin, noElf);
+      return r.ok ? 'accepted' : r.reason;
+    };
+    expect(reason({ kind: 'macho' })).toBe('SYMBOL_KIND_INVALID');
+    expect(reason({})).toBe('SYMBOL_KIND_INVALID');
+    expect(reason({ kind: 'elf' })).toBe('SYMBOL_KEY_INVALID');
+    expect(reason({ kind: 'elf', build_id: 'xyz' })).toBe('SYMBOL_KEY_INVALID');
+    expect(reason({ kind: 'elf', build_id: 'abcdef0123', pdb_age: '1' })).toBe('SYMBOL_KEY_INVALID');
+    expect(reason({ kind: 'pdb', pdb_guid: '0123456789abcdef0123456789abcdef' })).toBe('SYMBOL_KEY_INVALID');
+    expect(reason({ kind: 'dsym', build_id: 'abcdef0123' })).toBe('SYMBOL_KEY_INVALID');
+    expect(reason({ kind: 'dsym', dsym_uuid: '0123456789abcdef0123456789abcdef' }, new Uint8Array(0))).toBe('SYMBOL_BUNDLE_EMPTY');
+  });
+});
