@@ -73,6 +73,14 @@ export class TenantStore {
     return this.store.selectRows<T>(sql, { ...params, tenant: this.tenant });
   }
 
+  /**
+   * A tenant-scoped SELECT for the query modules of tables owned elsewhere (processors/intake/lookup.ts):
+   * the same tenant-predicate check and parameter binding as every statement here.
+   */
+  scopedRows<T>(sql: string, params: QueryParams = {}): Promise<T[]> {
+    return this.rows<T>(sql, params);
+  }
+
   /** Events in [from, to) matching the filter, ordered by (ts, event_id). */
   listEvents(f: TimelineFilter): Promise<TimelineEvent[]> {
     const where = ['tenant_id = {tenant:String}', 'ts >= fromUnixTimestamp64Nano({from:Int64})', 'ts < fromUnixTimestamp64Nano({to:Int64})'];

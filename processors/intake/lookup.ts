@@ -1,0 +1,88 @@
+// Tenant-scoped reads of the artifact and symbol-bundle tables (clickhouse/0203): the query API of
+// the trace -> symbol -> artifact -> provenance join (issue 14) and of the GET routes. Every
+// statement goes through TenantStore, which refuses SQL without the tenant predicate.
+import { forTenant, type Store } from '../../lib/store/index.ts';
+import { dsymKey, elfKey, type SymbolKind } from './artifacts.ts';
+
+/** The evidence reference of a registration: the sealed timeline event (inclusion proof by event_id). */
+export interface EvidenceRef { event_id: string; event_kind: string }
+
+export interface ArtifactRow {
+  tenant_id: string; sha256: string; envelope_sha256: string; subject_name: string; builder_commit: string; compiler: string;
+  flags: string[]; oci_digest: string; attested_fields: string[]; predicate_type: string; build_type: string; builder_id: string;
+  build_finished_on: string; signer_keyid: string;
+  /** The DSSE envelope (RFC 8785 JSON) exactly as verified at intake. */
+  dsse_envelope: string;
+  envelope_cas_uri: string; event_id: string; registered_at_unix_nano: string;
+  evidence: EvidenceRef;
+}
+
+export interface SymbolBundleRow {
+  tenant_id: string; symbol_key: string; kind: SymbolKind; bundle_sha256: string; artifact_sha256: string; build_id: string;
+  pdb_age: number; size: string; cas_uri: string; key_verified: boolean; event_id: string; registered_at_unix_nano: string;
+  evidence: EvidenceRef;
+}
+
+const FINAL_SETTINGS = 'SETTINGS do_not_merge_across_partitions_select_final = 1';
+const LIMIT = 100;
+
+const ARTIFACT_COLUMNS = `tenant_id, sha256, envelope_sha256, subject_name, builder_commit, compiler, flags, oci_digest, attested_fields,
+  predicate_type, build_type, builder_id, build_finished_on, signer_keyid, dsse_envelope, envelope_cas_uri, event_id,
+  toString(toUnixTimestamp64Nano(registered_at)) AS registered_at_unix_nano`;
+const BUNDLE_COLUMNS = `tenant_id, symbol_key, kind, bundle_sha256, artifact_sha256, build_id, pdb_age, toString(size) AS size, cas_uri,
+  key_verified, event_id, toString(toUnixTimestamp64Nano(registered_at)) AS registered_at_unix_nano`;
+
+type RawBundle = Omit<SymbolBundleRow, 'key_verified' | 'evidence' | 'pdb_age'> & { key_verified: number | string; pdb_age: number | string };
+
+/**
+ * The attestations of one artifact of `tenant` (oldest first; a re-signed provenance is a second
+ * row). Empty when the tenant has no such artifact: "known" and "attested" are the same thing here.
+ */
+export async function lookupArtifact(store: Store, tenant: string, sha256: string): Promise<ArtifactRow[]> {
+  const h = sha256.toLowerCase().replace(/^sha256:/, '');
+  if (!/^[0-9a-f]{64}$/.test(h)) return [];
+  const rows = await forTenant(store, tenant).scopedRows<Omit<ArtifactRow, 'evidence'>>(`SELECT ${ARTIFACT_COLUMNS} FROM artifacts FINAL
+    WHERE tenant_id = {tenant:String} AND sha256 = {sha:String} ORDER BY registered_at, envelope_sha256 LIMIT ${LIMIT} ${FINAL_SETTINGS}`, { sha: h });
+  return rows.map((r) => ({ ...r, evidence: { event_id: r.event_id, event_kind: 'artifact.registered' } }));
+}
+
+/**
+ * The symbol bundles of `tenant` for a frame's key: an ELF build-id (hex, any case), a PDB key
+ * (GUID then age, as pdbKey() gives it) or a dSYM UUID (dashes allowed). `kind` narrows it.
+ */
+export async function lookupSymbolBundle(store: Store, tenant: string, buildId: string, kind?: SymbolKind): Promise<SymbolBundleRow[]> {
+  const keys = new Set<string>();
+  if (!kind || kind === 'elf') { const k = elfKey(buildId); if (k) keys.add(k); }
+  if (!kind || kind === 'dsym') { const k = dsymKey(buildId); if (k) keys.add(k); }
+  if (!kind || kind === 'pdb') {
+    const g = buildId.replace(/-/g, '').toUpperCase();
+    if (/^[0-9A-F]{33,40}$/.test(g)) keys.add(g);
+  }
+  if (keys.size === 0) return [];
+  const where = ['tenant_id = {tenant:String}', 'symbol_key IN {keys:Array(String)}'];
+  const params: Record<string, unknown> = { keys: [...keys] };
+  if (kind) { where.push('kind = {kind:String}'); params.kind = kind; }
+  const rows = await forTenant(store, tenant).scopedRows<RawBundle>(`SELECT ${BUNDLE_COLUMNS} FROM symbol_bundles FINAL
+    WHERE ${where.join(' AND ')} ORDER BY registered_at, bundle_sha256 LIMIT ${LIMIT} ${FINAL_SETTINGS}`, params);
+  return rows.map((r) => ({ ...r, pdb_age: Number(r.pdb_age), key_verified: Number(r.key_verified) === 1,
+    evidence: { event_id: r.event_id, event_kind: 'symbols.registered' } }));
+}
+
+/** The symbol bundles registered for one artifact. */
+export async function bundlesOfArtifact(store: Store, tenant: string, artifactSha256: string): Promise<SymbolBundleRow[]> {
+  if (!/^[0-9a-f]{64}$/.test(artifactSha256)) return [];
+  const rows = await forTenant(store, tenant).scopedRows<RawBundle>(`SELECT ${BUNDLE_COLUMNS} FROM symbol_bundles FINAL
+    WHERE tenant_id = {tenant:String} AND artifact_sha256 = {a:String} ORDER BY registered_at, bundle_sha256 LIMIT ${LIMIT} ${FINAL_SETTINGS}`, { a: artifactSha256 });
+  return rows.map((r) => ({ ...r, pdb_age: Number(r.pdb_age), key_verified: Number(r.key_verified) === 1,
+    evidence: { event_id: r.event_id, event_kind: 'symbols.registered' } }));
+}
+
+/** The join's entry points bound to one store: `lookupSymbolBundle(tenant, buildId)`, `lookupArtifact(tenant, sha256)`. */
+export function intakeLookup(store: Store) {
+  return {
+    lookupArtifact: (tenant: string, sha256: string) => lookupArtifact(store, tenant, sha256),
+    lookupSymbolBundle: (tenant: string, buildId: string, kind?: SymbolKind) => lookupSymbolBundle(store, tenant, buildId, kind),
+    bundlesOfArtifact: (tenant: string, artifactSha256: string) => bundlesOfArtifact(store, tenant, artifactSha256),
+  };
+}
+
