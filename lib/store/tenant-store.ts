@@ -68,7 +68,7 @@ export class TenantStore {
   }
 
   /** Every statement must carry the tenant predicate; checked here so a new query cannot forget it. */
-  private rows<T>(sql: string, params: QueryParams): Promise<T[]> {
+  protected rows<T>(sql: string, params: QueryParams): Promise<T[]> {
     if (!/\b(tenant_id|TenantId) = \{tenant:String\}/.test(sql)) throw new Error('tenant-scoped statement without tenant predicate');
     return this.store.selectRows<T>(sql, { ...params, tenant: this.tenant });
   }
