@@ -123,6 +123,15 @@ function checkArtifactRecord(body: unknown): Refusal | ArtifactSubmission {
   return { sha256, builder_commit, compiler, flags: flags as string[], oci_digest: oci_digest as string | undefined, provenance: provenance as DsseEnvelopeJson };
 }
 
+/** DSSE allows standard or URL-safe base64, padded or not (the same rule as lib/intake/trust.ts); nothing else. */
+function dsseB64(s: string): Buffer | undefined {
+  const std = fromB64Strict(s);
+  if (std) return std;
+  if (!/^[A-Za-z0-9_-]*$/.test(s) || s.length % 4 === 1) return undefined;
+  const b = Buffer.from(s, 'base64url');
+  return b.toString('base64url') === s ? b : undefined;
+}
+
 /** The envelope's shape, checked before its signature (so malformed input has its own reason). */
 function checkEnvelopeShape(e: unknown): Refusal | { envelope: DsseEnvelopeJson; payload: Buffer } {
   if (!isObject(e)) return refuse('ENVELOPE_MALFORMED', 'provenance must be a DSSE envelope object {payload, payloadType, signatures}');
@@ -134,11 +143,11 @@ function checkEnvelopeShape(e: unknown): Refusal | { envelope: DsseEnvelopeJson;
     if (!isObject(s) || typeof s.sig !== 'string' || typeof s.keyid !== 'string' || s.keyid.length === 0) {
       return refuse('ENVELOPE_MALFORMED', 'each DSSE signature needs a keyid and a sig (strings)');
     }
-    if (!fromB64Strict(s.sig)) return refuse('ENVELOPE_NOT_BASE64', 'a DSSE signature is not standard base64');
+    if (!dsseB64(s.sig)) return refuse('ENVELOPE_NOT_BASE64', 'a DSSE signature is not base64 (standard or URL-safe)');
   }
   if (e.payloadType !== IN_TOTO_PAYLOAD_TYPE) return refuse('PAYLOAD_TYPE_UNSUPPORTED', `payloadType must be ${IN_TOTO_PAYLOAD_TYPE}`);
-  const payload = fromB64Strict(e.payload);
-  if (!payload || payload.length === 0) return refuse('ENVELOPE_NOT_BASE64', 'the DSSE payload is not (non-empty) standard base64');
+  const payload = dsseB64(e.payload);
+  if (!payload || payload.length === 0) return refuse('ENVELOPE_NOT_BASE64', 'the DSSE payload is not (non-empty) base64 (standard or URL-safe)');
   return { envelope: { payload: e.payload, payloadType: e.payloadType, signatures: e.signatures.map((s) => ({ keyid: (s as { keyid: string }).keyid, sig: (s as { sig: string }).sig })) }, payload };
 }
 

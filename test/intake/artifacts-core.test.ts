@@ -117,11 +117,19 @@ describe('artifact provenance', () => {
     refusedWith(record({ ...good, payload: good.payload.slice(0, -7) }), 'ENVELOPE_NOT_BASE64');
     refusedWith(record({ ...good, payload: good.payload.slice(0, 40) }), 'SIGNATURE_NOT_TRUSTED'); // valid base64, cut
     refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}!${good.payload.slice(9)}` }), 'ENVELOPE_NOT_BASE64');
-    refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}-_${good.payload.slice(10)}` }), 'ENVELOPE_NOT_BASE64'); // base64url alphabet
+    refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}.${good.payload.slice(9)}` }), 'ENVELOPE_NOT_BASE64');
+    refusedWith(record({ ...good, payload: `${good.payload.slice(0, 8)}-${good.payload.slice(9, -1)}=` }), 'ENVELOPE_NOT_BASE64'); // alphabets mixed
     refusedWith(record({ ...good, signatures: [{ keyid: 'ci-key', sig: 'not base64!' }] }), 'ENVELOPE_NOT_BASE64');
     // JSON text truncated on the way in never parses into an envelope object.
     const truncated = JSON.stringify(good).slice(0, 60);
     refusedWith(record(truncated), 'ENVELOPE_MALFORMED');
+  });
+
+  it('accepts the URL-safe base64 form DSSE allows (same payload bytes, same signature)', () => {
+    const good = env.good!;
+    const url = Buffer.from(good.payload, 'base64').toString('base64url');
+    const v = validateArtifact(TENANT, record({ ...good, payload: url }), verify);
+    expect(v.ok ? 'accepted' : v.reason).toBe('accepted');
   });
 
   it('names each bad record field', () => {

@@ -27,6 +27,7 @@ export interface StatementOptions {
   flags?: string[];
   predicateType?: string;
   type?: string;
+  invocationId?: string;
   /** Replace the predicate entirely. */
   predicate?: unknown;
 }
@@ -47,7 +48,7 @@ export function slsaStatement(sha256: string, o: StatementOptions = {}): Buffer 
         internalParameters: {},
         resolvedDependencies: [{ uri: 'git+https://git.example/app', digest: { gitCommit: o.gitCommit ?? 'a'.repeat(40) } }],
       },
-      runDetails: { builder: { id: 'https://ci.example/builders/linux' }, metadata: { invocationId: 'run-1', finishedOn: '2026-12-03T12:00:00Z' } },
+      runDetails: { builder: { id: 'https://ci.example/builders/linux' }, metadata: { invocationId: o.invocationId ?? 'run-1', finishedOn: '2026-12-03T12:00:00Z' } },
     },
   }));
 }
