@@ -21,11 +21,16 @@ export const H = {
   dlqSourceTopic: 'dlq-source-topic',
   dlqSourceOffset: 'dlq-source-offset',
   scrubSummary: 'scrub-summary',
+  /** On clean records: the raw record's content-sha256 as received (custody from receipt, docs/evidence.md). */
+  rawContentSha256: 'raw-content-sha256',
+  /** On clean records: `sha256:<hex>` of the scrub policy in effect (processors/scrub/policy-version.ts). */
+  scrubPolicy: 'scrub-policy',
   /** The receiver's head-sampling threshold (receiver/sampling.ts): the SLO processor's adjusted counts. */
   samplingTh: 'sampling-th',
 } as const;
 
 /** Raw-record headers the scrubber carries onto the clean record as they were. Every other header a
  * producer set is dropped: a header is free text nothing scrubs, so carrying it would let a secret
- * bypass the scrubber. tenant, content-sha256 and scrub-summary are written anew by the scrubber. */
+ * bypass the scrubber. tenant, content-sha256, scrub-summary, raw-content-sha256 and scrub-policy are written anew by the scrubber
+ * (a producer's own raw-content-sha256 or scrub-policy header is never carried). */
 export const CARRIED_HEADERS: readonly string[] = [H.traceparent, 'tracestate', H.samplingTh];

@@ -37,6 +37,8 @@ const rotations = counter('stella_evidence_key_rotations_total', 'Tenant logs ro
 const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; fenced = another process took the tenant over; segment_row = ClickHouse insert retried)', ['kind']);
 
 export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
+/** A clean record with its custody from receipt: v1's fields plus `raw_sha256` and `scrub_policy`. */
+export const CLEAN_BATCH_V2_TYPE = 'stella.evidence.clean-batch/v2';
 export const OVERSIZE_EVENT_TYPE = 'stella.evidence.oversize-event/v1';
 export const UNPARSABLE_EVENT_TYPE = 'stella.evidence.unparsable-event/v1';
 export const COPARTITION_ASSIGNER = 'StellaCoPartition';
@@ -144,9 +146,32 @@ export function timelineEntry(value: Buffer, pos: { topic: string; partition: nu
   };
 }
 
-/** The entry for a clean telemetry record (one OTLP export batch): where it is and its digest. */
-export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }): Buffer {
-  return entryBytes({ type: CLEAN_BATCH_TYPE, topic: pos.topic, partition: pos.partition, offset: pos.offset, sha256: sha256Hex(value), size: value.length });
+/** What the scrubber says about a clean record's origin (headers raw-content-sha256 and scrub-policy). */
+export interface Custody { rawSha256: string; scrubPolicy: string }
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const POLICY_VERSION = /^sha256:[0-9a-f]{64}$/;
+
+/** The custody headers of a clean record, when both are present and well-formed (else undefined: a v1 entry). */
+export function custodyOf(headers: Record<string, unknown> | undefined): Custody | undefined {
+  const one = (v: unknown): string | undefined => {
+    const x = Array.isArray(v) ? v[0] : v;
+    return x === undefined || x === null ? undefined : String(x);
+  };
+  const raw = one(headers?.[H.rawContentSha256]);
+  const policy = one(headers?.[H.scrubPolicy]);
+  return raw !== undefined && policy !== undefined && HEX64.test(raw) && POLICY_VERSION.test(policy) ? { rawSha256: raw, scrubPolicy: policy } : undefined;
+}
+
+/**
+ * The entry for a clean telemetry record (one OTLP export batch): where it is and its digest, and
+ * with custody (a scrubber that sets the headers) the raw record's digest as received and the scrub
+ * policy version (v2). Records of an older scrubber keep the v1 entry.
+ */
+export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }, custody?: Custody): Buffer {
+  const base = { topic: pos.topic, partition: pos.partition, offset: pos.offset, sha256: sha256Hex(value), size: value.length };
+  if (!custody) return entryBytes({ type: CLEAN_BATCH_TYPE, ...base });
+  return entryBytes({ type: CLEAN_BATCH_V2_TYPE, ...base, raw_sha256: custody.rawSha256, scrub_policy: custody.scrubPolicy });
 }
 
 /** The `evidence_segments` row of the latest seal, read back from its envelope (restart upsert). */
@@ -453,7 +478,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       }
       const value = m.value ?? Buffer.alloc(0);
       const pos = { topic, partition, offset: m.offset };
-      const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos), eventId: undefined };
+      const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(m.headers)), eventId: undefined };
       let list = byTenant.get(tenant);
       if (!list) byTenant.set(tenant, (list = []));
       list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId });

@@ -5,6 +5,8 @@ import { CARRIED_HEADERS, H } from '../../lib/kafka/topics.ts';
 import type { SignalName } from '../../lib/otlp/proto.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { policyFor, type ScrubConfig } from './config.ts';
+import { scrubberFor } from './engine.ts';
+import { policyVersionOf } from './policy-version.ts';
 import { WireError, scrubRequest, type ScrubSummary } from './wire.ts';
 
 export interface RawRecord { key: string | null; value: Buffer; headers: Record<string, string> }
@@ -28,9 +30,11 @@ export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubCon
   const claimed = rec.headers[H.contentSha256];
   const rawDigest = claimed === undefined ? undefined : sha256Hex(rec.value);
   if (claimed !== undefined && claimed.toLowerCase() !== rawDigest) return { kind: 'dlq', reason: 'scrub: content-sha256 header does not match the value' };
+  const policy = policyFor(config, tenant);
+  const scrubber = scrubberFor(policy, now);
   let scrubbed: ReturnType<typeof scrubRequest>;
   try {
-    scrubbed = scrubRequest(signal, rec.value, policyFor(config, tenant), now);
+    scrubbed = scrubRequest(signal, rec.value, policy, now, { scrubber });
   } catch (err) {
     // The walker's message names the wire problem (field, message type), never payload content.
     if (err instanceof WireError) return { kind: 'dlq', reason: `scrub: undecodable ${signal} request: ${err.message.slice(0, 200)}` };
@@ -40,11 +44,16 @@ export function scrubRecord(signal: SignalName, rec: RawRecord, config: ScrubCon
   // Unchanged requests keep their exact bytes; changed ones differ only in the rewritten fields.
   const same = scrubbed.value === rec.value;
   const value = same ? rec.value : Buffer.from(scrubbed.value.buffer, scrubbed.value.byteOffset, scrubbed.value.byteLength);
-  const digest = same && rawDigest !== undefined ? rawDigest : sha256Hex(value); // unchanged bytes: the digest just verified
+  // Custody from receipt: the raw record's digest as received (the receiver's header, just checked
+  // against the bytes; computed here for a producer that sent none) travels with the clean record.
+  const rawSha = rawDigest ?? sha256Hex(rec.value);
+  const digest = same ? rawSha : sha256Hex(value); // unchanged bytes: the raw digest
   const headers: Record<string, string> = {};
   for (const k of CARRIED_HEADERS) { const v = rec.headers[k]; if (v !== undefined) headers[k] = v; }
   headers[H.tenant] = tenant;
   headers[H.contentSha256] = digest;
   headers[H.scrubSummary] = summaryHeader(summary);
+  headers[H.rawContentSha256] = rawSha;
+  headers[H.scrubPolicy] = policyVersionOf(policy, scrubber.relaxed);
   return { kind: 'clean', tenant, value, headers, summary };
 }

@@ -18,7 +18,7 @@ import { createKafka } from '../../lib/kafka/client.ts';
 import { ensurePipelineTopics } from '../../lib/kafka/setup.ts';
 import { forTenant } from '../../lib/store/index.ts';
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
-import { CLEAN_BATCH_TYPE, startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
+import { CLEAN_BATCH_V2_TYPE, startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
 import { snapshotCreate } from '../../processors/evidence/snapshot-cli.ts';
 import { FsEvidenceStore } from '../../processors/evidence/store.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar } from '../../processors/evidence/tar.ts';
@@ -85,7 +85,7 @@ it('OTel exporter → receiver → scrub → timeline → evidence; snapshot via
   await waitFor('events sealed in the evidence log', async () => {
     const entries = await logEntries(evidence, 'acme').catch(() => []);
     const ids = new Set(entries.map((x) => x.event_id));
-    return events.every((e) => ids.has(e.event_id)) && entries.some((x) => x.type === CLEAN_BATCH_TYPE);
+    return events.every((e) => ids.has(e.event_id)) && entries.some((x) => x.type === CLEAN_BATCH_V2_TYPE);
   });
   const entries = await logEntries(evidence, 'acme');
   expect(JSON.stringify(entries)).not.toContain('alice@example.com'); // only scrubbed data reaches evidence

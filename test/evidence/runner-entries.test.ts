@@ -2,7 +2,7 @@
 // summaries for oversize or unparsable events, and clean-batch digests.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CLEAN_BATCH_TYPE, OVERSIZE_EVENT_TYPE, UNPARSABLE_EVENT_TYPE, cleanBatchEntry, timelineEntry } from '../../processors/evidence/runner.ts';
+import { CLEAN_BATCH_TYPE, CLEAN_BATCH_V2_TYPE, OVERSIZE_EVENT_TYPE, UNPARSABLE_EVENT_TYPE, cleanBatchEntry, custodyOf, timelineEntry } from '../../processors/evidence/runner.ts';
 import { entryEventId, indexFileBytes } from '../../processors/evidence/event-index.ts';
 
 const pos = { topic: 'timeline_events', partition: 2, offset: '41' };
@@ -38,6 +38,21 @@ describe('runner entries', () => {
     const e = cleanBatchEntry(v, { topic: 'otlp_spans_clean', partition: 0, offset: '9007199254740993' });
     expect(e.toString()).toBe(`{"offset":"9007199254740993","partition":0,"sha256":"${sha(v)}","size":3,"topic":"otlp_spans_clean","type":"${CLEAN_BATCH_TYPE}"}`);
     expect(entryEventId(e)).toBeUndefined();
+  });
+
+  it('a clean record with custody headers becomes a v2 entry: raw digest as received, clean digest, scrub policy version', () => {
+    const v = Buffer.from([0x0a, 0x01, 0xff]);
+    const raw = 'ab'.repeat(32);
+    const policy = `sha256:${'cd'.repeat(32)}`;
+    const custody = custodyOf({ 'raw-content-sha256': Buffer.from(raw), 'scrub-policy': policy, tenant: Buffer.from('acme') });
+    expect(custody).toEqual({ rawSha256: raw, scrubPolicy: policy });
+    const e = cleanBatchEntry(v, { topic: 'otlp_spans_clean', partition: 1, offset: '7' }, custody);
+    expect(e.toString()).toBe(`{"offset":"7","partition":1,"raw_sha256":"${raw}","scrub_policy":"${policy}","sha256":"${sha(v)}","size":3,"topic":"otlp_spans_clean","type":"${CLEAN_BATCH_V2_TYPE}"}`);
+    // Missing or malformed custody headers (an older scrubber): the v1 entry, never a half-filled v2.
+    for (const h of [{}, { 'raw-content-sha256': raw }, { 'raw-content-sha256': raw.toUpperCase(), 'scrub-policy': policy }, { 'raw-content-sha256': raw, 'scrub-policy': 'v1' }]) {
+      expect(custodyOf(h)).toBeUndefined();
+    }
+    expect(JSON.parse(cleanBatchEntry(v, { topic: 't', partition: 0, offset: '1' }, undefined).toString()).type).toBe(CLEAN_BATCH_TYPE);
   });
 
   it('index files list only the events of their range, canonically', () => {

@@ -7,6 +7,7 @@ import { parseScrubConfig, policyFor, ScrubConfigError } from '../../processors/
 import { Tally, scrubberFor } from '../../processors/scrub/engine.ts';
 import { GrantTracker, grantEvent } from '../../processors/scrub/grants.ts';
 import { scrubRecord, sha256Hex } from '../../processors/scrub/record.ts';
+import { scrubPolicyVersion } from '../../processors/scrub/policy-version.ts';
 import { scrubJsonCommand } from '../../processors/scrub/cli.ts';
 import { DEFAULT_RULES, isCardNumber } from '../../processors/scrub/rules.ts';
 import { repoRootRule } from '../../processors/scrub/scanner.ts';
@@ -236,7 +237,7 @@ describe('scrubRecord', () => {
     const secrets = { 'x-api-key': 'AKIAIOSFODNN7EXAMPLE', authorization: 'Bearer hunter2', 'x-user': 'alice@example.com' };
     const v = scrubRecord('traces', rec(raw('GET /healthz'), 'acme', { ...secrets, tracestate: 'ot=th:c', [H.samplingTh]: 'c' }), cfg, now);
     if (v.kind !== 'clean') throw new Error(v.reason);
-    expect(Object.keys(v.headers).sort()).toEqual([H.contentSha256, H.samplingTh, H.scrubSummary, H.tenant, 'traceparent', 'tracestate'].sort());
+    expect(Object.keys(v.headers).sort()).toEqual([H.contentSha256, H.rawContentSha256, H.samplingTh, H.scrubPolicy, H.scrubSummary, H.tenant, 'traceparent', 'tracestate'].sort());
     expect(JSON.stringify(v.headers)).not.toMatch(/AKIA|hunter2|alice/);
   });
   it('keeps the exact bytes of a record with nothing to redact', () => {
@@ -250,6 +251,44 @@ describe('scrubRecord', () => {
     expect(scrubRecord('traces', { ...rec(raw('x')), headers: { [H.contentSha256]: '00' } }, cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/content-sha256/) });
     expect(scrubRecord('traces', rec(raw('x'), null), cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/tenant id/) });
     expect(scrubRecord('traces', rec(raw('x'), 'acme', { [H.tenant]: 'other' }), cfg, now)).toMatchObject({ kind: 'dlq', reason: expect.stringMatching(/tenant header/) });
+  });
+  it('custody from receipt: the raw digest as received and the policy version go onto the clean record; a producer cannot set them', () => {
+    const value = raw('GET /u/alice@example.com');
+    const forged = { [H.rawContentSha256]: 'f'.repeat(64), [H.scrubPolicy]: `sha256:${'0'.repeat(64)}` };
+    const v = scrubRecord('traces', rec(value, 'acme', forged), cfg, now);
+    if (v.kind !== 'clean') throw new Error(v.reason);
+    expect(v.headers[H.rawContentSha256]).toBe(sha256Hex(value));
+    expect(v.headers[H.contentSha256]).toBe(sha256Hex(v.value));
+    expect(v.headers[H.contentSha256]).not.toBe(v.headers[H.rawContentSha256]);
+    expect(v.headers[H.scrubPolicy]).toBe(scrubPolicyVersion(policyFor(cfg, 'acme'), new Set()));
+    expect(v.headers[H.scrubPolicy]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // Unchanged bytes: both digests are the raw one. No receiver header: computed from the bytes.
+    const same = raw('GET /healthz');
+    const u = scrubRecord('traces', { key: 'acme', value: same, headers: {} }, cfg, now);
+    expect(u.kind === 'clean' && [u.headers[H.rawContentSha256], u.headers[H.contentSha256]]).toEqual([sha256Hex(same), sha256Hex(same)]);
+  });
+  it('the scrub policy version is stable across restarts and changes with the effective rules, styles, key and grants', () => {
+    const version = (c: unknown, tenant = 'acme', at = now) => {
+      const v = scrubRecord('traces', rec(raw('GET /x'), tenant), parseScrubConfig(c, { K1: 'hex:' + '11'.repeat(16), K2: 'hex:' + '22'.repeat(16) }), at);
+      if (v.kind !== 'clean') throw new Error(v.reason);
+      return v.headers[H.scrubPolicy]!;
+    };
+    const base = { tenants: { acme: { pseudonymKey: { env: 'K1' }, rules: { email: 'pseudonym' } } } };
+    const v0 = version(base);
+    expect(version(JSON.parse(JSON.stringify(base)))).toBe(v0); // a fresh parse (a restart) gives the same version
+    expect(version({ tenants: { acme: { ...base.tenants.acme, rules: { email: 'placeholder' } } } })).not.toBe(v0);
+    expect(version({ tenants: { acme: { ...base.tenants.acme, rules: { email: 'pseudonym', ip: 'off' } } } })).not.toBe(v0);
+    expect(version({ tenants: { acme: { ...base.tenants.acme, pseudonymKey: { env: 'K2' } } } })).not.toBe(v0);
+    expect(version({ tenants: { acme: { ...base.tenants.acme, sensitiveKeys: ['pin'] } } })).not.toBe(v0);
+    expect(v0).not.toContain('11'.repeat(16));
+    // A deep-debug grant changes the version only while it relaxes rules; its actor and reason do not enter.
+    const grant = (actor: string) => ({ tenants: { acme: { ...base.tenants.acme, deepDebug: [{ id: 'INC-1', rules: ['email'], startsAt: '2026-11-23T12:00:00Z', expiresAt: '2026-11-23T13:00:00Z', actor, reason: 'r' }] } } });
+    expect(version(grant('ops-1'), 'acme', new Date('2026-11-23T11:00:00Z'))).toBe(v0);
+    const during = version(grant('ops-1'), 'acme', new Date('2026-11-23T12:30:00Z'));
+    expect(during).not.toBe(v0);
+    expect(version(grant('ops-2'), 'acme', new Date('2026-11-23T12:30:00Z'))).toBe(during);
+    // Tenants under the same defaults share a version.
+    expect(version({}, 'acme')).toBe(version({}, 'beta'));
   });
 });
 
