@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalBytes } from '../evidence/jcs.ts';
 import { fromB64Strict } from '../evidence/hash.ts';
+import { ElfError, readBuildId } from '../../lib/elf.ts';
 
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const STATEMENT_V1_TYPE = 'https://in-toto.io/Statement/v1';
@@ -314,6 +315,14 @@ export function dsymKey(uuid: string): string | undefined {
 
 /** Reads the build-id from ELF bytes (lib/elf.ts). */
 export type ElfBuildIdReader = (bytes: Uint8Array) => { ok: true; buildId: string | undefined } | { ok: false; error: string };
+
+/** The project's ELF reader (lib/elf.ts) as an ElfBuildIdReader: malformed files become { ok: false } with the rule broken. */
+export const elfBuildIdReader: ElfBuildIdReader = (bytes) => {
+  try { return { ok: true, buildId: readBuildId(bytes) }; } catch (err) {
+    if (err instanceof ElfError) return { ok: false, error: err.message };
+    throw err;
+  }
+};
 
 /** What the route knows about the origin artifact (from lookupArtifact). */
 export interface OriginArtifact { sha256: string; attested: boolean }

@@ -3,10 +3,11 @@
 // generated, checked through the tenant verifier.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { validateArtifact, validateSymbolBundle, elfKey, pdbKey, dsymKey, type IntakeEnvelopeVerifier,
+import { validateArtifact, validateSymbolBundle, elfKey, pdbKey, dsymKey, elfBuildIdReader, type IntakeEnvelopeVerifier,
   type ElfBuildIdReader } from '../../processors/intake/artifacts.ts';
 import { pythonSign, slsaStatement, type Envelope } from './sign.ts';
 import { testVerifier } from './verifier.ts';
+import { buildElfFixture, readBytes } from './elf-fixture.ts';
 
 const TENANT = 'acme';
 const ART = createHash('sha256').update('the artifact').digest('hex');
@@ -196,5 +197,35 @@ describe('symbol bundle declarations (keys, origin)', () => {
     expect(reason({ kind: 'pdb', pdb_guid: '0123456789abcdef0123456789abcdef' })).toBe('SYMBOL_KEY_INVALID');
     expect(reason({ kind: 'dsym', build_id: 'abcdef0123' })).toBe('SYMBOL_KEY_INVALID');
     expect(reason({ kind: 'dsym', dsym_uuid: '0123456789abcdef0123456789abcdef' }, new Uint8Array(0))).toBe('SYMBOL_BUNDLE_EMPTY');
+  });
+});
+
+describe('ELF symbol bundles: the build-id comes from the bytes', () => {
+  // A real program compiled here with -g (and once without a build-id note); readelf is the oracle.
+  const fx = buildElfFixture();
+  const withId = readBytes(fx.withId);
+  const origin = { sha256: ART, attested: true };
+  const check = (bytes: Uint8Array, buildId: string) => {
+    const r = validateSymbolBundle(TENANT, { kind: 'elf', build_id: buildId, artifact_sha256: ART }, bytes, origin, elfBuildIdReader);
+    return r.ok ? r.bundle : r.reason;
+  };
+
+  it('accepts the build-id readelf reports (any case) and marks the key verified', () => {
+    expect(check(withId, fx.buildId.toUpperCase())).toMatchObject({ kind: 'elf', symbol_key: fx.buildId, build_id: fx.buildId, key_verified: true,
+      bundle_sha256: createHash('sha256').update(withId).digest('hex') });
+  });
+
+  it('refuses a lying declared build-id, an ELF without the note, and bytes that are not (a whole) ELF', () => {
+    const lie = fx.buildId.slice(0, -2) + (fx.buildId.endsWith('00') ? '01' : '00');
+    expect(check(withId, lie)).toBe('BUILD_ID_MISMATCH');
+    expect(check(withId, fx.buildId + '00')).toBe('BUILD_ID_MISMATCH');
+    expect(check(readBytes(fx.withoutId), fx.buildId)).toBe('ELF_BUILD_ID_MISSING');
+    expect(check(Buffer.from('#!/bin/sh\necho not elf\n'), fx.buildId)).toBe('ELF_MALFORMED');
+    expect(check(withId.subarray(0, 40), fx.buildId)).toBe('ELF_MALFORMED');
+  });
+
+  it('never accepts an ELF bundle for an unattested origin, even with a true build-id', () => {
+    const r = validateSymbolBundle(TENANT, { kind: 'elf', build_id: fx.buildId, artifact_sha256: ART }, withId, undefined, elfBuildIdReader);
+    expect(r.ok ? 'accepted' : r.reason).toBe('ORIGIN_ARTIFACT_UNATTESTED');
   });
 });
