@@ -4,6 +4,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import { BatchingProducer } from '../lib/kafka/producer.ts';
 import type { TokenRegistry } from '../lib/tenancy.ts';
 import { logger } from '../lib/log.ts';
 import { histogram } from '../lib/metrics.ts';
@@ -57,10 +59,22 @@ export interface ApiServerOptions {
   /** Default 8080; 0 picks a free port (tests). */
   port?: number;
   host?: string;
-  /** Feature route registrations, e.g. (r) => registerTimelineRoutes(r, { store }). */
-  register: ((router: Router) => void)[];
+  /** Feature route registrations, e.g. (r) => registerTimelineRoutes(r, { store }); intake routes take the producer from `ctx`. */
+  register: ((router: Router, ctx: ApiContext) => void)[];
+  /**
+   * Kafka as the API's user (`api`: allowed to write the intake topics and timeline_events). When
+   * given, the server opens one idempotent acks=all producer for the intake routes and closes it
+   * after the HTTP server closed (so no route is left with a producer gone).
+   */
+  kafka?: Kafka;
   /** Readiness probe for /readyz (e.g. store.ping). */
   ready?: () => Promise<boolean>;
+}
+
+/** What the server hands to route registrations. */
+export interface ApiContext {
+  /** The intake producer (undefined when the server was started without Kafka). */
+  producer: BatchingProducer | undefined;
 }
 
 export interface RunningApi { server: http.Server; url: string; port: number; router: Router; close(): Promise<void> }
@@ -78,7 +92,12 @@ export function createRouter(tokens: TokenRegistry, ready?: () => Promise<boolea
 export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi> {
   const log = logger('api');
   const router = createRouter(opts.tokens, opts.ready);
-  for (const r of opts.register) r(router);
+  let producer: BatchingProducer | undefined;
+  if (opts.kafka) {
+    producer = new BatchingProducer(opts.kafka, { lingerMs: 2, maxBatchBytes: 900_000 });
+    await producer.connect();
+  }
+  for (const r of opts.register) r(router, { producer });
 
   const server = http.createServer((req, res) => {
     const requestId = randomUUID();
@@ -111,14 +130,22 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
       });
   });
   const port = opts.port ?? DEFAULT_API_PORT;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, opts.host ?? '127.0.0.1', () => { server.off('error', reject); resolve(); });
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, opts.host ?? '127.0.0.1', () => { server.off('error', reject); resolve(); });
+    });
+  } catch (err) {
+    await producer?.disconnect();
+    throw err;
+  }
   const actual = (server.address() as AddressInfo).port;
   log.info({ port: actual }, 'api listening');
   return {
     server, port: actual, url: `http://${opts.host ?? '127.0.0.1'}:${actual}`, router,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: async () => {
+      await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
+      await producer?.disconnect();
+    },
   };
 }

@@ -179,10 +179,16 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     };
     if (parts.has('timeline')) {
       const { startTimelineRunner } = await import('../processors/timeline/runner.ts');
+      const { intakeSinks } = await import('../processors/timeline/intake-sinks.ts');
+      const { IntakeTrust } = await import('../lib/intake/trust.ts');
+      const { FsBlobStore } = await import('../lib/cas.ts');
+      const sinks = intakeSinks({ verify: new IntakeTrust(cfg.intake.trust).verifyIntakeEnvelope, cas: new FsBlobStore(cfg.intake.casDir) });
+      const sinkTopics = [...new Set(sinks.flatMap((x) => x.topics.map((k) => cfg.kafka.topics[k])))];
       const timeline = await startTimelineRunner({ kafka: createKafka({ ...kafka.access('timeline'), clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
-          metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq }, groupId: groups.timeline });
-      drainThenStop(2, groups.timeline, [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents], () => timeline.stop());
+          metrics: cfg.kafka.topics.metricsClean, timelineEvents: cfg.kafka.topics.timelineEvents, dlq: cfg.kafka.topics.dlq }, groupId: groups.timeline,
+        intakeSinks: sinks, intakeTopics: cfg.kafka.topics });
+      drainThenStop(2, groups.timeline, [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean, cfg.kafka.topics.timelineEvents, ...sinkTopics], () => timeline.stop());
       out('Timeline: clean topics -> ClickHouse timeline_events, otel_traces, otel_logs, otel_metrics_*');
     }
     // The tenants' Merkle logs, and the case bundles and holds (a separate tree the runner never touches).
@@ -245,6 +251,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const logs = new FsEvidenceStore(path.join(evidenceRoot, 'logs'));
       const cases = new FsEvidenceStore(path.join(evidenceRoot, 'cases'));
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
+        // The intake routes' producer, as the `api` Kafka user (ACLs: intake topics + timeline_events).
+        kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api-intake` }),
         register: [
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
           (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s }),

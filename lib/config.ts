@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { defaultIntakeConfig, parseIntakeSection, type IntakeConfig } from './intake/trust.ts';
 import { parseKafkaSecurity, type KafkaSasl, type KafkaTls } from './kafka/auth.ts';
 import { defaultTopicNames, type TopicNames } from './kafka/topics.ts';
 import { parseGrant, validateTenantId, type TenantConfig } from './tenancy.ts';
@@ -82,6 +83,8 @@ export interface StellaConfig {
   clickhouse: { url: string | null };
   tracing: TracingConfig;
   tenants: TenantConfig[];
+  /** Signed intake: CAS directory, runtime-facts limits, the tenants' DSSE trust keys (lib/intake/trust.ts, docs/intake.md). */
+  intake: IntakeConfig;
   /** Processor sections, validated by their own modules when those start. */
   sections: Record<string, unknown>;
 }
@@ -116,6 +119,7 @@ export function defaultConfig(): StellaConfig {
       systemTenant: 'stella-system', maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 1000,
     },
     tenants: [],
+    intake: defaultIntakeConfig(path.resolve('data')),
     sections: {},
   };
 }
@@ -228,7 +232,7 @@ function parseTracing(r: Reader, t: Obj, env: NodeJS.ProcessEnv, d: TracingConfi
   };
 }
 
-const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants']);
+const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants', 'intake']);
 
 /** Build a config from a parsed file object and an environment; throws ConfigError listing every problem. */
 export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
@@ -314,8 +318,10 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
     clickhouse: { url: env.CLICKHOUSE_URL ?? ((ch.url as string | undefined) || null) },
     tracing: parseTracing(r, r.obj(file, 'tracing', ''), env, d.tracing),
     tenants: parseTenants(r, file.tenants),
+    intake: defaultIntakeConfig(d.dataDir),
     sections: Object.fromEntries(Object.entries(file).filter(([key]) => !KNOWN_TOP.has(key))),
   };
+  cfg.intake = parseIntakeSection(file.intake, cfg.dataDir, r.problems);
   if (cfg.receiver.maxRequestBytes > cfg.receiver.maxInflightBytes) {
     r.problems.push(`receiver.maxRequestBytes (${cfg.receiver.maxRequestBytes}) must not exceed receiver.maxInflightBytes (${cfg.receiver.maxInflightBytes})`);
   }

@@ -6,7 +6,9 @@ import { createHash } from 'node:crypto';
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export const SCOPES = ['otlp:write', 'timeline:read', 'evidence:read', 'evidence:create', 'evidence:export',
-  'obs:read', 'obs:write', 'attest:read', 'admin'] as const;
+  'obs:read', 'obs:write', 'attest:read', 'admin',
+  // Signed intake (docs/intake.md); reads of what it stored use attest:read / obs:read.
+  'runtime:write', 'orchestrator:exports:write', 'artifacts:write', 'symbols:write'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface TokenConfig { sha256: string; scopes: string[]; name?: string }

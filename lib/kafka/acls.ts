@@ -4,7 +4,7 @@
 // collector writes only its own tenant's direct topics, whose tenant the scrubber takes from the
 // topic name, never from the record (docs/operations.md, "Kafka principals and ACLs").
 import kafkajs, { type AclEntry, type Kafka } from 'kafkajs';
-import type { TopicNames } from './topics.ts';
+import { intakeTopics, type TopicNames } from './topics.ts';
 
 export const SUPER_USER = 'admin';
 export const PIPELINE_USERS = ['receiver', 'scrub', 'timeline', 'evidence', 'slo', 'api'] as const;
@@ -31,6 +31,7 @@ export function pipelineGrants(c: AclPlanInput): Grant[] {
   const raw = [t.spans, t.metrics, t.logs];
   const clean = [t.spansClean, t.metricsClean, t.logsClean];
   const direct = c.directTenants.flatMap((tenant) => Object.values(directTopics(t, tenant)));
+  const intake = intakeTopics(t);
   const group = (name: string) => `${c.groupIdPrefix}${name}`;
   const g: Grant[] = [];
   const add = (user: string, resource: Grant['resource'], names: string[], operation: Grant['operation']) => {
@@ -40,7 +41,7 @@ export function pipelineGrants(c: AclPlanInput): Grant[] {
   add('scrub', 'topic', [...raw, ...direct], 'read');
   add('scrub', 'topic', [...clean, t.dlq, t.timelineEvents], 'write');
   add('scrub', 'group', [group('scrub')], 'read');
-  add('timeline', 'topic', [...clean, t.timelineEvents], 'read');
+  add('timeline', 'topic', [...clean, t.timelineEvents, ...intake], 'read');
   add('timeline', 'topic', [t.timelineEvents, t.dlq], 'write');
   add('timeline', 'group', [group('timeline')], 'read');
   add('evidence', 'topic', [...clean, t.timelineEvents], 'read');
@@ -48,9 +49,12 @@ export function pipelineGrants(c: AclPlanInput): Grant[] {
   add('slo', 'topic', [t.spansClean, t.metricsClean, t.sloEvents], 'read');
   add('slo', 'topic', [t.sloEvents, t.timelineEvents], 'write');
   add('slo', 'group', [group('slo')], 'read');
+  // Signed intake: the API checks the token, stores the payload in the CAS, then publishes the intake
+  // record and its timeline event (lib/intake/publish.ts).
+  add('api', 'topic', [...intake, t.timelineEvents], 'write');
   // GET /obs/top: committed offsets of the processors' groups against the topics' watermarks.
   add('api', 'group', ['scrub', 'timeline', 'evidence', 'slo'].map(group), 'describe');
-  add('api', 'topic', [...raw, ...direct, ...clean, t.timelineEvents, t.sloEvents, t.dlq], 'describe');
+  add('api', 'topic', [...raw, ...direct, ...clean, t.timelineEvents, t.sloEvents, t.dlq, ...intake], 'describe');
   for (const tenant of c.directTenants) add(`collector-${tenant}`, 'topic', Object.values(directTopics(t, tenant)), 'write');
   // Idempotent producers (ours, and the collector's with acks=all) first ask for a producer id, which
   // the broker grants to kafkajs' InitProducerId v0 only with IdempotentWrite on the cluster.

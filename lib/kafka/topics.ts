@@ -4,13 +4,22 @@ export interface TopicNames {
   spans: string; metrics: string; logs: string;
   spansClean: string; metricsClean: string; logsClean: string;
   dlq: string; sloEvents: string; timelineEvents: string;
+  /** Signed intake (docs/intake.md): small records pointing at CAS blobs, key = tenant, written by the API. */
+  intakeRuntimeFacts: string; orchestratorExports: string; intakeArtifacts: string; intakeSymbols: string;
 }
 
 export const defaultTopicNames: TopicNames = {
   spans: 'otlp_spans', metrics: 'otlp_metrics', logs: 'otlp_logs',
   spansClean: 'otlp_spans_clean', metricsClean: 'otlp_metrics_clean', logsClean: 'otlp_logs_clean',
   dlq: 'otlp_dlq', sloEvents: 'slo_events', timelineEvents: 'timeline_events',
+  intakeRuntimeFacts: 'intake_runtime_facts', orchestratorExports: 'orchestrator.export.created',
+  intakeArtifacts: 'intake_artifacts', intakeSymbols: 'intake_symbols',
 };
+
+/** The intake topics (the API produces them, the timeline processor's intake hook consumes them). */
+export const INTAKE_TOPIC_KEYS = ['intakeRuntimeFacts', 'orchestratorExports', 'intakeArtifacts', 'intakeSymbols'] as const satisfies readonly (keyof TopicNames)[];
+export type IntakeTopicKey = (typeof INTAKE_TOPIC_KEYS)[number];
+export const intakeTopics = (t: TopicNames): string[] => INTAKE_TOPIC_KEYS.map((k) => t[k]);
 
 /** Kafka header names shared by every producer in the pipeline. */
 export const H = {

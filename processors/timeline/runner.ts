@@ -6,12 +6,13 @@
 import type { Kafka } from 'kafkajs';
 import { BatchingProducer } from '../../lib/kafka/producer.ts';
 import { runStage, type RunningStage, type StageContext, type StageRecord } from '../../lib/kafka/stage.ts';
-import { defaultTopicNames, H } from '../../lib/kafka/topics.ts';
+import { defaultTopicNames, H, type IntakeTopicKey, type TopicNames } from '../../lib/kafka/topics.ts';
 import { logger } from '../../lib/log.ts';
 import { counter } from '../../lib/metrics.ts';
 import { inChildSpan } from '../../lib/tracing.ts';
 import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventMessageJson } from './events.ts';
+import { IntakeRouting, type IntakeSink } from './intake-hook.ts';
 import { eventRowFromMessage, PRODUCER_HEADER, TIMELINE_PRODUCER } from './external-events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
@@ -22,6 +23,10 @@ export interface TimelineRunnerOptions {
   groupId?: string;
   writer?: BatchWriterOptions;
   partitionsConsumedConcurrently?: number;
+  /** The intake kinds' ClickHouse writers (processors/timeline/intake-sinks.ts); their topics are consumed too. */
+  intakeSinks?: readonly IntakeSink[];
+  /** Intake topic names (default: defaultTopicNames). */
+  intakeTopics?: Partial<Pick<TopicNames, IntakeTopicKey>>;
   /** Runs after a batch's output is durable, before its offsets are committed (crash-injection point for tests). */
   beforeCommit?: (records: StageRecord[]) => Promise<void>;
 }
@@ -31,6 +36,7 @@ export interface RunningTimeline { stop(): Promise<void>; stage: RunningStage }
 
 const eventsOut = counter('stella_timeline_events_total', 'Timeline events derived and stored', ['kind_family']);
 const poison = counter('stella_timeline_poison_records_total', 'Clean records the timeline could not decode (sent to the DLQ)');
+const deadIntake = counter('stella_timeline_dead_intake_records_total', 'Intake records a sink refused (sent to the DLQ)', ['topic']);
 
 export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<RunningTimeline> {
   const log = logger('timeline');
@@ -41,6 +47,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     timelineEvents: opts.topics?.timelineEvents ?? defaultTopicNames.timelineEvents,
     dlq: opts.topics?.dlq ?? defaultTopicNames.dlq,
   };
+  const intake = new IntakeRouting(opts.intakeSinks ?? [], { ...defaultTopicNames, ...opts.intakeTopics });
   const signalOf = new Map<string, SignalKind>([[topics.spans, 'traces'], [topics.logs, 'logs'], [topics.metrics, 'metrics']]);
   const writer = new BatchWriter(opts.store, opts.writer);
   const producer = new BatchingProducer(opts.kafka, { lingerMs: 2, maxBatchBytes: 900_000 });
@@ -63,7 +70,9 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     const dead: StageRecord[] = [];
     const traceparents = new Map<TimelineEventRow, string>();
     const external: TimelineEventRow[] = [];
+    const intakeRecords: StageRecord[] = [];
     for (const r of records) {
+      if (intake.handles(r.topic)) { intakeRecords.push(r); continue; }
       try {
         if (r.topic === topics.timelineEvents) {
           // Events other processors published; our own are already stored.
@@ -93,6 +102,17 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     // encodes Kafka messages); the offsets are committed only after both are acknowledged. If the
     // insert fails, the whole batch is retried, so a published event's row always follows.
     if (out.events.length) writes.push(publishEvents(out.events, traceparents));
+    if (intakeRecords.length) {
+      writes.push(intake.write(intakeRecords, { writer, store: opts.store }).then(async (refused) => {
+        if (!refused.length) return;
+        for (const d of refused) {
+          deadIntake.inc({ topic: d.record.topic });
+          log.warn({ topic: d.record.topic, partition: d.record.partition, offset: d.record.offset, error_code: 'BAD_INTAKE_RECORD' }, d.reason);
+        }
+        await producer.send(topics.dlq, refused.map(({ record: r, reason }) => ({ key: r.key ?? '', value: r.value, headers: {
+          ...r.headers, [H.dlqReason]: `timeline intake: ${reason}`, [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } })));
+      }));
+    }
     await inChildSpan(ctx.trace, 'timeline write', { 'stella.rows.events': out.events.length + external.length, 'stella.records.dlq': dead.length },
       () => Promise.all(writes));
     for (const e of [...out.events, ...external]) eventsOut.inc({ kind_family: e.kind.split('.')[0] ?? '' });
@@ -100,7 +120,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
   };
 
   const stage = await runStage({ name: 'timeline', groupId: opts.groupId, kafka: opts.kafka,
-    topics: [topics.spans, topics.logs, topics.metrics, topics.timelineEvents], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
+    topics: [topics.spans, topics.logs, topics.metrics, topics.timelineEvents, ...intake.topics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
   return {
     stage,
     stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },

@@ -31,7 +31,9 @@ export function testConfig(file: Record<string, unknown> = {}, at: KafkaAccess =
       partitions: 3,
       topics: { spans: `${prefix}_spans`, metrics: `${prefix}_metrics`, logs: `${prefix}_logs`, spansClean: `${prefix}_spans_clean`,
         metricsClean: `${prefix}_metrics_clean`, logsClean: `${prefix}_logs_clean`, dlq: `${prefix}_dlq`,
-        sloEvents: `${prefix}_slo_events`, timelineEvents: `${prefix}_timeline_events` },
+        sloEvents: `${prefix}_slo_events`, timelineEvents: `${prefix}_timeline_events`,
+        intakeRuntimeFacts: `${prefix}_intake_runtime_facts`, orchestratorExports: `${prefix}_orchestrator.export.created`,
+        intakeArtifacts: `${prefix}_intake_artifacts`, intakeSymbols: `${prefix}_intake_symbols` },
       ...(file.kafka as object | undefined),
     },
   }, kafkaEnvOf(at));
