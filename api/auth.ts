@@ -2,8 +2,15 @@
 // tenant a request acts on is `?tenant=` when given, else the token's only tenant holding the
 // route's scope. 401 = no/unknown token; 403 = the token lacks `<scope>#tenant/<id>`. Bodies name
 // the missing scope and never echo the token or any request data beyond the tenant id asked for.
-import { AuthError, requireScope, tenantsWithScope, validateTenantId, type Scope, type TokenRegistry } from '../lib/tenancy.ts';
-import { apiError, type AuthedHandler, type Handler } from './router.ts';
+// Every decision is logged (lib/audit.ts) and noted on the request for its `api.*` span.
+import { logAuthz, type AuthzOutcome } from '../lib/audit.ts';
+import { AuthError, requireScope, tenantsWithScope, validateTenantId, type Principal, type Scope, type TokenRegistry } from '../lib/tenancy.ts';
+import { apiError, type ApiRequest, type AuthedHandler, type Handler } from './router.ts';
+
+function decided(req: ApiRequest, outcome: AuthzOutcome, scope: Scope, tenant: string | undefined, principal: Principal | undefined): void {
+  if (req.authz) Object.assign(req.authz, { outcome, scope, tenant, tokenName: principal?.tokenName, tokenId: principal?.tokenId });
+  logAuthz('api', { outcome, scope, tenant, principal, route: `${req.method} ${req.route ?? req.path}`, requestId: req.requestId, traceId: req.traceId });
+}
 
 export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHandler) => Handler {
   return (scope, handler) => async (req) => {
@@ -12,6 +19,7 @@ export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHand
       principal = tokens.authenticate(req.headers.authorization);
     } catch (err) {
       if (err instanceof AuthError) {
+        decided(req, 'unauthenticated', scope, undefined, undefined);
         return { ...apiError(401, 'unauthenticated', err.message, { required_scope: `${scope}#tenant/<id>` }),
           headers: { 'www-authenticate': `Bearer realm="stella", scope="${scope}"` } };
       }
@@ -25,6 +33,7 @@ export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHand
     } else {
       const granted = tenantsWithScope(principal, scope);
       if (granted.length === 0) {
+        decided(req, 'forbidden', scope, undefined, principal);
         return apiError(403, 'forbidden', `token lacks scope ${scope} for any tenant`, { required_scope: `${scope}#tenant/<id>` });
       }
       if (granted.length > 1) {
@@ -35,9 +44,13 @@ export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHand
     try {
       requireScope(principal, scope, tenant);
     } catch (err) {
-      if (err instanceof AuthError) return apiError(403, 'forbidden', err.message, { required_scope: `${scope}#tenant/${tenant}` });
+      if (err instanceof AuthError) {
+        decided(req, 'forbidden', scope, tenant, principal);
+        return apiError(403, 'forbidden', err.message, { required_scope: `${scope}#tenant/${tenant}` });
+      }
       throw err;
     }
+    decided(req, 'allowed', scope, tenant, principal);
     return handler({ ...req, principal, tenant });
   };
 }

@@ -1,6 +1,7 @@
 // A tiny router: `GET /timeline/:event_id` style patterns, JSON responses, and per-route scope
 // guards. Evidence and SLO routes register on the same Router (registerXRoutes(router, deps)).
 import type { IncomingHttpHeaders } from 'node:http';
+import type { AuthzOutcome } from '../lib/audit.ts';
 import type { Principal, Scope } from '../lib/tenancy.ts';
 
 export interface ApiRequest {
@@ -16,7 +17,14 @@ export interface ApiRequest {
   rawBody?: Buffer;
   /** The body parsed, when it was sent as application/json and parses. */
   body?: unknown;
+  /** The matched route pattern (e.g. `/timeline/:event_id`), for logs and spans. */
+  route?: string;
+  /** Filled in by the auth guard: the decision, for the request's `api.*` span. */
+  authz?: AuthzNote;
 }
+
+/** What the auth guard decided about a request (api/auth.ts), read by the server for its span. */
+export interface AuthzNote { outcome?: AuthzOutcome; scope?: string; tenant?: string; tokenName?: string; tokenId?: string }
 
 /** A request that passed the auth guard: the principal and the one tenant it acts for. */
 export interface AuthedRequest extends ApiRequest { principal: Principal; tenant: string }

@@ -9,8 +9,9 @@ import { BatchingProducer } from '../lib/kafka/producer.ts';
 import type { TokenRegistry } from '../lib/tenancy.ts';
 import { logger } from '../lib/log.ts';
 import { histogram } from '../lib/metrics.ts';
+import { API_ATTR, ATTR, startApiSpan } from '../lib/tracing.ts';
 import { bearerGuard } from './auth.ts';
-import { apiError, json, Router, type ApiRequest, type ApiResponse } from './router.ts';
+import { apiError, json, Router, type ApiRequest, type ApiResponse, type AuthzNote } from './router.ts';
 
 /** Largest request body read (POST /evidence/verify takes a bundle). */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -101,12 +102,21 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
 
   const server = http.createServer((req, res) => {
     const requestId = randomUUID();
-    const traceId = requestTraceId(req.headers.traceparent);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const m = router.match(req.method ?? 'GET', url.pathname);
     const routeName = m && 'route' in m ? m.route.pattern : 'unmatched';
+    // Scoped routes get an `api.*` span carrying the auth guard's decision (public probes do not).
+    const span = m && 'route' in m && m.route.scope ? startApiSpan(req.method ?? 'GET', routeName, req.headers.traceparent as string | undefined) : undefined;
+    const traceId = span?.traceId ?? requestTraceId(req.headers.traceparent);
+    const authz: AuthzNote = {};
+    let failure: unknown;
     const end = latency.startTimer({ route: routeName });
     const send = (r: ApiResponse) => {
+      span?.end(r.status, {
+        [API_ATTR.requestId]: requestId, [API_ATTR.authOutcome]: authz.outcome ?? 'none',
+        ...(authz.scope ? { [API_ATTR.authScope]: authz.scope } : {}), ...(authz.tenant ? { [ATTR.tenant]: authz.tenant } : {}),
+        ...(authz.tokenName ? { [API_ATTR.tokenName]: authz.tokenName } : {}), ...(authz.tokenId ? { [API_ATTR.tokenId]: authz.tokenId } : {}),
+      }, failure);
       // Buffers, and strings with a non-JSON content type (evidence tiles, proofs, bundles), go out as-is.
       const ct = r.headers?.['content-type'];
       const raw = Buffer.isBuffer(r.body) || (typeof r.body === 'string' && ct !== undefined && !ct.startsWith('application/json'));
@@ -122,10 +132,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     readBody(req, MAX_BODY_BYTES)
       .then((rawBody) => (rawBody === undefined ? apiError(413, 'too_large', `request body over ${MAX_BODY_BYTES} bytes`)
         : m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
-          headers: req.headers, requestId, traceId, rawBody, body: jsonBody(req.headers['content-type'], rawBody) } as ApiRequest)))
+          headers: req.headers, requestId, traceId, rawBody, body: jsonBody(req.headers['content-type'], rawBody), route: routeName, authz } as ApiRequest)))
       .then(send, (err: unknown) => {
-        // Internals (SQL, stack) stay in the log; the client gets the request id to quote.
-        log.error({ request_id: requestId, trace_id: traceId, route: routeName, error_message: String(err) }, 'request failed');
+        // Internals (SQL, stack) stay in the log (scrubbed; the stack folded into details.stack); the client gets the request id to quote.
+        failure = err;
+        log.error({ request_id: requestId, trace_id: traceId, route: routeName, err }, 'request failed');
         send(apiError(500, 'internal', 'internal error', { request_id: requestId, trace_id: traceId }));
       });
   });

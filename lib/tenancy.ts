@@ -20,6 +20,8 @@ export interface Principal {
   /** Granted scopes, each `scope#tenant/<id>`. */
   grants: ReadonlySet<string>;
   tokenName: string | undefined;
+  /** The first 12 hex digits of the token's SHA-256 (as `stella tokens list` shows): who, in audit logs. */
+  tokenId: string;
 }
 
 export class AuthError extends Error {
@@ -61,7 +63,7 @@ export class TokenRegistry {
         const hash = tok.sha256.toLowerCase();
         if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`tenant ${t.id}: token sha256 must be 64 hex characters`);
         if (byHash.has(hash)) throw new Error(`tenant ${t.id}: the same token hash is configured twice`);
-        byHash.set(hash, { tenantId: t.id, grants: new Set(tok.scopes.map((s) => parseGrant(s, t.id))), tokenName: tok.name });
+        byHash.set(hash, { tenantId: t.id, grants: new Set(tok.scopes.map((s) => parseGrant(s, t.id))), tokenName: tok.name, tokenId: hash.slice(0, 12) });
       }
     }
     this.byHash = byHash;

@@ -198,3 +198,33 @@ export function startRootSpan(name: string, tenant: string, attributes?: Attribu
 }
 
 export const endSpan = (span: Span | undefined, err?: unknown): void => { if (span) endWith(span, err); };
+
+/** Attributes of the read API's spans beyond the HTTP ones: the authN/Z outcome (lib/audit.ts). */
+export const API_ATTR = { authOutcome: 'stella.auth.outcome', authScope: 'stella.auth.scope', tokenName: 'stella.auth.token_name', tokenId: 'stella.auth.token_id', requestId: 'stella.request.id' } as const;
+
+/** The read API's side of one request: an `api.<METHOD> <route>` server span. */
+export interface ApiSpan {
+  /** The span's trace id: the client's (from its traceparent) or a new one; the API returns it as x-trace-id. */
+  traceId: string;
+  end(status: number, attributes: Attributes, err?: unknown): void;
+}
+
+/**
+ * undefined when tracing is off. Unlike intake, a request of the system tenant is traced too: the
+ * tenant is known only after auth, and a read causes no telemetry of its own (the exported span is
+ * system-tenant intake, which is never traced), so there is no loop.
+ */
+export function startApiSpan(method: string, route: string, incoming: string | undefined): ApiSpan | undefined {
+  if (!state) return undefined;
+  const parent = parseTraceparent(incoming);
+  const span = state.tracer.startSpan(`api.${method} ${route}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route } },
+    parent ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT);
+  return {
+    traceId: span.spanContext().traceId,
+    end(status, attributes, err) {
+      span.setAttributes({ ...attributes, 'http.response.status_code': status });
+      if (err === undefined && status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      endWith(span, err);
+    },
+  };
+}

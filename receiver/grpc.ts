@@ -4,7 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../lib/log.ts';
 import { signals, types, type Signal } from '../lib/otlp/proto.ts';
-import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
+import { authorizeIntake } from '../lib/audit.ts';
+import { AuthError, type TokenRegistry } from '../lib/tenancy.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
 import { grpcStatusOf } from './status.ts';
@@ -50,9 +51,8 @@ function handler(signal: Signal, opts: FrontEndOptions): grpc.handleUnaryCall<Bu
       let tenant: string | undefined;
       try {
         const auth = call.metadata.get('authorization')[0];
-        const principal = opts.tokens.authenticate(typeof auth === 'string' ? auth : auth?.toString());
+        const principal = authorizeIntake(opts.tokens, typeof auth === 'string' ? auth : auth?.toString(), `grpc ${signal.name}`);
         tenant = principal.tenantId;
-        requireScope(principal, 'otlp:write', tenant);
         const tp = call.metadata.get('traceparent')[0];
         const outcome = await opts.ingestor.export(signal, call.request, principal, typeof tp === 'string' ? tp : undefined);
         // A full success is the empty Export*ServiceResponse: zero bytes, no protobufjs round.

@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import { logger } from '../lib/log.ts';
 import { JsonInputError, messageToOtlpJson, otlpJsonToProto } from '../lib/otlp/json.ts';
 import { signals, types, type Signal } from '../lib/otlp/proto.ts';
-import { AuthError, requireScope, type TokenRegistry } from '../lib/tenancy.ts';
+import { authorizeIntake } from '../lib/audit.ts';
+import { AuthError, type TokenRegistry } from '../lib/tenancy.ts';
 import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
@@ -120,9 +121,8 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
         // Header values are never echoed (responses or logs): `text/plain; password=...` happens.
         throw new IngestError('unsupported_media_type', 'content_type', 'unsupported Content-Type; use application/x-protobuf or application/json');
       }
-      const principal = opts.tokens.authenticate(req.headers.authorization);
+      const principal = authorizeIntake(opts.tokens, req.headers.authorization, `http ${signal.name}`);
       tenant = principal.tenantId;
-      requireScope(principal, 'otlp:write', tenant);
       const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
       if (!['identity', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
         throw new IngestError('unsupported_media_type', 'content_encoding', 'unsupported Content-Encoding; use gzip, deflate or none');
