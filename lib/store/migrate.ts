@@ -64,6 +64,7 @@ const ttlTables: Record<string, [string, keyof RetentionConfig]> = {
   otel_metrics_exponential_histogram: ['toDateTime(TimeUnix)', 'otelTtlDays'],
   otel_metrics_summary: ['toDateTime(TimeUnix)', 'otelTtlDays'],
   golden_signals: ['minute', 'otelTtlDays'], // clickhouse/0100 (SLO processor)
+  frames: ['toDateTime(ts)', 'otelTtlDays'], // clickhouse/0210 (provenance: exception stack frames)
 };
 
 export interface MigrateResult { applied: string[]; skipped: string[]; ttlChanged: string[] }

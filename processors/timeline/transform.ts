@@ -3,6 +3,7 @@ import { decodeLogs, decodeMetrics, decodeTraces } from '../../lib/otlp/proto.ts
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { TABLES, type Row, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventsFromLogs, eventsFromSpans, type SourceRef } from './events.ts';
+import { FRAMES_TABLE, frameRowsFromLogs, frameRowsFromSpans } from './frames.ts';
 import { logRows, metricRows, spanRows } from './otel-rows.ts';
 
 export type SignalKind = 'traces' | 'logs' | 'metrics';
@@ -32,10 +33,14 @@ export function transformRecord(signal: SignalKind, rec: CleanRecord): Transform
     if (signal === 'traces') {
       const req = decodeTraces(rec.value);
       rows.set(TABLES.traces, spanRows(req, tenant));
+      const frames = frameRowsFromSpans(req, tenant);
+      if (frames.length) rows.set(FRAMES_TABLE, frames);
       events = eventsFromSpans(req, tenant, rec);
     } else if (signal === 'logs') {
       const req = decodeLogs(rec.value);
       rows.set(TABLES.logs, logRows(req, tenant));
+      const frames = frameRowsFromLogs(req, tenant);
+      if (frames.length) rows.set(FRAMES_TABLE, frames);
       events = eventsFromLogs(req, tenant, rec);
     } else {
       for (const [t, r] of metricRows(decodeMetrics(rec.value), tenant)) rows.set(t, r);
