@@ -9,17 +9,20 @@
 //   GET  /evidence/bundles/:id                          evidence:export  the bundle bytes (.tar.gz)
 //   POST /evidence/verify  (bundle bytes)               evidence:read    verification result JSON, against the
 //                                                                        token tenant's trust root (the server's key schedule)
-//   POST /evidence/hold/:case_id                        evidence:create  legal hold on the case's bundles
+//   POST   /evidence/hold/:case_id {trace_ids?, entries?, sealed?, reason?}  evidence:create  place a legal hold
+//   DELETE /evidence/hold/:case_id[?reason=]           admin            release it (retention may then prune)
+//   GET    /evidence/holds[?all=true]                  evidence:read    the tenant's holds (all: released ones too)
 // The tenant comes from the token's grants (`?tenant=` to choose); in `/evidence/:tenant/...` paths it
 // must be the path's tenant, checked by the same guard (403 otherwise).
 //
 // Two things these routes need from the HTTP server beyond JSON (see docs/evidence.md "Server"):
 // the raw request body as `rawBody: Buffer` on POST, and responses whose `body` is a Buffer or a
 // string with a non-JSON content type written as-is.
-import { forTenant, MAX_LIMIT, type Store, type TimelineEvent } from '../lib/store/index.ts';
+import { forTenant, MAX_LIMIT, TABLES, timelineInsertRow, type Store, type TimelineEvent, type TimelineEventRow } from '../lib/store/index.ts';
 import { validateTenantId, type Scope } from '../lib/tenancy.ts';
 import { buildBundle, formatConsistencyProof, verifyBundle, type Manifest, type VerifyResult } from '../processors/evidence/bundle.ts';
-import { causeExitCode } from '../processors/evidence/causes.ts';
+import { causeExitCode, VerifyFailure } from '../processors/evidence/causes.ts';
+import { CASE_ID, HoldError, bundleEntryRanges, holdTimelineEvent, latestHold, listHolds, parseHoldRequest, recordHold, type HoldRecord } from '../processors/evidence/holds.ts';
 import { EventIndex } from '../processors/evidence/event-index.ts';
 import { sha256Hex } from '../processors/evidence/hash.ts';
 import { canonicalBytes } from '../processors/evidence/jcs.ts';
@@ -44,18 +47,22 @@ export interface EvidenceRouteDeps {
   now?: () => Date;
   /** Witness and TSA policy a tenant's trust root carries (configuration); default none required. */
   trustPolicy?: (tenant: string) => TrustPolicy;
+  /**
+   * Publish a timeline event to Kafka (`timeline_events`, key = tenant) for the evidence processor
+   * to seal: hold placements and releases. Without it holds are recorded but not sealed.
+   */
+  publishTimelineEvent?: (row: TimelineEventRow) => Promise<void>;
 }
 
-export const CASE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+export { CASE_ID };
+
 const BUNDLE_ID = /^[0-9a-f]{64}$/;
 const SIZE = /^[1-9]\d{0,15}$/;
 
 export const bundlePath = (id: string): string => `bundles/${id}.tar.gz`;
 export const bundleMetaPath = (id: string): string => `bundles/${id}.json`;
-export const holdPath = (caseId: string): string => `holds/${caseId}.json`;
 
 export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; bytes: number }
-export interface HoldRecord { case_id: string; held_at: string; bundles: string[] }
 
 const text = (status: number, body: string | Buffer, contentType: string, extra: Record<string, string> = {}): ApiResponse =>
   ({ status, body, headers: { 'content-type': contentType, ...extra } });
@@ -203,7 +210,16 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
       return apiError(409, 'not_sealed', `${unsealed.length} of the ${events.length} events are not sealed in the evidence log yet; retry after the next seal`,
         { unsealed_event_ids: unsealed.slice(0, 100) });
     }
-    const bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set(indices)].sort((a, b) => a - b), atSize: size });
+    let bytes: Buffer;
+    try {
+      bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set(indices)].sort((a, b) => a - b), atSize: size });
+    } catch (err) {
+      // The case needs an entry retention deleted: its own cause, not a corrupt log.
+      if (err instanceof VerifyFailure && err.code === 'ENTRY_PRUNED') {
+        return apiError(410, 'entry_pruned', err.detail, { cause: 'ENTRY_PRUNED', exit_code: causeExitCode.ENTRY_PRUNED });
+      }
+      throw err;
+    }
     const id = sha256Hex(bytes);
     const meta: BundleMeta = { id, case_id: caseId, kind, resource_id: resourceId, tree_size: size, events: indices.length, bytes: bytes.length };
     // Content-addressed and immutable: the same case over the same log gives the same id and bytes.
@@ -232,21 +248,81 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     return json(200, { tenant: req.tenant, exit_code: result.ok ? 0 : causeExitCode[result.cause], result });
   }));
 
+  // Legal holds (processors/evidence/holds.ts): placed with evidence:create, released with admin
+  // (lifting a hold lets retention delete evidence), listed with evidence:read. Each placement and
+  // release is a timeline event published to Kafka, which the evidence processor seals into the log.
+  const publishHold = async (tenant: string, h: HoldRecord): Promise<boolean> => {
+    if (!deps.publishTimelineEvent) return false;
+    const ev = holdTimelineEvent(tenant, h);
+    await deps.store.insertRows(TABLES.timelineEvents, [timelineInsertRow(ev)]);
+    await deps.publishTimelineEvent(ev);
+    return true;
+  };
+  const holdError = (err: unknown): ApiResponse => {
+    if (err instanceof HoldError) return apiError(400, 'invalid_parameter', err.message, { parameter: err.param });
+    throw err;
+  };
+  const published = async (tenant: string, h: HoldRecord): Promise<Record<string, unknown>> => {
+    try {
+      return { event_published: await publishHold(tenant, h) };
+    } catch (err) {
+      // The hold is recorded (and in force); the event goes out when the request is repeated (same event id).
+      return { event_published: false, event_error: 'the hold is recorded but its timeline event was not published; repeat the request', detail: (err as Error).message.slice(0, 200) };
+    }
+  };
+
   router.scoped('POST', '/evidence/hold/:case_id', 'evidence:create', handled(async (req) => {
     const caseId = req.params.case_id!;
-    if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
-    const existing = await deps.cases.read(req.tenant, holdPath(caseId));
-    if (existing) return json(200, { tenant: req.tenant, hold: JSON.parse(Buffer.from(existing).toString('utf8')) as HoldRecord, created: false });
+    let parsed: ReturnType<typeof parseHoldRequest>;
+    try { parsed = parseHoldRequest(caseId, bodyFields(req)); } catch (err) { return holdError(err); }
+    const { cover } = parsed;
+    // The case's bundles are held too: their entries join the cover.
     const bundles: string[] = [];
     for (const n of await deps.cases.list(req.tenant, 'bundles')) {
       if (!n.endsWith('.json')) continue;
       const m = await deps.cases.read(req.tenant, `bundles/${n}`);
-      if (m && (JSON.parse(Buffer.from(m).toString('utf8')) as BundleMeta).case_id === caseId) bundles.push(n.slice(0, -5));
+      if (!m || (JSON.parse(Buffer.from(m).toString('utf8')) as BundleMeta).case_id !== caseId) continue;
+      const id = n.slice(0, -5);
+      bundles.push(id);
+      const b = await deps.cases.read(req.tenant, bundlePath(id));
+      if (b) cover.entries.push(...bundleEntryRanges(b));
     }
-    const hold: HoldRecord = { case_id: caseId, held_at: now().toISOString(), bundles: bundles.sort() };
-    await deps.cases.writeImmutable(req.tenant, holdPath(caseId), canonicalBytes(hold));
-    return json(201, { tenant: req.tenant, hold, created: true });
+    cover.entries = mergeRanges(cover.entries);
+    if (!cover.trace_ids.length && !cover.entries.length && !cover.sealed) {
+      return apiError(400, 'invalid_parameter', 'a hold must name what it covers: trace_ids, entries or sealed (or the case must have bundles)', { parameter: 'body' });
+    }
+    const by = req.principal.tokenName ? `token:${req.principal.tokenName}` : 'api';
+    const { record, changed } = await recordHold(deps.cases, req.tenant, { case_id: caseId, action: 'placed', at: now().toISOString(), by, reason: parsed.reason, cover, bundles: bundles.sort() });
+    return json(changed ? 201 : 200, { tenant: req.tenant, hold: record, created: changed, ...(await published(req.tenant, record)) });
   }));
+
+  router.scoped('DELETE', '/evidence/hold/:case_id', 'admin', handled(async (req) => {
+    const caseId = req.params.case_id!;
+    if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
+    const cur = await latestHold(deps.cases, req.tenant, caseId);
+    if (!cur) return apiError(404, 'not_found', 'no hold was ever placed on this case');
+    const by = req.principal.tokenName ? `token:${req.principal.tokenName}` : 'api';
+    const reason = req.query.get('reason') ?? '';
+    if (reason.length > 512) throw new BadRequest('reason', 'reason must be at most 512 characters');
+    const { record, changed } = await recordHold(deps.cases, req.tenant, { case_id: caseId, action: 'released', at: now().toISOString(), by, reason, cover: cur.cover, bundles: cur.bundles });
+    return json(200, { tenant: req.tenant, hold: record, released: changed, ...(await published(req.tenant, record)) });
+  }));
+
+  router.scoped('GET', '/evidence/holds', 'evidence:read', handled(async (req) => {
+    const all = req.query.get('all');
+    if (all !== null && all !== 'true' && all !== 'false') throw new BadRequest('all', 'all must be true or false');
+    return json(200, { tenant: req.tenant, holds: await listHolds(deps.cases, req.tenant, { includeReleased: all === 'true' }) });
+  }));
+}
+
+/** Sorted, overlapping and adjacent ranges merged. */
+function mergeRanges(rs: readonly { from: number; to: number }[]): { from: number; to: number }[] {
+  const out: { from: number; to: number }[] = [];
+  for (const r of [...rs].sort((a, b) => a.from - b.from || a.to - b.to)) {
+    const last = out[out.length - 1];
+    if (last && r.from <= last.to) last.to = Math.max(last.to, r.to); else out.push({ ...r });
+  }
+  return out;
 }
 
 /** The timeline events a snapshot covers. kind: trace (resource_id = trace id), event (an event id),

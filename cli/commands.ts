@@ -306,3 +306,52 @@ export async function cmdDbMigrate(flags: Flags, io: Io): Promise<number> {
     await store.close();
   }
 }
+
+const HOLD_USAGE = 'usage: stella forensic hold place <case> [--trace-id <id>]... [--entries <from>-<to>[,...]] [--from <time> --to <time>] [--reason R]\n'
+  + '       stella forensic hold release <case> [--reason R]\n       stella forensic hold list [--all]';
+
+export async function cmdHold(sub: string | undefined, positional: string[], flags: Flags, io: Io): Promise<number> {
+  const { holdPlace, holdRelease, holdList } = await import('../processors/evidence/hold-cli.ts');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  const reason = flagString(flags, 'reason');
+  if (sub === 'list') {
+    if (positional.length) throw new UsageError(HOLD_USAGE);
+    return viaApi(io, format, (fmt, fetch) => holdList({ ...access, all: flags.has('all'), format: fmt, fetch }));
+  }
+  const caseId = positional[0];
+  if ((sub !== 'place' && sub !== 'release') || !caseId || positional.length > 1) throw new UsageError(HOLD_USAGE);
+  if (sub === 'release') return viaApi(io, format, (fmt, fetch) => holdRelease({ ...access, caseId, ...(reason ? { reason } : {}), format: fmt, fetch }));
+  const traceIds = flagString(flags, 'trace-id')?.split('\n');
+  const entriesFlag = flagString(flags, 'entries');
+  const entries = entriesFlag?.split(',').map((r) => {
+    const m = /^(\d+)-(\d+)$/.exec(r.trim());
+    if (!m || Number(m[1]) >= Number(m[2])) throw new UsageError(`--entries takes index ranges <from>-<to> (to exclusive, from < to), comma-separated; got ${JSON.stringify(r.slice(0, 40))}`);
+    return { from: Number(m[1]), to: Number(m[2]) };
+  });
+  const from = flagString(flags, 'from');
+  const to = flagString(flags, 'to');
+  if ((from === undefined) !== (to === undefined)) throw new UsageError('--from and --to go together: the sealing-time range (RFC 3339) the hold covers');
+  return viaApi(io, format, (fmt, fetch) => holdPlace({ ...access, caseId, ...(traceIds ? { traceIds } : {}), ...(entries ? { entries } : {}),
+    ...(from && to ? { sealed: { from, to } } : {}), ...(reason ? { reason } : {}), format: fmt, fetch }));
+}
+
+export async function cmdPrune(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantFlag(flags);
+  const cfg = loadConfig();
+  const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
+  const { pruneCommand, pruneTable } = await import('../processors/evidence/hold-cli.ts');
+  const logs = new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs'));
+  const cases = new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'cases'));
+  const all = await logs.listTenants();
+  if (tenant !== undefined && !all.includes(tenant)) { io.stderr(`stella: tenant ${tenant} has no evidence log in ${logs.root}\n`); return 1; }
+  const batch = flagString(flags, 'batch');
+  if (batch !== undefined && !/^[1-9]\d{0,5}$/.test(batch)) throw new UsageError('--batch takes a whole number of entry bundles ≥ 1');
+  const r = await pruneCommand({ logs, cases, retention: cfg.evidenceRetention, tenants: tenant ? [tenant] : all, dryRun: flags.has('dry-run'),
+    ...(batch ? { batch: Number(batch) } : {}),
+    // One line per deleted batch on stderr: progress for a long prune (and what the kill test waits for).
+    ...(flags.has('progress') ? { onBatch: (t: string, n: number) => io.stderr(`prune ${t}: ${n} bundles\n`) } : {}) });
+  io.stdout(render({ tenants: r.tenants, exit_code: r.exitCode }, format, () => pruneTable(r.tenants)));
+  return r.exitCode;
+}

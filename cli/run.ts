@@ -212,10 +212,13 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         origin: (t) => `${evidenceSection.originPrefix}/${t}`,
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
         sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence,
-        attest: { witnesses: evidenceSection.witnesses, ...(evidenceSection.tsa ? { tsa: evidenceSection.tsa } : {}), backoff: evidenceSection.attestRetry } });
+        attest: { witnesses: evidenceSection.witnesses, ...(evidenceSection.tsa ? { tsa: evidenceSection.tsa } : {}), backoff: evidenceSection.attestRetry },
+        retention: { config: cfg.evidenceRetention, cases: new FsEvidenceStore(path.join(evidenceRoot, 'cases')) } });
       // Last to stop: it logs what the other processors publish; sealing is what commits its offsets.
       drainThenStop(3, groups.evidence, [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
       out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
+      const ret = cfg.evidenceRetention;
+      out(`Evidence: retention ${ret.days} days (env ${cfg.env}${Object.keys(ret.tenants).length ? `, ${Object.keys(ret.tenants).length} tenant override(s)` : ''}, +${ret.incidentExtensionDays} days in incident mode), ${ret.pruneEverySeconds ? `pruned every ${ret.pruneEverySeconds} s` : 'not pruned automatically (stella forensic prune)'}; legal holds are kept`);
       if (evidenceSection.witnesses.length || evidenceSection.tsa) out(`Evidence: checkpoints go to ${evidenceSection.witnesses.length} witness(es)${evidenceSection.witnesses.map((w) => ` ${w.name}`).join(',')}${evidenceSection.tsa ? ` and the TSA ${evidenceSection.tsa.url}` : ''} (in the background; sealing never waits)`);
     }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
@@ -250,12 +253,20 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const sloRoutes = slo;
       const logs = new FsEvidenceStore(path.join(evidenceRoot, 'logs'));
       const cases = new FsEvidenceStore(path.join(evidenceRoot, 'cases'));
+      // Hold placements and releases go to timeline_events, for the evidence processor to seal.
+      const { BatchingProducer } = await import('../lib/kafka/producer.ts');
+      const { eventMessageJson } = await import('../processors/timeline/events.ts');
+      const eventProducer = new BatchingProducer(createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api` }), { lingerMs: 2 });
+      await eventProducer.connect();
+      phases.kafka.push(() => eventProducer.disconnect());
+      const publishTimelineEvent = (e: import('../lib/store/index.ts').TimelineEventRow) => eventProducer.send(cfg.kafka.topics.timelineEvents,
+        [{ key: e.tenant_id, value: Buffer.from(eventMessageJson(e)), headers: { tenant: e.tenant_id, 'event-id': e.event_id } }]);
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
         // The intake routes' producer, as the `api` Kafka user (ACLs: intake topics + timeline_events).
         kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api-intake` }),
         register: [
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
-          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s }),
+          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent }),
           (r) => registerObsRoutes(r, { store: s, lag }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),

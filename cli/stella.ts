@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
 
@@ -35,6 +35,14 @@ Commands:
                                       the tenant's signed statements (seals, key rotations), newest first
   forensic attest verify <envelope>   verify a DSSE statement envelope against the tenant's trust root
                                       on the server; exit code names the cause, as forensic verify
+  forensic hold place <case> [--trace-id ID]... [--entries A-B,...] [--from T --to T] [--reason R]
+                                      place a legal hold: retention never prunes what it covers
+  forensic hold release <case> [--reason R]   release it (needs the admin scope)
+  forensic hold list [--all]          the tenant's holds (--all: released ones too)
+  forensic prune [--tenant T] [--dry-run]
+                                      delete entry bundles past retention on this host's evidence store
+                                      (tiles and checkpoints stay; held cases stay), then check what
+                                      remains verifies; the evidence processor also does this on a timer
   slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
@@ -71,9 +79,9 @@ per failure cause (docs/evidence.md).
 `;
 
 /** Options that never take a value (so `--progress bundle.tar.gz` keeps the file positional). */
-const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty']);
+const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty', 'all', 'dry-run']);
 /** Options that may be given several times: their values are kept newline-joined (see flagList). */
-const REPEATABLE_FLAGS = new Set(['trusted-key']);
+const REPEATABLE_FLAGS = new Set(['trusted-key', 'trace-id']);
 
 export function parseFlags(argv: string[]): { positional: string[]; flags: Map<string, string | true> } {
   const positional: string[] = [];
@@ -147,6 +155,8 @@ const FLAGS: Record<string, string[]> = {
   'forensic attest show': ['output'],
   'forensic attest list': [...COMMON_API, 'type', 'limit', 'cursor'],
   'forensic attest verify': COMMON_API,
+  'forensic hold': [...COMMON_API, 'trace-id', 'entries', 'from', 'to', 'reason', 'all'],
+  'forensic prune': ['output', 'tenant', 'dry-run', 'batch', 'progress'],
   'slo list': COMMON_API,
   'slo rules': ['slo-config'],
   'incident': [...COMMON_API, 'ttl'],
@@ -197,6 +207,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'list') return route('forensic attest list', () => cmdAttestList(flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'verify') return route('forensic attest verify', () => cmdAttestVerify(rest, flags, io));
+  if (cmd === 'forensic' && sub === 'hold') return route('forensic hold', () => cmdHold(sub2, rest, flags, io));
+  if (cmd === 'forensic' && sub === 'prune') return route('forensic prune', () => cmdPrune(flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));

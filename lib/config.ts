@@ -72,6 +72,23 @@ export interface TracingConfig {
   scheduledDelayMs: number;
 }
 
+/** Evidence retention by deployment environment (`env`), in days: prod 7 years (with leap days), staging 90, dev 30. */
+export const ENV_RETENTION_DAYS: Readonly<Record<string, number>> = {
+  prod: 2557, production: 2557, staging: 90, dev: 30, development: 30, test: 30,
+};
+
+/** `evidenceRetention` (docs/evidence.md "Retention and legal hold"). */
+export interface RetentionConfig {
+  /** Days a tenant's log entries are kept unless overridden; default by `env` (ENV_RETENTION_DAYS). */
+  days: number;
+  /** Per-tenant overrides, days. */
+  tenants: Readonly<Record<string, number>>;
+  /** Days added to a tenant's retention while its incident mode is on. */
+  incidentExtensionDays: number;
+  /** How often the evidence processor prunes the tenants it writes (0: never; `stella forensic prune` only). */
+  pruneEverySeconds: number;
+}
+
 export interface StellaConfig {
   env: string;
   dataDir: string;
@@ -85,6 +102,7 @@ export interface StellaConfig {
   tenants: TenantConfig[];
   /** Signed intake: CAS directory, runtime-facts limits, the tenants' DSSE trust keys (lib/intake/trust.ts, docs/intake.md). */
   intake: IntakeConfig;
+  evidenceRetention: RetentionConfig;
   /** Processor sections, validated by their own modules when those start. */
   sections: Record<string, unknown>;
 }
@@ -120,6 +138,7 @@ export function defaultConfig(): StellaConfig {
     },
     tenants: [],
     intake: defaultIntakeConfig(path.resolve('data')),
+    evidenceRetention: { days: ENV_RETENTION_DAYS.dev!, tenants: {}, incidentExtensionDays: 30, pruneEverySeconds: 3600 },
     sections: {},
   };
 }
@@ -232,7 +251,30 @@ function parseTracing(r: Reader, t: Obj, env: NodeJS.ProcessEnv, d: TracingConfi
   };
 }
 
-const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants', 'intake']);
+function parseRetention(r: Reader, src: Obj, env: string, d: RetentionConfig): RetentionConfig {
+  const at = 'evidenceRetention.';
+  const known = ['days', 'tenants', 'incidentExtensionDays', 'pruneEverySeconds'];
+  for (const k of Object.keys(src)) if (!known.includes(k)) r.problems.push(`${at}${k} is not a known field (allowed: ${known.join(', ')})`);
+  const byEnv = ENV_RETENTION_DAYS[env];
+  if (src.days === undefined && byEnv === undefined) {
+    r.problems.push(`evidenceRetention.days must be set: env "${env}" has no default evidence retention (defaults: ${Object.entries(ENV_RETENTION_DAYS).map(([e, n]) => `${e} ${n}`).join(', ')} days)`);
+  }
+  const days = r.int(src, 'days', at, 1, 36_500, byEnv ?? d.days);
+  const tenantsIn = r.obj(src, 'tenants', at);
+  const tenants: Record<string, number> = {};
+  for (const t of Object.keys(tenantsIn)) {
+    const bad = validateTenantId(t);
+    if (bad) { r.problems.push(`${at}tenants.${t}: ${bad}`); continue; }
+    tenants[t] = r.int(tenantsIn, t, `${at}tenants.`, 1, 36_500, days);
+  }
+  return {
+    days, tenants,
+    incidentExtensionDays: r.int(src, 'incidentExtensionDays', at, 0, 36_500, d.incidentExtensionDays),
+    pruneEverySeconds: r.int(src, 'pruneEverySeconds', at, 0, 7 * 86_400, d.pruneEverySeconds),
+  };
+}
+
+const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants', 'intake', 'evidenceRetention']);
 
 /** Build a config from a parsed file object and an environment; throws ConfigError listing every problem. */
 export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
@@ -275,8 +317,9 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   };
   const pick = (src: Obj, key: string, envKey: string): Obj => (envInts[envKey] !== undefined ? { [key]: envInts[envKey] } : src);
 
+  const envName = env.STELLA_ENV ?? r.str(file, 'env', '', d.env);
   const cfg: StellaConfig = {
-    env: env.STELLA_ENV ?? r.str(file, 'env', '', d.env),
+    env: envName,
     dataDir: path.resolve(env.STELLA_DATA_DIR ?? r.str(file, 'dataDir', '', d.dataDir)),
     kafka: {
       brokers,
@@ -319,6 +362,7 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
     tracing: parseTracing(r, r.obj(file, 'tracing', ''), env, d.tracing),
     tenants: parseTenants(r, file.tenants),
     intake: defaultIntakeConfig(d.dataDir),
+    evidenceRetention: parseRetention(r, r.obj(file, 'evidenceRetention', ''), envName, d.evidenceRetention),
     sections: Object.fromEntries(Object.entries(file).filter(([key]) => !KNOWN_TOP.has(key))),
   };
   cfg.intake = parseIntakeSection(file.intake, cfg.dataDir, r.problems);

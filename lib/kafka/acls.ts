@@ -50,7 +50,8 @@ export function pipelineGrants(c: AclPlanInput): Grant[] {
   add('slo', 'topic', [t.sloEvents, t.timelineEvents], 'write');
   add('slo', 'group', [group('slo')], 'read');
   // Signed intake: the API checks the token, stores the payload in the CAS, then publishes the intake
-  // record and its timeline event (lib/intake/publish.ts).
+  // record and its timeline event (lib/intake/publish.ts); legal hold placements and releases
+  // (POST/DELETE /evidence/hold) are timeline events too, sealed by the evidence processor.
   add('api', 'topic', [...intake, t.timelineEvents], 'write');
   // GET /obs/top: committed offsets of the processors' groups against the topics' watermarks.
   add('api', 'group', ['scrub', 'timeline', 'evidence', 'slo'].map(group), 'describe');

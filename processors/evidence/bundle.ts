@@ -16,7 +16,7 @@ import { keyForSize, keySchedule, parseKeyRotation, KeyScheduleError, type KeyVa
 import { defaultOrigin } from './layout.ts';
 import { CompactRange, ProofError, verifyConsistency, verifyInclusion } from './merkle.ts';
 import { parseCheckpoint, parseNote, parseVerifierKey, verifyNote, type Checkpoint, type Verifier } from './note.ts';
-import { LogReader, formatTlogProof, parseTlogProof } from './reader.ts';
+import { LogReader, formatTlogProof, parseTlogProof, throwIfPruned } from './reader.ts';
 import { verifyEnvelope } from './dsse.ts';
 import { checkStatementShape, type SegmentStatement } from './statement.ts';
 import type { EvidenceStore } from './store.ts';
@@ -117,7 +117,7 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
       const tile = tileInTree(0, t, n)!;
       let b = await store.read(tenant, entryBundlePath(t, tile.width));
       if (!b && tile.width < TILE_WIDTH) b = await store.read(tenant, entryBundlePath(t, TILE_WIDTH));
-      if (!b) throw new Error(`entry bundle ${entryBundlePath(t, tile.width)} is missing`);
+      if (!b) { await throwIfPruned(store, tenant, t, t * TILE_WIDTH); throw new Error(`entry bundle ${entryBundlePath(t, tile.width)} is missing`); }
       if (tile.width < TILE_WIDTH) b = Buffer.concat(decodeEntryBundle(b).slice(0, tile.width).flatMap((e) => [u16(e.length), e]));
       const p = entryBundlePath(t, tile.width);
       files.push({ path: p, bytes: b });

@@ -7,6 +7,8 @@ export const VERIFY_CAUSES = [
   'TRUST_ROOT_MISSING', 'KEY_UNTRUSTED', 'ORIGIN_MISMATCH',
   // Outside vouching (issue 12): witness cosignatures (C2SP tlog-cosignature) and RFC 3161 tokens.
   'WITNESS_POLICY_UNMET', 'COSIGNATURE_INVALID', 'TIMESTAMP_POLICY_UNMET', 'TIMESTAMP_INVALID',
+  // Retention (issue 12 item 6): the entry was pruned past retention; its hash stays in the tiles.
+  'ENTRY_PRUNED',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -29,9 +31,17 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   COSIGNATURE_INVALID: 23,
   TIMESTAMP_POLICY_UNMET: 24,
   TIMESTAMP_INVALID: 25,
+  ENTRY_PRUNED: 26,
 };
 
 export class VerifyFailure extends Error {
   override readonly name = 'VerifyFailure';
   constructor(readonly code: VerifyCause, readonly detail: string) { super(`${code}: ${detail}`); }
+}
+
+/** An entry (or whole-log export) needs an entry bundle that retention pruned (`pruned/<N>.json` records it). */
+export class EntryPrunedError extends VerifyFailure {
+  constructor(readonly index: number, readonly bundle: number, prunedAt: string) {
+    super('ENTRY_PRUNED', `entry ${index} was pruned past retention (entry bundle ${bundle}, pruned at ${prunedAt}); its hash remains in the tiles, so proofs of other entries still verify`);
+  }
 }

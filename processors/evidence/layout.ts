@@ -2,6 +2,8 @@
 export const CHECKPOINT_FILE = 'checkpoint';
 export const checkpointHistoryPath = (size: number): string => `checkpoints/${size}`;
 export const envelopePath = (size: number): string => `envelopes/${size}.dsse.json`;
+/** Written before entry bundle N is deleted by retention (docs/evidence.md "Retention and legal hold"). */
+export const prunedMarkerPath = (bundle: number): string => `pruned/${bundle}.json`;
 export const keyRecordPath = (keyIdHex: string): string => `keys/${keyIdHex}.json`;
 export const defaultOrigin = (tenant: string): string => `stella-telemetry.example/tenants/${tenant}`;
 

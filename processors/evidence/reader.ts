@@ -2,7 +2,8 @@
 // the key schedule. Reads only the tiles a proof needs.
 import { fromB64Strict, toB64 } from './hash.ts';
 import { parseKeyRotation, keySchedule, type KeyValidity } from './keys.ts';
-import { CHECKPOINT_FILE, checkpointHistoryPath, envelopePath, sizesFromNames, type KeyRecord } from './layout.ts';
+import { CHECKPOINT_FILE, checkpointHistoryPath, envelopePath, prunedMarkerPath, sizesFromNames, type KeyRecord } from './layout.ts';
+import { EntryPrunedError } from './causes.ts';
 import { consistencyProofRanges, inclusionProofRanges, rangeHash, ProofError } from './merkle.ts';
 import { parseCheckpoint, parseNote, parseVerifierKey, type Checkpoint } from './note.ts';
 import type { EvidenceStore } from './store.ts';
@@ -106,7 +107,10 @@ export class LogReader {
     const t = tileInTree(0, Math.floor(index / TILE_WIDTH), size)!;
     let b = await this.store.read(this.tenant, entryBundlePath(t.index, t.width));
     if (!b && t.width < TILE_WIDTH) b = await this.store.read(this.tenant, entryBundlePath(t.index, TILE_WIDTH));
-    if (!b) throw new ProofError(`entry bundle ${entryBundlePath(t.index, t.width)} is missing`);
+    if (!b) {
+      await throwIfPruned(this.store, this.tenant, t.index, index);
+      throw new ProofError(`entry bundle ${entryBundlePath(t.index, t.width)} is missing`);
+    }
     const e = decodeEntryBundle(b)[index % TILE_WIDTH];
     if (!e) throw new ProofError(`entry ${index} is missing from its bundle`);
     return e;
@@ -133,6 +137,15 @@ export class LogReader {
   }
 }
 
+
+/** Throw ENTRY_PRUNED when retention recorded entry bundle `bundle` as pruned (else return). */
+export async function throwIfPruned(store: EvidenceStore, tenant: string, bundle: number, index: number): Promise<void> {
+  const m = await store.read(tenant, prunedMarkerPath(bundle));
+  if (!m) return;
+  let at = 'an unknown time';
+  try { at = String((JSON.parse(Buffer.from(m).toString('utf8')) as { pruned_at?: unknown }).pruned_at ?? at); } catch { /* the marker's existence is what counts */ }
+  throw new EntryPrunedError(index, bundle, at);
+}
 
 // ---- C2SP tlog-proof ---------------------------------------------------------------------------
 

@@ -30,11 +30,15 @@ import { FencedError, FsEvidenceStore, type EvidenceStore } from './store.ts';
 import { MAX_ENTRY_SIZE } from './tiles.ts';
 import { parseEnvelope } from './dsse.ts';
 import { Attestor, type AttestorOptions } from './attest.ts';
+import { activeHoldCovers } from './holds.ts';
+import { canonicalBytes } from './jcs.ts';
+import { incidentMarkPath, latestIncident, pruneTenant, type PruneReport } from './prune.ts';
+import { incidentMark, incidentOn, retentionMs, type IncidentMark, type RetentionConfig } from './retention.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
 const rotations = counter('stella_evidence_key_rotations_total', 'Tenant logs rotated to a new signing key (stella keys rotate)', []);
-const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; fenced = another process took the tenant over; segment_row = ClickHouse insert retried)', ['kind']);
+const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; fenced = another process took the tenant over; segment_row = ClickHouse insert retried; prune = retention run failed, retried next time)', ['kind']);
 
 export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
 /** A clean record with its custody from receipt: v1's fields plus `raw_sha256` and `scrub_policy`. */
@@ -73,6 +77,11 @@ export interface EvidenceRunnerOptions {
   fromBeginning?: boolean;
   /** Witnesses and TSA asked to vouch for each checkpoint, off the sealing path (attest.ts). */
   attest?: Omit<AttestorOptions, 'store'>;
+  /**
+   * Retention: every `config.pruneEverySeconds` each tenant this process writes is pruned past its
+   * retention (prune.ts), through its fenced writer view, keeping what the holds in `cases` cover.
+   */
+  retention?: { config: RetentionConfig; cases: EvidenceStore };
 }
 
 export interface RunningEvidence {
@@ -86,6 +95,8 @@ export interface RunningEvidence {
   readonly tenants: ReadonlyMap<string, { size: number; pending: number }>;
   /** Witness cosignatures and time-stamps in progress (undefined when none is configured). */
   readonly attestor: Attestor | undefined;
+  /** Prune every open tenant now (needs `retention`); the timer does this every pruneEverySeconds. */
+  pruneAll(): Promise<PruneReport[]>;
 }
 
 interface TenantState {
@@ -100,6 +111,8 @@ interface TenantState {
   unsealedRows: SegmentRow[];
   /** Events appended since the last seal (what the next index file lists). */
   newEvents: [string, number][];
+  /** incident.mode.* events appended since the last seal (recorded for retention after it). */
+  newIncidents: IncidentMark[];
   dropped: boolean;
 }
 
@@ -317,7 +330,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         const sealer = await Sealer.recover({ store, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
-        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], dropped: false };
+        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], newIncidents: [], dropped: false };
         // A crash after a seal and before its index file / segment row: write them now (idempotent).
         await writeIndexTail(s);
         const row = await latestSegmentRow(evidence, tenant);
@@ -383,6 +396,12 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         await s.store.writeImmutable(s.tenant, indexPath(row.to_size), indexFileBytes(from, row.to_size, s.newEvents))
           .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence index file not written'));
         s.newEvents = [];
+        // Incident marks are derived data too: retention reads the latest (a lost one only means
+        // the extension is not applied until the next incident event).
+        const marks = s.newIncidents.filter((m) => m.index < row!.to_size);
+        s.newIncidents = s.newIncidents.filter((m) => m.index >= row!.to_size);
+        if (marks.length) await s.store.writeImmutableMany(s.tenant, marks.map((m) => ({ path: incidentMarkPath(m.index), bytes: canonicalBytes(m) })))
+          .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence incident mark not written'));
       }
     }
     for (const tp of tps.values()) tp.firstPending.delete(s.tenant); // sealed: durable in the log
@@ -513,6 +532,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
             if (idx < 0) return;
             const x = chunk[n]!;
             if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
+            if (isTimeline) { const m = incidentMark(x.item.entry, idx); if (m) s.newIncidents.push(m); }
             first ??= BigInt(x.item.kafka!.offset);
           });
           recordsIn.inc({ outcome: 'appended' }, res.accepted);
@@ -651,10 +671,45 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
 
   const sealAll = async (): Promise<void> => { await Promise.all([...tenants.values()].map((s) => sealTenant(s))); };
 
+  /** Prune each open tenant under its lock, through its fenced view (one at a time: a background chore). */
+  const pruneAll = async (): Promise<PruneReport[]> => {
+    const r = opts.retention;
+    if (!r) throw new Error('retention is not configured for this evidence runner');
+    const out: PruneReport[] = [];
+    for (const s of [...tenants.values()]) {
+      if (dead) break;
+      const report = await withLock(s, async () => {
+        if (s.dropped) return undefined;
+        const nowMs = now().getTime();
+        try {
+          const holds = await activeHoldCovers(r.cases, s.tenant);
+          const incident = incidentOn(await latestIncident(evidence, s.tenant), nowMs);
+          return await pruneTenant({ store: s.store, tenant: s.tenant, holds, nowMs, retentionMs: retentionMs(r.config, s.tenant, incident) });
+        } catch (err) {
+          if (err instanceof FencedError) { if (!s.dropped) failTenant(s, err); return undefined; }
+          failures.inc({ kind: 'prune' });
+          log.error({ tenant_id: s.tenant, error_message: String(err) }, 'evidence prune failed; retried at the next run');
+          return undefined;
+        }
+      });
+      if (report) out.push(report);
+    }
+    return out;
+  };
+  let pruning = false;
+  const pruneEveryMs = (opts.retention?.config.pruneEverySeconds ?? 0) * 1000;
+  const pruneTimer = pruneEveryMs > 0 ? setInterval(() => {
+    if (dead || rebalancing || pruning) return;
+    pruning = true;
+    pruneAll().catch(() => undefined).finally(() => { pruning = false; });
+  }, pruneEveryMs) : undefined;
+  pruneTimer?.unref();
+
   return {
     consumer,
     get tenants() { return new Map([...tenants].map(([t, s]) => [t, { size: s.sealer.size, pending: s.sealer.pendingCount }])); },
     sealAll,
+    pruneAll,
     attestor,
     stop: async () => {
       closing = true;
@@ -662,12 +717,14 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       await sealAll();
       dead = true;
       clearInterval(timer);
+      clearInterval(pruneTimer);
       attestor?.stop();
       await consumer.disconnect();
     },
     abandon: async () => {
       dead = true;
       clearInterval(timer);
+      clearInterval(pruneTimer);
       attestor?.stop();
       await consumer.disconnect();
     },

@@ -2,10 +2,12 @@
 // asks the API to build the case bundle, downloads it, writes it. Like obsTrace (timeline/cli.ts)
 // it returns {exitCode, stdout, stderr}; the CLI parses argv and prints.
 // Exit codes: 0 written, 1 nothing to snapshot (no matching events, or not sealed yet), 2 usage,
-// 3 auth (401/403), 4 other (network, server, write).
+// 3 auth (401/403), 4 other (network, server, write), 26 (ENTRY_PRUNED) the case needs an entry
+// that retention pruned.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { causeExitCode } from './causes.ts';
 import { sha256Hex } from './hash.ts';
 
 export interface SnapshotCreateOptions {
@@ -59,6 +61,8 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
   if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
   if (res.status === 404 || res.status === 409) return { exitCode: 1, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'nothing to snapshot'}\n` };
   if (res.status === 400) return { exitCode: 2, stdout: '', stderr: `400: ${body.error?.message ?? 'bad request'}\n` };
+  // A case needing an entry that retention pruned: the verify exit code of ENTRY_PRUNED.
+  if (res.status === 410 && body.error?.code === 'entry_pruned') return { exitCode: causeExitCode.ENTRY_PRUNED, stdout: '', stderr: `FAILED: ENTRY_PRUNED: ${body.error.message ?? ''}\n` };
   if (!res.ok || !body.bundle_id) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'snapshot failed'}\n` };
 
   const id = body.bundle_id;

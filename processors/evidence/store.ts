@@ -7,6 +7,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { bytesEqual } from './hash.ts';
+import { parseTilePath } from './tiles.ts';
 
 export class ImmutableConflictError extends Error {
   override readonly name = 'ImmutableConflictError';
@@ -51,6 +52,12 @@ export interface EvidenceStore {
    * FencedError once a later claim superseded this one.
    */
   claimWriter?(tenant: string): Promise<FencedWriter>;
+  /**
+   * Delete entry bundles (`tile/entries/...`) past retention (optional; a WORM backend expires
+   * objects by itself). Refuses any other path: tiles, checkpoints and envelopes are never pruned.
+   * A missing file is not an error (a resumed prune deletes again). One durability barrier per call.
+   */
+  removeEntryBundles?(tenant: string, files: readonly string[]): Promise<void>;
 }
 
 export interface FencedWriter extends EvidenceStore { readonly epoch: number }
@@ -178,6 +185,17 @@ export class FsEvidenceStore implements EvidenceStore {
     await syncDir(path.dirname(abs));
   }
 
+  async removeEntryBundles(tenant: string, files: readonly string[]): Promise<void> {
+    for (const f of files) if (!parseTilePath(f)?.entries) throw new Error(`refusing to prune ${f}: only entry bundles (tile/entries/...) are pruned`);
+    const dirs = new Set<string>();
+    await Promise.all(files.map(async (f) => {
+      const abs = this.abs(tenant, f);
+      await fsp.unlink(abs).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+      dirs.add(path.dirname(abs));
+    }));
+    await Promise.all([...dirs].map((d) => syncDir(d).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; })));
+  }
+
   /** The tenant's writer epoch on disk (0 when never claimed). */
   async writerEpoch(tenant: string): Promise<number> {
     const b = await fsp.readFile(path.join(this.tenantDir(tenant), WRITER_EPOCH_FILE), 'utf8').catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return '0'; throw e; });
@@ -246,6 +264,7 @@ class FencedFsWriter implements FencedWriter {
   writeImmutableMany(tenant: string, files: readonly StoreFile[]): Promise<void> { return this.fenced(tenant, () => this.fs.writeImmutableMany(tenant, files)); }
   writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> { return this.fenced(tenant, () => this.fs.writeMutable(tenant, file, bytes)); }
   removeIncompleteWrites(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]> { return this.fenced(tenant, () => this.fs.removeIncompleteWrites(tenant, isCommitted)); }
+  removeEntryBundles(tenant: string, files: readonly string[]): Promise<void> { return this.fenced(tenant, () => this.fs.removeEntryBundles(tenant, files)); }
 }
 
 function processAlive(pid: number): boolean {
