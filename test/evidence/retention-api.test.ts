@@ -14,7 +14,8 @@ import { BatchingProducer } from '../../lib/kafka/producer.ts';
 import { TABLES, timelineInsertRow, type TimelineEventRow } from '../../lib/store/index.ts';
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { causeExitCode } from '../../processors/evidence/causes.ts';
-import { checkStoredLog } from '../../processors/evidence/prune.ts';
+import { checkStoredLog, latestIncident } from '../../processors/evidence/prune.ts';
+import { incidentTimelineEvent } from '../../processors/slo/outputs.ts';
 import { LogReader } from '../../processors/evidence/reader.ts';
 import { startEvidenceRunner, type RunningEvidence } from '../../processors/evidence/runner.ts';
 import { FsEvidenceStore } from '../../processors/evidence/store.ts';
@@ -44,6 +45,7 @@ let base: string;
 let close: () => Promise<void>;
 let runner: RunningEvidence;
 let producer: BatchingProducer;
+let timelineTopic: string;
 const evidence = tempStore();
 const cases = new FsEvidenceStore(path.join(evidence.root, 'cases'));
 const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-retention-'));
@@ -73,7 +75,7 @@ beforeAll(async () => {
   const acme = Array.from({ length: 768 }, (_, i) => row('acme', i));
   const globex = Array.from({ length: 12 }, (_, i) => row('globex', i));
   await store.insertRows(TABLES.timelineEvents, [...acme, ...globex].map(timelineInsertRow));
-  const timeline = uniq('ret_timeline');
+  const timeline = (timelineTopic = uniq('ret_timeline'));
   const clean = uniq('ret_clean');
   await createTopics([timeline, clean], 2);
   await produce(timeline, [...acme, ...globex].map((r) => ({ tenant: r.tenant_id, value: eventMessageJson(r) })));
@@ -162,4 +164,26 @@ describe('retention and legal hold through Kafka, the API and the CLI', () => {
     expect(all.stdout).toMatch(/action: released/);
     expect(((await (await req('/evidence/holds', TOK.acme)).json()) as { holds: unknown[] }).holds).toEqual([]);
   }, 120_000);
+
+  it('incident mode extends retention while on: the runner records incident.mode.* events from Kafka and its prune honours them', async () => {
+    // initech: 600 events sealed 45 days ago, with incident mode switched on (by the SLO processor's own event format).
+    clockOffsetMs = -45 * DAY;
+    const at = Date.now() - 45 * DAY;
+    const events = Array.from({ length: 600 }, (_, i) => ({ ...row('initech', i), ts: (BigInt(at + i) * 1_000_000n).toString() }));
+    const started = incidentTimelineEvent({ kind: 'incident.mode.started', tenant: 'initech', atMs: at, sinceMs: at, untilMs: Date.now() + 3_600_000, reason: 'manual', by: 'oncall' });
+    await produce(timelineTopic, [...events, started].map((r) => ({ tenant: 'initech', value: eventMessageJson(r) })));
+    await waitFor('initech sealed', async () => (await sealedSize(evidence, 'initech')) === 601);
+    clockOffsetMs = 0;
+    expect(await latestIncident(evidence, 'initech')).toMatchObject({ kind: 'incident.mode.started', index: 600 });
+    // 45 days old: past the 30 days, within 30 + 30 while the incident is on.
+    const on = (await runner.pruneAll()).find((r) => r.tenant === 'initech')!;
+    expect(on.pruned).toEqual([]);
+    expect(Date.now() - Date.parse(on.cutoff)).toBeGreaterThan(59 * DAY);
+    const stopped = incidentTimelineEvent({ kind: 'incident.mode.stopped', tenant: 'initech', atMs: Date.now(), sinceMs: at, untilMs: 0, reason: 'manual', by: 'oncall' });
+    await produce(timelineTopic, [{ tenant: 'initech', value: eventMessageJson(stopped) }]);
+    await waitFor('incident stop recorded', async () => (await latestIncident(evidence, 'initech'))?.kind === 'incident.mode.stopped');
+    const off = (await runner.pruneAll()).find((r) => r.tenant === 'initech')!;
+    expect(off.pruned).toEqual([0, 1]);
+    expect(await checkStoredLog(evidence, 'initech')).toMatchObject({ ok: true, bundles_pruned: 2 });
+  }, 90_000);
 });
