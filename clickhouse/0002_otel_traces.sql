@@ -1,6 +1,6 @@
 -- Spans, with the column names and types of the OpenTelemetry Collector ClickHouse exporter
--- (exporter/clickhouseexporter/internal/sql_templates/traces_table.sql) so Grafana's ClickHouse
--- data source OTel views work unchanged. Differences, all additive (docs/timeline.md):
+-- (exporter/clickhouseexporter/internal/sqltemplates/traces_table.sql; diffed against contrib v0.165.1
+-- in 0006) so Grafana's ClickHouse data source OTel views work unchanged. Differences, all additive (docs/timeline.md):
 --  * TenantId: the tenant (= ResourceAttributes['tenant.id'], stamped by the receiver), leading the
 --    sort key so every tenant-scoped read is a primary-key range.
 --  * ReplacingMergeTree with TraceId, SpanId in the sort key: a redelivered batch collapses.

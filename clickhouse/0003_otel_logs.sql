@@ -1,5 +1,6 @@
 -- Log records, with the column names and types of the OpenTelemetry Collector ClickHouse exporter
--- (exporter/clickhouseexporter/internal/sql_templates/logs_table.sql). Additive differences
+-- (exporter/clickhouseexporter/internal/sqltemplates/logs_table.sql; diffed against contrib v0.165.1,
+-- and aligned, in 0006). Additive differences
 -- (docs/timeline.md): TenantId (leads the keys), EventName (LogRecord.event_name, kept because
 -- forensic capture keeps every field), RecordId (deterministic content id: a redelivered batch
 -- collapses in this ReplacingMergeTree).

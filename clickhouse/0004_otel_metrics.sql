@@ -1,6 +1,7 @@
 -- Metric data points, one table per OTLP point type, with the column names and types of the
--- OpenTelemetry Collector ClickHouse exporter (exporter/clickhouseexporter/internal/sql_templates/
--- metrics_*_table.sql). Additive differences (docs/timeline.md): TenantId leads the sort key;
+-- OpenTelemetry Collector ClickHouse exporter (exporter/clickhouseexporter/internal/sqltemplates/
+-- metrics_*_table.sql; diffed against contrib v0.165.1, and aligned, in 0006; the time columns stay
+-- DateTime64(9)). Additive differences (docs/timeline.md): TenantId leads the sort key;
 -- ReplacingMergeTree, so a redelivered batch (same series, same point time) collapses.
 
 CREATE TABLE IF NOT EXISTS otel_metrics_gauge (

@@ -34,14 +34,39 @@ function positiveInt(v: string | undefined, dflt: number, name: string): number 
   return n;
 }
 
-export interface Migration { version: number; name: string; sql: string; checksum: string }
+/**
+ * `checksum`: of the statements only (`sql:<sha256>`, comment lines and trailing blanks left out),
+ * what is recorded from now on, so that a comment edit is not a change. `fileChecksum`: of the
+ * whole file, what earlier versions recorded.
+ */
+export interface Migration { version: number; name: string; sql: string; checksum: string; fileChecksum: string }
+
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** The statements of a migration without its comments, for the checksum. */
+const statementText = (sql: string): string =>
+  sql.split('\n').filter((l) => !l.trimStart().startsWith('--')).map((l) => l.trimEnd()).filter((l) => l !== '').join('\n');
+
+/**
+ * Whole-file checksums recorded before comments stopped counting, of files whose later edits were
+ * comments only (0002-0004: the exporter template path, issue 17). Matching one is not a change.
+ */
+const COMMENT_ONLY_EDITS: Record<string, readonly string[]> = {
+  '0002_otel_traces': ['e4fa97482710dd25936c4bfce4016912bdad514ee56100b6b01e8c3d21dff2b9'],
+  '0003_otel_logs': ['b03dc7a2057303583ea3369036127e33ab6c4143775595bcf85ffea9706af61f'],
+  '0004_otel_metrics': ['e07a2ccbbef30b805e98d35244746e3944665de4e73f561173deababb100f328'],
+};
 
 export function loadMigrations(dir = migrationsDir): Migration[] {
   return readdirSync(dir).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort().map((f) => {
     const sql = readFileSync(path.join(dir, f), 'utf8');
-    return { version: Number(f.slice(0, 4)), name: f.replace(/\.sql$/, ''), sql, checksum: createHash('sha256').update(sql).digest('hex') };
+    return { version: Number(f.slice(0, 4)), name: f.replace(/\.sql$/, ''), sql, checksum: `sql:${sha256(statementText(sql))}`, fileChecksum: sha256(sql) };
   });
 }
+
+/** Whether a recorded checksum stands for the migration's statements as they are now. */
+export const sameMigration = (m: Migration, recorded: string): boolean =>
+  recorded === m.checksum || recorded === m.fileChecksum || (COMMENT_ONLY_EDITS[m.name]?.includes(recorded) ?? false);
 
 /** Split a migration into statements: comments dropped, `;` at a line end terminates. */
 export function statements(sql: string, vars: Record<string, string | number>): string[] {
@@ -67,7 +92,8 @@ const ttlTables: Record<string, [string, keyof RetentionConfig]> = {
   frames: ['toDateTime(ts)', 'otelTtlDays'], // clickhouse/0210 (provenance: exception stack frames)
 };
 
-export interface MigrateResult { applied: string[]; skipped: string[]; ttlChanged: string[] }
+/** `changed`: applied migrations whose statements differ from what was applied (ship changes as a new migration). */
+export interface MigrateResult { applied: string[]; skipped: string[]; ttlChanged: string[]; changed: string[] }
 
 export async function migrate(store: Store, retention: RetentionConfig = retentionFromEnv(), dir = migrationsDir): Promise<MigrateResult> {
   const log = logger('migrate');
@@ -77,11 +103,14 @@ export async function migrate(store: Store, retention: RetentionConfig = retenti
   const done = new Map((await store.selectRows<{ version: number; checksum: string }>(
     'SELECT version, argMax(checksum, applied_at) AS checksum FROM schema_migrations GROUP BY version')).map((r) => [Number(r.version), r.checksum]));
   const vars = { TIMELINE_TTL_DAYS: retention.timelineTtlDays, OTEL_TTL_DAYS: retention.otelTtlDays };
-  const result: MigrateResult = { applied: [], skipped: [], ttlChanged: [] };
+  const result: MigrateResult = { applied: [], skipped: [], ttlChanged: [], changed: [] };
   for (const m of loadMigrations(dir)) {
     const prior = done.get(m.version);
     if (prior !== undefined) {
-      if (prior !== m.checksum) log.warn({ migration: m.name }, 'applied migration file changed since; ship changes as a new migration');
+      if (!sameMigration(m, prior)) {
+        result.changed.push(m.name);
+        log.warn({ migration: m.name }, 'applied migration\'s statements changed since; ship changes as a new migration');
+      }
       result.skipped.push(m.name);
       continue;
     }
