@@ -246,6 +246,11 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
       const { registerAttestationRoutes } = await import('../api/attestation-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
+      const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
+      const { IntakeTrust } = await import('../lib/intake/trust.ts');
+      const { FsBlobStore } = await import('../lib/cas.ts');
+      const intakeTrust = new IntakeTrust(cfg.intake.trust);
+      const cas = new FsBlobStore(cfg.intake.casDir);
       const lag = kafkaLag({ kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api` }), groups });
       phases.serving.push(() => lag.close());
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
@@ -269,11 +274,13 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent }),
           (r) => registerObsRoutes(r, { store: s, lag }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
+          (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,
+            topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /attestations, /obs/slo)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /attestations, /obs/slo, POST /api/v1/runtime-facts)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

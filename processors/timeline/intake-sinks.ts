@@ -3,6 +3,7 @@
 // timeline runner, which then also consumes the sinks' topics.
 import type { BlobStore } from '../../lib/cas.ts';
 import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
+import { runtimeFactsSink } from '../intake/runtime-sink.ts';
 import type { IntakeSink } from './intake-hook.ts';
 
 export interface IntakeSinkDeps {
@@ -12,6 +13,7 @@ export interface IntakeSinkDeps {
 }
 
 export function intakeSinks(deps: IntakeSinkDeps): IntakeSink[] {
-  void deps;
-  return [];
+  return [
+    runtimeFactsSink(deps),
+  ];
 }

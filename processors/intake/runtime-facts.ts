@@ -1,0 +1,273 @@
+// Runtime facts (reachability runtime ingestion), the pure core: NDJSON in, a verdict out. Each line
+// is one record `{symbol_id, purl, timestamp, pid, container, count}`; a refusal names its rule and
+// the 1-based line number. Also: the ingest id, the optional DSSE envelope's statement check, the
+// intake record published on intake_runtime_facts, and the rows the timeline's sink writes from it.
+// No I/O here: the API route, `stella ingest runtime` and the sink share it (docs/intake.md).
+import { createHash } from 'node:crypto';
+import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
+import { validateTenantId } from '../../lib/tenancy.ts';
+
+export const RUNTIME_FACTS_STATEMENT_PREDICATE = 'https://stella-telemetry.example/runtime-facts/v1';
+export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
+export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
+
+/** HTTP status of each refusal (the route answers it; the CLI maps it to exit code 2). */
+export const RUNTIME_REFUSALS = {
+  GRAPH_HASH_INVALID: 400,
+  TENANT_MISMATCH: 403,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNSUPPORTED_ENCODING: 415,
+  BODY_TOO_LARGE: 413,
+  DECOMPRESSED_TOO_LARGE: 413,
+  GZIP_INVALID: 400,
+  EMPTY_BODY: 400,
+  LINE_TOO_LONG: 400,
+  LINE_NOT_JSON: 400,
+  RECORD_INVALID: 400,
+  DUPLICATE_KEY: 400,
+  CONTENT_SHA256_INVALID: 400,
+  CONTENT_SHA256_MISMATCH: 400,
+  ENVELOPE_MALFORMED: 400,
+  SIGNATURE_UNTRUSTED: 403,
+  SIGNATURE_INVALID: 403,
+  ENVELOPE_SUBJECT_MISMATCH: 400,
+} as const;
+export type RuntimeRefusalReason = keyof typeof RUNTIME_REFUSALS;
+
+export interface RuntimeRefusal {
+  ok: false; reason: RuntimeRefusalReason; status: number; message: string;
+  /** 1-based NDJSON line of a record refusal. */
+  line?: number;
+  field?: string;
+}
+
+export const refuse = (reason: RuntimeRefusalReason, message: string, extra: { line?: number; field?: string } = {}): RuntimeRefusal =>
+  ({ ok: false, reason, status: RUNTIME_REFUSALS[reason], message, ...extra });
+
+export interface RuntimeLimits { maxLineBytes: number }
+
+export interface RuntimeFactsSummary {
+  ok: true;
+  records: number;
+  /** Earliest and latest record timestamps, epoch nanoseconds. */
+  firstTsNs: bigint;
+  lastTsNs: bigint;
+}
+
+export interface RuntimeFact {
+  symbol_id: string; purl: string; timestamp: string; pid: number; container: string; count: number;
+  /** Epoch nanoseconds of `timestamp`. */
+  tsNs: bigint;
+  /** 1-based line. */
+  line: number;
+}
+
+const FIELDS = ['symbol_id', 'purl', 'timestamp', 'pid', 'container', 'count'] as const;
+const FIELD_SET = new Set<string>(FIELDS);
+const HEX64 = /^[0-9a-f]{64}$/;
+// Any C0/C1 control character or DEL: ids are shown in tables and logs.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// package-url: pkg:<type>/<namespace/name>[@version][?qualifiers][#subpath]; type per the purl spec.
+const PURL = /^pkg:[A-Za-z.+-][A-Za-z0-9.+-]*\/[^\s]+$/;
+const RFC3339_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$/;
+const MAX_SYMBOL = 4096;
+const MAX_PURL = 2048;
+const MAX_CONTAINER = 256;
+const MAX_PID = 4_294_967_295;
+
+/** `sha256:<hex>` or `<hex>` (64 hex, any case) -> `sha256:<lowercase hex>`; undefined otherwise. */
+export function normalizeSha256(v: string | null | undefined): `sha256:${string}` | undefined {
+  if (typeof v !== 'string') return undefined;
+  const hex = (v.startsWith('sha256:') ? v.slice(7) : v).toLowerCase();
+  return HEX64.test(hex) ? `sha256:${hex}` : undefined;
+}
+
+/** Epoch ns of an RFC 3339 UTC timestamp (`Z`), or undefined. Years 1970..2262 (DateTime64(9)). */
+export function rfc3339UtcNs(s: string): bigint | undefined {
+  const m = RFC3339_UTC.exec(s);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, sec] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
+  if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) return undefined;
+  const ms = Date.UTC(y, mo - 1, d, h, mi, sec);
+  if (new Date(ms).getUTCDate() !== d) return undefined; // 2026-02-30
+  return BigInt(ms) * 1_000_000n + BigInt((m[7] ?? '').padEnd(9, '0') || '0');
+}
+
+/**
+ * Colons outside strings in a JSON text. For an object whose values are all strings and numbers
+ * this is its number of keys as written, so a duplicated key (which JSON.parse silently collapses)
+ * shows as more colons than keys. Far cheaper than a second, strict parse (the hot path).
+ */
+function colonsOutsideStrings(s: string): number {
+  let n = 0;
+  let i = 0;
+  const len = s.length;
+  while (i < len) {
+    const c = s.charCodeAt(i);
+    if (c === 34 /* " */) {
+      i++;
+      while (i < len) {
+        const q = s.charCodeAt(i);
+        if (q === 92 /* \ */) i += 2;
+        else if (q === 34) break;
+        else i++;
+      }
+    } else if (c === 58 /* : */) n++;
+    i++;
+  }
+  return n;
+}
+
+function isNonNegInt(v: unknown, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+/** Validate one parsed line; a message naming the field, or the fact. */
+function checkRecord(o: unknown, text: string, line: number): RuntimeFact | RuntimeRefusal {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return refuse('RECORD_INVALID', `line ${line}: a record must be a JSON object`, { line });
+  const r = o as Record<string, unknown>;
+  const keys = Object.keys(r);
+  // The unknown key is not echoed: it is client text nobody checked (it could hold anything).
+  for (const k of keys) if (!FIELD_SET.has(k)) return refuse('RECORD_INVALID', `line ${line}: unknown field (the fields are ${FIELDS.join(', ')})`, { line });
+  for (const f of FIELDS) if (!(f in r)) return refuse('RECORD_INVALID', `line ${line}: ${f} is required`, { line, field: f });
+  const { symbol_id, purl, timestamp, pid, container, count } = r;
+  if (typeof symbol_id !== 'string' || symbol_id.length === 0 || symbol_id.length > MAX_SYMBOL || CONTROL.test(symbol_id)) {
+    return refuse('RECORD_INVALID', `line ${line}: symbol_id must be a non-empty string of at most ${MAX_SYMBOL} characters without control characters`, { line, field: 'symbol_id' });
+  }
+  if (typeof purl !== 'string' || purl.length > MAX_PURL || !PURL.test(purl)) {
+    return refuse('RECORD_INVALID', `line ${line}: purl must be a package URL (pkg:<type>/<name>...), at most ${MAX_PURL} characters`, { line, field: 'purl' });
+  }
+  const tsNs = typeof timestamp === 'string' ? rfc3339UtcNs(timestamp) : undefined;
+  if (tsNs === undefined) return refuse('RECORD_INVALID', `line ${line}: timestamp must be an RFC 3339 UTC time (e.g. 2026-12-03T12:00:00.123Z)`, { line, field: 'timestamp' });
+  if (!isNonNegInt(pid, MAX_PID)) return refuse('RECORD_INVALID', `line ${line}: pid must be an integer from 0 to ${MAX_PID}`, { line, field: 'pid' });
+  if (typeof container !== 'string' || container.length > MAX_CONTAINER || CONTROL.test(container)) {
+    return refuse('RECORD_INVALID', `line ${line}: container must be a string of at most ${MAX_CONTAINER} characters ("" for a host process)`, { line, field: 'container' });
+  }
+  if (!isNonNegInt(count, Number.MAX_SAFE_INTEGER) || count < 1) return refuse('RECORD_INVALID', `line ${line}: count must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`, { line, field: 'count' });
+  if (colonsOutsideStrings(text) !== FIELDS.length) return refuse('DUPLICATE_KEY', `line ${line}: a field appears more than once`, { line });
+  return { symbol_id, purl, timestamp: timestamp as string, pid, container, count, tsNs, line };
+}
+
+/**
+ * Walk the NDJSON (UTF-8, one object per `\n`-terminated line; the last newline optional; no blank
+ * lines, no CR) calling `each` per fact. Stops at the first bad line with its refusal.
+ */
+export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?: (f: RuntimeFact) => void): RuntimeFactsSummary | RuntimeRefusal {
+  if (ndjson.length === 0) return refuse('EMPTY_BODY', 'the body holds no records');
+  let records = 0;
+  let first = 0n;
+  let last = 0n;
+  let start = 0;
+  let line = 0;
+  const end = ndjson[ndjson.length - 1] === 0x0a ? ndjson.length - 1 : ndjson.length;
+  while (start <= end) {
+    line++;
+    let nl = ndjson.indexOf(0x0a, start);
+    if (nl === -1 || nl > end) nl = end;
+    const len = nl - start;
+    if (len > limits.maxLineBytes) return refuse('LINE_TOO_LONG', `line ${line}: longer than ${limits.maxLineBytes} bytes`, { line });
+    if (len === 0) return refuse('RECORD_INVALID', `line ${line}: blank line (one JSON object per line)`, { line });
+    const text = ndjson.toString('utf8', start, nl);
+    // Invalid UTF-8 decodes to U+FFFD; the stored bytes must be what every reader decodes the same way.
+    if (text.includes('\ufffd') && !Buffer.from(text, 'utf8').equals(ndjson.subarray(start, nl))) {
+      return refuse('LINE_NOT_JSON', `line ${line}: not valid UTF-8`, { line });
+    }
+    let parsed: unknown;
+    try { parsed = JSON.parse(text); } catch { return refuse('LINE_NOT_JSON', `line ${line}: not a JSON value`, { line }); }
+    const fact = checkRecord(parsed, text, line);
+    if ('ok' in fact) return fact;
+    if (records === 0 || fact.tsNs < first) first = fact.tsNs;
+    if (records === 0 || fact.tsNs > last) last = fact.tsNs;
+    records++;
+    each?.(fact);
+    start = nl + 1;
+  }
+  return { ok: true, records, firstTsNs: first, lastTsNs: last };
+}
+
+/** The ingest id: deterministic in (tenant, graph, content), so the same body twice is one ingest. */
+export function ingestIdFor(tenant: string, graphHash: string, contentDigest: string): string {
+  return createHash('sha256').update(`stella-runtime-ingest/v1\0${tenant}\0${graphHash}\0${contentDigest}`).digest('hex').slice(0, 32);
+}
+
+/** The in-toto statement a runtime-facts DSSE envelope carries (what `stella attest runtime` signs). */
+export function runtimeFactsStatement(tenant: string, graphHash: string, contentDigest: string): Record<string, unknown> {
+  return {
+    _type: IN_TOTO_STATEMENT_V1,
+    subject: [{ name: 'runtime-facts.ndjson', digest: { sha256: contentDigest.slice(7) } }],
+    predicateType: RUNTIME_FACTS_STATEMENT_PREDICATE,
+    predicate: { tenant, graph_hash: graphHash },
+  };
+}
+
+/**
+ * Verify the envelope (fail closed, the tenant's trust keys) and that its statement is about THIS
+ * content, graph and tenant: a valid signature over other facts, or another tenant's, proves nothing.
+ */
+export function checkRuntimeEnvelope(envelope: unknown, verify: IntakeEnvelopeVerifier, tenant: string, graphHash: string, contentDigest: string):
+  { ok: true; keyid: string } | RuntimeRefusal {
+  if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) return refuse('ENVELOPE_MALFORMED', 'the DSSE envelope must be a JSON object');
+  const v = verify(envelope, tenant, IN_TOTO_PAYLOAD_TYPE);
+  if (!v.ok) {
+    if (/^malformed/.test(v.reason)) return refuse('ENVELOPE_MALFORMED', `DSSE envelope: ${v.reason}`);
+    if (/no intake trust keys|unknown keyid/.test(v.reason)) return refuse('SIGNATURE_UNTRUSTED', `DSSE envelope not signed by a key in the tenant's intake trust config: ${v.reason}`);
+    return refuse('SIGNATURE_INVALID', `DSSE signature does not verify: ${v.reason}`);
+  }
+  let st: Record<string, unknown>;
+  try { st = JSON.parse(v.payload.toString('utf8')) as Record<string, unknown>; } catch { return refuse('ENVELOPE_MALFORMED', 'DSSE payload is not a JSON statement'); }
+  if (typeof st !== 'object' || st === null || st._type !== IN_TOTO_STATEMENT_V1 || st.predicateType !== RUNTIME_FACTS_STATEMENT_PREDICATE) {
+    return refuse('ENVELOPE_MALFORMED', `DSSE payload must be an in-toto ${IN_TOTO_STATEMENT_V1} statement with predicateType ${RUNTIME_FACTS_STATEMENT_PREDICATE}`);
+  }
+  const hex = contentDigest.slice(7);
+  const subjects = Array.isArray(st.subject) ? st.subject as { digest?: Record<string, unknown> }[] : [];
+  if (!subjects.some((s) => s && typeof s === 'object' && s.digest?.sha256 === hex)) {
+    return refuse('ENVELOPE_SUBJECT_MISMATCH', 'the statement\'s subject digest is not the sha256 of these runtime facts');
+  }
+  const p = st.predicate as Record<string, unknown> | undefined;
+  if (!p || p.graph_hash !== graphHash) return refuse('ENVELOPE_SUBJECT_MISMATCH', 'the statement is for another graph_hash');
+  if (p.tenant !== tenant) return refuse('ENVELOPE_SUBJECT_MISMATCH', 'the statement is for another tenant');
+  return { ok: true, keyid: v.keyid };
+}
+
+/** The record published on intake_runtime_facts (JSON), pointing at the CAS blob. */
+export interface RuntimeIntakeRecord {
+  v: 1;
+  ingest_id: string;
+  tenant: string;
+  graph_hash: string;
+  /** sha256:<hex> of the NDJSON (the CAS digest). */
+  content_sha256: string;
+  cas_uri: string;
+  size: number;
+  records: number;
+  first_ts_unix_nano: string;
+  last_ts_unix_nano: string;
+  /** keyid of the trust key whose DSSE signature verified; '' when unsigned. */
+  signed_by: string;
+  /** cas:// URI of the DSSE envelope; '' when unsigned. */
+  envelope_cas_uri: string;
+  received_at_unix_nano: string;
+  /** `api` or `cli` (stella ingest runtime). */
+  via: 'api' | 'cli';
+}
+
+export class BadRuntimeRecord extends Error {}
+
+/** Parse and check an intake record (the sink trusts nothing it did not check). */
+export function parseRuntimeIntakeRecord(value: Buffer, key: string | null): RuntimeIntakeRecord {
+  let r: RuntimeIntakeRecord;
+  try { r = JSON.parse(value.toString('utf8')) as RuntimeIntakeRecord; } catch { throw new BadRuntimeRecord('runtime facts intake record is not JSON'); }
+  if (typeof r !== 'object' || r === null || r.v !== 1) throw new BadRuntimeRecord('runtime facts intake record must be version 1');
+  if (typeof r.tenant !== 'string' || validateTenantId(r.tenant) || r.tenant !== key) throw new BadRuntimeRecord('runtime facts intake record tenant must be the record key');
+  if (normalizeSha256(r.graph_hash) !== r.graph_hash) throw new BadRuntimeRecord('graph_hash must be sha256:<hex>');
+  if (normalizeSha256(r.content_sha256) !== r.content_sha256) throw new BadRuntimeRecord('content_sha256 must be sha256:<hex>');
+  if (r.cas_uri !== `cas://${r.tenant}/${r.content_sha256.slice(7)}`) throw new BadRuntimeRecord('cas_uri must be cas://<tenant>/<content sha256>');
+  if (r.ingest_id !== ingestIdFor(r.tenant, r.graph_hash, r.content_sha256)) throw new BadRuntimeRecord('ingest_id does not match tenant, graph and content');
+  if (!Number.isInteger(r.records) || r.records < 1 || !Number.isInteger(r.size) || r.size < 1) throw new BadRuntimeRecord('records and size must be positive integers');
+  for (const f of ['first_ts_unix_nano', 'last_ts_unix_nano', 'received_at_unix_nano'] as const) {
+    if (typeof r[f] !== 'string' || !/^\d{1,20}$/.test(r[f])) throw new BadRuntimeRecord(`${f} must be decimal nanoseconds`);
+  }
+  if (typeof r.signed_by !== 'string' || typeof r.envelope_cas_uri !== 'string') throw new BadRuntimeRecord('signed_by and envelope_cas_uri must be strings');
+  if (r.envelope_cas_uri !== '' && !new RegExp(`^cas://${r.tenant}/[0-9a-f]{64}$`).test(r.envelope_cas_uri)) throw new BadRuntimeRecord('envelope_cas_uri must be in the tenant\'s namespace');
+  return r;
+}
