@@ -111,6 +111,15 @@ export async function cmdObsTrace(positional: string[], flags: Flags, io: Io): P
   return viaApi(io, format, (fmt, fetch) => obsTrace({ ...access, traceId, format: fmt, fetch }));
 }
 
+export async function cmdObsProvenance(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const traceId = positional[0];
+  if (!traceId) throw new UsageError('usage: stella obs provenance <trace_id> [--tenant T] [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  const { obsProvenance } = await import('../processors/provenance/cli.ts');
+  return viaApi(io, format, (fmt, fetch) => obsProvenance({ ...access, traceId, format: fmt, fetch }));
+}
+
 export async function cmdForensicVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
   const file = positional[0];
   if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--trust <trust-root.json>] [--trusted-key <vkey>]... [--output table|json]');

@@ -245,6 +245,11 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
       const { registerAttestationRoutes } = await import('../api/attestation-routes.ts');
+      const { registerProvenanceRoutes } = await import('../api/provenance-routes.ts');
+      const { ProvenanceService } = await import('../processors/provenance/service.ts');
+      const { parseProvenanceSection, policyFor } = await import('../processors/provenance/policy.ts');
+      const { FsBlobStore: ProvenanceCas } = await import('../lib/cas.ts');
+      const provenanceSection = section('provenance', () => parseProvenanceSection(cfg.sections.provenance));
       const { kafkaLag } = await import('../api/kafka-lag.ts');
       const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
@@ -276,11 +281,13 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
+          (r) => registerProvenanceRoutes(r, { service: new ProvenanceService({ store: s, cas: new ProvenanceCas(cfg.intake.casDir),
+            policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) }) }),
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/top, /evidence/..., /attestations, /obs/slo, POST /api/v1/runtime-facts)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/trace/:trace_id/provenance, /obs/top, /evidence/..., /attestations, /obs/slo, POST /api/v1/runtime-facts)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

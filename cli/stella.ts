@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
 
@@ -23,6 +23,8 @@ Commands:
                                       live golden signals per service and consumer lag per processor,
                                       refreshed every S seconds (default 2; lag needs the admin scope)
   obs trace <trace_id>                a trace's spans and timeline events
+  obs provenance <trace_id>           per frame: ip -> symbol -> bundle -> artifact -> DSSE provenance -> evidence;
+                                      join completeness vs the tenant policy (exit 5 when below it)
   forensic snapshot create --case C --scope trace|event|resource|<type> --id I [--out F]
                                       bundle a case's sealed evidence and download it
   forensic verify <bundle> --trust F | --trusted-key K
@@ -149,6 +151,7 @@ const FLAGS: Record<string, string[]> = {
   'scrub': ['tenant', 'config', 'pretty'],
   'obs top': [...COMMON_API, 'interval', 'once', 'count', 'window'],
   'obs trace': COMMON_API,
+  'obs provenance': COMMON_API,
   'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress'],
   'forensic verify': ['output', 'progress', 'trust', 'trusted-key'],
   'forensic trust export': ['output', 'tenant'],
@@ -202,6 +205,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'scrub') return route('scrub', () => cmdScrub(flags, io));
   if (cmd === 'obs' && sub === 'top') return route('obs top', () => cmdObsTop(flags, io));
   if (cmd === 'obs' && sub === 'trace') return route('obs trace', () => cmdObsTrace(args, flags, io));
+  if (cmd === 'obs' && sub === 'provenance') return route('obs provenance', () => cmdObsProvenance(args, flags, io));
   if (cmd === 'forensic' && sub === 'verify') return route('forensic verify', () => cmdForensicVerify(args, flags, io));
   if (cmd === 'forensic' && sub === 'trust' && sub2 === 'export') return route('forensic trust export', () => cmdTrustExport(flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));

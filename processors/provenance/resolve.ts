@@ -34,12 +34,17 @@ export function frameVaddr(elfType: number, f: FrameAddress): bigint | undefined
 /** Outer frames hold return addresses (the instruction after the call): look up the call itself. */
 export const lookupAddress = (vaddr: bigint, frameIndex: number): bigint => (frameIndex > 0 && vaddr > 0n ? vaddr - 1n : vaddr);
 
-export interface LoadedSymbols { buildId: string; elfType: number; index: SymbolIndex; symbolCount: number }
+/**
+ * `key` names the bundle the symbols came from (`<tenant>/<bundle sha256>`): results are cached per
+ * bundle, not per bare build-id, so a tenant's bundle with a forged build-id note can never answer
+ * for another tenant's frames.
+ */
+export interface LoadedSymbols { key: string; buildId: string; elfType: number; index: SymbolIndex; symbolCount: number }
 
 export type LoadFailure = { ok: false; cause: 'SYMBOLS_UNREADABLE' | 'BUILD_ID_MISMATCH'; detail: string };
 
 /** Parses a symbol bundle (ELF, e.g. the objcopy --only-keep-debug file) and checks its build-id is the frame's. */
-export function loadElfSymbols(bytes: Uint8Array, expectedBuildId: string): { ok: true; symbols: LoadedSymbols } | LoadFailure {
+export function loadElfSymbols(bytes: Uint8Array, expectedBuildId: string, key: string): { ok: true; symbols: LoadedSymbols } | LoadFailure {
   let elf: ElfFile;
   try { elf = parseElf(bytes); } catch (e) {
     if (e instanceof ElfError) return { ok: false, cause: 'SYMBOLS_UNREADABLE', detail: e.message };
@@ -50,13 +55,13 @@ export function loadElfSymbols(bytes: Uint8Array, expectedBuildId: string): { ok
     return { ok: false, cause: 'BUILD_ID_MISMATCH', detail: `bundle build-id ${elf.buildId ?? '(none)'} is not the frame's ${want}` };
   }
   const index = SymbolIndex.fromElf(elf, { types: ['FUNC', 'IFUNC', 'NOTYPE'] });
-  return { ok: true, symbols: { buildId: want, elfType: elf.type, index, symbolCount: index.size } };
+  return { ok: true, symbols: { key, buildId: want, elfType: elf.type, index, symbolCount: index.size } };
 }
 
 export interface Resolved { symbol: string; offset: bigint }
 
 /**
- * Results per (build-id, address), bounded: when full, the oldest build-id's results are dropped
+ * Results per (symbol bundle, address) — for a given tenant's bundle that is (build-id, address) — bounded: when full, the oldest build-id's results are dropped
  * (frames of one trace cluster in few binaries, so this keeps the hot ones).
  */
 export class ResolutionCache {
@@ -67,25 +72,25 @@ export class ResolutionCache {
   constructor(private readonly maxEntries = 1_000_000) {}
 
   resolve(symbols: LoadedSymbols, vaddr: bigint): Resolved | null {
-    let m = this.byBuild.get(symbols.buildId);
+    let m = this.byBuild.get(symbols.key);
     if (m) {
       const hit = m.get(vaddr);
       if (hit !== undefined) { this.hits++; return hit; }
     } else {
-      this.byBuild.set(symbols.buildId, (m = new Map()));
+      this.byBuild.set(symbols.key, (m = new Map()));
     }
     this.misses++;
     const s = symbols.index.lookup(vaddr);
     const r = s ? { symbol: s.name, offset: s.offset } : null;
-    if (this.entries >= this.maxEntries) this.evict(symbols.buildId);
+    if (this.entries >= this.maxEntries) this.evict(symbols.key);
     m.set(vaddr, r);
     this.entries++;
     return r;
   }
 
   /** A cached result without touching the index (undefined = not cached). */
-  peek(buildId: string, vaddr: bigint): Resolved | null | undefined {
-    return this.byBuild.get(buildId)?.get(vaddr);
+  peek(key: string, vaddr: bigint): Resolved | null | undefined {
+    return this.byBuild.get(key)?.get(vaddr);
   }
 
   private evict(keep: string): void {

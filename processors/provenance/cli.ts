@@ -1,0 +1,50 @@
+// `stella obs provenance <trace_id>`: the trace's per-frame chain of custody from the read API
+// (GET /obs/trace/:trace_id/provenance), as a table or JSON. Exit codes: 0 joined and the
+// completeness gate passed (or no native frames), 1 no frames, 2 usage, 3 auth, 4 other,
+// 5 the completeness gate failed (the failing frames and causes are printed).
+import type { ProvenanceReport } from './join.ts';
+
+export interface ObsProvenanceOptions { baseUrl: string; token: string; traceId: string; format?: 'table' | 'json'; tenant?: string; fetch?: typeof fetch }
+export interface CliResult { exitCode: number; stdout: string; stderr: string }
+export const EXIT_GATE_FAILED = 5;
+
+export async function obsProvenance(opts: ObsProvenanceOptions): Promise<CliResult> {
+  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' };
+  const url = new URL(`/obs/trace/${opts.traceId.toLowerCase()}/provenance`, opts.baseUrl);
+  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
+  let res: Response;
+  try {
+    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
+  } catch (err) {
+    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
+  }
+  const body = (await res.json().catch(() => ({}))) as ProvenanceReport & { error?: { message?: string } };
+  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  if (res.status === 404) return { exitCode: 1, stdout: '', stderr: `no frames recorded for trace ${opts.traceId.toLowerCase()}\n` };
+  if (!res.ok) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'request failed'}\n` };
+  const c = body.completeness;
+  const exitCode = c.gate === 'fail' ? EXIT_GATE_FAILED : 0;
+  const gateLine = c.gate === 'no_native_frames' ? 'completeness: no native frames\n'
+    : `completeness: ${c.joined}/${c.considered} of the top ${c.top_frames} native frames joined (${(c.ratio! * 100).toFixed(1)}%, policy >= ${(c.min * 100).toFixed(1)}%): ${c.gate.toUpperCase()}\n`;
+  const failures = c.failed.map((f) => `  ${f.key} (x${f.count}): ${f.cause}: ${f.detail}\n`).join('');
+  if (opts.format === 'json') return { exitCode, stdout: JSON.stringify(body, null, 2) + '\n', stderr: c.gate === 'fail' ? gateLine + failures : '' };
+  return { exitCode, stdout: provenanceTable(body) + gateLine + failures, stderr: '' };
+}
+
+export function provenanceTable(r: ProvenanceReport): string {
+  const header = ['#', 'IP', 'SYMBOL', 'BUNDLE', 'ARTIFACT', 'COMMIT', 'SIGNER', 'EVIDENCE', 'STATUS'];
+  const rows = r.frames.map((f) => [
+    String(f.frame_index), f.ip || f.module_offset || '-',
+    f.symbol ? `${f.symbol.name}+${f.symbol.offset}` : f.function || '-',
+    f.symbol_bundle ? f.symbol_bundle.sha256.slice(0, 12) : '-',
+    f.artifact ? f.artifact.sha256.slice(0, 12) : '-',
+    f.artifact ? f.artifact.builder_commit.slice(0, 12) : '-',
+    f.provenance?.signer_keyid ?? '-',
+    f.provenance ? f.provenance.evidence.status : '-',
+    f.status === 'failed' ? `FAILED ${f.cause}` : f.status,
+  ]);
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
+  const lines = all.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
+  return `trace ${r.trace_id}: ${r.frames.length} frames\n${lines.join('\n')}\n`;
+}

@@ -1,0 +1,81 @@
+// The join's I/O shell: reads a trace's frames, the symbol bundles and artifacts they point at
+// (tenant-scoped lookups), the bundles' bytes from the tenant's CAS and the evidence status of each
+// registration, then hands everything to the pure assembleJoin(). Loaded symbol tables and
+// (bundle, address) results are cached in memory across requests.
+import type { BlobStore } from '../../lib/cas.ts';
+import { CasIntegrityError } from '../../lib/cas.ts';
+import { counter, histogram } from '../../lib/metrics.ts';
+import type { Store } from '../../lib/store/index.ts';
+import { lookupArtifact, lookupSymbolBundle, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
+import { framesOfTrace } from './frames-store.ts';
+import { assembleJoin, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
+import type { CompletenessPolicy } from './policy.ts';
+import { loadElfSymbols, ResolutionCache } from './resolve.ts';
+
+const completenessRatio = histogram('stella_provenance_join_completeness_ratio', 'Join completeness of provenance queries (share of the top-N native frames joined to an attested artifact)',
+  [], [0, 0.5, 0.8, 0.9, 0.95, 0.99, 1]);
+const gateTotal = counter('stella_provenance_gate_total', 'Provenance queries by completeness gate outcome', ['gate']);
+const frameTotal = counter('stella_provenance_frames_total', 'Frames joined by provenance queries, by outcome', ['status', 'cause']);
+
+export interface ProvenanceDeps {
+  store: Store;
+  cas: BlobStore;
+  policy: (tenant: string) => CompletenessPolicy;
+  /** Where an evidence event stands (api/evidence-routes.ts createEvidenceLinks); absent: status "unknown". */
+  evidenceLinks?: (tenant: string, event: { event_id: string }) => Promise<Record<string, string>>;
+  /** Loaded symbol tables kept (LRU by insertion), default 256. */
+  maxLoadedBundles?: number;
+}
+
+export class ProvenanceService {
+  readonly resolutions = new ResolutionCache();
+  private readonly loaded = new Map<string, SymbolsFact>();
+  constructor(private readonly deps: ProvenanceDeps) {}
+
+  async traceProvenance(tenant: string, traceId: string): Promise<ProvenanceReport> {
+    const frames = await framesOfTrace(this.deps.store, tenant, traceId);
+    const bundles = new Map<string, SymbolBundleRow[]>();
+    await Promise.all(symbolKeysOf(frames).map(async ({ key, kind }) => { bundles.set(key, await lookupSymbolBundle(this.deps.store, tenant, key, kind)); }));
+    const allBundles = [...bundles.values()].flat();
+    const artifacts = new Map<string, ArtifactRow[]>();
+    await Promise.all([...new Set(allBundles.map((b) => b.artifact_sha256))].map(async (sha) => { artifacts.set(sha, await lookupArtifact(this.deps.store, tenant, sha)); }));
+    const symbols = new Map<string, SymbolsFact>();
+    await Promise.all(allBundles.filter((b) => b.kind === 'elf').map(async (b) => { symbols.set(b.bundle_sha256, await this.symbolsOf(tenant, b)); }));
+    const evidence = new Map<string, EvidenceStatus>();
+    const eventIds = new Set([...allBundles.map((b) => b.evidence.event_id), ...[...artifacts.values()].flat().map((a) => a.evidence.event_id)]);
+    await Promise.all([...eventIds].map(async (id) => { evidence.set(id, await this.evidenceOf(tenant, id)); }));
+    const facts: JoinFacts = { bundles, symbols, artifacts, evidence };
+    const report = assembleJoin(traceId, frames, facts, this.deps.policy(tenant), this.resolutions);
+    if (report.completeness.ratio !== null) completenessRatio.observe(report.completeness.ratio);
+    gateTotal.inc({ gate: report.completeness.gate });
+    for (const f of report.frames) frameTotal.inc({ status: f.status, cause: f.cause ?? '' });
+    return report;
+  }
+
+  private async symbolsOf(tenant: string, b: SymbolBundleRow): Promise<SymbolsFact> {
+    const key = `${tenant}/${b.bundle_sha256}`;
+    const hit = this.loaded.get(key);
+    if (hit) return hit;
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await this.deps.cas.get(tenant, `sha256:${b.bundle_sha256}`);
+    } catch (e) {
+      if (e instanceof CasIntegrityError) return { ok: false, cause: 'SYMBOLS_UNREADABLE', detail: 'the stored bundle bytes do not match their digest' };
+      throw e;
+    }
+    // Not cached: the bytes may still arrive.
+    if (!bytes) return { ok: false, cause: 'SYMBOLS_MISSING', detail: `bundle sha256:${b.bundle_sha256} is not in the tenant's CAS` };
+    const fact = loadElfSymbols(bytes, b.build_id || b.symbol_key, key);
+    this.loaded.set(key, fact);
+    const max = this.deps.maxLoadedBundles ?? 256;
+    while (this.loaded.size > max) this.loaded.delete(this.loaded.keys().next().value!);
+    return fact;
+  }
+
+  private async evidenceOf(tenant: string, eventId: string): Promise<EvidenceStatus> {
+    if (!this.deps.evidenceLinks) return { status: 'unknown' };
+    const l = await this.deps.evidenceLinks(tenant, { event_id: eventId });
+    if (l.status === 'sealed') return { status: 'sealed', index: l.index ?? '', segment: l.segment ?? '', checkpoint: l.checkpoint ?? '', inclusion_proof: l.inclusion_proof ?? '' };
+    return { status: 'pending' };
+  }
+}

@@ -1,0 +1,193 @@
+// The trace -> symbol -> artifact -> provenance join end to end on real parts: a C program built
+// here with gcc -g (build-id note), its provenance signed by an independent signer (Python's
+// cryptography), artifact + symbol bundle (objcopy --only-keep-debug) registered through the
+// intake sink into chdb and the CAS, a trace whose exception carries the frames the program itself
+// printed (glibc backtrace), then GET /obs/trace/:id/provenance and `stella obs provenance`.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Long from 'long';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerProvenanceRoutes } from '../../api/provenance-routes.ts';
+import { startApiServer, type RunningApi } from '../../api/server.ts';
+import { FsBlobStore } from '../../lib/cas.ts';
+import { encode, type KeyValue } from '../../lib/otlp/proto.ts';
+import { BatchWriter, type Store } from '../../lib/store/index.ts';
+import { artifactIntake, symbolsIntake } from '../../processors/intake/artifact-records.ts';
+import { writeArtifactIntake } from '../../processors/intake/artifact-sink.ts';
+import { elfBuildIdReader, validateArtifact, validateSymbolBundle, type IntakeEnvelopeVerifier } from '../../processors/intake/artifacts.ts';
+import { obsProvenance, EXIT_GATE_FAILED } from '../../processors/provenance/cli.ts';
+import type { ProvenanceReport } from '../../processors/provenance/join.ts';
+import { parseProvenanceSection, policyFor } from '../../processors/provenance/policy.ts';
+import { ProvenanceService } from '../../processors/provenance/service.ts';
+import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts';
+import { transformRecord } from '../../processors/timeline/transform.ts';
+import { pythonSign, slsaStatement } from '../intake/sign.ts';
+import { testVerifier } from '../intake/verifier.ts';
+import { hexId, nowNs, testStore, testTokens, TOKENS } from '../timeline/support.ts';
+
+const C = `#include <execinfo.h>
+__attribute__((noinline)) void crash_here(void) { void *b[16]; int n = backtrace(b, 16); backtrace_symbols_fd(b, n, 1); }
+__attribute__((noinline)) void middle(void) { crash_here(); }
+int main(void) { middle(); return 0; }
+`;
+const COMMIT = '3f2a'.repeat(10);
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const str = (key: string, value: string): KeyValue => ({ key, value: { stringValue: value } });
+const arr = (key: string, values: string[]): KeyValue => ({ key, value: { arrayValue: { values: values.map((v) => ({ stringValue: v })) } } });
+const u64 = (n: bigint) => Long.fromString(n.toString(), true);
+
+let dir: string;
+let store: Store;
+let writer: BatchWriter;
+let api: RunningApi;
+let service: ProvenanceService;
+let verify: IntakeEnvelopeVerifier;
+let buildId: string;
+let artifactSha: string;
+let bundleSha: string;
+let libcBuildId: string;
+/** Our binary's frames as the program printed them: module offset and ip. */
+let ours: { ip: string; module_offset: string }[];
+
+function traceWith(tenant: string, traceId: string, exceptions: { ips: string[]; offsets: string[]; buildIds: string[]; modules: string[] }[]): Buffer {
+  const t = nowNs();
+  return Buffer.from(encode('traces', { resourceSpans: [{
+    resource: { attributes: [str('service.name', 'native-svc'), str('tenant.id', tenant), str('telemetry.sdk.language', 'cpp')] },
+    scopeSpans: [{ scope: { name: 's' }, spans: [{ traceId: Buffer.from(traceId, 'hex'), spanId: Buffer.from(hexId(8), 'hex'), name: 'handle', kind: 2,
+      startTimeUnixNano: u64(t), endTimeUnixNano: u64(t + 1000n), status: { code: 2 },
+      events: exceptions.map((e, i) => ({ name: 'exception', timeUnixNano: u64(t + BigInt(i)), attributes: [str('exception.type', 'SIGABRT'),
+        arr(FRAME_ATTR.ips, e.ips), arr(FRAME_ATTR.moduleOffsets, e.offsets), arr(FRAME_ATTR.buildIds, e.buildIds), arr(FRAME_ATTR.modules, e.modules)] })),
+    }] }],
+  }] }));
+}
+
+async function storeTrace(tenant: string, traceId: string, exceptions: Parameters<typeof traceWith>[2]): Promise<void> {
+  const out = transformRecord('traces', { topic: 's', partition: 0, offset: '0', key: tenant, value: traceWith(tenant, traceId, exceptions), headers: { tenant } });
+  await Promise.all([...out.rows].map(([table, rows]) => writer.write(table, rows)));
+}
+
+const oursException = () => ({ ips: ours.map((f) => f.ip), offsets: ours.map((f) => f.module_offset), buildIds: ours.map(() => buildId), modules: ours.map(() => '/srv/native-svc') });
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'stella-join-'));
+  writeFileSync(path.join(dir, 'svc.c'), C);
+  execFileSync('gcc', ['-g', '-O0', '-Wl,--build-id', '-o', 'svc', 'svc.c'], { cwd: dir });
+  execFileSync('objcopy', ['--only-keep-debug', 'svc', 'svc.debug'], { cwd: dir });
+  const binary = readFileSync(path.join(dir, 'svc'));
+  const debug = readFileSync(path.join(dir, 'svc.debug'));
+  buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', path.join(dir, 'svc')], { encoding: 'utf8' }))![1]!;
+  libcBuildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('sh', ['-c', 'readelf -n "$(ldd ' + path.join(dir, 'svc') + " | awk '/libc.so/{print $3}')\""], { encoding: 'utf8' }))![1]!;
+  // The program's own backtrace: its frames in svc (module offsets = ELF addresses).
+  const printed = parseStacktrace(execFileSync(path.join(dir, 'svc'), [], { encoding: 'utf8', cwd: dir }));
+  ours = printed.frames.filter((f) => f.module.endsWith('svc') && f.module_offset !== '').slice(0, 3).map((f) => ({ ip: f.ip, module_offset: f.module_offset }));
+  expect(ours).toHaveLength(3);
+
+  store = await testStore();
+  writer = new BatchWriter(store, { maxDelayMs: 5 });
+  artifactSha = sha(binary);
+  const signed = pythonSign(['acme'], [{ key: 'acme', keyid: 'acme-ci', payload: slsaStatement(artifactSha, { gitCommit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-g', '-O0'] }) }]);
+  verify = testVerifier({ acme: [{ keyid: 'acme-ci', publicKey: signed.keys.acme! }] });
+  const a = validateArtifact('acme', { sha256: artifactSha, builder_commit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-g', '-O0'], provenance: signed.envelopes[0] }, verify);
+  if (!a.ok) throw new Error(a.reason);
+  const cas = new FsBlobStore(path.join(dir, 'cas'));
+  const ref = await cas.put('acme', debug);
+  bundleSha = ref.digest.slice(7);
+  const b = validateSymbolBundle('acme', { kind: 'elf', build_id: buildId, artifact_sha256: artifactSha }, debug, { sha256: artifactSha, attested: true }, elfBuildIdReader);
+  if (!b.ok) throw new Error(b.reason);
+  const ctx = { nowUnixNano: String(nowNs()), actor: 'ci', traceId: '' };
+  const dead = await writeArtifactIntake(writer, [{ key: 'acme', value: artifactIntake(a.artifact, `cas://acme/${a.artifact.envelope_sha256}`, ctx).value }],
+    [{ key: 'acme', value: symbolsIntake(b.bundle, ref.uri, ctx).value }], { verify, casGet: (t, d) => cas.get(t, d), readElfBuildId: elfBuildIdReader });
+  expect(dead).toEqual([]);
+
+  const section = parseProvenanceSection({ topFrames: 20, minCompleteness: 0.95, tenants: { globex: { minCompleteness: 0.5 } } });
+  service = new ProvenanceService({ store, cas, policy: (t) => policyFor(section, t) });
+  api = await startApiServer({ tokens: testTokens(), port: 0, register: [(r) => registerProvenanceRoutes(r, { service })] });
+});
+
+afterAll(async () => {
+  await api?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const get = async (p: string, token: string) => {
+  const res = await fetch(new URL(p, api.url), { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as ProvenanceReport & { error?: { code: string } } };
+};
+
+describe('GET /obs/trace/:trace_id/provenance', () => {
+  it('joins 100% of the frames: ip -> symbol -> bundle -> artifact (commit, compiler, flags) -> DSSE provenance', async () => {
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [oursException(), oursException()]);
+    const r = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    expect(r.status).toBe(200);
+    expect(r.body.frames).toHaveLength(6);
+    expect(r.body.frames.slice(0, 3).map((f) => f.symbol?.name)).toEqual(['crash_here', 'middle', 'main']);
+    for (const f of r.body.frames) {
+      expect(f.status).toBe('joined');
+      expect(f.count).toBe(2);
+      expect(f.symbol_bundle).toMatchObject({ sha256: bundleSha, kind: 'elf', cas_uri: `cas://acme/${bundleSha}` });
+      expect(f.artifact).toMatchObject({ sha256: artifactSha, builder_commit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-g', '-O0'] });
+      expect(f.provenance).toMatchObject({ signer_keyid: 'acme-ci', predicate_type: 'https://slsa.dev/provenance/v1' });
+      expect(f.provenance!.envelope_sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(f.provenance!.evidence_event_id).toMatch(/^[0-9a-f]{32}$/);
+      expect(f.symbol_bundle!.evidence_event_id).toMatch(/^[0-9a-f]{32}$/);
+    }
+    expect(r.body.completeness).toMatchObject({ considered: 3, joined: 3, ratio: 1, gate: 'pass', failed: [] });
+    // Resolution came from the cache the second time the same (bundle, address) was asked.
+    expect(service.resolutions.hits).toBeGreaterThanOrEqual(3);
+  });
+
+  it('names the frames that fail and why, and the gate fails below the policy', async () => {
+    const traceId = hexId(16);
+    const libc = { ips: ['0x7f0000027249'], offsets: ['0x27249'], buildIds: [libcBuildId], modules: ['/lib/x86_64-linux-gnu/libc.so.6'] };
+    const noBuildId = { ips: ['0x7f0000001000'], offsets: ['0x1000'], buildIds: [''], modules: ['/opt/vendor.so'] };
+    const farAway = { ips: ['0x55550fffffff'], offsets: ['0xfffffff'], buildIds: [buildId], modules: ['/srv/native-svc'] };
+    await storeTrace('acme', traceId, [oursException(), libc, noBuildId, farAway]);
+    const r = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    expect(r.status).toBe(200);
+    const c = r.body.completeness;
+    expect(c).toMatchObject({ considered: 6, joined: 3, ratio: 0.5, gate: 'fail' });
+    expect(Object.fromEntries(c.failed.map((f) => [f.cause, f.key]))).toEqual({
+      SYMBOLS_MISSING: `${libcBuildId}@0x27249`, NO_BUILD_ID: '/opt/vendor.so@0x1000', SYMBOL_NOT_FOUND: `${buildId}@0xfffffff`,
+    });
+    // The CLI prints the failures and exits with the gate's code.
+    const cli = await obsProvenance({ baseUrl: api.url, token: TOKENS.acme, traceId });
+    expect(cli.exitCode).toBe(EXIT_GATE_FAILED);
+    expect(cli.stdout).toMatch(/3\/6 .* FAIL/);
+    expect(cli.stdout).toContain(`SYMBOLS_MISSING`);
+    expect(cli.stdout).toMatch(/crash_here\+0x[0-9a-f]+/);
+  });
+
+  it('is tenant-scoped: another tenant gets 404 for the trace, and a token without obs:read 403', async () => {
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [oursException()]);
+    expect((await get(`/obs/trace/${traceId}/provenance`, TOKENS.globex)).status).toBe(404);
+    expect((await get(`/obs/trace/${traceId}/provenance`, TOKENS.acmeIngest)).status).toBe(403);
+    expect((await get(`/obs/trace/not-a-trace/provenance`, TOKENS.acme)).status).toBe(400);
+    // The same frames stored for globex (same build-id) do not reach acme's bundle or artifact.
+    await storeTrace('globex', traceId, [oursException()]);
+    const g = await get(`/obs/trace/${traceId}/provenance`, TOKENS.globex);
+    expect(g.status).toBe(200);
+    expect(g.body.frames.every((f) => f.status === 'failed' && f.cause === 'SYMBOLS_MISSING' && !f.artifact)).toBe(true);
+    expect(g.body.completeness).toMatchObject({ gate: 'fail', min: 0.5 });
+    const cli = await obsProvenance({ baseUrl: api.url, token: TOKENS.acme, traceId, format: 'json' });
+    expect(cli.exitCode).toBe(0);
+    expect(JSON.parse(cli.stdout).completeness.gate).toBe('pass');
+  });
+
+  it('drops to ARTIFACT_UNATTESTED when the attestation is gone', async () => {
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [oursException()]);
+    expect((await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme)).body.completeness.gate).toBe('pass');
+    await store.command(`DELETE FROM artifacts WHERE tenant_id = 'acme' AND sha256 = '${artifactSha}'`);
+    const r = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    expect(r.body.completeness).toMatchObject({ joined: 0, gate: 'fail' });
+    expect(r.body.frames.map((f) => f.cause)).toEqual(['ARTIFACT_UNATTESTED', 'ARTIFACT_UNATTESTED', 'ARTIFACT_UNATTESTED']);
+    // Still resolved to symbols: the chain breaks at the artifact, and says so.
+    expect(r.body.frames[0]!.symbol?.name).toBe('crash_here');
+    expect(r.body.frames[0]!.artifact).toBeUndefined();
+  });
+});
