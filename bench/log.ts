@@ -5,7 +5,7 @@
 // Lines: the audit record of an allowed request (lib/audit.ts, the receiver writes one per export),
 // a typical processor line, and a worst case: an error line whose message differs every time
 // (nothing cached) with a 30-frame stack. Each round runs both loggers, alternating which goes
-// first; figures are medians over ROUNDS rounds of LINES lines. Options: ROUNDS=7 LINES=100000.
+// first; figures are CPU time per line, medians over ROUNDS rounds of LINES lines. Options: ROUNDS=7 LINES=100000.
 import { createLogger, type Logger } from '../lib/log.ts';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
@@ -25,15 +25,17 @@ const kinds: Record<string, (log: Logger, i: number) => void> = {
   },
 };
 
+/** CPU time (user + system) per line in ns: steadier than wall time on a shared, loaded box. */
 function time(log: Logger, fn: (log: Logger, i: number) => void): number {
-  const t = process.hrtime.bigint();
+  const t = process.cpuUsage();
   for (let i = 0; i < LINES; i++) fn(log, i);
-  return Number(process.hrtime.bigint() - t) / LINES; // ns per line
+  const d = process.cpuUsage(t);
+  return ((d.user + d.system) * 1000) / LINES;
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 console.log(`bench:log — ${ROUNDS} rounds × ${LINES} lines, Node ${process.version}`);
-console.log('| line | ns/line plain pino | ns/line with the formatter | formatter / plain (per round) |');
+console.log('| line | CPU-ns/line plain pino | CPU-ns/line with the formatter | formatter / plain (per round) |');
 console.log('|---|---|---|---|');
 for (const [name, fn] of Object.entries(kinds)) {
   time(plain, fn); time(scrubbed, fn); // warm up
