@@ -16,6 +16,7 @@ import { decodeTraces, type KeyValue } from '../../lib/otlp/proto.ts';
 import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { flushTracing, startTracing, stopTracing } from '../../lib/tracing.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
+import { grpcExport, tracesRequest } from '../support/otlp.ts';
 import { startTestReceiver, testConfig, TOKENS } from '../support/receiver.ts';
 
 const TOK = { reader: 'stella_reader_tok_4f9a8b7c6d5e4f3a2b1c', other: 'stella_other_tok_0a1b2c3d4e5f6a7b8c9d', unknown: 'sk_live_51HxQzJKLmnopQRSTuvWXyz0123' };
@@ -104,6 +105,20 @@ describe('authorization decisions in the log', () => {
       ['denied', 'unauthenticated', null, null, 'otlp:write', 'http traces'],
       ['denied', 'forbidden', sha256Hex(TOKENS.acmeReadOnly).slice(0, 12), 'acme', 'otlp:write', 'http traces'],
       ['allowed', null, sha256Hex(TOKENS.acme).slice(0, 12), 'acme', 'otlp:write', 'http traces'],
+    ]);
+    noSecrets(raw.join(''));
+  });
+
+  it('receiver: the same over OTLP/gRPC', async () => {
+    lines.length = 0; raw.length = 0;
+    const body = tracesRequest([{ scopes: [{ name: 's', spans: [] }] }]);
+    expect((await grpcExport(receiver.grpcPort, 'traces', body, TOK.unknown)).code).toBe(16); // UNAUTHENTICATED
+    expect((await grpcExport(receiver.grpcPort, 'traces', body, TOKENS.acmeReadOnly)).code).toBe(7); // PERMISSION_DENIED
+    expect((await grpcExport(receiver.grpcPort, 'traces', body, TOKENS.acme)).code).toBe(0);
+    expect(decisions('receiver').map((l) => [l.decision, l.reason ?? null, l.token_id, l.route])).toEqual([
+      ['denied', 'unauthenticated', null, 'grpc traces'],
+      ['denied', 'forbidden', sha256Hex(TOKENS.acmeReadOnly).slice(0, 12), 'grpc traces'],
+      ['allowed', null, sha256Hex(TOKENS.acme).slice(0, 12), 'grpc traces'],
     ]);
     noSecrets(raw.join(''));
   });
