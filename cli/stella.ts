@@ -7,6 +7,7 @@ import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
 import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
+import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
 
 export { UsageError };
@@ -45,6 +46,13 @@ Commands:
                                       delete entry bundles past retention on this host's evidence store
                                       (tiles and checkpoints stay; held cases stay), then check what
                                       remains verifies; the evidence processor also does this on a timer
+  attest runtime --runtime F --graph-hash G --tenant T --key K.pem --keyid ID [--bundle out.dsse.json] [--manifest M]
+                                      sign runtime facts (NDJSON or .gz): a DSSE envelope over their sha256
+                                      (stdout without --bundle); --manifest also writes the air-gap manifest
+  ingest runtime --tenant T --graph-hash G --runtime F --manifest M
+                                      offline intake of runtime facts: checks every hash against the
+                                      manifest and its DSSE envelope against intake.trust, then CAS + Kafka
+                                      (KAFKA_BROKERS); exit 1 with the named reason when refused
   slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
@@ -160,6 +168,8 @@ const FLAGS: Record<string, string[]> = {
   'forensic attest verify': COMMON_API,
   'forensic hold': [...COMMON_API, 'trace-id', 'entries', 'from', 'to', 'reason', 'all'],
   'forensic prune': ['output', 'tenant', 'dry-run', 'batch', 'progress'],
+  'attest runtime': ['runtime', 'graph-hash', 'tenant', 'key', 'keyid', 'bundle', 'manifest'],
+  'ingest runtime': ['output', 'runtime', 'graph-hash', 'tenant', 'manifest'],
   'slo list': COMMON_API,
   'slo rules': ['slo-config'],
   'incident': [...COMMON_API, 'ttl'],
@@ -214,6 +224,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'hold') return route('forensic hold', () => cmdHold(sub2, rest, flags, io));
   if (cmd === 'forensic' && sub === 'prune') return route('forensic prune', () => cmdPrune(flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
+  if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));
+  if (cmd === 'ingest' && sub === 'runtime') return route('ingest runtime', () => cmdIngestRuntime(flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
   if (cmd === 'incident') return route('incident', () => cmdIncident(sub, flags, io));

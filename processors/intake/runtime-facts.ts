@@ -31,6 +31,10 @@ export const RUNTIME_REFUSALS = {
   SIGNATURE_UNTRUSTED: 403,
   SIGNATURE_INVALID: 403,
   ENVELOPE_SUBJECT_MISMATCH: 400,
+  // stella ingest runtime (air gap): the manifest and the files it lists.
+  MANIFEST_INVALID: 400,
+  MANIFEST_MISMATCH: 400,
+  MANIFEST_HASH_MISMATCH: 400,
 } as const;
 export type RuntimeRefusalReason = keyof typeof RUNTIME_REFUSALS;
 

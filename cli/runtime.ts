@@ -1,0 +1,166 @@
+// `stella attest runtime` (sign runtime facts: a DSSE envelope over their digest, and optionally the
+// air-gap manifest) and `stella ingest runtime` (offline intake: check the files against the
+// manifest and the DSSE envelope against the tenant's trust config, then CAS + Kafka exactly as
+// POST /api/v1/runtime-facts does). docs/intake.md "Runtime facts" describes both and the manifest.
+import { createHash, createPrivateKey, sign } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { FsBlobStore } from '../lib/cas.ts';
+import { loadConfig } from '../lib/config.ts';
+import { IntakeTrust } from '../lib/intake/trust.ts';
+import { createKafka, resolveAccess } from '../lib/kafka/client.ts';
+import { BatchingProducer } from '../lib/kafka/producer.ts';
+import { validateTenantId } from '../lib/tenancy.ts';
+import { pae } from '../processors/evidence/dsse.ts';
+import { IN_TOTO_PAYLOAD_TYPE, normalizeSha256, refuse, runtimeFactsStatement, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
+import { gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
+import { flagString, outputFormat, render, UsageError, type Flags, type Io } from './commands.ts';
+
+export const RUNTIME_MANIFEST_SCHEMA = 'stella.runtime-facts.manifest/v1';
+
+/** The air-gap manifest: what was signed and shipped, with the hash of every file. */
+export interface RuntimeManifest {
+  schema: typeof RUNTIME_MANIFEST_SCHEMA;
+  tenant: string;
+  graph_hash: string;
+  /** The runtime facts file as shipped (`file` relative to the manifest) and the sha256 of its NDJSON after gunzip. */
+  runtime: { file: string; sha256: string; content_sha256: string };
+  /** The DSSE envelope, when the facts are signed. */
+  dsse?: { file: string; sha256: string };
+}
+
+const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const isGzip = (b: Buffer) => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
+
+function required(flags: Flags, name: string): string {
+  const v = flagString(flags, name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
+function tenantOf(flags: Flags): string {
+  const t = required(flags, 'tenant');
+  const bad = validateTenantId(t);
+  if (bad) throw new UsageError(`--tenant: ${bad}`);
+  return t;
+}
+function graphOf(flags: Flags): string {
+  const g = normalizeSha256(required(flags, 'graph-hash'));
+  if (!g) throw new UsageError('--graph-hash must be sha256:<64 hex> (or 64 hex)');
+  return g;
+}
+function readInput(file: string): Buffer {
+  if (!existsSync(file)) throw new UsageError(`${file}: no such file`);
+  return readFileSync(file);
+}
+
+/** stella attest runtime --runtime F --graph-hash G --tenant T --key K.pem --keyid ID [--bundle out.dsse.json] [--manifest out.json] */
+export async function cmdAttestRuntime(flags: Flags, io: Io): Promise<number> {
+  const tenant = tenantOf(flags);
+  const graphHash = graphOf(flags);
+  const runtimeFile = required(flags, 'runtime');
+  const keyFile = required(flags, 'key');
+  const keyid = required(flags, 'keyid');
+  const shipped = readInput(runtimeFile);
+  const ndjson = isGzip(shipped) ? zlib.gunzipSync(shipped) : shipped;
+  let key;
+  try { key = createPrivateKey(readInput(keyFile)); } catch { throw new UsageError(`--key ${keyFile}: not a PEM private key`); }
+  if (key.asymmetricKeyType !== 'ed25519') throw new UsageError(`--key ${keyFile}: must be an Ed25519 private key`);
+  const contentSha256 = `sha256:${hex(ndjson)}`;
+  const payload = Buffer.from(JSON.stringify(runtimeFactsStatement(tenant, graphHash, contentSha256)));
+  const envelope = { payload: payload.toString('base64'), payloadType: IN_TOTO_PAYLOAD_TYPE,
+    signatures: [{ keyid, sig: sign(null, pae(IN_TOTO_PAYLOAD_TYPE, payload), key).toString('base64') }] };
+  const envBytes = Buffer.from(JSON.stringify(envelope) + '\n');
+  const bundle = flagString(flags, 'bundle');
+  if (bundle) writeFileSync(bundle, envBytes);
+  else io.stdout(envBytes.toString('utf8'));
+  const manifestFile = flagString(flags, 'manifest');
+  if (manifestFile) {
+    const rel = (f: string) => path.relative(path.dirname(path.resolve(manifestFile)), path.resolve(f));
+    const manifest: RuntimeManifest = { schema: RUNTIME_MANIFEST_SCHEMA, tenant, graph_hash: graphHash,
+      runtime: { file: rel(runtimeFile), sha256: hex(shipped), content_sha256: hex(ndjson) },
+      ...(bundle ? { dsse: { file: rel(bundle), sha256: hex(envBytes) } } : {}) };
+    writeFileSync(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
+  }
+  io.stderr(`signed runtime facts ${contentSha256} for graph ${graphHash} (tenant ${tenant}) with key ${keyid}${bundle ? ` -> ${bundle}` : ''}${manifestFile ? `; manifest ${manifestFile}` : ''}\n`);
+  return 0;
+}
+
+/** Check the manifest against the flags and the files; the refusal, or what to ingest. */
+export function checkManifest(manifestFile: string, tenant: string, graphHash: string, runtimeFile: string):
+  { ok: true; shipped: Buffer; contentSha256: string; envelope: Buffer | undefined } | RuntimeRefusal {
+  let m: RuntimeManifest;
+  try { m = JSON.parse(readInput(manifestFile).toString('utf8')) as RuntimeManifest; } catch (err) {
+    if (err instanceof UsageError) throw err;
+    return refuse('MANIFEST_INVALID', `${manifestFile} is not JSON`);
+  }
+  if (typeof m !== 'object' || m === null || m.schema !== RUNTIME_MANIFEST_SCHEMA) return refuse('MANIFEST_INVALID', `the manifest's schema must be ${RUNTIME_MANIFEST_SCHEMA}`);
+  if (m.tenant !== tenant) return refuse('MANIFEST_MISMATCH', 'the manifest is for another tenant than --tenant');
+  if (normalizeSha256(m.graph_hash) !== graphHash) return refuse('MANIFEST_MISMATCH', 'the manifest is for another graph than --graph-hash');
+  const r = m.runtime;
+  if (!r || typeof r.file !== 'string' || !normalizeSha256(r.sha256) || !normalizeSha256(r.content_sha256)) {
+    return refuse('MANIFEST_INVALID', 'the manifest needs runtime.file, runtime.sha256 and runtime.content_sha256 (64 hex)');
+  }
+  if (path.basename(r.file) !== path.basename(runtimeFile)) return refuse('MANIFEST_MISMATCH', `--runtime is not the manifest's runtime file (${path.basename(r.file)})`);
+  const shipped = readInput(runtimeFile);
+  if (`sha256:${hex(shipped)}` !== normalizeSha256(r.sha256)) return refuse('MANIFEST_HASH_MISMATCH', `${path.basename(runtimeFile)}: its sha256 is not the manifest's`);
+  let envelope: Buffer | undefined;
+  if (m.dsse !== undefined) {
+    if (typeof m.dsse.file !== 'string' || !normalizeSha256(m.dsse.sha256)) return refuse('MANIFEST_INVALID', 'the manifest\'s dsse needs file and sha256');
+    // Resolved beside the manifest, and only there: a manifest cannot point outside its own directory.
+    const dir = path.dirname(path.resolve(manifestFile));
+    const envFile = path.resolve(dir, m.dsse.file);
+    if (path.dirname(envFile) !== dir) return refuse('MANIFEST_INVALID', 'the manifest\'s dsse.file must be a file beside the manifest');
+    envelope = readInput(envFile);
+    if (`sha256:${hex(envelope)}` !== normalizeSha256(m.dsse.sha256)) return refuse('MANIFEST_HASH_MISMATCH', `${m.dsse.file}: its sha256 is not the manifest's`);
+  }
+  return { ok: true, shipped, contentSha256: normalizeSha256(r.content_sha256)!, envelope };
+}
+
+/** stella ingest runtime --tenant T --graph-hash G --runtime F --manifest M [--output table|json|yaml] */
+export async function cmdIngestRuntime(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantOf(flags);
+  const graphHash = graphOf(flags);
+  const runtimeFile = required(flags, 'runtime');
+  const manifestFile = required(flags, 'manifest');
+  const cfg = loadConfig();
+  if (!cfg.kafka.brokers) {
+    throw new UsageError('stella ingest runtime publishes to Kafka: set KAFKA_BROKERS (or kafka.brokers) and a login allowed to write the intake topics (KAFKA_SASL_*)');
+  }
+  const limits = cfg.intake.runtimeFacts;
+  const producer = new BatchingProducer(createKafka({ ...resolveAccess(cfg.kafka.brokers, cfg.kafka), clientId: `${cfg.kafka.clientId}-ingest-runtime` }));
+  const topics = { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents };
+  try {
+    await producer.connect();
+  } catch (err) {
+    io.stderr(`cannot reach Kafka (${cfg.kafka.brokers.join(',')}): ${(err as Error).message}\n`);
+    return 4;
+  }
+  try {
+    const checked = checkManifest(manifestFile, tenant, graphHash, runtimeFile);
+    let result;
+    let body: Buffer = Buffer.alloc(0);
+    if (!checked.ok) result = checked;
+    else {
+      body = checked.shipped;
+      let ndjson: Buffer | RuntimeRefusal = checked.shipped;
+      if (isGzip(checked.shipped)) ndjson = await gunzipLimited(checked.shipped, limits.maxDecompressedBytes);
+      result = !Buffer.isBuffer(ndjson) ? ndjson : await ingestRuntimeFacts({ cas: new FsBlobStore(cfg.intake.casDir), producer,
+        verify: new IntakeTrust(cfg.intake.trust).verifyIntakeEnvelope, topics, limits },
+      { tenant, graphHash, ndjson, declaredSha256: checked.contentSha256, envelope: checked.envelope, actor: 'stella-cli', via: 'cli' });
+    }
+    if (!result.ok) {
+      await publishRuntimeRefusal({ producer, topics }, tenant, result, { body, graphHash, actor: 'stella-cli', via: 'cli' })
+        .catch((err: unknown) => io.stderr(`(the runtime.ingest.failed event could not be published: ${(err as Error).message})\n`));
+      io.stderr(`refused: ${result.reason}: ${result.message}\n`);
+      return 1;
+    }
+    const out = { ingest_id: result.ingestId, tenant, graph_hash: result.graphHash, content_sha256: result.contentSha256, cas_uri: result.casUri,
+      records: result.records, size: result.size, signed_by: result.signedBy || null };
+    io.stdout(render(out, format, () => Object.entries(out).map(([k, v]) => `${k.padEnd(15)} ${v ?? '-'}`).join('\n') + '\n'));
+    return 0;
+  } finally {
+    await producer.disconnect();
+  }
+}
