@@ -153,8 +153,8 @@ function checkRecord(o: unknown, text: string, line: number): RuntimeFact | Runt
 }
 
 /**
- * Walk the NDJSON (UTF-8, one object per `\n`-terminated line; the last newline optional; no blank
- * lines, no CR) calling `each` per fact. Stops at the first bad line with its refusal.
+ * Walk the NDJSON (UTF-8, one object per `\n`-terminated line, a CR before it allowed as NDJSON
+ * does; the last newline optional; no blank lines) calling `each` per fact. Stops at the first bad line with its refusal.
  */
 export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?: (f: RuntimeFact) => void): RuntimeFactsSummary | RuntimeRefusal {
   if (ndjson.length === 0) return refuse('EMPTY_BODY', 'the body holds no records');
