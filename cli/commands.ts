@@ -23,6 +23,8 @@ import { attestList, attestVerify } from '../processors/evidence/attest-api-cli.
 import { parseSloConfig } from '../processors/slo/config.ts';
 import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
 import { incidentSet, sloList } from '../processors/slo/cli.ts';
+import { artifactsAdd, artifactsShow, symbolsAdd, symbolsShow } from '../processors/intake/artifacts-cli.ts';
+import { createHash } from 'node:crypto';
 
 export class UsageError extends Error {}
 
@@ -363,4 +365,78 @@ export async function cmdPrune(flags: Flags, io: Io): Promise<number> {
     ...(flags.has('progress') ? { onBatch: (t: string, n: number) => io.stderr(`prune ${t}: ${n} bundles\n`) } : {}) });
   io.stdout(render({ tenants: r.tenants, exit_code: r.exitCode }, format, () => pruneTable(r.tenants)));
   return r.exitCode;
+}
+
+// ---- stella artifacts add|show, stella symbols add|show (processors/intake/artifacts-cli.ts)
+
+function readFileFlag(flags: Flags, name: string): Buffer | undefined {
+  const f = flagString(flags, name);
+  if (f === undefined) return undefined;
+  try { return readFileSync(f); } catch (err) { throw new UsageError(`--${name}: cannot read ${f} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`); }
+}
+
+function parseJsonFile(bytes: Buffer, what: string): unknown {
+  try { return JSON.parse(bytes.toString('utf8')) as unknown; } catch { throw new UsageError(`${what} is not JSON`); }
+}
+
+export async function cmdArtifactsAdd(flags: Flags, io: Io): Promise<number> {
+  const usage = 'usage: stella artifacts add (--record <record.json> | (--sha256 <hex> | --artifact <file>) --provenance <envelope.dsse.json> --commit <git commit> --compiler <text> [--flags "<args>"] [--oci-digest sha256:<hex>]) [--tenant T] [--output table|json|yaml]';
+  const format = outputFormat(flags);
+  let record: unknown;
+  const recordFile = readFileFlag(flags, 'record');
+  if (recordFile) {
+    for (const f of ['sha256', 'artifact', 'provenance', 'commit', 'compiler', 'flags', 'oci-digest']) if (flags.has(f)) throw new UsageError(`--record carries the whole record; drop --${f}`);
+    record = parseJsonFile(recordFile, '--record');
+  } else {
+    const artifact = readFileFlag(flags, 'artifact');
+    const given = flagString(flags, 'sha256');
+    if ((artifact === undefined) === (given === undefined)) throw new UsageError(`${usage}\n(give one of --sha256 and --artifact)`);
+    const sha256 = artifact ? createHash('sha256').update(artifact).digest('hex') : given!.toLowerCase().replace(/^sha256:/, '');
+    const provenance = readFileFlag(flags, 'provenance');
+    const commit = flagString(flags, 'commit');
+    const compiler = flagString(flags, 'compiler');
+    if (!provenance || !commit || !compiler) throw new UsageError(usage);
+    const flagText = flagString(flags, 'flags', undefined, '')!;
+    const oci = flagString(flags, 'oci-digest');
+    record = { sha256, builder_commit: commit, compiler, flags: flagText.split(/\s+/).filter((s) => s.length > 0),
+      ...(oci ? { oci_digest: oci } : {}), provenance: parseJsonFile(provenance, '--provenance') };
+  }
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => artifactsAdd({ ...access, record, format: fmt, fetch }));
+}
+
+export async function cmdArtifactsShow(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const sha256 = positional[0];
+  if (!sha256) throw new UsageError('usage: stella artifacts show <sha256> [--tenant T] [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => artifactsShow({ ...access, sha256, format: fmt, fetch }));
+}
+
+export async function cmdSymbolsAdd(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const usage = 'usage: stella symbols add <file> --kind elf|pdb|dsym --artifact-sha256 <hex> [--build-id <hex> | --pdb-guid <guid> --pdb-age <n> | --dsym-uuid <uuid>] [--tenant T] [--output table|json|yaml]';
+  const file = positional[0];
+  if (!file) throw new UsageError(usage);
+  const format = outputFormat(flags);
+  let bytes: Buffer;
+  try { bytes = readFileSync(file); } catch (err) { io.stderr(`stella: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})\n`); return 1; }
+  const kind = flagString(flags, 'kind');
+  const artifactSha = flagString(flags, 'artifact-sha256');
+  if (!kind || !artifactSha) throw new UsageError(usage);
+  const params: Record<string, string> = { kind, artifact_sha256: artifactSha.toLowerCase().replace(/^sha256:/, '') };
+  for (const [flag, param] of [['build-id', 'build_id'], ['pdb-guid', 'pdb_guid'], ['pdb-age', 'pdb_age'], ['dsym-uuid', 'dsym_uuid']] as const) {
+    const v = flagString(flags, flag);
+    if (v !== undefined) params[param] = v;
+  }
+  if (kind === 'elf' && params.build_id === undefined) throw new UsageError('--build-id is required for --kind elf (readelf -n <file> prints it)');
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => symbolsAdd({ ...access, bytes, params, format: fmt, fetch }));
+}
+
+export async function cmdSymbolsShow(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const key = positional[0];
+  if (!key) throw new UsageError('usage: stella symbols show <build-id | pdb GUID+age | dsym UUID> [--kind elf|pdb|dsym] [--tenant T] [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => symbolsShow({ ...access, key, kind: flagString(flags, 'kind'), format: fmt, fetch }));
 }

@@ -250,6 +250,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { parseProvenanceSection, policyFor } = await import('../processors/provenance/policy.ts');
       const { FsBlobStore: ProvenanceCas } = await import('../lib/cas.ts');
       const provenanceSection = section('provenance', () => parseProvenanceSection(cfg.sections.provenance));
+      const { registerArtifactRoutes, artifactRouteDeps } = await import('../api/artifact-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
       const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
@@ -283,11 +284,13 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
           (r) => registerProvenanceRoutes(r, { service: new ProvenanceService({ store: s, cas: new ProvenanceCas(cfg.intake.casDir),
             policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) }) }),
+          (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer,
+            verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },
           ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;
-      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/trace/:trace_id/provenance, /obs/top, /evidence/..., /attestations, /obs/slo, POST /api/v1/runtime-facts)`);
+      out(`API: ${api.url} (/timeline, /obs/trace/:trace_id, /obs/trace/:trace_id/provenance, /obs/top, /evidence/..., /attestations, /obs/slo, POST /api/v1/runtime-facts, /api/v1/artifacts, /api/v1/symbols)`);
     }
     out(`Kafka: ${kafka.brokers.join(',')}${kafka.localBroker ? ' (local broker started by stella)' : ''}`);
     out(`Self-telemetry: http://${cfg.admin.host}:${admin.port}/metrics, /healthz, /readyz`);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -66,6 +66,12 @@ Commands:
   tokens list [--tenant T]            tokens (name, scopes, hash prefix; never the token)
   tokens revoke <name> --tenant T     revoke a token of the token store
   db migrate                          apply ClickHouse migrations (idempotent)
+  artifacts add --artifact F | --sha256 H --provenance <envelope.dsse.json> --commit C --compiler S [--flags "..."] [--oci-digest D]
+                                      register a build artifact with its signed SLSA provenance (or --record <record.json>)
+  artifacts show <sha256>             an artifact's attestations and symbol bundles
+  symbols add <file> --kind elf|pdb|dsym --artifact-sha256 H (--build-id X | --pdb-guid G --pdb-age N | --dsym-uuid U)
+                                      upload a symbol bundle of a registered, attested artifact
+  symbols show <key> [--kind K]       symbol bundles for a build-id, PDB GUID+age or dSYM UUID
   help                                show this help
 
 Common options:
@@ -175,6 +181,10 @@ const FLAGS: Record<string, string[]> = {
   'incident': [...COMMON_API, 'ttl'],
   'keys rotate': ['output', 'tenant'],
   'db migrate': ['output'],
+  'artifacts add': [...COMMON_API, 'record', 'sha256', 'artifact', 'provenance', 'commit', 'compiler', 'flags', 'oci-digest'],
+  'artifacts show': COMMON_API,
+  'symbols add': [...COMMON_API, 'kind', 'artifact-sha256', 'build-id', 'pdb-guid', 'pdb-age', 'dsym-uuid'],
+  'symbols show': [...COMMON_API, 'kind'],
   'tenants': ['output'],
   'tokens': ['output', 'tenant', 'scopes', 'name'],
 };
@@ -232,6 +242,10 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'keys' && sub === 'rotate') return route('keys rotate', () => cmdKeysRotate(flags, io));
   if (cmd === 'tenants') return route('tenants', () => cmdTenants(sub, [sub2, ...rest].filter((x): x is string => !!x), flags, io));
   if (cmd === 'tokens') return route('tokens', () => cmdTokens(sub, [sub2, ...rest].filter((x): x is string => !!x), flags, io));
+  if (cmd === 'artifacts' && sub === 'add') return route('artifacts add', () => cmdArtifactsAdd(flags, io));
+  if (cmd === 'artifacts' && sub === 'show') return route('artifacts show', () => cmdArtifactsShow(args, flags, io));
+  if (cmd === 'symbols' && sub === 'add') return route('symbols add', () => cmdSymbolsAdd(args, flags, io));
+  if (cmd === 'symbols' && sub === 'show') return route('symbols show', () => cmdSymbolsShow(args, flags, io));
   if (cmd === 'db' && sub === 'migrate') return route('db migrate', () => cmdDbMigrate(flags, io));
   throw new UsageError(`unknown command "${words}"; run "stella help"`);
 }

@@ -3,8 +3,8 @@
 // ClickHouse rows the timeline sink writes from the record. Every output is a function of the
 // record alone, so a redelivered record writes identical rows (they collapse) and a republished
 // event keeps its event_id (the evidence log holds it once).
-import { createHash } from 'node:crypto';
 import { validateTenantId } from '../../lib/tenancy.ts';
+import { intakeEventId, type IntakeTimelineEvent } from '../../lib/intake/publish.ts';
 import { canonicalBytes } from '../evidence/jcs.ts';
 import { validateArtifact, type AcceptedArtifact, type AcceptedSymbolBundle, type IntakeEnvelopeVerifier, SYMBOL_KINDS } from './artifacts.ts';
 
@@ -12,13 +12,15 @@ export const ARTIFACT_REGISTERED = 'artifact.registered';
 export const SYMBOLS_REGISTERED = 'symbols.registered';
 export const RECORD_VERSION = 1;
 
-const hex32 = (...parts: string[]): string => createHash('sha256').update(parts.join('\n')).digest('hex').slice(0, 32);
-
-/** Deterministic per (tenant, artifact, attestation): the same registration twice is one evidence entry. */
+// Event identity (lib/intake/publish.ts intakeEventId over these seeds): the same registration
+// published twice is one timeline event and one evidence entry.
+const artifactSeed = (a: Pick<AcceptedArtifact, 'sha256' | 'envelope_sha256'>): string => `artifact\n${a.sha256}\n${a.envelope_sha256}`;
+const bundleSeed = (b: Pick<AcceptedSymbolBundle, 'kind' | 'symbol_key' | 'bundle_sha256' | 'artifact_sha256'>): string =>
+  `symbol_bundle\n${b.kind}\n${b.symbol_key}\n${b.bundle_sha256}\n${b.artifact_sha256}`;
 export const artifactEventId = (a: Pick<AcceptedArtifact, 'tenant' | 'sha256' | 'envelope_sha256'>): string =>
-  hex32(ARTIFACT_REGISTERED, a.tenant, a.sha256, a.envelope_sha256);
+  intakeEventId(a.tenant, ARTIFACT_REGISTERED, artifactSeed(a));
 export const symbolsEventId = (b: Pick<AcceptedSymbolBundle, 'tenant' | 'kind' | 'symbol_key' | 'bundle_sha256' | 'artifact_sha256'>): string =>
-  hex32(SYMBOLS_REGISTERED, b.tenant, b.kind, b.symbol_key, b.bundle_sha256, b.artifact_sha256);
+  intakeEventId(b.tenant, SYMBOLS_REGISTERED, bundleSeed(b));
 
 /** Value of an intake_artifacts record. */
 export interface ArtifactIntakeRecord {
@@ -31,13 +33,6 @@ export interface SymbolIntakeRecord {
   cas_uri: string; bundle: AcceptedSymbolBundle;
 }
 
-/** The timeline event (timeline_events topic message, processors/timeline/external-events.ts shape). */
-export interface IntakeTimelineEvent {
-  event_id: string; ts_unix_nano: string; tenant_id: string; project_id: string; kind: string; actor: string;
-  resource_type: string; resource_id: string; trace_id: string; span_id: string; digest: string; source: string;
-  details: Record<string, unknown>;
-}
-
 export interface IntakeContext { nowUnixNano: string; actor: string; traceId: string }
 
 export function artifactIntake(a: AcceptedArtifact, envelopeCasUri: string, ctx: IntakeContext):
@@ -47,8 +42,8 @@ export function artifactIntake(a: AcceptedArtifact, envelopeCasUri: string, ctx:
   return {
     record, value: canonicalBytes(record),
     timelineEvent: {
-      event_id, ts_unix_nano: ctx.nowUnixNano, tenant_id: a.tenant, project_id: '', kind: ARTIFACT_REGISTERED, actor: ctx.actor,
-      resource_type: 'artifact', resource_id: a.sha256, trace_id: ctx.traceId, span_id: '', digest: `sha256:${a.envelope_sha256}`, source: 'intake',
+      kind: ARTIFACT_REGISTERED, idSeed: artifactSeed(a), tsUnixNano: ctx.nowUnixNano, actor: ctx.actor, traceId: ctx.traceId,
+      resourceType: 'artifact', resourceId: a.sha256, digest: `sha256:${a.envelope_sha256}`,
       // Small enough for one evidence entry; the envelope itself is committed to by its digest.
       details: { sha256: a.sha256, builder_commit: a.builder_commit, compiler: a.compiler, flags: a.flags, oci_digest: a.oci_digest,
         attested_fields: a.attested_fields, builder_id: a.builder_id, build_type: a.build_type, predicate_type: a.predicate_type,
@@ -64,8 +59,8 @@ export function symbolsIntake(b: AcceptedSymbolBundle, casUri: string, ctx: Inta
   return {
     record, value: canonicalBytes(record),
     timelineEvent: {
-      event_id, ts_unix_nano: ctx.nowUnixNano, tenant_id: b.tenant, project_id: '', kind: SYMBOLS_REGISTERED, actor: ctx.actor,
-      resource_type: 'symbol_bundle', resource_id: b.bundle_sha256, trace_id: ctx.traceId, span_id: '', digest: `sha256:${b.bundle_sha256}`, source: 'intake',
+      kind: SYMBOLS_REGISTERED, idSeed: bundleSeed(b), tsUnixNano: ctx.nowUnixNano, actor: ctx.actor, traceId: ctx.traceId,
+      resourceType: 'symbol_bundle', resourceId: b.bundle_sha256, digest: `sha256:${b.bundle_sha256}`,
       details: { kind: b.kind, symbol_key: b.symbol_key, build_id: b.build_id, pdb_age: b.pdb_age, key_verified: b.key_verified,
         artifact_sha256: b.artifact_sha256, bundle_sha256: b.bundle_sha256, size: b.size, cas_uri: casUri },
     },

@@ -37,12 +37,12 @@ const refuse = (reason: IntakeReason, message: string): Refusal => ({ ok: false,
 export interface DsseEnvelopeJson { payload: string; payloadType: string; signatures: { keyid: string; sig: string }[] }
 
 /**
- * The tenant's trust check (lib/intake/trust.ts verifyIntakeEnvelope, bound to the loaded trust
- * config): fails closed (no keys configured, unknown keyid, bad signature). Injected so that this
- * core stays free of configuration and I/O.
+ * The tenant's trust check: lib/intake/trust.ts IntakeTrust.verifyIntakeEnvelope, bound to the loaded
+ * trust config; fails closed (no keys configured, unknown keyid, bad signature). Injected so that
+ * this core stays free of configuration.
  */
-export type IntakeEnvelopeVerifier = (envelope: DsseEnvelopeJson, tenant: string, expectedPayloadType?: string) =>
-  { ok: true; keyid: string; payload: Buffer } | { ok: false; reason: string };
+export type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
+import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const GIT_COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;

@@ -5,6 +5,8 @@ import type { BlobStore } from '../../lib/cas.ts';
 import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
 import { runtimeFactsSink } from '../intake/runtime-sink.ts';
 import type { IntakeSink } from './intake-hook.ts';
+import { writeArtifactIntake } from '../intake/artifact-sink.ts';
+import { elfBuildIdReader } from '../intake/artifacts.ts';
 
 export interface IntakeSinkDeps {
   /** The tenants' intake DSSE trust (lib/intake/trust.ts): sinks re-verify, they trust nothing the API did. */
@@ -12,8 +14,20 @@ export interface IntakeSinkDeps {
   cas: BlobStore;
 }
 
+/** artifacts, symbol_bundles, provenance_evidence (docs/intake.md "Artifacts and symbol bundles"). */
+export function artifactSink(deps: IntakeSinkDeps): IntakeSink {
+  return {
+    name: 'artifacts',
+    topics: ['intakeArtifacts', 'intakeSymbols'],
+    write: async (records, ctx) => (await writeArtifactIntake(ctx.writer, records.intakeArtifacts ?? [], records.intakeSymbols ?? [],
+      { verify: deps.verify, casGet: (tenant, digest) => deps.cas.get(tenant, digest), readElfBuildId: elfBuildIdReader }))
+      .map((d) => ({ record: d.message, reason: d.reason })),
+  };
+}
+
 export function intakeSinks(deps: IntakeSinkDeps): IntakeSink[] {
   return [
     runtimeFactsSink(deps),
+    artifactSink(deps),
   ];
 }

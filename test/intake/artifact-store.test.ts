@@ -10,7 +10,7 @@ import { writeArtifactIntake } from '../../processors/intake/artifact-sink.ts';
 import { intakeLookup } from '../../processors/intake/lookup.ts';
 import { testStore } from '../timeline/support.ts';
 import { pythonSign, slsaStatement } from './sign.ts';
-import { testVerifier } from './verifier.ts';
+import { IntakeTrust } from '../../lib/intake/trust.ts';
 
 const COMMIT = 'c'.repeat(40);
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -30,7 +30,7 @@ beforeAll(async () => {
     { key: 'acme', keyid: 'acme-ci', payload: slsaStatement(arts.acme, { gitCommit: COMMIT, compiler: 'gcc 12', flags: ['-g'] }) },
     { key: 'globex', keyid: 'globex-ci', payload: slsaStatement(arts.globex, { gitCommit: COMMIT }) },
   ]);
-  verify = testVerifier({ acme: [{ keyid: 'acme-ci', publicKey: signed.keys.acme! }], globex: [{ keyid: 'globex-ci', publicKey: signed.keys.globex! }] });
+  verify = new IntakeTrust({ acme: { keys: [{ keyid: 'acme-ci', publicKey: signed.keys.acme! }] }, globex: { keys: [{ keyid: 'globex-ci', publicKey: signed.keys.globex! }] } }).verifyIntakeEnvelope;
   for (const [i, t] of (['acme', 'globex'] as const).entries()) {
     const v = validateArtifact(t, { sha256: arts[t], builder_commit: COMMIT, compiler: 'gcc 12', flags: ['-g'], provenance: signed.envelopes[i] }, verify);
     if (!v.ok) throw new Error(v.reason);
@@ -71,12 +71,12 @@ describe('artifact tables', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ sha256: a.sha256, builder_commit: COMMIT, compiler: 'gcc 12', flags: ['-g'], signer_keyid: 'acme-ci',
       attested_fields: ['builder_commit', 'compiler', 'flags'], envelope_cas_uri: `cas://acme/${a.envelope_sha256}`,
-      registered_at_unix_nano: ctx(1).nowUnixNano, evidence: { event_id: art.timelineEvent.event_id, event_kind: 'artifact.registered' } });
+      registered_at_unix_nano: ctx(1).nowUnixNano, evidence: { event_id: art.record.event_id, event_kind: 'artifact.registered' } });
     expect(JSON.parse(rows[0]!.dsse_envelope)).toEqual(JSON.parse(a.envelope_json));
 
     const bundles = await look.lookupSymbolBundle('acme', 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee');
     expect(bundles.map((r) => [r.tenant_id, r.bundle_sha256, r.artifact_sha256, r.kind, r.key_verified])).toEqual([['acme', b.bundle_sha256, a.sha256, 'dsym', false]]);
-    expect(bundles[0]!.evidence.event_id).toBe(sym.timelineEvent.event_id);
+    expect(bundles[0]!.evidence.event_id).toBe(sym.record.event_id);
 
     // Cross-tenant: globex cannot see acme's artifact, and the shared symbol key gives each its own.
     expect(await look.lookupArtifact('globex', a.sha256)).toEqual([]);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { validateArtifact, validateSymbolBundle, elfKey, pdbKey, dsymKey, elfBuildIdReader, type IntakeEnvelopeVerifier,
   type ElfBuildIdReader } from '../../processors/intake/artifacts.ts';
 import { pythonSign, slsaStatement, type Envelope } from './sign.ts';
-import { testVerifier } from './verifier.ts';
+import { IntakeTrust } from '../../lib/intake/trust.ts';
 import { buildElfFixture, readBytes } from './elf-fixture.ts';
 
 const TENANT = 'acme';
@@ -39,7 +39,7 @@ beforeAll(() => {
   const signed = pythonSign(['ci', 'mallory', 'globex'], names.map((n) => ({ key: cases[n]!.key ?? 'ci', keyid: cases[n]!.keyid ?? 'ci-key',
     payloadType: cases[n]!.payloadType, payload: cases[n]!.payload })));
   env = Object.fromEntries(names.map((n, i) => [n, signed.envelopes[i]!]));
-  verify = testVerifier({ acme: [{ keyid: 'ci-key', publicKey: signed.keys.ci! }], globex: [{ keyid: 'globex-ci', publicKey: signed.keys.globex! }] });
+  verify = new IntakeTrust({ acme: { keys: [{ keyid: 'ci-key', publicKey: signed.keys.ci! }] }, globex: { keys: [{ keyid: 'globex-ci', publicKey: signed.keys.globex! }] } }).verifyIntakeEnvelope;
 });
 
 const record = (provenance: unknown, over: Record<string, unknown> = {}) =>
