@@ -309,9 +309,11 @@ export async function cmdDbMigrate(flags: Flags, io: Io): Promise<number> {
   }
   try {
     const r = await migrate(store);
-    io.stdout(render({ applied: r.applied, already_applied: r.skipped, retention_changed: r.ttlChanged }, format, () =>
+    io.stdout(render({ applied: r.applied, already_applied: r.skipped, retention_changed: r.ttlChanged, changed_since_applied: r.changed }, format, () =>
       `applied: ${r.applied.join(', ') || 'none'}\nalready applied: ${r.skipped.join(', ') || 'none'}\n` +
-      (r.ttlChanged.length ? `retention changed: ${r.ttlChanged.join(', ')}\n` : '')));
+      (r.ttlChanged.length ? `retention changed: ${r.ttlChanged.join(', ')}\n` : '') +
+      // Comment edits do not count (lib/store/migrate.ts); a statement edit is never re-applied.
+      (r.changed.length ? `changed since applied (not re-applied; ship changes as a new migration): ${r.changed.join(', ')}\n` : '')));
     return 0;
   } finally {
     await store.close();

@@ -446,6 +446,7 @@ describe('stella db migrate, help, unknown commands, package bin', () => {
     expect(second.code).toBe(0);
     const j = JSON.parse(second.stdout) as { applied: string[]; already_applied: string[] };
     expect(j.applied).toEqual([]);
+    expect(j).toHaveProperty('changed_since_applied', []);
     expect(j.already_applied).toEqual(first.stdout.split('\n')[0]!.replace('applied: ', '').split(', '));
     const down = await stella(['db', 'migrate'], { env: { STELLA_DATA_DIR: fresh, CLICKHOUSE_URL: 'http://127.0.0.1:1' } });
     expect([down.code, down.stdout]).toEqual([4, '']);
