@@ -14,6 +14,10 @@
 //      lock file before every write) vs the plain store, paired in each run, many small seals (the
 //      fence costs per write, not per entry). EVIDENCE_BENCH_FENCE_N (default 20_000; 0 skips it),
 //      EVIDENCE_BENCH_FENCE_SEAL (entries per seal, default 20).
+//   7. the runner's incident-mode check on every timeline event (retention.ts incidentFields on the
+//      object timelineEntry already parsed) vs the per-record work it adds to (runner.ts
+//      timelineEntry without it: parse + RFC 8785), same events, paired in each run.
+//      EVIDENCE_BENCH_INCIDENT_N (events, default 200_000; 0 skips it).
 import { createHash, hash as oneShot } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -30,6 +34,8 @@ import { Sealer, type AppendItem } from '../processors/evidence/sealer.ts';
 import { FsEvidenceStore } from '../processors/evidence/store.ts';
 import { exportTrustRoot } from '../processors/evidence/trust-root.ts';
 import { Attestor, type AttestorOptions } from '../processors/evidence/attest.ts';
+import { timelineEntry } from '../processors/evidence/runner.ts';
+import { incidentFields } from '../processors/evidence/retention.ts';
 import { startLitewitness, startOpensslTsa, type RunningTsa, type RunningWitness } from '../test/evidence/peers.ts';
 
 const N = Number(process.env.EVIDENCE_BENCH_N ?? 1_000_000);
@@ -38,6 +44,7 @@ const SEAL_EVERY = Number(process.env.EVIDENCE_BENCH_SEAL ?? 100_000);
 const BASE = process.env.EVIDENCE_BENCH_DIR ?? os.tmpdir();
 const TENANT = 'bench';
 const ATTEST_N = Number(process.env.EVIDENCE_BENCH_ATTEST_N ?? 200_000);
+const INCIDENT_N = Number(process.env.EVIDENCE_BENCH_INCIDENT_N ?? 200_000);
 const ATTEST_SEAL = Number(process.env.EVIDENCE_BENCH_ATTEST_SEAL ?? 10_000);
 const FENCE_N = Number(process.env.EVIDENCE_BENCH_FENCE_N ?? 20_000);
 const FENCE_SEAL = Number(process.env.EVIDENCE_BENCH_FENCE_SEAL ?? 20);
@@ -277,6 +284,32 @@ async function main(): Promise<void> {
       console.log(`fence run ${r + 1}: plain ${Math.round(res.plain!).toLocaleString('en')} entries/s, fenced ${Math.round(res.fenced!).toLocaleString('en')} entries/s (ratio ${ratios[r]!.toFixed(3)})`);
     }
     console.log(`\nseal throughput through a fenced writer / plain store (${FENCE_N.toLocaleString('en')} entries, a seal every ${FENCE_SEAL}): median ratio ${median(ratios).toFixed(3)} (runs ${ratios.map((x) => x.toFixed(3)).join(' / ')})`);
+  }
+
+  if (INCIDENT_N > 0) {
+    // Timeline events as the timeline processor publishes them (~400 bytes), one in 1,000 an incident event.
+    const values = Array.from({ length: INCIDENT_N }, (_, i) => Buffer.from(JSON.stringify({
+      event_id: i.toString(16).padStart(32, '0'), ts: '2026-12-03T10:00:00.000000000Z', ts_unix_nano: '1796292000000000000', tenant_id: 'acme', project_id: 'p1',
+      kind: i % 1000 === 0 ? 'incident.mode.started' : 'job.finished', actor: 'service:checkout', resource_type: 'job', resource_id: `job-${i}`,
+      trace_id: 'ab'.repeat(16), span_id: 'cd'.repeat(8), digest: 'ef'.repeat(32), details: { service: 'checkout', span_name: 'charge', at_ms: i, until_ms: i + 1, duration_ns: '1200000' },
+      source: `stella.otlp_spans_clean/0/${i}#0` })));
+    const pos = { topic: 't', partition: 0, offset: '0' };
+    const ratios: number[] = [];
+    const perEntry: number[] = [];
+    for (let r = 0; r < RUNS + 1; r++) {
+      const parsed = values.map((v) => JSON.parse(v.toString('utf8')) as Record<string, unknown>);
+      const timeEntries = (): number => { const t0 = performance.now(); for (const v of values) timelineEntry(v, pos); return performance.now() - t0; };
+      let marks = 0;
+      const timeMarks = (): number => { const t0 = performance.now(); marks = 0; for (const o of parsed) if (incidentFields(o)) marks++; return performance.now() - t0; };
+      const entryMs = timeEntries();
+      const markMs = timeMarks();
+      if (marks !== Math.ceil(INCIDENT_N / 1000)) throw new Error(`expected ${Math.ceil(INCIDENT_N / 1000)} incident marks, got ${marks}`);
+      if (r === 0) continue; // warm-up
+      ratios.push(markMs / entryMs);
+      perEntry.push((markMs * 1e6) / INCIDENT_N);
+      console.log(`incident-mark run ${r}: timelineEntry ${(entryMs * 1e6 / INCIDENT_N).toFixed(0)} ns/event, incidentFields ${(markMs * 1e6 / INCIDENT_N).toFixed(0)} ns/event (ratio ${(markMs / entryMs).toFixed(4)})`);
+    }
+    console.log(`\nincident-mode check (incidentFields) / timelineEntry per timeline event (${INCIDENT_N.toLocaleString('en')} events, 0.1% incident events): median ratio ${median(ratios).toFixed(4)} (runs ${ratios.map((x) => x.toFixed(4)).join(' / ')}), ${median(perEntry).toFixed(0)} ns/event`);
   }
 }
 

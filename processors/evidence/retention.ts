@@ -109,15 +109,24 @@ export function heldByTrace(entries: readonly Uint8Array[], holds: readonly Hold
 export interface IncidentMark { kind: 'incident.mode.started' | 'incident.mode.stopped'; at_ms: number; until_ms: number; index: number }
 
 /** The incident mark an entry carries, if it is an incident.mode.started|stopped timeline event. */
+export type IncidentFields = Omit<IncidentMark, 'index'>;
+
+/** The incident fields of a parsed timeline event, if it is an incident.mode.started|stopped event. */
+export function incidentFields(v: { kind?: unknown; details?: unknown }): IncidentFields | undefined {
+  if (v.kind !== 'incident.mode.started' && v.kind !== 'incident.mode.stopped') return undefined;
+  const d = (v.details && typeof v.details === 'object' ? v.details : {}) as { at_ms?: unknown; until_ms?: unknown };
+  const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  return { kind: v.kind, at_ms: num(d.at_ms), until_ms: num(d.until_ms) };
+}
+
+/** The incident mark an entry (canonical JSON bytes) carries, if it is an incident.mode.* timeline event. */
 export function incidentMark(entry: Uint8Array, index: number): IncidentMark | undefined {
   const buf = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
   if (buf.indexOf('"incident.mode.') < 0) return undefined;
   let v: { kind?: unknown; details?: unknown };
   try { v = JSON.parse(buf.toString('utf8')) as typeof v; } catch { return undefined; }
-  if (v.kind !== 'incident.mode.started' && v.kind !== 'incident.mode.stopped') return undefined;
-  const d = (v.details && typeof v.details === 'object' ? v.details : {}) as { at_ms?: unknown; until_ms?: unknown };
-  const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
-  return { kind: v.kind, at_ms: num(d.at_ms), until_ms: num(d.until_ms), index };
+  const f = incidentFields(v);
+  return f ? { ...f, index } : undefined;
 }
 
 export const incidentOn = (m: IncidentMark | undefined, nowMs: number): boolean => m?.kind === 'incident.mode.started' && m.until_ms > nowMs;

@@ -33,7 +33,7 @@ import { Attestor, type AttestorOptions } from './attest.ts';
 import { activeHoldCovers } from './holds.ts';
 import { canonicalBytes } from './jcs.ts';
 import { incidentMarkPath, latestIncident, pruneTenant, type PruneReport } from './prune.ts';
-import { incidentMark, incidentOn, retentionMs, type IncidentMark, type RetentionConfig } from './retention.ts';
+import { incidentFields, incidentOn, retentionMs, type IncidentFields, type IncidentMark, type RetentionConfig } from './retention.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
@@ -141,7 +141,7 @@ export const coPartitionAssigner: PartitionAssigner = ({ cluster }) => ({
 });
 
 /** The entry for a timeline event record: its canonical JSON, or a digest summary when too large or unparsable. */
-export function timelineEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }): { entry: Buffer; eventId: string | undefined } {
+export function timelineEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }): { entry: Buffer; eventId: string | undefined; incident?: IncidentFields } {
   let obj: Record<string, unknown> | undefined;
   try {
     const v = JSON.parse(value.toString('utf8')) as unknown;
@@ -150,7 +150,9 @@ export function timelineEntry(value: Buffer, pos: { topic: string; partition: nu
   const eventId = typeof obj?.event_id === 'string' ? obj.event_id : undefined;
   if (obj) {
     const text = canonicalize(obj);
-    if (Buffer.byteLength(text) <= MAX_ENTRY_SIZE) return { entry: Buffer.from(text, 'utf8'), eventId };
+    // Incident-mode events are remembered for retention (from the parse already done: no extra cost).
+    const incident = incidentFields(obj);
+    if (Buffer.byteLength(text) <= MAX_ENTRY_SIZE) return { entry: Buffer.from(text, 'utf8'), eventId, ...(incident ? { incident } : {}) };
   }
   return {
     entry: entryBytes({ type: obj ? OVERSIZE_EVENT_TYPE : UNPARSABLE_EVENT_TYPE, ...(eventId ? { event_id: eventId } : {}), topic: pos.topic,
@@ -486,7 +488,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const { topic, partition } = batch;
     const isTimeline = topic === topics.timelineEvents;
     // Group by tenant, keeping offset order within each tenant.
-    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined }[]>();
+    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields }[]>();
     for (const m of batch.messages) {
       const headerTenant = m.headers?.[H.tenant];
       const tenant = (headerTenant !== undefined ? String(Array.isArray(headerTenant) ? headerTenant[0] : headerTenant) : undefined) ?? m.key?.toString();
@@ -500,7 +502,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(m.headers)), eventId: undefined };
       let list = byTenant.get(tenant);
       if (!list) byTenant.set(tenant, (list = []));
-      list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId });
+      list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId, ...('incident' in built && built.incident ? { incident: built.incident } : {}) });
     }
     const k = tpKey(topic, partition);
     let tp = tps.get(k);
@@ -532,7 +534,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
             if (idx < 0) return;
             const x = chunk[n]!;
             if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
-            if (isTimeline) { const m = incidentMark(x.item.entry, idx); if (m) s.newIncidents.push(m); }
+            if (x.incident) s.newIncidents.push({ ...x.incident, index: idx });
             first ??= BigInt(x.item.kafka!.offset);
           });
           recordsIn.inc({ outcome: 'appended' }, res.accepted);

@@ -174,7 +174,8 @@ describe('retention and legal hold through Kafka, the API and the CLI', () => {
     await produce(timelineTopic, [...events, started].map((r) => ({ tenant: 'initech', value: eventMessageJson(r) })));
     await waitFor('initech sealed', async () => (await sealedSize(evidence, 'initech')) === 601);
     clockOffsetMs = 0;
-    expect(await latestIncident(evidence, 'initech')).toMatchObject({ kind: 'incident.mode.started', index: 600 });
+    // The mark is written right after the seal that holds the event.
+    expect(await waitFor('incident mark recorded', () => latestIncident(evidence, 'initech'))).toMatchObject({ kind: 'incident.mode.started', index: 600 });
     // 45 days old: past the 30 days, within 30 + 30 while the incident is on.
     const on = (await runner.pruneAll()).find((r) => r.tenant === 'initech')!;
     expect(on.pruned).toEqual([]);
