@@ -123,18 +123,18 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
       registered_at_unix_nano: attestation.registered_at_unix_nano, envelope_cas_uri: attestation.envelope_cas_uri,
       evidence_event_id: attestation.evidence.event_id, evidence: evidenceOf(facts, attestation.evidence.event_id) },
   } : {};
-  if (sk.kind !== 'elf') return { ...fail('SYMBOLS_UNSUPPORTED', `${sk.kind} symbol tables are not read yet`), symbol_bundle: bundleLink, ...chain };
+  if (sk.kind !== 'elf') return Object.assign(fail('SYMBOLS_UNSUPPORTED', `${sk.kind} symbol tables are not read yet`), { symbol_bundle: bundleLink }, chain);
   const loaded = facts.symbols.get(bundle.bundle_sha256) ?? { ok: false, cause: 'SYMBOLS_MISSING', detail: 'bundle bytes not loaded' };
-  if (!loaded.ok) return { ...fail(loaded.cause, loaded.detail), symbol_bundle: bundleLink, ...chain };
+  if (!loaded.ok) return Object.assign(fail(loaded.cause, loaded.detail), { symbol_bundle: bundleLink }, chain);
   const vaddr = frameVaddr(loaded.symbols.elfType, f);
-  if (vaddr === undefined) return { ...fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), symbol_bundle: bundleLink, ...chain };
+  if (vaddr === undefined) return Object.assign(fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), { symbol_bundle: bundleLink }, chain);
   const at = lookupAddress(vaddr, f.frame_index);
   const r = cache.resolve(loaded.symbols, at);
-  if (!r) return { ...fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), symbol_bundle: bundleLink, ...chain };
+  if (!r) return Object.assign(fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), { symbol_bundle: bundleLink }, chain);
   // Offset of the frame's own address from the symbol's start (the lookup may have used address - 1).
   const symbol = { name: r.symbol, address: `0x${vaddr.toString(16)}`, offset: `0x${(vaddr - (at - r.offset)).toString(16)}` };
-  if (!attestation) return { ...fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), symbol, symbol_bundle: bundleLink };
-  return { status: 'joined', symbol, symbol_bundle: bundleLink, ...chain };
+  if (!attestation) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol, symbol_bundle: bundleLink });
+  return Object.assign({ status: 'joined' as const, symbol, symbol_bundle: bundleLink }, chain);
 }
 
 function baseOf(f: FrameRow) {
@@ -150,9 +150,10 @@ export function assembleJoin(traceId: string, frames: readonly FrameRow[], facts
   const counts = new Map<string, number>();
   for (const f of frames) if (isNativeFrame(f)) { const k = frameKey(f); counts.set(k, (counts.get(k) ?? 0) + 1); }
   const links: FrameLink[] = frames.map((f) => {
-    if (!isNativeFrame(f)) return { ...baseOf(f), key: '', count: 0, status: 'not_native' as const };
+    // Object.assign, not object spread: spreading these ~20-field objects is ~20x slower here (measured, bench:provenance).
+    if (!isNativeFrame(f)) return Object.assign(baseOf(f), { key: '', count: 0, status: 'not_native' as const });
     const key = frameKey(f);
-    return { ...baseOf(f), key, count: counts.get(key)!, ...linkFrame(f, facts, cache) };
+    return Object.assign(baseOf(f), { key, count: counts.get(key)! }, linkFrame(f, facts, cache));
   });
   // Top-N distinct native frames by occurrence, ties by key (deterministic).
   const firstOf = new Map<string, FrameLink>();

@@ -26,6 +26,18 @@ import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts
 import { transformRecord } from '../../processors/timeline/transform.ts';
 import { pythonSign, slsaStatement } from '../intake/sign.ts';
 import { testVerifier } from '../intake/verifier.ts';
+import { createEvidenceLinks } from '../../api/evidence-routes.ts';
+import type { TimelineEventRow } from '../../lib/store/index.ts';
+import { intakeEventRow } from '../../lib/intake/publish.ts';
+import { leafHash } from '../../processors/evidence/hash.ts';
+import { verifyInclusion } from '../../processors/evidence/merkle.ts';
+import { parseCheckpoint } from '../../processors/evidence/note.ts';
+import { LogReader } from '../../processors/evidence/reader.ts';
+import { startEvidenceRunner } from '../../processors/evidence/runner.ts';
+import { eventMessageJson } from '../../processors/timeline/events.ts';
+import { createTopics, testKafka, uniq } from '../support/kafka.ts';
+import { tempStore } from '../evidence/helpers.ts';
+import { produce, sealedSize, tenantSigner, waitFor } from '../evidence/runner-support.ts';
 import { hexId, nowNs, testStore, testTokens, TOKENS } from '../timeline/support.ts';
 
 const C = `#include <execinfo.h>
@@ -49,6 +61,9 @@ let buildId: string;
 let artifactSha: string;
 let bundleSha: string;
 let libcBuildId: string;
+/** The registrations' timeline events, as the evidence processor would receive them. */
+let registrationEvents: TimelineEventRow[] = [];
+let casStore: FsBlobStore;
 /** Our binary's frames as the program printed them: module offset and ip. */
 let ours: { ip: string; module_offset: string }[];
 
@@ -98,8 +113,13 @@ beforeAll(async () => {
   const b = validateSymbolBundle('acme', { kind: 'elf', build_id: buildId, artifact_sha256: artifactSha }, debug, { sha256: artifactSha, attested: true }, elfBuildIdReader);
   if (!b.ok) throw new Error(b.reason);
   const ctx = { nowUnixNano: String(nowNs()), actor: 'ci', traceId: '' };
-  const dead = await writeArtifactIntake(writer, [{ key: 'acme', value: artifactIntake(a.artifact, `cas://acme/${a.artifact.envelope_sha256}`, ctx).value }],
-    [{ key: 'acme', value: symbolsIntake(b.bundle, ref.uri, ctx).value }], { verify, casGet: (t, d) => cas.get(t, d), readElfBuildId: elfBuildIdReader });
+  const artIntake = artifactIntake(a.artifact, `cas://acme/${a.artifact.envelope_sha256}`, ctx);
+  const symIntake = symbolsIntake(b.bundle, ref.uri, ctx);
+  // Exactly the rows publishIntake puts on timeline_events for these registrations.
+  registrationEvents = [artIntake.timelineEvent, symIntake.timelineEvent].map((e) => intakeEventRow('acme', e, 'intake'));
+  casStore = cas;
+  const dead = await writeArtifactIntake(writer, [{ key: 'acme', value: artIntake.value }],
+    [{ key: 'acme', value: symIntake.value }], { verify, casGet: (t, d) => cas.get(t, d), readElfBuildId: elfBuildIdReader });
   expect(dead).toEqual([]);
 
   const section = parseProvenanceSection({ topFrames: 20, minCompleteness: 0.95, tenants: { globex: { minCompleteness: 0.5 } } });
@@ -176,6 +196,35 @@ describe('GET /obs/trace/:trace_id/provenance', () => {
     const cli = await obsProvenance({ baseUrl: api.url, token: TOKENS.acme, traceId, format: 'json' });
     expect(cli.exitCode).toBe(0);
     expect(JSON.parse(cli.stdout).completeness.gate).toBe('pass');
+  });
+
+  it('links each registration to its sealed evidence entry, whose inclusion proof verifies against the signed checkpoint', async () => {
+    const evidence = tempStore();
+    const topic = uniq('prov_timeline');
+    const clean = uniq('prov_clean');
+    await createTopics([topic, clean], 1);
+    const runner = await startEvidenceRunner({ kafka: testKafka('prov-evidence'), storeRoot: evidence.root, store, signer: tenantSigner,
+      topics: { timelineEvents: topic, clean: [clean] }, groupId: uniq('prov-evidence'), sealEverySeconds: 0.2, sealEveryEntries: 10 });
+    try {
+      await produce(topic, registrationEvents.map((e) => ({ tenant: 'acme', value: eventMessageJson(e) })));
+      await waitFor('registrations sealed', async () => (await sealedSize(evidence, 'acme')) >= 2);
+    } finally { await runner.stop(); }
+    const sealedService = new ProvenanceService({ store, cas: casStore, policy: () => ({ topFrames: 20, minCompleteness: 0.95 }), evidenceLinks: createEvidenceLinks(evidence) });
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [oursException()]);
+    const r = await sealedService.traceProvenance('acme', traceId);
+    const f = r.frames[0]!;
+    expect(f.status).toBe('joined');
+    const reader = new LogReader(evidence, 'acme');
+    const latest = (await reader.latest())!;
+    const cp = parseCheckpoint(latest.note.slice(0, latest.note.indexOf('\n\n') + 1));
+    for (const [link, eventId] of [[f.provenance!.evidence, f.provenance!.evidence_event_id], [f.symbol_bundle!.evidence, f.symbol_bundle!.evidence_event_id]] as const) {
+      expect(link).toMatchObject({ status: 'sealed', checkpoint: '/evidence/acme/checkpoint', inclusion_proof: `/evidence/proof/inclusion?event_id=${eventId}` });
+      const index = Number((link as { index: string }).index);
+      const entry = await reader.entry(index, cp.size);
+      expect(JSON.parse(Buffer.from(entry).toString()).event_id).toBe(eventId);
+      expect(verifyInclusion(leafHash(entry), index, cp.size, await reader.inclusionProof(index, cp.size), cp.root)).toBe(true);
+    }
   });
 
   it('drops to ARTIFACT_UNATTESTED when the attestation is gone', async () => {
