@@ -119,14 +119,4 @@ export function incidentFields(v: { kind?: unknown; details?: unknown }): Incide
   return { kind: v.kind, at_ms: num(d.at_ms), until_ms: num(d.until_ms) };
 }
 
-/** The incident mark an entry (canonical JSON bytes) carries, if it is an incident.mode.* timeline event. */
-export function incidentMark(entry: Uint8Array, index: number): IncidentMark | undefined {
-  const buf = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
-  if (buf.indexOf('"incident.mode.') < 0) return undefined;
-  let v: { kind?: unknown; details?: unknown };
-  try { v = JSON.parse(buf.toString('utf8')) as typeof v; } catch { return undefined; }
-  const f = incidentFields(v);
-  return f ? { ...f, index } : undefined;
-}
-
 export const incidentOn = (m: IncidentMark | undefined, nowMs: number): boolean => m?.kind === 'incident.mode.started' && m.until_ms > nowMs;
