@@ -13,6 +13,8 @@ import { sha256Hex, TokenRegistry } from '../../lib/tenancy.ts';
 import { startApiServer, type RunningApi } from '../../api/server.ts';
 import { artifactRouteDeps, registerArtifactRoutes } from '../../api/artifact-routes.ts';
 import { intakeLookup } from '../../processors/intake/lookup.ts';
+import { artifactEventId, symbolsEventId } from '../../processors/intake/artifact-records.ts';
+import type { AcceptedSymbolBundle } from '../../processors/intake/artifacts.ts';
 import { startTimelineRunner, type RunningTimeline } from '../../processors/timeline/runner.ts';
 import { FsBlobStore } from '../../lib/cas.ts';
 import { IntakeTrust } from '../../lib/intake/trust.ts';
@@ -175,11 +177,38 @@ describe('artifact and symbol intake over the API', () => {
     const s = await store();
     const n = Number((await s.selectRows<{ n: string }>("SELECT count() AS n FROM provenance_evidence FINAL WHERE tenant_id = 'acme' AND subject_type = 'artifact'"))[0]!.n);
     expect(n).toBe(2);
+    // The timeline holds each registration once (replays, duplicates and the redelivery added none).
+    const kinds = await eventually(async () => (await s.selectRows<{ kind: string; n: string }>(`SELECT kind, toString(count()) AS n FROM timeline_events FINAL
+      WHERE tenant_id = 'acme' GROUP BY kind ORDER BY kind`)).map((r) => `${r.kind}=${r.n}`), (x) => x.join() === 'artifact.registered=2,symbols.registered=1');
+    expect(kinds).toEqual(['artifact.registered=2', 'symbols.registered=1']);
+  });
+
+  it('the sink writes nothing for records that did not come through the API (forged provenance, bundle not in the CAS): DLQ with the reason', async () => {
+    const [rec] = (await all(topics.intakeArtifacts)).filter((r) => r.key === 'acme');
+    // A forger with Kafka write access but no signing key: a valid-looking record (ids recomputed) for another artifact.
+    const forged = JSON.parse(rec!.value.toString()) as { event_id: string; artifact: { tenant: string; sha256: string; envelope_sha256: string } };
+    const other = createHash('sha256').update('forged artifact').digest('hex');
+    forged.artifact.sha256 = other;
+    forged.event_id = artifactEventId(forged.artifact);
+    const symRec = JSON.parse((await all(topics.intakeSymbols)).find((r) => r.key === 'acme')!.value.toString()) as { event_id: string; bundle: AcceptedSymbolBundle; cas_uri: string };
+    const missing = createHash('sha256').update('bytes nobody uploaded').digest('hex');
+    symRec.bundle.bundle_sha256 = missing;
+    symRec.cas_uri = `cas://acme/${missing}`;
+    symRec.event_id = symbolsEventId(symRec.bundle);
+    await producer.send({ topic: topics.intakeArtifacts, acks: -1, messages: [{ key: 'acme', value: Buffer.from(JSON.stringify(forged)) }] });
+    await producer.send({ topic: topics.intakeSymbols, acks: -1, messages: [{ key: 'acme', value: Buffer.from(JSON.stringify(symRec)) }] });
+    const dead = await eventually(() => all(topics.dlq), (d) => d.length >= 2);
+    const reasons = dead.map((d) => d.headers['dlq-reason']);
+    expect(reasons).toHaveLength(2);
+    expect(reasons.some((r) => /provenance refused on re-verification: SUBJECT_DIGEST_MISMATCH/.test(r ?? ''))).toBe(true);
+    expect(reasons.some((r) => /symbol bundle bytes are not in the CAS/.test(r ?? ''))).toBe(true);
+    expect(await intakeLookup(await store()).lookupArtifact('acme', other)).toEqual([]);
+    expect((await intakeLookup(await store()).lookupSymbolBundle('acme', elf.buildId)).map((b) => b.bundle_sha256)).toEqual([artifactSha]);
   });
 
   it('refuses bad provenance with a named reason and publishes and stores nothing', async () => {
     const other = createHash('sha256').update('an artifact nobody attested').digest('hex');
-    const before = { art: (await all(topics.intakeArtifacts)).length, ev: (await all(topics.timelineEvents)).length, cas: casFiles('acme').length };
+    const before = { art: (await all(topics.intakeArtifacts)).length, sym: (await all(topics.intakeSymbols)).length, ev: (await all(topics.timelineEvents)).length, cas: casFiles('acme').length };
     const cases: [string, string, number, string][] = [
       ['subject digest mismatch', record(env.wrongSubject), 400, 'SUBJECT_DIGEST_MISMATCH'],
       ['another artifact on a good envelope', record(env.good, { sha256: other }), 400, 'SUBJECT_DIGEST_MISMATCH'],
@@ -212,7 +241,7 @@ describe('artifact and symbol intake over the API', () => {
       expect([what, r.status, r.body.error?.code]).toEqual([what, status, code]);
     }
     expect((await all(topics.intakeArtifacts)).length).toBe(before.art);
-    expect((await all(topics.intakeSymbols)).filter((r) => r.key === 'acme')).toHaveLength(1);
+    expect((await all(topics.intakeSymbols)).length).toBe(before.sym);
     expect((await all(topics.timelineEvents)).length).toBe(before.ev);
     expect(casFiles('acme').length).toBe(before.cas);
   });
