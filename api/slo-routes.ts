@@ -13,7 +13,10 @@ import { BadRequest, parseText, parseTime } from './params.ts';
 import { apiError, json, type AuthedHandler, type AuthedRequest, type Router } from './router.ts';
 
 export interface SloRouteDeps {
-  slo: Pick<RunningSloRunner, 'summaries' | 'incidentStatus' | 'setIncident'>;
+  /** The SLO runner of this process; undefined when SLOs are off here (then `off` says why). */
+  slo?: Pick<RunningSloRunner, 'summaries' | 'incidentStatus' | 'setIncident'>;
+  /** Why SLOs are off in this process and what to configure (answered by the SLO routes instead of a bare 404). */
+  off?: { message: string; configKey: string };
   /** For /obs/golden-signals; the route is not registered without it. */
   store?: Store;
   /** TTL when POST /obs/incident gives none. Default 1 h. */
@@ -60,26 +63,51 @@ function incidentParams(req: AuthedRequest & { body?: unknown }): { on: boolean;
   return { on: modeRaw === 'on', ttlSeconds };
 }
 
+/** The answer of a route whose feature is off: 503 `feature_off`, the reason and the config key that turns it on. */
+export function featureOff(message: string, configKey: string) {
+  return apiError(503, 'feature_off', message, { config_key: configKey, docs: 'docs/slo.md' });
+}
+
+export const SLO_OFF_BY_CONFIG = {
+  message: 'SLOs are off in this configuration: remove `slo: false`, or set slo.defaultCatalog: true (the default) or list SLOs in slo.slos / slo.file',
+  configKey: 'slo',
+};
+export const SLO_IN_OTHER_PROCESS = {
+  message: 'this API process does not run the SLO part (stella run --only): serve /obs/slo and /obs/incident from the process that runs the `slo` part together with `api` (stella run without --only)',
+  configKey: 'run --only',
+};
+
 export function registerSloRoutes(router: Router, deps: SloRouteDeps): void {
   const now = deps.now ?? Date.now;
   const defaultTtlMs = deps.defaultIncidentTtlMs ?? 3_600_000;
+  const sloRunner = deps.slo;
+  if (!sloRunner) {
+    // Still scoped: who may not read SLOs learns nothing about the configuration.
+    const off = deps.off ?? SLO_OFF_BY_CONFIG;
+    const answer: AuthedHandler = async () => featureOff(off.message, off.configKey);
+    router.scoped('GET', '/obs/slo', 'obs:read', answer);
+    router.scoped('GET', '/obs/incident', 'obs:read', answer);
+    router.scoped('POST', '/obs/incident', 'obs:write', answer);
+  } else {
+    const runner = sloRunner;
 
   router.scoped('GET', '/obs/slo', 'obs:read', handled(async (req) => {
-    const [slos, incident] = await Promise.all([deps.slo.summaries(req.tenant), deps.slo.incidentStatus(req.tenant)]);
+    const [slos, incident] = await Promise.all([runner.summaries(req.tenant), runner.incidentStatus(req.tenant)]);
     const slo = req.query.get('slo');
     const list = slo === null ? slos : slos.filter((s) => s.slo === parseText('slo', slo));
     return json(200, { tenant: req.tenant, slos: list.map(renderSlo), incident: renderIncident(incident) });
   }));
 
   router.scoped('GET', '/obs/incident', 'obs:read', handled(async (req) =>
-    json(200, { tenant: req.tenant, incident: renderIncident(await deps.slo.incidentStatus(req.tenant)) })));
+    json(200, { tenant: req.tenant, incident: renderIncident(await runner.incidentStatus(req.tenant)) })));
 
   router.scoped('POST', '/obs/incident', 'obs:write', handled(async (req) => {
     const { on, ttlSeconds } = incidentParams(req);
     const by = `api:${req.principal.tokenName ?? 'token'}`;
-    const r = await deps.slo.setIncident(req.tenant, on, { ttlMs: ttlSeconds !== undefined ? ttlSeconds * 1000 : defaultTtlMs, by });
+    const r = await runner.setIncident(req.tenant, on, { ttlMs: ttlSeconds !== undefined ? ttlSeconds * 1000 : defaultTtlMs, by });
     return json(200, { tenant: req.tenant, incident: renderIncident(r.status), changed: r.events.length > 0 });
   }));
+  }
 
   if (deps.store) {
     const store = deps.store;

@@ -223,25 +223,25 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     }
     let slo: { runner: import('../processors/slo/runner.ts').RunningSloRunner; defaultIncidentTtlMs: number } | undefined;
     if (parts.has('slo')) {
-      const { parseSloSection } = await import('../processors/slo/section.ts');
-      const sloSection = section('slo', () => parseSloSection(cfg.sections.slo));
+      const { runnerConfig, sloSectionOrDefault } = await import('../processors/slo/section.ts');
+      const sloSection = section('slo', () => sloSectionOrDefault(cfg.sections.slo));
       if (!sloSection) {
-        out('SLO: no `slo` section in the configuration (docs/slo.md); the SLO processor is not running');
+        out('SLO: off in the configuration (`slo: false`, or `slo.defaultCatalog: false` without SLOs; docs/slo.md); the SLO processor is not running');
       } else {
         const { startSloRunner } = await import('../processors/slo/runner.ts');
         const runner = await startSloRunner({ kafka: createKafka({ ...kafka.access('slo'), clientId: `${cfg.kafka.clientId}-slo` }),
-          store: await getStore(), ...sloSection.runner, config: sloSection.config, groupId: groups.slo,
+          store: await getStore(), ...sloSection.runner, config: runnerConfig(sloSection), groupId: groups.slo,
           topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
             sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
         drainThenStop(1, groups.slo, [cfg.kafka.topics.spansClean, cfg.kafka.topics.metricsClean], () => runner.stop());
         slo = { runner, defaultIncidentTtlMs: sloSection.defaultIncidentTtlMs };
-        out(`SLO: ${sloSection.config.slos.length} SLOs evaluated from clean spans and metrics`);
+        out(`SLO: ${sloSection.config.slos.length} configured SLOs${sloSection.defaultCatalog ? ' + the default catalog (4 journeys for every tenant: sbom-ingest, policy-evaluation, advisory-link, export; slo.defaultCatalog)' : ''} evaluated from clean spans and metrics`);
       }
     }
     if (parts.has('api')) {
       const { startApiServer } = await import('../api/server.ts');
       const { registerTimelineRoutes } = await import('../api/timeline-routes.ts');
-      const { registerSloRoutes } = await import('../api/slo-routes.ts');
+      const { registerSloRoutes, SLO_IN_OTHER_PROCESS, SLO_OFF_BY_CONFIG } = await import('../api/slo-routes.ts');
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
       const { registerAttestationRoutes } = await import('../api/attestation-routes.ts');
@@ -286,7 +286,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
             policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) }) }),
           (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer,
             verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },
-          ...(sloRoutes ? [(r: import('../api/router.ts').Router) => registerSloRoutes(r, { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs })] : []),
+          (r) => registerSloRoutes(r, sloRoutes ? { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs }
+            : { store: s, off: parts.has('slo') ? SLO_OFF_BY_CONFIG : SLO_IN_OTHER_PROCESS }),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;

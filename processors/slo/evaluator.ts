@@ -70,22 +70,41 @@ interface CompiledSlo {
 const samplesCounter = () => counter('stella_slo_samples_total', 'SLI samples by outcome (applied, late, future, unmatched)', ['outcome']);
 const transitionsCounter = () => counter('stella_slo_alert_transitions_total', 'SLO alert state changes', ['severity', 'status']);
 
+/** `tenant: "*"` / `service: "*"` in an SLO definition: every tenant / every service (the default catalog). */
+export const ANY = '*';
+
 export class SloEvaluator {
   private readonly byTenant = new Map<string, Map<string, CompiledSlo[]>>();
   private readonly states = new Map<string, SloState>();
+  /** Definitions for every tenant (tenant "*"), instantiated per tenant when it first sends a sample. */
+  private readonly templates: SloDefinition[];
+  private readonly instantiated = new Set<string>();
   // Counted locally and flushed to prom-client on evaluate(): a metric call per sample would cost more than the work.
   private pending = { applied: 0, late: 0, future: 0, unmatched: 0 };
 
   constructor(readonly config: SloConfig) {
-    for (const def of config.slos) {
-      const state = new SloState(def, sliFingerprint(def));
-      this.states.set(state.key, state);
-      let services = this.byTenant.get(def.tenant);
-      if (!services) this.byTenant.set(def.tenant, (services = new Map()));
-      const list = services.get(def.service) ?? [];
-      list.push(compile(def, state));
-      services.set(def.service, list);
-    }
+    this.templates = config.slos.filter((d) => d.tenant === ANY);
+    for (const def of config.slos) if (def.tenant !== ANY) this.add(def);
+  }
+
+  private add(def: SloDefinition): void {
+    const state = new SloState(def, sliFingerprint(def));
+    this.states.set(state.key, state);
+    let services = this.byTenant.get(def.tenant);
+    if (!services) this.byTenant.set(def.tenant, (services = new Map()));
+    const list = services.get(def.service) ?? [];
+    list.push(compile(def, state));
+    services.set(def.service, list);
+  }
+
+  /**
+   * The tenant's instances of the every-tenant definitions, made once. A tenant's own definition
+   * with the same name replaces the template (configured otherwise, so the catalog's stays off).
+   */
+  private ensureTenant(tenant: string): void {
+    if (!this.templates.length || this.instantiated.has(tenant)) return;
+    this.instantiated.add(tenant);
+    for (const t of this.templates) if (!this.states.has(`${tenant}/${t.name}`)) this.add({ ...t, tenant });
   }
 
   /** Routes samples to their SLOs; returns how many matched at least one (late ones included, and counted as late). */
@@ -96,11 +115,17 @@ export class SloEvaluator {
   }
 
   ingestOne(s: SliSample): boolean {
-    const slos = this.byTenant.get(s.tenant)?.get(s.service);
-    if (!slos) {
-      this.pending.unmatched++;
-      return false;
-    }
+    this.ensureTenant(s.tenant);
+    const services = this.byTenant.get(s.tenant);
+    const own = services?.get(s.service);
+    const any = services?.get(ANY);
+    let hit = own ? this.apply(own, s) : false;
+    if (any && s.service !== ANY && this.apply(any, s)) hit = true;
+    if (!hit) this.pending.unmatched++;
+    return hit;
+  }
+
+  private apply(slos: CompiledSlo[], s: SliSample): boolean {
     let hit = false;
     if (isSpanSample(s)) {
       for (const c of slos) {
@@ -120,7 +145,6 @@ export class SloEvaluator {
         hit = true;
       }
     }
-    if (!hit) this.pending.unmatched++;
     return hit;
   }
 
@@ -176,8 +200,16 @@ export class SloEvaluator {
    * Burn rates, budget and firing alerts per SLO, all from the latest evaluation (with its time), for
    * `GET /obs/slo` and `stella slo list` (no side effects). Never evaluated: zero burn, nothing firing.
    */
-  summaries(): SloSummary[] {
-    return [...this.states.values()].map((state) => {
+  summaries(tenant?: string): SloSummary[] {
+    let states = [...this.states.values()];
+    if (tenant !== undefined) {
+      states = states.filter((st) => st.def.tenant === tenant);
+      // A tenant that sent nothing yet still has the catalog: shown unevaluated (nothing is created by a read).
+      if (!this.instantiated.has(tenant)) {
+        for (const t of this.templates) if (!this.states.has(`${tenant}/${t.name}`)) states.push(new SloState({ ...t, tenant }, ''));
+      }
+    }
+    return states.map((state) => {
       const def = state.def;
       const view = state.lastEval;
       const burnRates: Record<string, number> = {};
@@ -203,7 +235,9 @@ export class SloEvaluator {
     return [...this.states.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  /** The state of (tenant, SLO); a catalog SLO's is made for the tenant here (restoring a snapshot needs it). */
   state(tenant: string, slo: string): SloState | undefined {
+    this.ensureTenant(tenant);
     return this.states.get(`${tenant}/${slo}`);
   }
 

@@ -385,7 +385,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     summaries: async (tenant) => {
       const p = partitionOf(tenant);
       const pc = await withLock(p, () => loadCore(p));
-      return pc.core.evaluator.summaries().filter((s) => s.tenant === tenant);
+      return pc.core.evaluator.summaries(tenant);
     },
     incidentStatus: async (tenant) => {
       const p = partitionOf(tenant);

@@ -9,9 +9,13 @@
 //     incident: { autoTtl: 2h, maxTtl: 24h, defaultTtl: 1h }
 //     idleTick: 15s                          # how often idle partitions are evaluated
 //     lag: 60s                               # idle partitions are evaluated at wall clock − lag
+//     defaultCatalog: true                   # the four journeys' SLOs for every tenant (catalog.ts); default true
+//
+// Without an `slo` section the processor runs the default catalog alone (sloSectionOrDefault).
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { parseSloConfig, type SloConfig } from './config.ts';
+import { withDefaultCatalog } from './catalog.ts';
 import { parseDurationMs } from './duration.ts';
 import type { SloRunnerOptions } from './runner.ts';
 
@@ -23,9 +27,26 @@ export interface SloSection {
   runner: Omit<SloRunnerOptions, 'kafka' | 'store' | 'config'>;
   /** For registerSloRoutes({ defaultIncidentTtlMs }). */
   defaultIncidentTtlMs: number;
+  /** `slo.defaultCatalog` (default true): `config` plus the catalog is what the runner evaluates (runnerConfig). */
+  defaultCatalog: boolean;
 }
 
-const KNOWN = ['file', 'slos', 'defaults', 'alertmanagers', 'webhooks', 'externalURL', 'resendInterval', 'incident', 'idleTick', 'lag'];
+/** What the runner evaluates: the configured SLOs, plus the default catalog unless it is off. */
+export const runnerConfig = (s: SloSection): SloConfig => (s.defaultCatalog ? withDefaultCatalog(s.config) : s.config);
+
+/**
+ * The section, or without one the default catalog with default settings: SLOs are on for every
+ * tenant out of the box. undefined only when the config turns everything off (`slo: false`, or
+ * `defaultCatalog: false` with no SLOs of its own).
+ */
+export function sloSectionOrDefault(section: unknown, readFile?: (p: string) => string): SloSection | undefined {
+  if (section === false) return undefined;
+  const s = section === undefined || section === null ? { defaultCatalog: true } : section;
+  const parsed = parseSloSection(s, readFile);
+  return parsed && (parsed.defaultCatalog || parsed.config.slos.length) ? parsed : undefined;
+}
+
+const KNOWN = ['file', 'slos', 'defaults', 'alertmanagers', 'webhooks', 'externalURL', 'resendInterval', 'incident', 'idleTick', 'lag', 'defaultCatalog'];
 
 export function parseSloSection(section: unknown, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): SloSection | undefined {
   if (section === undefined || section === null) return undefined;
@@ -44,12 +65,19 @@ export function parseSloSection(section: unknown, readFile: (p: string) => strin
     problems.push(`${at} must be an http(s) URL (got ${JSON.stringify(v)})`);
     return undefined;
   };
+  let defaultCatalog = true;
+  if (s.defaultCatalog !== undefined) {
+    if (typeof s.defaultCatalog !== 'boolean') problems.push(`slo.defaultCatalog must be true or false (got ${JSON.stringify(s.defaultCatalog)})`);
+    else defaultCatalog = s.defaultCatalog;
+  }
   let text: string | undefined;
   if (s.file !== undefined && s.slos !== undefined) problems.push('slo: give either file or slos, not both');
   else if (typeof s.file === 'string') {
     try { text = readFile(s.file); } catch (err) { problems.push(`slo.file: cannot read ${s.file}: ${(err as Error).message}`); }
   } else if (s.slos !== undefined) text = YAML.stringify({ defaults: s.defaults, slos: s.slos });
-  else problems.push('slo.file (path of the SLO definitions) or slo.slos is required');
+  // A section naming neither its SLOs nor the catalog is taken for an incomplete one.
+  else if (typeof s.defaultCatalog === 'boolean') text = 'slos: []'; // the catalog alone, or (false) SLOs off
+  else problems.push('slo.file (path of the SLO definitions) or slo.slos is required (or slo.defaultCatalog: true for the default catalog alone)');
   const alertmanagers = s.alertmanagers === undefined ? [] : Array.isArray(s.alertmanagers)
     ? s.alertmanagers.map((v, i) => url(v, `slo.alertmanagers[${i}]`)).filter((v): v is string => !!v)
     : (problems.push('slo.alertmanagers must be a list of URLs'), []);
@@ -77,7 +105,7 @@ export function parseSloSection(section: unknown, readFile: (p: string) => strin
   }
   if (problems.length || !config) throw new SloSectionError(`invalid slo config:\n  - ${problems.join('\n  - ')}`);
   return {
-    config, defaultIncidentTtlMs,
+    config, defaultIncidentTtlMs, defaultCatalog,
     runner: { alertmanagerUrl: alertmanagers, webhooks, externalURL, resendIntervalMs, incident: { autoTtlMs, maxTtlMs }, idleTickMs, lagMs },
   };
 }
