@@ -1,6 +1,7 @@
 // GET /obs/top (scope obs:read) — what `stella obs top` shows: the tenant's golden signals per
-// service over the last `window_seconds` (default 300; the SLO processor's golden_signals table,
-// minutes close a little after they end) and the pipeline's consumer lag per processor.
+// service over the last `window_seconds` (default 300; the SLO processor's golden_signals table:
+// the open minutes' running totals within about a second, marked partial, each replaced by its
+// closed row a little after the minute ends) and the pipeline's consumer lag per processor.
 //
 // Lag is pipeline-wide, not one tenant's: it is shown only to a token holding `admin` for the
 // tenant asked about; others get `lag: null` and `lag_omitted` naming the scope. Without Kafka (an
@@ -31,6 +32,8 @@ export interface ServiceSignals {
   p95_ms: number;
   p99_ms: number;
   latest_minute: string;
+  /** The newest minute is still open: its figures are the totals so far. */
+  latest_minute_partial: boolean;
 }
 
 const handled = (h: AuthedHandler): AuthedHandler => async (req) => {
@@ -52,7 +55,7 @@ export function summarizeSignals(rows: readonly GoldenSignalPoint[], windowSecon
     const errors = list.reduce((n, r) => n + r.errors, 0);
     const latest = list.reduce((a, b) => (b.minute > a.minute ? b : a));
     services.push({ service, requests, errors, error_rate: requests ? round(errors / requests) : 0, rps: round(requests / windowSeconds, 3),
-      p50_ms: round(latest.p50_ms, 3), p95_ms: round(latest.p95_ms, 3), p99_ms: round(latest.p99_ms, 3), latest_minute: latest.minute });
+      p50_ms: round(latest.p50_ms, 3), p95_ms: round(latest.p95_ms, 3), p99_ms: round(latest.p99_ms, 3), latest_minute: latest.minute, latest_minute_partial: latest.partial === true });
   }
   services.sort((a, b) => b.requests - a.requests || (a.service < b.service ? -1 : 1));
   const requests = services.reduce((n, s) => n + s.requests, 0);

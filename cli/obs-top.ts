@@ -10,7 +10,7 @@ export interface TopBody {
   tenant: string;
   at: string;
   window_seconds: number;
-  services: { service: string; requests: number; errors: number; error_rate: number; rps: number; p50_ms: number; p95_ms: number; p99_ms: number; latest_minute: string }[];
+  services: { service: string; requests: number; errors: number; error_rate: number; rps: number; p50_ms: number; p95_ms: number; p99_ms: number; latest_minute: string; latest_minute_partial?: boolean }[];
   totals: { requests: number; errors: number; error_rate: number; rps: number };
   lag: { status: 'ok'; checked_at: string; groups: { processor: string; group: string; lag: number | null; topics: { topic: string; lag: number }[] }[] } | { status: 'unknown'; reason: string } | null;
   lag_omitted?: string;
@@ -64,13 +64,17 @@ function table(rows: string[][], rightAlignFrom = 1): string {
 const pct = (n: number) => `${(n * 100).toFixed(2)}%`;
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(2)}s` : `${n.toFixed(1)}ms`);
 
+/** The newest minute's start (HH:MM UTC), `partial` while it is still open. */
+const minute = (s: TopBody['services'][number]): string => `${s.latest_minute.slice(11, 16)}${s.latest_minute_partial ? ' partial' : ''}`;
+
 /** One table frame. */
 export function renderTop(b: TopBody, traceId: string | undefined): string {
   const head = `stella obs top — tenant ${b.tenant} — ${b.at} — last ${b.window_seconds / 60} min${traceId ? ` — trace_id ${traceId}` : ''}\n`;
   const sig = b.services.length
-    ? table([['SERVICE', 'REQUESTS', 'RPS', 'ERRORS', 'ERROR%', 'P50', 'P95', 'P99'],
-      ...b.services.map((s) => [s.service, String(s.requests), s.rps.toFixed(2), String(s.errors), pct(s.error_rate), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms)]),
-      ['total', String(b.totals.requests), b.totals.rps.toFixed(2), String(b.totals.errors), pct(b.totals.error_rate), '', '', '']])
+    ? table([['SERVICE', 'REQUESTS', 'RPS', 'ERRORS', 'ERROR%', 'P50', 'P95', 'P99', 'MINUTE'],
+      ...b.services.map((s) => [s.service, String(s.requests), s.rps.toFixed(2), String(s.errors), pct(s.error_rate), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms), minute(s)]),
+      ['total', String(b.totals.requests), b.totals.rps.toFixed(2), String(b.totals.errors), pct(b.totals.error_rate), '', '', '', '']])
+      + (b.services.some((s) => s.latest_minute_partial) ? '(partial: that minute is still open; P50-P99 and MINUTE are of the newest minute)\n' : '')
     : '(no golden signals in this window: no server spans yet, or the SLO processor is not running)\n';
   let lag: string;
   if (b.lag === null) lag = `lag: hidden (${b.lag_omitted ?? 'not allowed'})\n`;

@@ -29,6 +29,8 @@ export interface GoldenSignalRow {
   p50Ms: number;
   p95Ms: number;
   p99Ms: number;
+  /** The minute is still open: these are its running totals so far (openRows), not its final row. */
+  partial?: boolean;
 }
 
 // Weighted like the SLO counts: a span kept by head sampling stands for its adjusted count
@@ -74,16 +76,18 @@ export class GoldenSignals {
     for (const [key, c] of this.cells) {
       if (c.minute >= limit) continue;
       this.cells.delete(key);
-      const [p50, p95, p99] = quantiles(c.hist, c.requests, [0.5, 0.95, 0.99]);
-      rows.push({
-        // Whole numbers for the UInt64 columns; the rate and throughput keep the exact estimate.
-        tenant: c.tenant, service: c.service, minuteStartMs: c.minute * MIN, requests: Math.round(c.requests), errors: Math.round(c.errors),
-        errorRate: c.requests ? c.errors / c.requests : 0, throughputPerSec: c.requests / 60,
-        p50Ms: p50!, p95Ms: p95!, p99Ms: p99!,
-      });
+      rows.push(rowOf(c, false));
     }
     if (limit > this.flushedBeforeMinute) this.flushedBeforeMinute = limit;
-    return rows.sort((a, b) => a.minuteStartMs - b.minuteStartMs || cmp(a.tenant, b.tenant) || cmp(a.service, b.service));
+    return sortRows(rows);
+  }
+
+  /**
+   * The running totals of every open minute (partial rows), ordered; nothing is forgotten. Written
+   * live so that the current minute is visible within seconds; the minute's final row replaces them.
+   */
+  openRows(): GoldenSignalRow[] {
+    return sortRows([...this.cells.values()].map((c) => rowOf(c, true)));
   }
 
   get openCells(): number {
@@ -121,6 +125,18 @@ export class GoldenSignals {
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const sortRows = (rows: GoldenSignalRow[]): GoldenSignalRow[] =>
+  rows.sort((a, b) => a.minuteStartMs - b.minuteStartMs || cmp(a.tenant, b.tenant) || cmp(a.service, b.service));
+
+function rowOf(c: Cell, partial: boolean): GoldenSignalRow {
+  const [p50, p95, p99] = quantiles(c.hist, c.requests, [0.5, 0.95, 0.99]);
+  return {
+    // Whole numbers for the UInt64 columns; the rate and throughput keep the exact estimate.
+    tenant: c.tenant, service: c.service, minuteStartMs: c.minute * MIN, requests: Math.round(c.requests), errors: Math.round(c.errors),
+    errorRate: c.requests ? c.errors / c.requests : 0, throughputPerSec: c.requests / 60,
+    p50Ms: p50!, p95Ms: p95!, p99Ms: p99!, ...(partial ? { partial: true } : {}),
+  };
+}
 
 /** Nearest-rank quantiles from the histogram, reported as the bucket's geometric midpoint. */
 function quantiles(hist: Float64Array, n: number, qs: number[]): number[] {

@@ -53,7 +53,7 @@ export function goldenRow(r: GoldenSignalRow): Record<string, unknown> {
   return {
     tenant_id: r.tenant, service: r.service, minute: new Date(r.minuteStartMs).toISOString().slice(0, 19).replace('T', ' '),
     requests: r.requests, errors: r.errors, error_rate: r.errorRate, throughput_per_sec: r.throughputPerSec,
-    p50_ms: r.p50Ms, p95_ms: r.p95Ms, p99_ms: r.p99Ms,
+    p50_ms: r.p50Ms, p95_ms: r.p95Ms, p99_ms: r.p99Ms, partial: r.partial ? 1 : 0,
   };
 }
 
@@ -67,6 +67,8 @@ export async function insertGoldenSignals(store: Store, rows: GoldenSignalRow[])
 export interface GoldenSignalPoint {
   service: string; minute: string; requests: number; errors: number; error_rate: number; throughput_per_sec: number;
   p50_ms: number; p95_ms: number; p99_ms: number;
+  /** The minute is still open: its totals so far. */
+  partial?: boolean;
 }
 
 /**
@@ -77,12 +79,12 @@ export async function goldenSignalsFor(store: Store, tenant: string, q: { fromMs
   const bad = validateTenantId(tenant);
   if (bad) throw new Error(`invalid tenant id: ${bad}`);
   const rows = await store.selectRows<GoldenSignalPoint & { minute_s: string }>(
-    `SELECT service, toUnixTimestamp(minute) AS minute_s, requests, errors, error_rate, throughput_per_sec, p50_ms, p95_ms, p99_ms
+    `SELECT service, toUnixTimestamp(minute) AS minute_s, requests, errors, error_rate, throughput_per_sec, p50_ms, p95_ms, p99_ms, partial
      FROM ${GOLDEN_TABLE} FINAL
      WHERE tenant_id = {tenant:String} AND minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')
        ${q.service !== undefined ? 'AND service = {service:String}' : ''}
      ORDER BY service, minute LIMIT {limit:UInt32}`,
     { tenant, from: Math.floor(q.fromMs / 1000), to: Math.ceil(q.toMs / 1000), service: q.service ?? '', limit: q.limit ?? 10_000 });
   return rows.map(({ minute_s, ...r }) => ({ ...r, minute: new Date(Number(minute_s) * 1000).toISOString().replace('.000Z', 'Z'),
-    requests: Number(r.requests), errors: Number(r.errors) }));
+    requests: Number(r.requests), errors: Number(r.errors), partial: Number(r.partial) === 1 }));
 }

@@ -60,6 +60,12 @@ export interface SloRunnerOptions {
   lagMs?: number;
   goldenLatenessMs?: number;
   /**
+   * How often the running totals of open golden-signal minutes are written (partial rows), so that
+   * the current minute shows within seconds (`stella obs top`). 0 (default) = only closed minutes,
+   * `goldenLatenessMs` after their end. `stella run` passes `slo.liveInterval` (default 1 s).
+   */
+  goldenLiveMs?: number;
+  /**
    * Minimum wall time between two checkpoints of a partition (default 10 s; 0 = after every batch).
    * A checkpoint is also written at once after an alert transition or incident change, on the first
    * batch of a topic, and on stop(). Between checkpoints the committed offsets run ahead of it: a
@@ -104,6 +110,8 @@ interface PartitionCore {
   lastCheckpointWallMs: number;
   /** State or offsets changed since the last checkpoint. */
   dirty: boolean;
+  /** Spans ingested since the open golden-signal minutes were last written live. */
+  liveDirty: boolean;
 }
 
 /** Thrown after seeking a partition back to its checkpoint: runStage drops the (now stale) batch. */
@@ -158,7 +166,7 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     if (existing) return existing;
     const core = new SloCore(opts.config, { dispatcher, incident: opts.incident, goldenLatenessMs: opts.goldenLatenessMs });
     const pc: PartitionCore = { partition: p, core, offsets: {}, version: 0, lastTickMinute: Number.NEGATIVE_INFINITY,
-      watermarkMs: Number.NEGATIVE_INFINITY, lastDataWallMs: now(), reported: new Set(), lastCheckpointWallMs: now(), dirty: false };
+      watermarkMs: Number.NEGATIVE_INFINITY, lastDataWallMs: now(), reported: new Set(), lastCheckpointWallMs: now(), dirty: false, liveDirty: false };
     const rows = await opts.store.selectRows<{ version: string; offsets: string; state: string }>(
       // Only the newest version's (large) state column is read, whatever older versions await a merge.
       `SELECT version, offsets, state FROM ${CHECKPOINT_TABLE} WHERE group_id = {g:String} AND partition = {p:UInt32}
@@ -297,7 +305,10 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
         pc.watermarkMs = maxMs;
         ticks.push(...advance(pc, maxMs, 'data'));
       }
-      if (isSpans) pc.core.ingestTraces(tenant, req as ExportTraceServiceRequest, receiverKeepProbability(r.headers[SAMPLING_TH_HEADER], topic));
+      if (isSpans) {
+        pc.core.ingestTraces(tenant, req as ExportTraceServiceRequest, receiverKeepProbability(r.headers[SAMPLING_TH_HEADER], topic));
+        pc.liveDirty = true;
+      }
       else pc.core.ingestMetrics(tenant, req as ExportMetricsServiceRequest);
       fresh++;
       recordsCounter().inc({ topic, outcome: 'applied' });
@@ -371,6 +382,25 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
   consumerRef = stage.consumer;
   const timer = setInterval(() => { void idleTick(); }, opts.idleTickMs ?? 15_000);
   timer.unref();
+  // Live golden signals: the open minutes of each core that took spans since the last round, as
+  // partial rows. Advisory only (outside the checkpoint protocol): each minute's closed row, written
+  // later by persist(), replaces them. Inserted under the partition's lock, so a partial row never
+  // lands after the closed row of its minute (the table keeps the last inserted row of a key).
+  let liveRound: Promise<void> = Promise.resolve();
+  const writeLive = async (): Promise<void> => {
+    for (const p of [...cores.keys()]) {
+      await withLock(p, async () => {
+        const pc = cores.get(p);
+        if (!pc?.liveDirty) return;
+        pc.liveDirty = false;
+        try { await insertGoldenSignals(opts.store, pc.core.golden.openRows()); } catch (err) { pc.liveDirty = true; throw err; }
+      });
+    }
+  };
+  const liveTimer = opts.goldenLiveMs ? setInterval(() => {
+    liveRound = liveRound.then(writeLive).catch((err: unknown) => log.warn({ error_message: String(err) }, 'writing live golden signals failed; retried next round'));
+  }, opts.goldenLiveMs) : undefined;
+  liveTimer?.unref();
   // Firing alerts are refreshed on their own timer, whatever the traffic: Alertmanager resolves an
   // alert whose endsAt (4 resend intervals after a send) passes. Reads only the latest evaluation
   // of each owned core (synchronous, so no lock is needed); cores of revoked partitions are gone.
@@ -406,6 +436,8 @@ export async function startSloRunner(opts: SloRunnerOptions): Promise<RunningSlo
     stop: async (o) => {
       clearInterval(timer);
       clearInterval(resendTimer);
+      if (liveTimer) clearInterval(liveTimer);
+      await liveRound;
       await stage.stop();
       await Promise.allSettled([...locks.values()]);
       if (o?.checkpoint !== false) {

@@ -9,6 +9,7 @@
 //     incident: { autoTtl: 2h, maxTtl: 24h, defaultTtl: 1h }
 //     idleTick: 15s                          # how often idle partitions are evaluated
 //     lag: 60s                               # idle partitions are evaluated at wall clock − lag
+//     liveInterval: 1s                       # open golden-signal minutes written this often (obs top)
 //     defaultCatalog: true                   # the four journeys' SLOs for every tenant (catalog.ts); default true
 //
 // Without an `slo` section the processor runs the default catalog alone (sloSectionOrDefault).
@@ -46,7 +47,7 @@ export function sloSectionOrDefault(section: unknown, readFile?: (p: string) => 
   return parsed && (parsed.defaultCatalog || parsed.config.slos.length) ? parsed : undefined;
 }
 
-const KNOWN = ['file', 'slos', 'defaults', 'alertmanagers', 'webhooks', 'externalURL', 'resendInterval', 'incident', 'idleTick', 'lag', 'defaultCatalog'];
+const KNOWN = ['file', 'slos', 'defaults', 'alertmanagers', 'webhooks', 'externalURL', 'resendInterval', 'incident', 'idleTick', 'lag', 'defaultCatalog', 'liveInterval'];
 
 export function parseSloSection(section: unknown, readFile: (p: string) => string = (p) => readFileSync(p, 'utf8')): SloSection | undefined {
   if (section === undefined || section === null) return undefined;
@@ -98,6 +99,7 @@ export function parseSloSection(section: unknown, readFile: (p: string) => strin
   const resendIntervalMs = dur(s.resendInterval, 'slo.resendInterval', 60_000);
   const idleTickMs = dur(s.idleTick, 'slo.idleTick', 15_000);
   const lagMs = dur(s.lag, 'slo.lag', 60_000);
+  const goldenLiveMs = dur(s.liveInterval, 'slo.liveInterval', 1_000);
   const externalURL = s.externalURL === undefined ? undefined : url(s.externalURL, 'slo.externalURL');
   let config: SloConfig | undefined;
   if (text !== undefined) {
@@ -106,6 +108,6 @@ export function parseSloSection(section: unknown, readFile: (p: string) => strin
   if (problems.length || !config) throw new SloSectionError(`invalid slo config:\n  - ${problems.join('\n  - ')}`);
   return {
     config, defaultIncidentTtlMs, defaultCatalog,
-    runner: { alertmanagerUrl: alertmanagers, webhooks, externalURL, resendIntervalMs, incident: { autoTtlMs, maxTtlMs }, idleTickMs, lagMs },
+    runner: { alertmanagerUrl: alertmanagers, webhooks, externalURL, resendIntervalMs, incident: { autoTtlMs, maxTtlMs }, idleTickMs, lagMs, goldenLiveMs },
   };
 }
