@@ -64,17 +64,19 @@ function table(rows: string[][], rightAlignFrom = 1): string {
 const pct = (n: number) => `${(n * 100).toFixed(2)}%`;
 const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(2)}s` : `${n.toFixed(1)}ms`);
 
-/** The newest minute's start (HH:MM UTC), `partial` while it is still open. */
-const minute = (s: TopBody['services'][number]): string => `${s.latest_minute.slice(11, 16)}${s.latest_minute_partial ? ' partial' : ''}`;
+/** `HH:MM partial` (UTC) when the service's newest minute is still open, else empty. */
+const minute = (s: TopBody['services'][number]): string => (s.latest_minute_partial ? `${s.latest_minute.slice(11, 16)} partial` : '');
 
 /** One table frame. */
 export function renderTop(b: TopBody, traceId: string | undefined): string {
   const head = `stella obs top — tenant ${b.tenant} — ${b.at} — last ${b.window_seconds / 60} min${traceId ? ` — trace_id ${traceId}` : ''}\n`;
+  // A MINUTE column only when a service's newest minute is still open, naming it.
+  const live = b.services.some((s) => s.latest_minute_partial);
   const sig = b.services.length
-    ? table([['SERVICE', 'REQUESTS', 'RPS', 'ERRORS', 'ERROR%', 'P50', 'P95', 'P99', 'MINUTE'],
-      ...b.services.map((s) => [s.service, String(s.requests), s.rps.toFixed(2), String(s.errors), pct(s.error_rate), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms), minute(s)]),
-      ['total', String(b.totals.requests), b.totals.rps.toFixed(2), String(b.totals.errors), pct(b.totals.error_rate), '', '', '', '']])
-      + (b.services.some((s) => s.latest_minute_partial) ? '(partial: that minute is still open; P50-P99 and MINUTE are of the newest minute)\n' : '')
+    ? table([['SERVICE', 'REQUESTS', 'RPS', 'ERRORS', 'ERROR%', 'P50', 'P95', 'P99', ...(live ? ['MINUTE'] : [])],
+      ...b.services.map((s) => [s.service, String(s.requests), s.rps.toFixed(2), String(s.errors), pct(s.error_rate), ms(s.p50_ms), ms(s.p95_ms), ms(s.p99_ms), ...(live ? [minute(s)] : [])]),
+      ['total', String(b.totals.requests), b.totals.rps.toFixed(2), String(b.totals.errors), pct(b.totals.error_rate), '', '', '', ...(live ? [''] : [])]])
+      + (live ? '(partial: that minute is still open, its figures so far; P50-P99 are of the newest minute)\n' : '')
     : '(no golden signals in this window: no server spans yet, or the SLO processor is not running)\n';
   let lag: string;
   if (b.lag === null) lag = `lag: hidden (${b.lag_omitted ?? 'not allowed'})\n`;

@@ -77,14 +77,33 @@ async function getJson<T>(p: string): Promise<{ status: number; body: T }> {
   return { status: r.status, body: (await r.json().catch(() => ({}))) as T };
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
-  const end = Date.now() + ms;
+/** Polls fn until it answers; `progress` (if given) is told the seconds waited, every 500 ms. */
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000, progress?: (waitedS: number) => void): Promise<T> {
+  const start = Date.now();
+  const end = start + ms;
   for (;;) {
     const v = await fn().catch(() => undefined);
     if (v !== undefined) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    progress?.((Date.now() - start) / 1000);
     await sleep(500);
   }
+}
+
+/**
+ * A waiting line: redrawn in place on a terminal, else one line every 10 s (a log stays short).
+ * Returns the updater and a function that ends the line.
+ */
+function waitingLine(text: (waitedS: number) => string): { update: (waitedS: number) => void; done: (final: string) => void } {
+  const tty = process.stdout.isTTY === true;
+  let lastPlain = -10;
+  return {
+    update: (w) => {
+      if (tty) process.stdout.write(`\r\x1b[K${text(w)}`);
+      else if (w - lastPlain >= 10) { lastPlain = w; say(text(w)); }
+    },
+    done: (final) => { if (tty) process.stdout.write('\r\x1b[K'); say(final); },
+  };
 }
 
 type Ev = { ts: string; kind: string; actor: string; resource: { type: string; id: string }; event_id: string };
@@ -100,11 +119,29 @@ const events = await until('the timeline', async () => {
 say(`\nTimeline of tenant ${events.tenant} for the trace (GET ${api}/timeline?trace_id=${traceId}):`);
 for (const e of events.events) say(`  ${e.ts}  ${e.kind.padEnd(16)} ${e.actor.padEnd(28)} ${e.resource.type}/${e.resource.id}`);
 
+// While the evidence processor has not sealed yet: what the live read API already shows.
+type Top = { services: { service: string; requests: number; errors: number; p95_ms: number; latest_minute_partial?: boolean }[] };
+const top = await getJson<Top>('/obs/top').catch(() => undefined);
+if (top?.status === 200 && top.body.services.length) {
+  say(`\nGolden signals (GET ${api}/obs/top; stella obs top):`);
+  for (const s of top.body.services) say(`  ${s.service.padEnd(18)} ${String(s.requests).padStart(4)} requests  ${s.errors} errors  P95 ${s.p95_ms.toFixed(1)} ms${s.latest_minute_partial ? '  (current minute, partial)' : ''}`);
+}
+type Slos = { slos: { slo: string; journey: string; objective: number; burn_rates: Record<string, number> }[] };
+const slos = await getJson<Slos & { error?: { message?: string } }>('/obs/slo').catch(() => undefined);
+if (slos?.status === 200) {
+  say(`\nSLOs (GET ${api}/obs/slo; stella slo list): ${slos.body.slos.length}, evaluated once their minute closes`);
+  for (const s of slos.body.slos) say(`  ${s.slo.padEnd(32)} ${s.journey.padEnd(18)} objective ${(s.objective * 100).toFixed(1)}%`);
+} else if (slos) say(`\nSLOs: ${slos.body.error?.message ?? `GET /obs/slo answered ${slos.status}`}`);
+
+// Evidence is sealed every evidence.sealEverySeconds (60 s by default), not per event: say so while waiting.
 const last = events.events[events.events.length - 1]!;
+const waiting = waitingLine((w) => `Waiting for the evidence processor's next seal (every evidence.sealEverySeconds, 60 s by default): ${Math.floor(w)} s`);
+const waitStart = Date.now();
 const proof = await until('the events to be sealed into the evidence log', async () => {
   const r = await fetch(`${api}/evidence/proof/inclusion?event_id=${last.event_id}`, { headers });
   return r.status === 200 ? r.text() : undefined;
-});
+}, 90_000, waiting.update);
+waiting.done(`\nSealed after ${((Date.now() - waitStart) / 1000).toFixed(0)} s of waiting.`);
 const checkpoint = proof.split('\n\n').slice(1).join('\n\n');
 say(`\nLatest signed checkpoint (C2SP tlog-checkpoint, signed note):\n${checkpoint.replace(/^/gm, '  ')}`);
 

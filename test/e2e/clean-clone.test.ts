@@ -88,6 +88,10 @@ it('npm run demo: the bundle it writes verifies offline, also with `stella foren
   say(`npm run demo: exit ${demo.code} in ${(demo.ms / 1000).toFixed(1)} s`);
   expect(demo.code, demo.stdout + demo.stderr).toBe(0);
   expect(demo.stdout).toMatch(/^Offline verification: OK /m);
+  // No silent wait: the default SLO catalog is listed (no slo section in the config) and the seal wait is reported.
+  expect(demo.stdout).toMatch(/^SLOs \(GET \S+\/obs\/slo; stella slo list\): 8, /m);
+  expect(demo.stdout).toMatch(/^ {2}policy-evaluation-availability +policy-evaluation +objective 99\.9%$/m);
+  expect(demo.stdout).toMatch(/^Sealed after \d+ s of waiting\.$/m);
   expect(demo.stdout).toMatch(/^ {2}stella-telemetry\.example\/tenants\/demo\n {2}[1-9]\d*\n/m); // the signed checkpoint
   const [, bundle, trust] = demo.stdout.match(/^verify offline: stella forensic verify (\S+\.tar\.gz) --trust (\S+\.json)$/m) ?? [];
   expect(bundle).toBeDefined();

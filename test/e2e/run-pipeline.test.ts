@@ -8,6 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildConfig } from '../../lib/config.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
+import { incidentSet, sloList } from '../../processors/slo/cli.ts';
 import { brokers, kafkaEnv, testAccess, testKafka, uniq } from '../support/kafka.ts';
 
 const TOKEN = 'run-pipeline-token-0123456789';
@@ -47,6 +48,39 @@ async function poll<T>(fn: () => Promise<T | undefined>, ms = 45_000): Promise<T
     await new Promise((r) => setTimeout(r, 300));
   }
 }
+
+it('out of the box (no slo section): the default SLO catalog, slo list / incident on|off, and live golden signals', async () => {
+  expect(lines.some((l) => l.startsWith('SLO: 0 configured SLOs + the default catalog'))).toBe(true);
+  const api = `http://127.0.0.1:${pipeline.ports.api}`;
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const nowNs = BigInt(Date.now()) * 1_000_000n;
+  const spans = Array.from({ length: 5 }, (_, i) => ({ traceId: `${'ab'.repeat(15)}0${i}`, spanId: `${'cd'.repeat(7)}0${i}`, name: 'policy.evaluate', kind: 2,
+    startTimeUnixNano: `${nowNs - 5_000_000n}`, endTimeUnixNano: `${nowNs}`, status: { code: i === 0 ? 2 : 1 } }));
+  const body = { resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'policy-engine' } }] }, scopeSpans: [{ spans }] }] };
+  const sent = Date.now();
+  const res = await fetch(`http://127.0.0.1:${pipeline.ports.http}/v1/traces`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect(res.status).toBe(200);
+  type Top = { services: { service: string; requests: number; errors: number; latest_minute_partial: boolean }[] };
+  const top = await poll(async () => {
+    const r = await (await fetch(`${api}/obs/top?tenant=acme`, { headers: auth })).json() as Top;
+    return r.services.find((x) => x.service === 'policy-engine');
+  });
+  expect(Date.now() - sent).toBeLessThan(15_000);
+  expect(top).toMatchObject({ requests: 5, errors: 1, latest_minute_partial: true });
+
+  const list = await sloList({ baseUrl: api, token: TOKEN, tenant: 'acme', format: 'json' });
+  expect(list.exitCode, list.stderr).toBe(0);
+  const slos = (JSON.parse(list.stdout) as { slos: { slo: string; journey: string }[] }).slos;
+  expect(slos.map((x) => x.slo).sort()).toEqual(['advisory-link-availability', 'advisory-link-latency', 'export-availability', 'export-latency',
+    'policy-evaluation-availability', 'policy-evaluation-latency', 'sbom-ingest-availability', 'sbom-ingest-latency']);
+  const on = await incidentSet({ baseUrl: api, token: OTHER, tenant: 'globex', mode: 'on', ttlSeconds: 60 });
+  expect(on.exitCode, on.stderr).toBe(0);
+  expect(on.stdout).toMatch(/^tenant globex: incident mode on until /);
+  // The token of acme cannot act for globex.
+  expect((await incidentSet({ baseUrl: api, token: TOKEN, tenant: 'globex', mode: 'off' })).exitCode).toBe(3);
+  const off = await incidentSet({ baseUrl: api, token: OTHER, tenant: 'globex', mode: 'off' });
+  expect(off.stdout).toBe("tenant globex: incident mode off\n");
+}, 90_000);
 
 it('receiver -> scrub -> timeline -> evidence -> API, then a clean stop', async () => {
   expect(lines).toContain('Scrub: raw -> clean topics');

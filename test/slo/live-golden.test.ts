@@ -79,7 +79,7 @@ it('spans of the current minute show in obs top within seconds, marked partial',
   const cli = await stellaTop();
   expect(cli.code).toBe(0);
   expect(cli.stdout).toMatch(/checkout\s+40\s/);
-  expect(cli.stdout).toMatch(/ partial\n/);
+  expect(cli.stdout).toMatch(/^checkout\s+40\s.* \d\d:\d\d partial$/m);
   expect(cli.stdout).toContain('(partial: that minute is still open');
 }, 60_000);
 
