@@ -122,6 +122,15 @@ export async function cmdObsProvenance(positional: string[], flags: Flags, io: I
   return viaApi(io, format, (fmt, fetch) => obsProvenance({ ...access, traceId, format: fmt, fetch }));
 }
 
+export async function cmdForensicReplayManifest(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const traceId = positional[0];
+  if (!traceId) throw new UsageError('usage: stella forensic replay-manifest <trace_id> [--tenant T] [--output json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  const { replayManifestCli } = await import('../processors/provenance/cli.ts');
+  return viaApi(io, format === 'yaml' ? 'yaml' : 'json', (_fmt, fetch) => replayManifestCli({ ...access, traceId, fetch }));
+}
+
 export async function cmdForensicVerify(positional: string[], flags: Flags, io: Io): Promise<number> {
   const file = positional[0];
   if (!file) throw new UsageError('usage: stella forensic verify <bundle.tar.gz> [--trust <trust-root.json>] [--trusted-key <vkey>]... [--output table|json]');

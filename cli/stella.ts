@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -42,6 +42,7 @@ Commands:
                                       place a legal hold: retention never prunes what it covers
   forensic hold release <case> [--reason R]   release it (needs the admin scope)
   forensic hold list [--all]          the tenant's holds (--all: released ones too)
+  forensic replay-manifest <trace_id> the trace's replay-harness contract (JSON; exit 6 when fields are missing)
   forensic prune [--tenant T] [--dry-run]
                                       delete entry bundles past retention on this host's evidence store
                                       (tiles and checkpoints stay; held cases stay), then check what
@@ -174,6 +175,7 @@ const FLAGS: Record<string, string[]> = {
   'forensic attest verify': COMMON_API,
   'forensic hold': [...COMMON_API, 'trace-id', 'entries', 'from', 'to', 'reason', 'all'],
   'forensic prune': ['output', 'tenant', 'dry-run', 'batch', 'progress'],
+  'forensic replay-manifest': COMMON_API,
   'attest runtime': ['runtime', 'graph-hash', 'tenant', 'key', 'keyid', 'bundle', 'manifest'],
   'ingest runtime': ['output', 'runtime', 'graph-hash', 'tenant', 'manifest'],
   'slo list': COMMON_API,
@@ -233,6 +235,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'verify') return route('forensic attest verify', () => cmdAttestVerify(rest, flags, io));
   if (cmd === 'forensic' && sub === 'hold') return route('forensic hold', () => cmdHold(sub2, rest, flags, io));
   if (cmd === 'forensic' && sub === 'prune') return route('forensic prune', () => cmdPrune(flags, io));
+  if (cmd === 'forensic' && sub === 'replay-manifest') return route('forensic replay-manifest', () => cmdForensicReplayManifest(args, flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));
   if (cmd === 'ingest' && sub === 'runtime') return route('ingest runtime', () => cmdIngestRuntime(flags, io));

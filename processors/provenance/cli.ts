@@ -48,3 +48,33 @@ export function provenanceTable(r: ProvenanceReport): string {
   const lines = all.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
   return `trace ${r.trace_id}: ${r.frames.length} frames\n${lines.join('\n')}\n`;
 }
+
+/**
+ * `stella forensic replay-manifest <trace_id>`: the trace's replay manifest (GET
+ * /forensic/trace/:trace_id/replay-manifest) as JSON; the fields that could not be filled are
+ * named on stderr. Exit codes: 0 complete, 1 no such trace, 2 usage, 3 auth, 4 other,
+ * 6 printed but incomplete (fields missing).
+ */
+export const EXIT_MANIFEST_INCOMPLETE = 6;
+
+export async function replayManifestCli(opts: ObsProvenanceOptions): Promise<CliResult> {
+  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' };
+  const url = new URL(`/forensic/trace/${opts.traceId.toLowerCase()}/replay-manifest`, opts.baseUrl);
+  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
+  let res: Response;
+  try {
+    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
+  } catch (err) {
+    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
+  }
+  const body = (await res.json().catch(() => ({}))) as { manifest_sha256: string; manifest: { missing: { field: string; reason: string }[] }; error?: { message?: string } };
+  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  if (res.status === 404) return { exitCode: 1, stdout: '', stderr: `no spans or frames recorded for trace ${opts.traceId.toLowerCase()}\n` };
+  if (!res.ok) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'request failed'}\n` };
+  const missing = body.manifest.missing;
+  return {
+    exitCode: missing.length ? EXIT_MANIFEST_INCOMPLETE : 0,
+    stdout: JSON.stringify(body.manifest, null, 2) + '\n',
+    stderr: `manifest sha256:${body.manifest_sha256}\n` + missing.map((m) => `missing ${m.field}: ${m.reason}\n`).join(''),
+  };
+}

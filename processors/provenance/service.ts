@@ -11,6 +11,13 @@ import { framesOfTrace } from './frames-store.ts';
 import { assembleJoin, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
 import type { CompletenessPolicy } from './policy.ts';
 import { loadElfSymbols, ResolutionCache } from './resolve.ts';
+import { buildReplayManifest, manifestDigest, type ReplayManifest } from './replay.ts';
+import { forTenant } from '../../lib/store/index.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../../lib/paths.ts';
+
+const VERIFIER_VERSION = `stella-telemetry ${(JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version}`;
 
 const completenessRatio = histogram('stella_provenance_join_completeness_ratio', 'Join completeness of provenance queries (share of the top-N native frames joined to an attested artifact)',
   [], [0, 0.5, 0.8, 0.9, 0.95, 0.99, 1]);
@@ -50,6 +57,24 @@ export class ProvenanceService {
     gateTotal.inc({ gate: report.completeness.gate });
     for (const f of report.frames) frameTotal.inc({ status: f.status, cause: f.cause ?? '' });
     return report;
+  }
+
+  /**
+   * The trace's replay manifest (buildReplayManifest over the join and the resource attributes of
+   * the span whose frame it is of), stored in `replays` (idempotent). Undefined: no such trace.
+   */
+  async replayManifest(tenant: string, traceId: string): Promise<{ manifest: ReplayManifest; sha256: string } | undefined> {
+    const report = await this.traceProvenance(tenant, traceId);
+    const span = report.frames.find((f) => f.status === 'joined')?.span_id ?? report.frames[0]?.span_id ?? '';
+    const scoped = forTenant(this.deps.store, tenant);
+    const res = await scoped.scopedRows<{ ResourceAttributes: Record<string, string> }>(`SELECT ResourceAttributes FROM otel_traces
+      WHERE TenantId = {tenant:String} AND TraceId = {trace:String} ORDER BY SpanId = {span:String} DESC, Timestamp LIMIT 1`, { trace: traceId, span });
+    if (report.frames.length === 0 && res.length === 0) return undefined;
+    const manifest = buildReplayManifest(report, res[0]?.ResourceAttributes ?? {}, VERIFIER_VERSION);
+    const { bytes, sha256 } = manifestDigest(manifest);
+    await this.deps.store.insertRows('replays', [{ tenant_id: tenant, trace_id: traceId, manifest_sha256: sha256, manifest: bytes.toString('utf8'),
+      missing_fields: manifest.missing.map((m) => m.field) }]);
+    return { manifest, sha256 };
   }
 
   private async symbolsOf(tenant: string, b: SymbolBundleRow): Promise<SymbolsFact> {

@@ -18,7 +18,7 @@ import { BatchWriter, type Store } from '../../lib/store/index.ts';
 import { artifactIntake, symbolsIntake } from '../../processors/intake/artifact-records.ts';
 import { writeArtifactIntake } from '../../processors/intake/artifact-sink.ts';
 import { elfBuildIdReader, validateArtifact, validateSymbolBundle, type IntakeEnvelopeVerifier } from '../../processors/intake/artifacts.ts';
-import { obsProvenance, EXIT_GATE_FAILED } from '../../processors/provenance/cli.ts';
+import { obsProvenance, EXIT_GATE_FAILED, EXIT_MANIFEST_INCOMPLETE, replayManifestCli } from '../../processors/provenance/cli.ts';
 import type { ProvenanceReport } from '../../processors/provenance/join.ts';
 import { parseProvenanceSection, policyFor } from '../../processors/provenance/policy.ts';
 import { ProvenanceService } from '../../processors/provenance/service.ts';
@@ -67,10 +67,10 @@ let casStore: FsBlobStore;
 /** Our binary's frames as the program printed them: module offset and ip. */
 let ours: { ip: string; module_offset: string }[];
 
-function traceWith(tenant: string, traceId: string, exceptions: { ips: string[]; offsets: string[]; buildIds: string[]; modules: string[] }[]): Buffer {
+function traceWith(tenant: string, traceId: string, exceptions: { ips: string[]; offsets: string[]; buildIds: string[]; modules: string[] }[], resource: Record<string, string> = {}): Buffer {
   const t = nowNs();
   return Buffer.from(encode('traces', { resourceSpans: [{
-    resource: { attributes: [str('service.name', 'native-svc'), str('tenant.id', tenant), str('telemetry.sdk.language', 'cpp')] },
+    resource: { attributes: [str('service.name', 'native-svc'), str('tenant.id', tenant), str('telemetry.sdk.language', 'cpp'), ...Object.entries(resource).map(([k, v]) => str(k, v))] },
     scopeSpans: [{ scope: { name: 's' }, spans: [{ traceId: Buffer.from(traceId, 'hex'), spanId: Buffer.from(hexId(8), 'hex'), name: 'handle', kind: 2,
       startTimeUnixNano: u64(t), endTimeUnixNano: u64(t + 1000n), status: { code: 2 },
       events: exceptions.map((e, i) => ({ name: 'exception', timeUnixNano: u64(t + BigInt(i)), attributes: [str('exception.type', 'SIGABRT'),
@@ -79,8 +79,8 @@ function traceWith(tenant: string, traceId: string, exceptions: { ips: string[];
   }] }));
 }
 
-async function storeTrace(tenant: string, traceId: string, exceptions: Parameters<typeof traceWith>[2]): Promise<void> {
-  const out = transformRecord('traces', { topic: 's', partition: 0, offset: '0', key: tenant, value: traceWith(tenant, traceId, exceptions), headers: { tenant } });
+async function storeTrace(tenant: string, traceId: string, exceptions: Parameters<typeof traceWith>[2], resource: Record<string, string> = {}): Promise<void> {
+  const out = transformRecord('traces', { topic: 's', partition: 0, offset: '0', key: tenant, value: traceWith(tenant, traceId, exceptions, resource), headers: { tenant } });
   await Promise.all([...out.rows].map(([table, rows]) => writer.write(table, rows)));
 }
 
@@ -225,6 +225,29 @@ describe('GET /obs/trace/:trace_id/provenance', () => {
       expect(JSON.parse(Buffer.from(entry).toString()).event_id).toBe(eventId);
       expect(verifyInclusion(leafHash(entry), index, cp.size, await reader.inclusionProof(index, cp.size), cp.root)).toBe(true);
     }
+  });
+
+  it('builds the replay manifest from the join and the resource, names what is missing, stores it once', async () => {
+    const traceId = hexId(16);
+    const image = 'ab'.repeat(32);
+    await storeTrace('acme', traceId, [oursException()], { 'os.type': 'linux', 'os.version': '6.1.0-18-amd64', 'container.image.id': `sha256:${image}`,
+      'stella.replay.harness_version': 'harness 2.3', 'stella.replay.seed': '42', 'stella.replay.run_instructions': './svc' });
+    const cli = await replayManifestCli({ baseUrl: api.url, token: TOKENS.acme, traceId });
+    expect(cli.exitCode).toBe(EXIT_MANIFEST_INCOMPLETE);
+    const m = JSON.parse(cli.stdout) as Record<string, unknown> & { missing: { field: string }[] };
+    expect(m).toMatchObject({ trace_id: traceId, os: 'linux', kernel_version: '6.1.0-18-amd64', harness_version: 'harness 2.3', seed: '42', run_instructions: './svc',
+      sandbox_image_sha256: image, compiler: 'gcc 12.2.0', compiler_flags: ['-g', '-O0'], build_id: buildId, symbol_bundle_sha256: bundleSha, artifact_sha256: artifactSha,
+      dsse_envelope: { signer_keyid: 'acme-ci' }, libc_version: null, rekor_tile_ref: null });
+    expect(m.verifier_version).toMatch(/^stella-telemetry \d/);
+    // Not invented: named, with the attribute (or evidence state) that would fill them.
+    expect(m.missing.map((x) => x.field).sort()).toEqual(['libc_version', 'rekor_tile_ref']);
+    expect(cli.stderr).toContain('stella.replay.libc_version');
+    // Same inputs, same manifest: one row however often it is asked for.
+    await replayManifestCli({ baseUrl: api.url, token: TOKENS.acme, traceId });
+    const rows = await store.selectRows<{ n: string; sha: string }>('SELECT count() AS n, any(manifest_sha256) AS sha FROM replays FINAL WHERE tenant_id = {t:String} AND trace_id = {id:String}', { t: 'acme', id: traceId });
+    expect(Number(rows[0]!.n)).toBe(1);
+    expect(cli.stderr).toContain(`sha256:${rows[0]!.sha}`);
+    expect((await replayManifestCli({ baseUrl: api.url, token: TOKENS.globex, traceId })).exitCode).toBe(1);
   });
 
   it('drops to ARTIFACT_UNATTESTED when the attestation is gone', async () => {
