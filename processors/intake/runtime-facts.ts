@@ -3,6 +3,7 @@
 // the 1-based line number. Also: the ingest id, the optional DSSE envelope's statement check, the
 // intake record published on intake_runtime_facts, and the rows the timeline's sink writes from it.
 // No I/O here: the API route, `stella ingest runtime` and the sink share it (docs/intake.md).
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
@@ -60,8 +61,9 @@ export interface RuntimeFactsSummary {
 
 export interface RuntimeFact {
   symbol_id: string; purl: string; timestamp: string; pid: number; container: string; count: number;
-  /** Epoch nanoseconds of `timestamp`. */
-  tsNs: bigint;
+  /** `timestamp` as epoch milliseconds and the nanoseconds within that millisecond (no BigInt per record: hot path). */
+  tsMs: number;
+  tsSubMsNs: number;
   /** 1-based line. */
   line: number;
 }
@@ -73,7 +75,6 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // package-url: pkg:<type>/<namespace/name>[@version][?qualifiers][#subpath]; type per the purl spec.
 const PURL = /^pkg:[A-Za-z.+-][A-Za-z0-9.+-]*\/[^\s]+$/;
-const RFC3339_UTC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$/;
 const MAX_SYMBOL = 4096;
 const MAX_PURL = 2048;
 const MAX_CONTAINER = 256;
@@ -86,15 +87,56 @@ export function normalizeSha256(v: string | null | undefined): `sha256:${string}
   return HEX64.test(hex) ? `sha256:${hex}` : undefined;
 }
 
-/** Epoch ns of an RFC 3339 UTC timestamp (`Z`), or undefined. Years 1970..2262 (DateTime64(9)). */
+/** Epoch ns of an RFC 3339 UTC timestamp (`Z`), or undefined. Years 1970..2261 (DateTime64(9)). */
 export function rfc3339UtcNs(s: string): bigint | undefined {
-  const m = RFC3339_UTC.exec(s);
-  if (!m) return undefined;
-  const [y, mo, d, h, mi, sec] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
-  if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59) return undefined;
-  const ms = Date.UTC(y, mo - 1, d, h, mi, sec);
-  if (new Date(ms).getUTCDate() !== d) return undefined; // 2026-02-30
-  return BigInt(ms) * 1_000_000n + BigInt((m[7] ?? '').padEnd(9, '0') || '0');
+  const t = rfc3339UtcParts(s);
+  return t && BigInt(t[0]) * 1_000_000n + BigInt(t[1]);
+}
+
+// Lines of one body share their hour almost always: Date.UTC and the calendar checks run once per hour.
+let hourKey = '';
+let hourMs = 0;
+
+/** The decimal value of s[from, to) when all digits, else -1. */
+function digits(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/**
+ * [epoch ms, ns within the ms] of an RFC 3339 UTC timestamp `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, or
+ * undefined. Read by position (the hot path: one per record), i.e. ^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$.
+ */
+function rfc3339UtcParts(s: string): [number, number] | undefined {
+  const len = s.length;
+  if (len < 20 || len > 30 || s.charCodeAt(len - 1) !== 90 /* Z */ || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 /* T */
+    || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return undefined;
+  let frac = 0;
+  if (len > 20) {
+    // `.` and 1..9 digits
+    if (s.charCodeAt(19) !== 46 || len === 21) return undefined;
+    frac = digits(s, 20, len - 1);
+    if (frac < 0) return undefined;
+    for (let i = len; i < 30; i++) frac *= 10;
+  }
+  const key = s.slice(0, 13);
+  if (key !== hourKey) {
+    const y = digits(s, 0, 4), mo = digits(s, 5, 7), d = digits(s, 8, 10), h = digits(s, 11, 13);
+    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23) return undefined;
+    const ms = Date.UTC(y, mo - 1, d, h);
+    if (new Date(ms).getUTCDate() !== d) return undefined; // 2026-02-30
+    hourKey = key;
+    hourMs = ms;
+  }
+  const mi = digits(s, 14, 16);
+  const sec = digits(s, 17, 19);
+  if (mi < 0 || mi > 59 || sec < 0 || sec > 59) return undefined;
+  return [hourMs + mi * 60_000 + sec * 1000 + Math.floor(frac / 1_000_000), frac % 1_000_000];
 }
 
 /**
@@ -126,30 +168,54 @@ function isNonNegInt(v: unknown, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 }
 
-/** Validate one parsed line; a message naming the field, or the fact. */
-function checkRecord(o: unknown, text: string, line: number): RuntimeFact | RuntimeRefusal {
+const countColons = (s: string): number => {
+  let n = 0;
+  for (let i = s.indexOf(':'); i !== -1; i = s.indexOf(':', i + 1)) n++;
+  return n;
+};
+
+/** Why a record's keys are not exactly the six fields, each once (the refusal path only). */
+function keysProblem(r: Record<string, unknown>, line: number): RuntimeRefusal {
+  // The unknown key is not echoed: it is client text nobody checked (it could hold anything).
+  for (const k of Object.keys(r)) if (!FIELD_SET.has(k)) return refuse('RECORD_INVALID', `line ${line}: unknown field (the fields are ${FIELDS.join(', ')})`, { line });
+  for (const f of FIELDS) if (!Object.hasOwn(r, f)) return refuse('RECORD_INVALID', `line ${line}: ${f} is required`, { line, field: f });
+  return refuse('DUPLICATE_KEY', `line ${line}: a field appears more than once`, { line });
+}
+
+/** [epoch ms, ns within the ms] of the last record checkRecord accepted (no object per record: hot path). */
+let checkedMs = 0;
+let checkedSub = 0;
+
+/** Validate one parsed line: undefined when it is a valid record, else the refusal naming the rule. */
+function checkRecord(o: unknown, text: string, line: number): RuntimeRefusal | undefined {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) return refuse('RECORD_INVALID', `line ${line}: a record must be a JSON object`, { line });
   const r = o as Record<string, unknown>;
-  const keys = Object.keys(r);
-  // The unknown key is not echoed: it is client text nobody checked (it could hold anything).
-  for (const k of keys) if (!FIELD_SET.has(k)) return refuse('RECORD_INVALID', `line ${line}: unknown field (the fields are ${FIELDS.join(', ')})`, { line });
-  for (const f of FIELDS) if (!(f in r)) return refuse('RECORD_INVALID', `line ${line}: ${f} is required`, { line, field: f });
   const { symbol_id, purl, timestamp, pid, container, count } = r;
+  if (symbol_id === undefined || purl === undefined || timestamp === undefined || pid === undefined || container === undefined || count === undefined) return keysProblem(r, line);
   if (typeof symbol_id !== 'string' || symbol_id.length === 0 || symbol_id.length > MAX_SYMBOL || CONTROL.test(symbol_id)) {
     return refuse('RECORD_INVALID', `line ${line}: symbol_id must be a non-empty string of at most ${MAX_SYMBOL} characters without control characters`, { line, field: 'symbol_id' });
   }
   if (typeof purl !== 'string' || purl.length > MAX_PURL || !PURL.test(purl)) {
     return refuse('RECORD_INVALID', `line ${line}: purl must be a package URL (pkg:<type>/<name>...), at most ${MAX_PURL} characters`, { line, field: 'purl' });
   }
-  const tsNs = typeof timestamp === 'string' ? rfc3339UtcNs(timestamp) : undefined;
-  if (tsNs === undefined) return refuse('RECORD_INVALID', `line ${line}: timestamp must be an RFC 3339 UTC time (e.g. 2026-12-03T12:00:00.123Z)`, { line, field: 'timestamp' });
+  const ts = typeof timestamp === 'string' ? rfc3339UtcParts(timestamp) : undefined;
+  if (ts === undefined) return refuse('RECORD_INVALID', `line ${line}: timestamp must be an RFC 3339 UTC time (e.g. 2026-12-03T12:00:00.123Z)`, { line, field: 'timestamp' });
   if (!isNonNegInt(pid, MAX_PID)) return refuse('RECORD_INVALID', `line ${line}: pid must be an integer from 0 to ${MAX_PID}`, { line, field: 'pid' });
   if (typeof container !== 'string' || container.length > MAX_CONTAINER || CONTROL.test(container)) {
     return refuse('RECORD_INVALID', `line ${line}: container must be a string of at most ${MAX_CONTAINER} characters ("" for a host process)`, { line, field: 'container' });
   }
   if (!isNonNegInt(count, Number.MAX_SAFE_INTEGER) || count < 1) return refuse('RECORD_INVALID', `line ${line}: count must be an integer from 1 to ${Number.MAX_SAFE_INTEGER}`, { line, field: 'count' });
-  if (colonsOutsideStrings(text) !== FIELDS.length) return refuse('DUPLICATE_KEY', `line ${line}: a field appears more than once`, { line });
-  return { symbol_id, purl, timestamp: timestamp as string, pid, container, count, tsNs, line };
+  // Exactly six keys as written (JSON.parse silently keeps the last of duplicates). Without escapes,
+  // every ':' in the text is structural or inside one of the four string values (the field names
+  // hold none; anything else there makes the count larger): so the structural count is the text's
+  // colons minus the values'. With escapes, scan the text.
+  const keysWritten = text.indexOf('\\') === -1
+    ? countColons(text) - countColons(symbol_id) - countColons(purl) - countColons(timestamp as string) - countColons(container)
+    : colonsOutsideStrings(text);
+  if (keysWritten !== FIELDS.length) return keysProblem(r, line);
+  checkedMs = ts[0];
+  checkedSub = ts[1];
+  return undefined;
 }
 
 /**
@@ -158,36 +224,62 @@ function checkRecord(o: unknown, text: string, line: number): RuntimeFact | Runt
  */
 export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?: (f: RuntimeFact) => void): RuntimeFactsSummary | RuntimeRefusal {
   if (ndjson.length === 0) return refuse('EMPTY_BODY', 'the body holds no records');
+  // Invalid UTF-8 would decode to U+FFFD: the stored bytes must be what every reader decodes alike.
+  if (!isUtf8(ndjson)) return refuse('LINE_NOT_JSON', `line ${firstBadUtf8Line(ndjson)}: not valid UTF-8`, { line: firstBadUtf8Line(ndjson) });
+  const text = ndjson.toString('utf8');
   let records = 0;
-  let first = 0n;
-  let last = 0n;
+  let firstMs = 0;
+  let firstSub = 0;
+  let lastMs = 0;
+  let lastSub = 0;
   let start = 0;
   let line = 0;
-  const end = ndjson[ndjson.length - 1] === 0x0a ? ndjson.length - 1 : ndjson.length;
+  const end = text.charCodeAt(text.length - 1) === 10 ? text.length - 1 : text.length;
+  // A line's UTF-8 length is at least its UTF-16 length and at most three times it: count bytes only in between.
+  const max = limits.maxLineBytes;
   while (start <= end) {
     line++;
-    let nl = ndjson.indexOf(0x0a, start);
+    let nl = text.indexOf('\n', start);
     if (nl === -1 || nl > end) nl = end;
     const len = nl - start;
-    if (len > limits.maxLineBytes) return refuse('LINE_TOO_LONG', `line ${line}: longer than ${limits.maxLineBytes} bytes`, { line });
     if (len === 0) return refuse('RECORD_INVALID', `line ${line}: blank line (one JSON object per line)`, { line });
-    const text = ndjson.toString('utf8', start, nl);
-    // Invalid UTF-8 decodes to U+FFFD; the stored bytes must be what every reader decodes the same way.
-    if (text.includes('\ufffd') && !Buffer.from(text, 'utf8').equals(ndjson.subarray(start, nl))) {
-      return refuse('LINE_NOT_JSON', `line ${line}: not valid UTF-8`, { line });
-    }
+    const l = text.slice(start, nl);
+    if (len > max || (len * 3 > max && Buffer.byteLength(l, 'utf8') > max)) return refuse('LINE_TOO_LONG', `line ${line}: longer than ${max} bytes`, { line });
     let parsed: unknown;
-    try { parsed = JSON.parse(text); } catch { return refuse('LINE_NOT_JSON', `line ${line}: not a JSON value`, { line }); }
-    const fact = checkRecord(parsed, text, line);
-    if ('ok' in fact) return fact;
-    if (records === 0 || fact.tsNs < first) first = fact.tsNs;
-    if (records === 0 || fact.tsNs > last) last = fact.tsNs;
+    try { parsed = JSON.parse(l); } catch { return refuse('LINE_NOT_JSON', `line ${line}: not a JSON value`, { line }); }
+    const bad = checkRecord(parsed, l, line);
+    if (bad) return bad;
+    const ms = checkedMs;
+    const sub = checkedSub;
+    if (records === 0 || ms < firstMs || (ms === firstMs && sub < firstSub)) { firstMs = ms; firstSub = sub; }
+    if (records === 0 || ms > lastMs || (ms === lastMs && sub > lastSub)) { lastMs = ms; lastSub = sub; }
     records++;
-    each?.(fact);
+    if (each) {
+      const r = parsed as RuntimeFact;
+      each({ symbol_id: r.symbol_id, purl: r.purl, timestamp: r.timestamp, pid: r.pid, container: r.container, count: r.count, tsMs: ms, tsSubMsNs: sub, line });
+    }
     start = nl + 1;
   }
-  return { ok: true, records, firstTsNs: first, lastTsNs: last };
+  const ns = (ms: number, sub: number) => BigInt(ms) * 1_000_000n + BigInt(sub);
+  return { ok: true, records, firstTsNs: ns(firstMs, firstSub), lastTsNs: ns(lastMs, lastSub) };
 }
+
+/** The 1-based line holding the first invalid UTF-8 sequence (the refusal path only). */
+function firstBadUtf8Line(b: Buffer): number {
+  let line = 1;
+  let start = 0;
+  for (;;) {
+    const nl = b.indexOf(0x0a, start);
+    const end = nl === -1 ? b.length : nl;
+    if (!isUtf8(b.subarray(start, end))) return line;
+    if (nl === -1) return line;
+    line++;
+    start = nl + 1;
+  }
+}
+
+/** Epoch nanoseconds of a fact's timestamp. */
+export const factTsNs = (f: RuntimeFact): bigint => BigInt(f.tsMs) * 1_000_000n + BigInt(f.tsSubMsNs);
 
 /** The ingest id: deterministic in (tenant, graph, content), so the same body twice is one ingest. */
 export function ingestIdFor(tenant: string, graphHash: string, contentDigest: string): string {

@@ -8,7 +8,7 @@ import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
 import type { StageRecord } from '../../lib/kafka/stage.ts';
 import { dateTime64, type Row } from '../../lib/store/index.ts';
 import type { DeadIntakeRecord, IntakeSink } from '../timeline/intake-hook.ts';
-import { BadRuntimeRecord, checkRuntimeEnvelope, forEachRuntimeFact, parseRuntimeIntakeRecord } from './runtime-facts.ts';
+import { BadRuntimeRecord, checkRuntimeEnvelope, factTsNs, forEachRuntimeFact, parseRuntimeIntakeRecord } from './runtime-facts.ts';
 
 export const RUNTIME_TABLES = { ingests: 'runtime_ingests', facts: 'runtime_facts' } as const;
 
@@ -43,7 +43,7 @@ export async function runtimeRows(r: StageRecord, cas: BlobStore, verify: Intake
   }
   const facts: Row[] = [];
   const summary = forEachRuntimeFact(blob, { maxLineBytes: SINK_MAX_LINE }, (f) => {
-    facts.push({ tenant_id: rec.tenant, graph_hash: rec.graph_hash, ingest_id: rec.ingest_id, line: f.line, ts: dateTime64(f.tsNs),
+    facts.push({ tenant_id: rec.tenant, graph_hash: rec.graph_hash, ingest_id: rec.ingest_id, line: f.line, ts: dateTime64(factTsNs(f)),
       symbol_id: f.symbol_id, purl: f.purl, pid: f.pid, container: f.container, count: f.count });
   });
   if (!summary.ok) return `the stored NDJSON is not valid runtime facts: ${summary.reason}`;

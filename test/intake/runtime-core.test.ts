@@ -99,3 +99,27 @@ describe('helpers', () => {
     expect(parse({ ...rec, envelope_cas_uri: `cas://globex/${'3'.repeat(64)}` })).toThrow(/envelope_cas_uri/);
   });
 });
+
+describe('timestamps and key counting on the fast paths', () => {
+  it('reads every fraction length and refuses malformed times', () => {
+    expect(rfc3339UtcNs('2026-12-03T12:00:00Z')).toBe(1796299200000000000n);
+    expect(rfc3339UtcNs('2026-12-03T12:00:00.5Z')).toBe(1796299200500000000n);
+    expect(rfc3339UtcNs('2026-12-03T12:00:00.123456Z')).toBe(1796299200123456000n);
+    expect(rfc3339UtcNs('2026-12-03T12:00:00.123456789Z')).toBe(1796299200123456789n);
+    expect(rfc3339UtcNs('2026-12-03T12:59:59.999999999Z')).toBe(1796302799999999999n);
+    for (const bad of ['2026-12-03T12:00:00.Z', '2026-12-03T12:00:60Z', '2026-12-03T12:60:00Z', '2026-12-03T24:00:00Z', '2026-13-03T12:00:00Z',
+      '2026-12-00T12:00:00Z', '2026-12-03t12:00:00Z', '2026-12-03T12:00:00z', '2026-12-03 12:00:00Z', '2026-12-03T12:00:0aZ', '+026-12-03T12:00:00Z',
+      '2026-12-03T12:00:00.-1Z', '2026-12-03T12:00:00.1e3Z', '2026-12-03T12:00Z', '2026-02-29T00:00:00Z']) expect(rfc3339UtcNs(bad), bad).toBeUndefined();
+    expect(rfc3339UtcNs('2028-02-29T00:00:00Z')).toBe(BigInt(Date.UTC(2028, 1, 29)) * 1_000_000n);
+  });
+  it('counts keys as written whether or not values hold colons or escapes', () => {
+    const base = { ...ok, symbol_id: 'a::b', purl: 'pkg:npm/x@1?q=a:b', container: 'c:1' };
+    expect(verdict(nd(base)).ok).toBe(true);
+    expect(verdict(nd(line(base).replace('"count":2', '"count":2,"count":2')))).toMatchObject({ ok: false, reason: 'DUPLICATE_KEY' });
+    expect(verdict(nd(line(base).replace('"pid":7', '"pid":7,"pid":7')))).toMatchObject({ ok: false, reason: 'DUPLICATE_KEY' });
+    expect(verdict(nd(line(base).replace('"count":2', '"count":2,"x:y":"p:q"')))).toMatchObject({ ok: false, reason: 'RECORD_INVALID' });
+    expect(verdict(nd({ ...base, symbol_id: 'quote\\":x' })).ok).toBe(true);
+    expect(verdict(nd(line({ ...base, symbol_id: 'q\\"' }).replace('"count":2', '"count":2,"count":3')))).toMatchObject({ ok: false, reason: 'DUPLICATE_KEY' });
+    expect(verdict(nd(line(base).replace('"symbol_id"', '"sym\\u0062ol_id"'))).ok).toBe(true);
+  });
+});

@@ -1,0 +1,100 @@
+// npm run bench:intake — signed intake throughput per core.
+// Runtime facts: MB of NDJSON per CPU-second through the route's whole verify-and-store path
+// (processors/intake/runtime-ingest.ts: sha256 of the body, every line parsed and validated, the
+// CAS write with its fsyncs, the intake record and event built), plain and gzip (gunzip included),
+// against two references measured in the same rounds: sha256 alone and JSON.parse of every line
+// alone. Kafka is left out (a producer that acks at once): the broker's cost is not ours to measure.
+// Prints the median of ROUNDS rounds and a markdown block for BENCHMARKS.md.
+//   INTAKE_BENCH_ROUNDS (default 5), INTAKE_BENCH_MB per body (default 8), INTAKE_BENCH_BODIES per round (default 4)
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { FsBlobStore } from '../lib/cas.ts';
+import { defaultIntakeConfig } from '../lib/intake/trust.ts';
+import { gunzipLimited, ingestRuntimeFacts, type RuntimeIngestDeps } from '../processors/intake/runtime-ingest.ts';
+
+const ROUNDS = Number(process.env.INTAKE_BENCH_ROUNDS ?? 5);
+const MB = Number(process.env.INTAKE_BENCH_MB ?? 8);
+const BODIES = Number(process.env.INTAKE_BENCH_BODIES ?? 4);
+
+let seed = 7;
+const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+const PKGS = ['pkg:deb/debian/openssl@3.0.11-1?arch=amd64', 'pkg:golang/github.com/grpc/grpc-go@v1.60.1', 'pkg:npm/express@4.18.2', 'pkg:maven/org.apache.logging.log4j/log4j-core@2.17.1'];
+
+/** A realistic body: eBPF-style symbol hits, ~190 bytes a line. `salt` makes each body unique (a new CAS blob). */
+function body(bytes: number, salt: number): Buffer {
+  const lines: string[] = [];
+  let size = 0;
+  const t0 = Date.UTC(2026, 11, 3, 12) * 1_000_000;
+  for (let i = 0; size < bytes; i++) {
+    const ns = t0 + i * 1000 + salt;
+    const l = JSON.stringify({ symbol_id: `libfoo.so.${salt}!fn_${Math.floor(rand() * 50_000)}+0x${Math.floor(rand() * 4096).toString(16)}`,
+      purl: PKGS[i % PKGS.length], timestamp: new Date(Math.floor(ns / 1_000_000)).toISOString().replace('Z', `${String(ns % 1_000_000).padStart(6, '0')}Z`),
+      pid: 1000 + (i % 300), container: `c${(i % 40).toString(16).padStart(12, '0')}`, count: 1 + Math.floor(rand() * 100) });
+    lines.push(l);
+    size += l.length + 1;
+  }
+  return Buffer.from(lines.join('\n') + '\n');
+}
+
+const cpuSeconds = (f: () => void | Promise<void>) => async (): Promise<number> => {
+  const c = process.cpuUsage();
+  await f();
+  const d = process.cpuUsage(c);
+  return (d.user + d.system) / 1e6;
+};
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'stella-bench-intake-'));
+  const limits = { ...defaultIntakeConfig(dir).runtimeFacts, maxDecompressedBytes: 1024 * 1024 * 1024 };
+  const deps: RuntimeIngestDeps = { cas: new FsBlobStore(path.join(dir, 'cas')), producer: { send: async () => {} },
+    verify: () => ({ ok: false, reason: 'unused' }), topics: { intakeRuntimeFacts: 'x', timelineEvents: 'y' }, limits };
+  const graphHash = `sha256:${'ab'.repeat(32)}`;
+  type Measure = 'plain' | 'gzip' | 'sha256' | 'parse';
+  const rows: Record<Measure, number[]> = { plain: [], gzip: [], sha256: [], parse: [] };
+  let salt = 0;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const plain = Array.from({ length: BODIES }, () => body(MB * 1024 * 1024, ++salt));
+      const gz = Array.from({ length: BODIES }, () => { const b = body(MB * 1024 * 1024, ++salt); return { b, z: gzipSync(b, { level: 6 }) }; });
+      const bytes = plain.reduce((a, b) => a + b.length, 0);
+      const gzBytes = gz.reduce((a, x) => a + x.b.length, 0);
+      const measures: [Measure, () => Promise<number>, number][] = [
+        ['plain', cpuSeconds(async () => {
+          for (const b of plain) { const r = await ingestRuntimeFacts(deps, { tenant: 'bench', graphHash, ndjson: b, actor: '', via: 'api' }); if (!r.ok) throw new Error(r.message); }
+        }), bytes],
+        ['gzip', cpuSeconds(async () => {
+          for (const { z } of gz) {
+            const b = await gunzipLimited(z, limits.maxDecompressedBytes);
+            if (!Buffer.isBuffer(b)) throw new Error(b.message);
+            const r = await ingestRuntimeFacts(deps, { tenant: 'bench', graphHash, ndjson: b, actor: '', via: 'api' });
+            if (!r.ok) throw new Error(r.message);
+          }
+        }), gzBytes],
+        ['sha256', cpuSeconds(() => { for (const b of plain) createHash('sha256').update(b).digest(); }), bytes],
+        ['parse', cpuSeconds(() => { for (const b of plain) for (const l of b.toString('utf8').split('\n')) if (l) JSON.parse(l); }), bytes],
+      ];
+      // Alternate the order each round so that warm-up and GC do not favour one measure.
+      if (round % 2) measures.reverse();
+      for (const [name, run, n] of measures) rows[name].push(n / 1024 / 1024 / (await run()));
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${Object.entries(rows).map(([k, v]) => `${k} ${v[v.length - 1]!.toFixed(1)}`).join(', ')} MB/CPU-s\n`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const m: Record<Measure, number> = { plain: median(rows.plain), gzip: median(rows.gzip), sha256: median(rows.sha256), parse: median(rows.parse) };
+  const fmt = (v: number) => v.toFixed(1);
+  process.stdout.write(`
+| runtime facts (${ROUNDS} rounds x ${BODIES} bodies of ${MB} MiB) | MB/CPU-s (median) | per round | vs sha256 alone | vs JSON.parse alone |
+|---|---|---|---|---|
+| ingest, plain NDJSON (hash + validate + CAS write) | **${fmt(m.plain)}** | ${rows.plain.map(fmt).join(', ')} | ${(m.plain / m.sha256).toFixed(2)}x | ${(m.plain / m.parse).toFixed(2)}x |
+| ingest, gzip (gunzip + the same) | **${fmt(m.gzip)}** | ${rows.gzip.map(fmt).join(', ')} | ${(m.gzip / m.sha256).toFixed(2)}x | ${(m.gzip / m.parse).toFixed(2)}x |
+| sha256 alone | ${fmt(m.sha256)} | ${rows.sha256.map(fmt).join(', ')} | | |
+| JSON.parse of each line alone | ${fmt(m.parse)} | ${rows.parse.map(fmt).join(', ')} | | |
+`);
+}
+
+await main();
