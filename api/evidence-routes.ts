@@ -20,9 +20,10 @@
 // string with a non-JSON content type written as-is.
 import { forTenant, MAX_LIMIT, TABLES, timelineInsertRow, type Store, type TimelineEvent, type TimelineEventRow } from '../lib/store/index.ts';
 import { validateTenantId, type Scope } from '../lib/tenancy.ts';
-import { buildBundle, formatConsistencyProof, verifyBundle, type Manifest, type VerifyResult } from '../processors/evidence/bundle.ts';
+import { RecordUnavailableError, buildBundle, formatConsistencyProof, verifyBundle, type Manifest, type VerifyResult } from '../processors/evidence/bundle.ts';
 import { causeExitCode, VerifyFailure } from '../processors/evidence/causes.ts';
 import { CASE_ID, HoldError, bundleEntryRanges, holdTimelineEvent, latestHold, listHolds, parseHoldRequest, recordHold, type HoldRecord } from '../processors/evidence/holds.ts';
+import { traceRecordIndices, type RecordBlobs } from '../processors/evidence/trace-index.ts';
 import { EventIndex } from '../processors/evidence/event-index.ts';
 import { sha256Hex } from '../processors/evidence/hash.ts';
 import { canonicalBytes } from '../processors/evidence/jcs.ts';
@@ -52,6 +53,8 @@ export interface EvidenceRouteDeps {
    * to seal: hold placements and releases. Without it holds are recorded but not sealed.
    */
   publishTimelineEvent?: (row: TimelineEventRow) => Promise<void>;
+  /** The record store the runner writes (lib/cas.ts): a trace's bundle carries the trace's clean records. */
+  records?: Pick<RecordBlobs, 'get'>;
 }
 
 export { CASE_ID };
@@ -62,7 +65,7 @@ const SIZE = /^[1-9]\d{0,15}$/;
 export const bundlePath = (id: string): string => `bundles/${id}.tar.gz`;
 export const bundleMetaPath = (id: string): string => `bundles/${id}.json`;
 
-export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; bytes: number }
+export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; records?: number; bytes: number }
 
 const text = (status: number, body: string | Buffer, contentType: string, extra: Record<string, string> = {}): ApiResponse =>
   ({ status, body, headers: { 'content-type': contentType, ...extra } });
@@ -194,11 +197,14 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     if (resourceId.length === 0 || resourceId.length > 512) throw new BadRequest('resource_id', 'resource_id must be 1 to 512 characters');
     if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
     const events = await snapshotEvents(deps.store, req.tenant, kind, resourceId, maxEvents + 1);
-    if (events.length === 0) return apiError(404, 'not_found', 'no timeline events match');
     if (events.length > maxEvents) return apiError(413, 'too_many_events', `a snapshot holds at most ${maxEvents} events; narrow it`);
     const reader = readerOf(req.tenant);
     const latest = await reader.latest();
     const size = latest?.checkpoint.size ?? 0;
+    // A trace's clean records (span and log batches holding it) sealed up to `size`, with their bytes.
+    const recordIndices = kind === 'trace' && deps.records && size > 0 ? await traceRecordIndices(deps.evidence, req.tenant, resourceId, size) : [];
+    if (recordIndices.length > maxEvents) return apiError(413, 'too_many_records', `a snapshot holds at most ${maxEvents} records; narrow it`);
+    if (events.length === 0 && recordIndices.length === 0) return apiError(404, 'not_found', kind === 'trace' ? 'no timeline events or sealed records hold this trace' : 'no timeline events match');
     const index = await indexOf(req.tenant, size);
     const indices: number[] = [];
     const unsealed: string[] = [];
@@ -212,16 +218,19 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     }
     let bytes: Buffer;
     try {
-      bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set(indices)].sort((a, b) => a - b), atSize: size });
+      bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set([...indices, ...recordIndices])].sort((a, b) => a - b), atSize: size,
+        ...(deps.records ? { records: deps.records } : {}) });
     } catch (err) {
       // The case needs an entry retention deleted: its own cause, not a corrupt log.
       if (err instanceof VerifyFailure && err.code === 'ENTRY_PRUNED') {
         return apiError(410, 'entry_pruned', err.detail, { cause: 'ENTRY_PRUNED', exit_code: causeExitCode.ENTRY_PRUNED });
       }
+      if (err instanceof RecordUnavailableError) return apiError(409, 'record_unavailable', `a clean record of this case is not in the record store: ${err.message}`);
       throw err;
     }
     const id = sha256Hex(bytes);
-    const meta: BundleMeta = { id, case_id: caseId, kind, resource_id: resourceId, tree_size: size, events: indices.length, bytes: bytes.length };
+    const meta: BundleMeta = { id, case_id: caseId, kind, resource_id: resourceId, tree_size: size, events: indices.length,
+      ...(recordIndices.length ? { records: recordIndices.length } : {}), bytes: bytes.length };
     // Content-addressed and immutable: the same case over the same log gives the same id and bytes.
     await deps.cases.writeImmutableMany(req.tenant, [{ path: bundlePath(id), bytes }, { path: bundleMetaPath(id), bytes: canonicalBytes(meta) }]);
     return json(201, { tenant: req.tenant, bundle_id: id, ...meta, links: { self: `/evidence/bundles/${id}` } });

@@ -10,6 +10,7 @@
 //   keys/<key id hex>.vkey           the verifier keys, one per line, with their validity in the manifest
 //   cosignatures/<size>              witness cosignature lines (C2SP tlog-cosignature) on checkpoints/<size>
 //   timestamps/<size>.<n>.tst        RFC 3161 time-stamp tokens over checkpoints/<size> (its exact bytes)
+//   records/<index>.binpb            the clean OTLP record (scrubbed protobuf bytes) a clean-batch entry digests
 import { fromB64Strict, leafHash, sha256Hex, toB64, toHex, bytesEqual } from './hash.ts';
 import { canonicalBytes, canonicalize } from './jcs.ts';
 import { keyForSize, keySchedule, parseKeyRotation, KeyScheduleError, type KeyValidity } from './keys.ts';
@@ -27,6 +28,8 @@ import { storedCosignatures, storedTimestamps } from './attest.ts';
 import { checkWitnessPolicy, splitSignatureLines, type WitnessPolicy } from './witness.ts';
 import { checkTsaPolicy, type TsaPolicy } from './tsa.ts';
 import type { TrustRoot } from './trust-root.ts';
+import { parseCleanEntry } from './clean-entry.ts';
+import type { RecordBlobs } from './trace-index.ts';
 
 export const BUNDLE_FORMAT = 'stella-telemetry.example/evidence-bundle/v1';
 export const CONSISTENCY_HEADER = 'stella-telemetry.example/consistency-proof@v1';
@@ -51,6 +54,8 @@ export interface Manifest {
   cosignatures?: { size: number; sha256: string }[];
   /** RFC 3161 tokens per checkpoint, `index` numbering the tokens of one size (absent when none). */
   timestamps?: { size: number; index: number; sha256: string }[];
+  /** The clean records of the bundle's clean-batch entries, by entry index (absent when none). */
+  records?: { index: number; sha256: string; size: number }[];
 }
 
 export interface BuildOptions {
@@ -60,12 +65,24 @@ export interface BuildOptions {
   /** Tree size to prove against; defaults to the latest sealed size. */
   atSize?: number;
   gzipLevel?: number;
+  /**
+   * The record store: every clean-batch entry among `indices` is bundled with its record bytes
+   * (records/<index>.binpb), which verification requires. Without it, clean-batch entries are refused.
+   */
+  records?: Pick<RecordBlobs, 'get'>;
+}
+
+/** A clean-batch entry's record bytes are not available to bundle (not stored, or no store given). */
+export class RecordUnavailableError extends Error {
+  override readonly name = 'RecordUnavailableError';
+  constructor(readonly index: number, detail: string) { super(`entry ${index}: ${detail}`); }
 }
 
 const consistencyPath = (from: number, to: number): string => `consistency/${from}.${to}`;
 const keyPath = (keyIdHex: string): string => `keys/${keyIdHex}.vkey`;
 const cosignaturesPath = (size: number): string => `cosignatures/${size}`;
 const timestampBundlePath = (size: number, index: number): string => `timestamps/${size}.${index}.tst`;
+export const recordBundlePath = (index: number): string => `records/${index}.binpb`;
 
 export function formatConsistencyProof(from: number, to: number, proof: readonly Uint8Array[]): string {
   return `${CONSISTENCY_HEADER}\nold ${from}\nnew ${to}\n${proof.map((h) => `${toB64(h)}\n`).join('')}`;
@@ -110,6 +127,14 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
       files.push({ path: `entries/${i}.json`, bytes: entry });
       files.push({ path: `proofs/${i}.tlog-proof`, bytes: Buffer.from(formatTlogProof(i, await reader.inclusionProof(i, n), top.note)) });
       manifest.entries.push({ index: i, sha256: sha256Hex(entry), sealed_in: sealedIn, role: caseSet.has(i) ? 'case' : 'key-rotation' });
+      const clean = parseCleanEntry(entry);
+      if (clean) {
+        if (!opts.records) throw new RecordUnavailableError(i, 'a clean-batch entry is bundled only with its record bytes; no record store given');
+        const record = await opts.records.get(tenant, `sha256:${clean.sha256}`);
+        if (!record) throw new RecordUnavailableError(i, `record sha256:${clean.sha256} is not in the record store`);
+        files.push({ path: recordBundlePath(i), bytes: record });
+        (manifest.records ??= []).push({ index: i, sha256: clean.sha256, size: record.length });
+      }
     }
   } else {
     for (const s of sealed) if (s <= n) checkpointSizes.add(s);
@@ -240,6 +265,8 @@ export interface VerifiedBundle {
   treeSize: number;
   rootHex: string;
   entries: number;
+  /** Clean OTLP records whose bytes were checked against their sealed entries. */
+  records: number;
   checkpoints: number[];
   keys: { keyId: string; validFrom: number; validUntil: number | null }[];
   /** Trusted witnesses that cosigned the newest checkpoint, with their cosignature time (POSIX seconds). */
@@ -338,6 +365,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
   for (const c of m.checkpoints) if (!m.envelopes.some((e) => e.size === c.size)) fail('MANIFEST_MISMATCH', `checkpoint ${c.size} has no envelope in the bundle`);
   const top = checkpoints.get(m.tree_size)!;
   const vouched = verifyAttestations(files, m, checkListed, opts);
+  let records = 0;
 
   if (m.kind === 'entries') {
     for (const c of m.consistency) {
@@ -348,6 +376,9 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
     }
     for (const c of m.checkpoints) if (c.size !== m.tree_size && !m.consistency.some((x) => x.from === c.size)) fail('CHECKPOINT_INCONSISTENT', `no consistency proof from checkpoint ${c.size} to ${m.tree_size}`);
     verifyEntries(files, m, top, checkpoints, listed, progress);
+    records = verifyRecords(files, m, listed);
+  } else if (m.records !== undefined) {
+    fail('MANIFEST_MISMATCH', 'a whole-log bundle carries no records');
   } else {
     verifyLog(files, m, checkpoints, listed, progress);
   }
@@ -356,7 +387,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
   progress({ phase: 'done', done: 1, total: 1 });
   return {
     ok: true, tenant: m.tenant, origin: m.origin, caseId: m.case_id, kind: m.kind, treeSize: m.tree_size, rootHex: toHex(top.root),
-    entries: m.kind === 'entries' ? m.entries.length : m.tree_size, checkpoints: m.checkpoints.map((c) => c.size),
+    entries: m.kind === 'entries' ? m.entries.length : m.tree_size, records, checkpoints: m.checkpoints.map((c) => c.size),
     keys: schedule.map((k) => ({ keyId: k.verifier.keyIdHex, validFrom: k.validFrom, validUntil: k.validUntil })),
     ...vouched,
   };
@@ -507,6 +538,43 @@ function verifyEntries(files: ReadonlyMap<string, Uint8Array>, m: Manifest, top:
     if (!checkpoints.has(e.sealed_in) || e.sealed_in <= e.index) fail('MANIFEST_MISMATCH', `entry ${e.index} claims to be sealed in checkpoint ${e.sealed_in}, which the bundle does not hold or which does not contain it`);
     if (n % 1000 === 0 || n === m.entries.length - 1) progress({ phase: 'entries', done: n + 1, total: m.entries.length });
   });
+}
+
+/**
+ * The clean records: every clean-batch entry of the bundle (already proven included) must come with
+ * its record, whose SHA-256 and size are recomputed and compared with the sealed entry. The
+ * manifest is not signed, so it only says where the bytes are; the entry says what they must be.
+ */
+function verifyRecords(files: ReadonlyMap<string, Uint8Array>, m: Manifest, listed: Set<string>): number {
+  const recs = m.records ?? [];
+  if (!Array.isArray(recs)) fail('BUNDLE_CORRUPT', 'manifest records must be an array');
+  const byIndex = new Map<number, { index: number; sha256: string; size: number }>();
+  for (const r of recs) {
+    if (!Number.isSafeInteger(r.index) || byIndex.has(r.index)) fail('MANIFEST_MISMATCH', `the manifest lists record ${r.index} twice or with a bad index`);
+    byIndex.set(r.index, r);
+  }
+  let n = 0;
+  for (const e of m.entries) {
+    const clean = parseCleanEntry(files.get(`entries/${e.index}.json`)!);
+    const r = byIndex.get(e.index);
+    if (!clean) {
+      if (r) fail('MANIFEST_MISMATCH', `the manifest lists a record for entry ${e.index}, which is not a clean-batch entry`);
+      continue;
+    }
+    const p = recordBundlePath(e.index);
+    listed.add(p);
+    if (!r) fail('RECORD_MISSING', `entry ${e.index} logs clean record sha256:${clean.sha256} (${clean.topic}), which the bundle does not carry`);
+    const bytes = files.get(p) ?? fail('RECORD_MISSING', `${p} (clean record sha256:${clean.sha256}) is listed in the manifest but missing from the bundle`);
+    const got = sha256Hex(bytes);
+    if (got !== clean.sha256 || bytes.length !== clean.size) {
+      fail('RECORD_MISMATCH', `${p} hashes to sha256:${got} (${bytes.length} bytes); sealed entry ${e.index} says sha256:${clean.sha256} (${clean.size} bytes): the record was altered`);
+    }
+    if (r!.sha256 !== clean.sha256 || r!.size !== clean.size) fail('MANIFEST_MISMATCH', `the manifest's digest of ${p} differs from its sealed entry`);
+    byIndex.delete(e.index);
+    n++;
+  }
+  for (const r of byIndex.values()) fail('MANIFEST_MISMATCH', `the manifest lists a record for entry ${r.index}, which the bundle does not hold`);
+  return n;
 }
 
 function entryFromLogBundles(files: ReadonlyMap<string, Uint8Array>, m: Manifest, index: number): Uint8Array | undefined {

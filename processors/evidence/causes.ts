@@ -9,6 +9,8 @@ export const VERIFY_CAUSES = [
   'WITNESS_POLICY_UNMET', 'COSIGNATURE_INVALID', 'TIMESTAMP_POLICY_UNMET', 'TIMESTAMP_INVALID',
   // Retention (issue 12 item 6): the entry was pruned past retention; its hash stays in the tiles.
   'ENTRY_PRUNED',
+  // Records in bundles (issue 12 item 5): the clean OTLP bytes a clean-batch entry digests.
+  'RECORD_MISSING', 'RECORD_MISMATCH',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -32,6 +34,8 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   TIMESTAMP_POLICY_UNMET: 24,
   TIMESTAMP_INVALID: 25,
   ENTRY_PRUNED: 26,
+  RECORD_MISSING: 27,
+  RECORD_MISMATCH: 28,
 };
 
 export class VerifyFailure extends Error {

@@ -34,15 +34,15 @@ import { activeHoldCovers } from './holds.ts';
 import { canonicalBytes } from './jcs.ts';
 import { incidentMarkPath, latestIncident, pruneTenant, type PruneReport } from './prune.ts';
 import { incidentFields, incidentOn, retentionMs, type IncidentFields, type IncidentMark, type RetentionConfig } from './retention.ts';
+import { CLEAN_BATCH_TYPE, CLEAN_BATCH_V2_TYPE, parseCleanEntry } from './clean-entry.ts';
+import { lastTraceIndexSize, traceIdsOfRecord, traceIndexFileBytes, tracesPath, type RecordBlobs, type TracedSignal } from './trace-index.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
 const rotations = counter('stella_evidence_key_rotations_total', 'Tenant logs rotated to a new signing key (stella keys rotate)', []);
 const failures = counter('stella_evidence_failures_total', 'Evidence runner failures (seal = tenant re-opened and records re-delivered; fenced = another process took the tenant over; segment_row = ClickHouse insert retried; prune = retention run failed, retried next time)', ['kind']);
 
-export const CLEAN_BATCH_TYPE = 'stella.evidence.clean-batch/v1';
-/** A clean record with its custody from receipt: v1's fields plus `raw_sha256` and `scrub_policy`. */
-export const CLEAN_BATCH_V2_TYPE = 'stella.evidence.clean-batch/v2';
+export { CLEAN_BATCH_TYPE, CLEAN_BATCH_V2_TYPE, parseCleanEntry } from './clean-entry.ts';
 export const OVERSIZE_EVENT_TYPE = 'stella.evidence.oversize-event/v1';
 export const UNPARSABLE_EVENT_TYPE = 'stella.evidence.unparsable-event/v1';
 export const COPARTITION_ASSIGNER = 'StellaCoPartition';
@@ -82,6 +82,14 @@ export interface EvidenceRunnerOptions {
    * retention (prune.ts), through its fenced writer view, keeping what the holds in `cases` cover.
    */
   retention?: { config: RetentionConfig; cases: EvidenceStore };
+  /**
+   * Where the clean records' bytes are kept (the content-addressed store, lib/cas.ts) so a trace's
+   * bundle can carry them: each clean record is stored before the seal that logs it, and a trace
+   * index (`traces/<size>.json`) is written per seal. Without it only the digests are logged.
+   */
+  records?: RecordBlobs;
+  /** Clean topics whose records hold spans or log records (default: the default span and log topics). */
+  recordSignals?: Readonly<Record<string, TracedSignal>>;
 }
 
 export interface RunningEvidence {
@@ -113,6 +121,10 @@ interface TenantState {
   newEvents: [string, number][];
   /** incident.mode.* events appended since the last seal (recorded for retention after it). */
   newIncidents: IncidentMark[];
+  /** Trace ids of the clean records appended since the last seal (the next trace index file). */
+  newTraces: [string, number][];
+  /** Record-bytes writes of the entries appended since the last seal: the seal waits for them. */
+  puts: Promise<unknown>[];
   dropped: boolean;
 }
 
@@ -200,6 +212,8 @@ export async function latestSegmentRow(store: EvidenceStore, tenant: string): Pr
   const p = (JSON.parse(payload.toString('utf8')) as SegmentStatement).predicate;
   return { tenant, from_size: p.previous.size, to_size: p.new.size, root_hex: p.new.root, statement_sha256: sha256Hex(payload), sealed_at: p.sealed_at };
 }
+
+const RECORD_PUTS = 32;
 
 const isoToNanos = (iso: string): string => (BigInt(Date.parse(iso)) * 1_000_000n).toString();
 
@@ -294,6 +308,15 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     if (counts.size !== 1) throw new Error(`evidence input topics must have equal partition counts (${md.topics.map((t) => `${t.name}:${t.partitions.length}`).join(', ')})`);
   } finally { await admin.disconnect(); }
 
+  const recordSignals: Readonly<Record<string, TracedSignal>> = opts.recordSignals ?? { [defaultTopicNames.spansClean]: 'traces', [defaultTopicNames.logsClean]: 'logs' };
+  // Record writes run concurrently (one fsync each) but at most RECORD_PUTS at a time.
+  let putsRunning = 0;
+  const putQueue: (() => void)[] = [];
+  const putRecord = async (records: RecordBlobs, tenant: string, bytes: Buffer): Promise<void> => {
+    if (putsRunning >= RECORD_PUTS) await new Promise<void>((r) => putQueue.push(r));
+    putsRunning++;
+    try { await records.put(tenant, bytes); } finally { putsRunning--; putQueue.shift()?.(); }
+  };
   const attestor = opts.attest && ((opts.attest.witnesses?.length ?? 0) > 0 || opts.attest.tsa) ? new Attestor({ ...opts.attest, store: evidence }) : undefined;
   const tenants = new Map<string, TenantState>();
   const opening = new Map<string, Promise<TenantState>>();
@@ -332,9 +355,10 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         const sealer = await Sealer.recover({ store, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
-        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], newIncidents: [], dropped: false };
+        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], newIncidents: [], newTraces: [], puts: [], dropped: false };
         // A crash after a seal and before its index file / segment row: write them now (idempotent).
         await writeIndexTail(s);
+        await writeTraceIndexTail(s);
         const row = await latestSegmentRow(evidence, tenant);
         if (row) s.unsealedRows.push(row);
         // ClickHouse down at startup: keep the row queued (offsets wait for it) rather than fail the batch.
@@ -353,6 +377,34 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const names = await evidence.list(s.tenant, 'index');
     const last = names.map((n) => Number(n.replace(/\.json$/, ''))).filter(Number.isSafeInteger).sort((a, b) => a - b).pop() ?? 0;
     if (last < s.sealer.size) await s.store.writeImmutable(s.tenant, indexPath(s.sealer.size), indexFileBytes(last, s.sealer.size, s.index.events));
+  }
+
+  /**
+   * Trace index files for sealed entries no file covers (a crash between a seal and its file): rebuilt
+   * from the stored records. A log without any trace index file (records storage just turned on)
+   * starts indexing at its current size: an empty `traces/<size>.json` marks where, and older entries
+   * have no stored records to index.
+   */
+  async function writeTraceIndexTail(s: TenantState): Promise<void> {
+    if (!opts.records) return;
+    const last = await lastTraceIndexSize(evidence, s.tenant);
+    const size = s.sealer.size;
+    if (last === undefined) { await s.store.writeImmutable(s.tenant, tracesPath(size), traceIndexFileBytes(size, size, [])); return; }
+    if (last >= size) return;
+    const reader = new LogReader(evidence, s.tenant);
+    const pairs: [string, number][] = [];
+    let unavailable = 0;
+    for (let i = last; i < size; i++) {
+      // An entry pruned by retention or a record not in the store: left out (counted, logged once).
+      const e = parseCleanEntry(await reader.entry(i, size).catch(() => new Uint8Array()));
+      const signal = e && recordSignals[e.topic];
+      if (!e || !signal) continue;
+      const bytes = await opts.records.get(s.tenant, `sha256:${e.sha256}`).catch(() => undefined);
+      if (!bytes) { unavailable++; continue; }
+      for (const id of traceIdsOfRecord(signal, bytes)) pairs.push([id, i]);
+    }
+    if (unavailable) log.warn({ tenant_id: s.tenant, from: last, to: size, records: unavailable }, 'clean records not in the record store; left out of the rebuilt trace index');
+    await s.store.writeImmutable(s.tenant, tracesPath(size), traceIndexFileBytes(last, size, pairs));
   }
 
   async function flushRows(s: TenantState): Promise<void> {
@@ -376,6 +428,9 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const previous = s.sealer.currentKey;
       let sealSpan: Span | undefined;
       try {
+        // Custody: every record the seal logs is durable in the record store first.
+        const puts = s.puts.splice(0);
+        await Promise.all(puts);
         sealSpan = startRootSpan(rotateTo ? 'evidence rotate' : 'evidence seal', s.tenant, { 'stella.entries.pending': s.sealer.pendingCount });
         row = rotateTo ? await s.sealer.rotateKey(rotateTo, now()) : await s.sealer.seal(now());
         endSpan(sealSpan);
@@ -404,6 +459,11 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         s.newIncidents = s.newIncidents.filter((m) => m.index >= row!.to_size);
         if (marks.length) await s.store.writeImmutableMany(s.tenant, marks.map((m) => ({ path: incidentMarkPath(m.index), bytes: canonicalBytes(m) })))
           .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence incident mark not written'));
+        if (opts.records) {
+          await s.store.writeImmutable(s.tenant, tracesPath(row.to_size), traceIndexFileBytes(from, row.to_size, s.newTraces))
+            .catch((err: unknown) => log.warn({ tenant_id: s.tenant, error_message: String(err) }, 'evidence trace index file not written; rebuilt when the tenant is next opened'));
+          s.newTraces = [];
+        }
       }
     }
     for (const tp of tps.values()) tp.firstPending.delete(s.tenant); // sealed: durable in the log
@@ -488,7 +548,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const { topic, partition } = batch;
     const isTimeline = topic === topics.timelineEvents;
     // Group by tenant, keeping offset order within each tenant.
-    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields }[]>();
+    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields; record?: Buffer }[]>();
+    const signal = recordSignals[topic];
     for (const m of batch.messages) {
       const headerTenant = m.headers?.[H.tenant];
       const tenant = (headerTenant !== undefined ? String(Array.isArray(headerTenant) ? headerTenant[0] : headerTenant) : undefined) ?? m.key?.toString();
@@ -502,7 +563,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(m.headers)), eventId: undefined };
       let list = byTenant.get(tenant);
       if (!list) byTenant.set(tenant, (list = []));
-      list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId, ...('incident' in built && built.incident ? { incident: built.incident } : {}) });
+      list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId, ...('incident' in built && built.incident ? { incident: built.incident } : {}),
+        ...(!isTimeline && opts.records ? { record: value } : {}) });
     }
     const k = tpKey(topic, partition);
     let tp = tps.get(k);
@@ -535,6 +597,12 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
             const x = chunk[n]!;
             if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
             if (x.incident) s.newIncidents.push({ ...x.incident, index: idx });
+            if (x.record && opts.records) {
+              const put = putRecord(opts.records, tenant, x.record);
+              put.catch(() => undefined); // awaited by the seal; a dropped tenant's failed put is not an unhandled rejection
+              s.puts.push(put);
+              if (signal) for (const id of traceIdsOfRecord(signal, x.record)) s.newTraces.push([id, idx]);
+            }
             first ??= BigInt(x.item.kafka!.offset);
           });
           recordsIn.inc({ outcome: 'appended' }, res.accepted);

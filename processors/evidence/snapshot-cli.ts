@@ -57,7 +57,7 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
   } catch (err) {
     return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
   }
-  const body = (await res.json().catch(() => ({}))) as { tenant?: string; bundle_id?: string; events?: number; tree_size?: number; error?: { code?: string; message?: string } };
+  const body = (await res.json().catch(() => ({}))) as { tenant?: string; bundle_id?: string; events?: number; records?: number; tree_size?: number; error?: { code?: string; message?: string } };
   if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
   if (res.status === 404 || res.status === 409) return { exitCode: 1, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'nothing to snapshot'}\n` };
   if (res.status === 400) return { exitCode: 2, stdout: '', stderr: `400: ${body.error?.message ?? 'bad request'}\n` };
@@ -90,8 +90,8 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
     await fsp.unlink(tmp).catch(() => undefined);
     return { exitCode: 4, stdout: '', stderr: `cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n` };
   }
-  const data = { ...(body.tenant ? { tenant: body.tenant } : {}), bundle_id: id, case_id: opts.caseId, events: body.events, tree_size: body.tree_size, bytes: bytes.length, file: out };
-  return { data, exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n`
+  const data = { ...(body.tenant ? { tenant: body.tenant } : {}), bundle_id: id, case_id: opts.caseId, events: body.events, records: body.records ?? 0, tree_size: body.tree_size, bytes: bytes.length, file: out };
+  return { data, exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events${body.records ? `, ${body.records} records` : ''}, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n`
     // Verification needs an anchor the bundle does not carry: the tenant's pinned trust root.
     + `  verify offline: stella forensic verify ${out} --trust <trust root>\n`
     + `  (pin the trust root once, from a source you trust: stella forensic trust export --tenant ${body.tenant ?? '<tenant>'} on the evidence host, or GET /evidence/${body.tenant ?? '<tenant>'}/trust-root)\n`, stderr: '' };
