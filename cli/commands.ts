@@ -168,8 +168,11 @@ export async function cmdTrustExport(flags: Flags, io: Io): Promise<number> {
   if (!tenant) throw new UsageError('usage: stella forensic trust export --tenant <tenant> [--output json|yaml]');
   const format = outputFormat(flags, ['table', 'json', 'yaml']);
   const cfg = loadConfig();
+  // The configured witnesses (k of n) and TSA certificates go into the root, as the API serves it.
+  let policy;
+  try { policy = parseEvidenceSection(cfg.sections.evidence).trustPolicy; } catch (err) { throw new UsageError((err as Error).message); }
   const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
-  const r = await trustExport({ store: new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')), tenant });
+  const r = await trustExport({ store: new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')), tenant, policy });
   // table and json: the canonical document itself (what --trust reads); yaml for reading.
   if (r.root && format === 'yaml') r.stdout = YAML.stringify(r.root);
   return relay(io, r);

@@ -213,7 +213,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         topics: { timelineEvents: cfg.kafka.topics.timelineEvents, clean: [cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean] },
         sealEverySeconds: evidenceSection.sealEverySeconds, sealEveryEntries: evidenceSection.sealEveryEntries, groupId: groups.evidence,
         attest: { witnesses: evidenceSection.witnesses, ...(evidenceSection.tsa ? { tsa: evidenceSection.tsa } : {}), backoff: evidenceSection.attestRetry },
-        retention: { config: cfg.evidenceRetention, cases: new FsEvidenceStore(path.join(evidenceRoot, 'cases')) } });
+        retention: { config: cfg.evidenceRetention, cases: new FsEvidenceStore(path.join(evidenceRoot, 'cases')) },
+        // The clean records' bytes go to the one content-addressed store (lib/cas.ts), for trace bundles.
+        records: new (await import('../lib/cas.ts')).FsBlobStore(cfg.intake.casDir),
+        recordSignals: { [cfg.kafka.topics.spansClean]: 'traces', [cfg.kafka.topics.logsClean]: 'logs' } });
       // Last to stop: it logs what the other processors publish; sealing is what commits its offsets.
       drainThenStop(3, groups.evidence, [cfg.kafka.topics.timelineEvents, cfg.kafka.topics.spansClean, cfg.kafka.topics.logsClean, cfg.kafka.topics.metricsClean], () => runner.stop(), () => runner.sealAll());
       out(`Evidence: per-tenant Merkle logs in ${path.join(evidenceRoot, 'logs')}, sealed every ${evidenceSection.sealEverySeconds} s or ${evidenceSection.sealEveryEntries} entries`);
@@ -277,7 +280,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api-intake` }),
         register: [
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
-          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent }),
+          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent, records: cas, trustPolicy: () => evidenceSection.trustPolicy }),
           (r) => registerObsRoutes(r, { store: s, lag }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,

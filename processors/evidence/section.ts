@@ -17,8 +17,13 @@
 //       url: http://tsa.example/tsr
 //       certificateFile: /etc/stella/tsa.pem # PEM: the TSA's certificate, or the CA that issues it (first cert names the TSA)
 //     attestRetry: { initialMs: 1000, maxMs: 60000 }   # backoff for witness/TSA retries
+//     witnessK: 1                            # cosignatures a verifier requires (trust root witnesses.k);
+//                                            # default 1 with witnesses configured, 0 without
+//     tsaK: 1                                # time-stamp tokens a verifier requires (trust root tsa.k);
+//                                            # default 1 with a TSA configured, 0 without
 
 import { readFileSync } from 'node:fs';
+import type { TrustPolicy } from './trust-root.ts';
 import { parseCertificates } from './tsa.ts';
 import { parseCosignatureVerifierKey, type WitnessConfig } from './witness.ts';
 
@@ -33,15 +38,21 @@ export interface EvidenceSection {
   witnesses: WitnessConfig[];
   tsa: { url: string; certificates: string[] } | undefined;
   attestRetry: { initialMs: number; maxMs: number };
+  /**
+   * What the exported trust root (`stella forensic trust export`, GET /evidence/:tenant/trust-root,
+   * POST /evidence/verify) carries besides the log keys: the configured witnesses' cosignature keys
+   * with k of n, and the TSA certificates with k.
+   */
+  trustPolicy: Required<TrustPolicy>;
 }
 
-const KNOWN = ['keyFile', 'keyDir', 'sealEverySeconds', 'sealEveryEntries', 'originPrefix', 'witnesses', 'tsa', 'attestRetry'];
+const KNOWN = ['keyFile', 'keyDir', 'sealEverySeconds', 'sealEveryEntries', 'originPrefix', 'witnesses', 'tsa', 'attestRetry', 'witnessK', 'tsaK'];
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/;
 const PEM_CERTS = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\r?\n?/g;
 
 export function parseEvidenceSection(section: unknown): EvidenceSection {
   const out: EvidenceSection = { keyFile: undefined, keyDir: undefined, sealEverySeconds: 60, sealEveryEntries: 100_000, originPrefix: 'stella-telemetry.example/tenants',
-    witnesses: [], tsa: undefined, attestRetry: { initialMs: 1000, maxMs: 60_000 } };
+    witnesses: [], tsa: undefined, attestRetry: { initialMs: 1000, maxMs: 60_000 }, trustPolicy: { witnesses: { k: 0, keys: [] }, tsa: { k: 0, certificates: [] } } };
   if (section === undefined || section === null) return out;
   if (typeof section !== 'object' || Array.isArray(section)) throw new EvidenceSectionError('evidence must be a mapping');
   const s = section as Record<string, unknown>;
@@ -69,8 +80,28 @@ export function parseEvidenceSection(section: unknown): EvidenceSection {
     else out.originPrefix = s.originPrefix.replace(/\/+$/, '');
   }
   parseAttestation(s, out, problems);
+  parsePolicy(s, out, problems);
   if (problems.length) throw new EvidenceSectionError(problems.join('; '));
   return out;
+}
+
+/** evidence.witnessK / evidence.tsaK: the k-of-n policies the exported trust root carries. */
+function parsePolicy(s: Record<string, unknown>, out: EvidenceSection, problems: string[]): void {
+  const k = (key: 'witnessK' | 'tsaK', n: number, what: string): number => {
+    const v = s[key];
+    if (v === undefined) return Math.min(1, n); // fail closed: a configured witness/TSA is required by default
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > n) {
+      problems.push(`evidence.${key} must be an integer from 0 to ${n} (the number of ${what} configured; got ${JSON.stringify(v)})`);
+      return 0;
+    }
+    return v;
+  };
+  const witnessK = k('witnessK', out.witnesses.length, 'witnesses');
+  const tsaK = k('tsaK', out.tsa ? 1 : 0, 'TSAs');
+  out.trustPolicy = {
+    witnesses: { k: witnessK, keys: out.witnesses.map((w) => ({ name: w.name, vkey: w.vkey })) },
+    tsa: { k: tsaK, certificates: out.tsa?.certificates ?? [] },
+  };
 }
 
 /** evidence.witnesses, evidence.tsa and evidence.attestRetry (docs/evidence.md "Witnesses and trusted time"). */

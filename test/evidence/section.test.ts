@@ -48,4 +48,18 @@ describe('evidence.witnesses / evidence.tsa', () => {
     expect(msg).toContain('evidence.attestRetry must be');
     expect(() => parseEvidenceSection({ tsa: { url: 'http://x/tsr', certificateFile: path.join(dir, 'missing.pem') } })).toThrow(/evidence.tsa.certificateFile: ENOENT/);
   });
+
+  it('witnessK / tsaK: the trust policy the exported trust root carries (default: one configured witness and the TSA required)', () => {
+    const w2 = makeCosignatureVerifier('witness.example/w2', rawEd25519Signer(generateKeyPairSync('ed25519').privateKey).publicKey).verifierKey;
+    const witnesses = [{ name: 'witness.example/w1', url: 'http://127.0.0.1:7380', vkey }, { name: 'witness.example/w2', url: 'http://127.0.0.1:7381', vkey: w2 }];
+    const tsa = { url: 'http://127.0.0.1:8318/tsr', certificateFile: path.join(dir, 'tsa.pem') };
+    const d = parseEvidenceSection({ witnesses, tsa });
+    expect(d.trustPolicy.witnesses).toEqual({ k: 1, keys: witnesses.map((w) => ({ name: w.name, vkey: w.vkey })) });
+    expect(d.trustPolicy.tsa.k).toBe(1);
+    expect(d.trustPolicy.tsa.certificates).toEqual(d.tsa!.certificates);
+    expect(parseEvidenceSection({ witnesses, tsa, witnessK: 2, tsaK: 0 }).trustPolicy).toMatchObject({ witnesses: { k: 2 }, tsa: { k: 0 } });
+    expect(parseEvidenceSection(undefined).trustPolicy).toEqual({ witnesses: { k: 0, keys: [] }, tsa: { k: 0, certificates: [] } });
+    expect(() => parseEvidenceSection({ witnesses, witnessK: 3 })).toThrow('evidence.witnessK must be an integer from 0 to 2 (the number of witnesses configured; got 3)');
+    expect(() => parseEvidenceSection({ tsaK: 1 })).toThrow('evidence.tsaK must be an integer from 0 to 0');
+  });
 });
