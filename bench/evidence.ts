@@ -18,6 +18,14 @@
 //      object timelineEntry already parsed) vs the per-record work it adds to (runner.ts
 //      timelineEntry without it: parse + RFC 8785), same events, paired in each run.
 //      EVIDENCE_BENCH_INCIDENT_N (events, default 200_000; 0 skips it).
+//   8. custody from receipt (issue 12 item 5): append + seal of clean-batch v2 entries with each clean
+//      record's bytes put into the CAS (lib/cas.ts, at most 32 puts in flight, all done before the seal)
+//      and its trace ids read off the wire, vs the same entries without the records, paired in each run.
+//      EVIDENCE_BENCH_RECORDS_N (records, default 5_000; 0 skips it), EVIDENCE_BENCH_RECORDS_SIZE (bytes of
+//      span batch per record, default 16_384), EVIDENCE_BENCH_RECORDS_SEAL (records per seal, default 1_000).
+// Phase 3 also verifies the 1M-entry bundle anchored by the full trust root and by the genesis key
+// alone (--trusted-key), paired: the trust root's extra checks (pinned rotations, policies) vs the
+// bare anchor. (An unanchored verify no longer exists: it is TRUST_ROOT_MISSING.)
 import { createHash, hash as oneShot } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -37,6 +45,10 @@ import { Attestor, type AttestorOptions } from '../processors/evidence/attest.ts
 import { timelineEntry } from '../processors/evidence/runner.ts';
 import { incidentFields } from '../processors/evidence/retention.ts';
 import { startLitewitness, startOpensslTsa, type RunningTsa, type RunningWitness } from '../test/evidence/peers.ts';
+import { FsBlobStore } from '../lib/cas.ts';
+import { encode, types } from '../lib/otlp/proto.ts';
+import { cleanBatchEntry } from '../processors/evidence/runner.ts';
+import { boundedPut, traceIdsOfRecord } from '../processors/evidence/trace-index.ts';
 
 const N = Number(process.env.EVIDENCE_BENCH_N ?? 1_000_000);
 const RUNS = Number(process.env.EVIDENCE_BENCH_RUNS ?? 3);
@@ -48,6 +60,9 @@ const INCIDENT_N = Number(process.env.EVIDENCE_BENCH_INCIDENT_N ?? 200_000);
 const ATTEST_SEAL = Number(process.env.EVIDENCE_BENCH_ATTEST_SEAL ?? 10_000);
 const FENCE_N = Number(process.env.EVIDENCE_BENCH_FENCE_N ?? 20_000);
 const FENCE_SEAL = Number(process.env.EVIDENCE_BENCH_FENCE_SEAL ?? 20);
+const RECORDS_N = Number(process.env.EVIDENCE_BENCH_RECORDS_N ?? 5_000);
+const RECORDS_SIZE = Number(process.env.EVIDENCE_BENCH_RECORDS_SIZE ?? 16_384);
+const RECORDS_SEAL = Number(process.env.EVIDENCE_BENCH_RECORDS_SEAL ?? 1_000);
 const signer = signerFromSeed(`stella-telemetry.example/tenants/${TENANT}`, createHash('sha256').update('bench-key').digest());
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = Math.floor(s.length / 2); return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -85,7 +100,7 @@ function sha256Bench(): Record<string, number> {
   return out;
 }
 
-interface RunResult { appendSealPerSec: number; appendSealPerCpuSec: number; proofWarmMedianMs: number; proofComputeMedianMs: number; canonicalizePerSec: number; proofMedianMs: number; proofP99Ms: number; bundleBuildS: number; bundleMB: number; verifyS: number; verifyCpuS: number; seals: number }
+interface RunResult { appendSealPerSec: number; appendSealPerCpuSec: number; proofWarmMedianMs: number; proofComputeMedianMs: number; canonicalizePerSec: number; proofMedianMs: number; proofP99Ms: number; bundleBuildS: number; bundleMB: number; verifyS: number; verifyCpuS: number; seals: number; verifyKeyS: number; verifyKeyCpuS: number }
 
 async function run(r: number): Promise<RunResult> {
   const dir = mkdtempSync(path.join(BASE, 'stella-evidence-bench-'));
@@ -148,17 +163,29 @@ async function run(r: number): Promise<RunResult> {
     const bundle = await buildBundle(store, TENANT, { caseId: 'bench-export' });
     const buildS = (now() - t) / 1000;
     // Against the tenant's trust root (issue 12): the anchored path is the only one that says OK.
+    // Paired with the bare genesis-key anchor, order alternating per run.
     const trustRoot = (await exportTrustRoot(store, TENANT))!;
-    t = now();
-    const vcpu0 = process.cpuUsage();
-    const v = verifyBundle(bundle, { trustRoot });
-    const verifyS = (now() - t) / 1000;
-    const vcpu = process.cpuUsage(vcpu0);
-    const verifyCpuS = (vcpu.user + vcpu.system) / 1e6;
-    if (!v.ok) throw new Error(`bundle failed to verify: ${v.cause} ${v.detail}`);
+    const timed = (opts: Parameters<typeof verifyBundle>[1]): { s: number; cpuS: number } => {
+      const c0 = process.cpuUsage();
+      const t0 = now();
+      const res = verifyBundle(bundle, opts);
+      const wall = (now() - t0) / 1000;
+      const c = process.cpuUsage(c0);
+      if (!res.ok) throw new Error(`bundle failed to verify: ${res.cause} ${res.detail}`);
+      return { s: wall, cpuS: (c.user + c.system) / 1e6 };
+    };
+    let byRoot: { s: number; cpuS: number };
+    let byKey: { s: number; cpuS: number };
+    if (r % 2 === 0) { byRoot = timed({ trustRoot }); byKey = timed({ trustedKeys: [signer.verifierKey] }); }
+    else { byKey = timed({ trustedKeys: [signer.verifierKey] }); byRoot = timed({ trustRoot }); }
+    const verifyS = byRoot.s;
+    const verifyCpuS = byRoot.cpuS;
+    const verifyKeyS = byKey.s;
+    const kcpu = { user: byKey.cpuS * 1e6, system: 0 };
     return {
       appendSealPerSec: N / sealS, appendSealPerCpuSec: N / sealCpuS, proofWarmMedianMs: median(warm), proofComputeMedianMs: median(compute), canonicalizePerSec: N / canonicalizeS, proofMedianMs: median(lat), proofP99Ms: pct(lat, 99),
       bundleBuildS: buildS, bundleMB: bundle.length / 1e6, verifyS, verifyCpuS, seals,
+      verifyKeyS, verifyKeyCpuS: (kcpu.user + kcpu.system) / 1e6,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -215,6 +242,39 @@ async function attestBench(peers: { lw: RunningWitness; tsa: RunningTsa }, r: nu
   return out as AttestResult;
 }
 
+/** Phase 7: one pass of RECORDS_N clean records (v2 entries), with or without the CAS puts and trace ids. */
+async function recordsPass(withRecords: boolean, r: number): Promise<{ perSec: number; perCpuSec: number }> {
+  const dir = mkdtempSync(path.join(BASE, 'stella-evidence-bench-records-'));
+  try {
+    const store = new FsEvidenceStore(path.join(dir, 'logs'));
+    const put = boundedPut(new FsBlobStore(path.join(dir, 'cas')));
+    const sealer = await Sealer.recover({ store, tenant: TENANT, signer });
+    // Distinct span batches of ~RECORDS_SIZE bytes (distinct trace ids, so no CAS dedup).
+    const pad = 'x'.repeat(Math.max(0, RECORDS_SIZE - 200));
+    const values = Array.from({ length: RECORDS_N }, (_, i) => Buffer.from(encode('traces', types.ExportTraceServiceRequest.fromObject({ resourceSpans: [{ scopeSpans: [{ spans: [{
+      traceId: createHash('sha256').update(`${r}/${i}`).digest().subarray(0, 16), spanId: Buffer.alloc(8, 1), name: 'GET /cart', kind: 2,
+      attributes: [{ key: 'pad', value: { stringValue: pad } }] }] }] }] }))));
+    const custody = { rawSha256: 'ab'.repeat(32), scrubPolicy: `sha256:${'cd'.repeat(32)}` };
+    const c0 = process.cpuUsage();
+    const t0 = now();
+    for (let i = 0; i < RECORDS_N; i += RECORDS_SEAL) {
+      const puts: Promise<void>[] = [];
+      const batch = values.slice(i, i + RECORDS_SEAL).map((v, k) => {
+        if (withRecords) { puts.push(put(TENANT, v)); traceIdsOfRecord('traces', v); }
+        return { entry: cleanBatchEntry(v, { topic: 'otlp_spans_clean', partition: 0, offset: String(i + k) }, custody), kafka: { topic: 'otlp_spans_clean', partition: 0, offset: i + k } };
+      });
+      sealer.append(batch);
+      await Promise.all(puts);
+      await sealer.seal(new Date(1_763_900_000_000 + i));
+    }
+    const s = (now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    return { perSec: RECORDS_N / s, perCpuSec: RECORDS_N / ((c.user + c.system) / 1e6) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   console.log(`evidence bench: N=${N} entries, ${RUNS} runs, seal every ${SEAL_EVERY}, store under ${BASE}, node ${process.version}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), load ${os.loadavg().map((l) => l.toFixed(1)).join('/')}`);
   const results: RunResult[] = [];
@@ -237,6 +297,8 @@ async function main(): Promise<void> {
     [`build whole-log bundle of ${N.toLocaleString('en')} entries, s`, med('bundleBuildS').toFixed(2), '—'],
     [`verify that bundle offline, wall s (${med('bundleMB').toFixed(1)} MB)`, med('verifyS').toFixed(2), '< 10'],
     ['verify that bundle offline, CPU s of this process (load-independent)', med('verifyCpuS').toFixed(2), '< 10'],
+    ['same bundle anchored by the genesis key alone (--trusted-key), wall s', med('verifyKeyS').toFixed(2), '—'],
+    ['same, CPU s', med('verifyKeyCpuS').toFixed(2), '—'],
   ];
   const shaKeys = Object.keys(shas[0]!);
   for (const k of shaKeys) if (k.endsWith('MB/s') && !k.includes('64B')) rows.push([`SHA-256 ${k}`, median(shas.map((s) => s[k]!)).toFixed(0), '—']);
@@ -247,6 +309,9 @@ async function main(): Promise<void> {
   for (const [a, b, c] of rows) console.log(`${a.padEnd(w)} | ${b.padStart(9)} | ${c}`);
   const ratio = (a: string, b: string): string => (median(shas.map((s) => s[a]!)) / median(shas.map((s) => s[b]!))).toFixed(2);
   console.log(`\nSHA-256 ratios (node:crypto hash() / @noble/hashes): 64B ${ratio('node:crypto hash() (as used) 64B hashes/s', '@noble/hashes sha256 64B hashes/s')}x, 1KiB ${ratio('node:crypto hash() (as used) 1KiB MB/s', '@noble/hashes sha256 1KiB MB/s')}x, 1MiB ${ratio('node:crypto hash() (as used) 1MiB MB/s', '@noble/hashes sha256 1MiB MB/s')}x`);
+  const vr = results.map((x) => x.verifyS / x.verifyKeyS);
+  const vcr = results.map((x) => x.verifyCpuS / x.verifyKeyCpuS);
+  console.log(`1M-entry verify, trust root / genesis key only: median ${median(vr).toFixed(3)} wall (runs ${vr.map((x) => x.toFixed(3)).join(' / ')}), ${median(vcr).toFixed(3)} CPU (runs ${vcr.map((x) => x.toFixed(3)).join(' / ')}); target ≤ 1.2`);
   console.log(`append+seal vs target: ${(med('appendSealPerSec') / 100_000).toFixed(2)}x; proof p50 vs 1 ms: ${(med('proofMedianMs')).toFixed(3)}x; verify vs 10 s: ${(med('verifyS') / 10).toFixed(2)}x`);
 
   if (ATTEST_N > 0) {
@@ -270,6 +335,20 @@ async function main(): Promise<void> {
       await lw.stop();
       await tsa.stop();
     }
+  }
+
+  if (RECORDS_N > 0) {
+    await recordsPass(true, -1); // warm-up, not measured
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const res: Record<string, { perSec: number; perCpuSec: number }> = {};
+      for (const mode of r % 2 === 0 ? ['plain', 'records'] : ['records', 'plain']) res[mode] = await recordsPass(mode === 'records', r);
+      wall.push(res.records!.perSec / res.plain!.perSec);
+      cpu.push(res.records!.perCpuSec / res.plain!.perCpuSec);
+      console.log(`records run ${r + 1}: digests only ${Math.round(res.plain!.perSec).toLocaleString('en')} records/s, with record bytes in the CAS ${Math.round(res.records!.perSec).toLocaleString('en')} records/s (ratio ${wall[r]!.toFixed(3)}; per CPU-s ${Math.round(res.plain!.perCpuSec).toLocaleString('en')} / ${Math.round(res.records!.perCpuSec).toLocaleString('en')}, ratio ${cpu[r]!.toFixed(3)})`);
+    }
+    console.log(`\nclean records sealed with their bytes in the CAS / digests only (${RECORDS_N.toLocaleString('en')} records of ~${RECORDS_SIZE.toLocaleString('en')} B, a seal every ${RECORDS_SEAL.toLocaleString('en')}): median ratio ${median(wall).toFixed(3)} wall (runs ${wall.map((x) => x.toFixed(3)).join(' / ')}), ${median(cpu).toFixed(3)} per CPU-second (runs ${cpu.map((x) => x.toFixed(3)).join(' / ')})`);
   }
 
   if (FENCE_N > 0) {

@@ -35,7 +35,7 @@ import { canonicalBytes } from './jcs.ts';
 import { incidentMarkPath, latestIncident, pruneTenant, type PruneReport } from './prune.ts';
 import { incidentFields, incidentOn, retentionMs, type IncidentFields, type IncidentMark, type RetentionConfig } from './retention.ts';
 import { CLEAN_BATCH_TYPE, CLEAN_BATCH_V2_TYPE, parseCleanEntry } from './clean-entry.ts';
-import { lastTraceIndexSize, traceIdsOfRecord, traceIndexFileBytes, tracesPath, type RecordBlobs, type TracedSignal } from './trace-index.ts';
+import { boundedPut, lastTraceIndexSize, traceIdsOfRecord, traceIndexFileBytes, tracesPath, type RecordBlobs, type TracedSignal } from './trace-index.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
@@ -310,13 +310,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
 
   const recordSignals: Readonly<Record<string, TracedSignal>> = opts.recordSignals ?? { [defaultTopicNames.spansClean]: 'traces', [defaultTopicNames.logsClean]: 'logs' };
   // Record writes run concurrently (one fsync each) but at most RECORD_PUTS at a time.
-  let putsRunning = 0;
-  const putQueue: (() => void)[] = [];
-  const putRecord = async (records: RecordBlobs, tenant: string, bytes: Buffer): Promise<void> => {
-    if (putsRunning >= RECORD_PUTS) await new Promise<void>((r) => putQueue.push(r));
-    putsRunning++;
-    try { await records.put(tenant, bytes); } finally { putsRunning--; putQueue.shift()?.(); }
-  };
+  const putRecord = opts.records ? boundedPut(opts.records, RECORD_PUTS) : undefined;
   const attestor = opts.attest && ((opts.attest.witnesses?.length ?? 0) > 0 || opts.attest.tsa) ? new Attestor({ ...opts.attest, store: evidence }) : undefined;
   const tenants = new Map<string, TenantState>();
   const opening = new Map<string, Promise<TenantState>>();
@@ -598,7 +592,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
             if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
             if (x.incident) s.newIncidents.push({ ...x.incident, index: idx });
             if (x.record && opts.records) {
-              const put = putRecord(opts.records, tenant, x.record);
+              const put = putRecord!(tenant, x.record);
               put.catch(() => undefined); // awaited by the seal; a dropped tenant's failed put is not an unhandled rejection
               s.puts.push(put);
               if (signal) for (const id of traceIdsOfRecord(signal, x.record)) s.newTraces.push([id, idx]);

@@ -21,6 +21,21 @@ export interface TraceIndexFile { from: number; to: number; traces: Record<strin
  */
 export type RecordBlobs = Pick<BlobStore, 'put' | 'get'>;
 
+/**
+ * A put into the record store with at most `limit` puts in flight (each is a temp write, an fsync, a
+ * link and a directory fsync): records arrive faster than fsyncs finish, and unbounded they would
+ * exhaust file descriptors.
+ */
+export function boundedPut(records: Pick<RecordBlobs, 'put'>, limit = 32): (tenant: string, bytes: Uint8Array) => Promise<void> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (tenant, bytes) => {
+    while (running >= limit) await new Promise<void>((r) => waiting.push(r));
+    running++;
+    try { await records.put(tenant, bytes); } finally { running--; waiting.shift()?.(); }
+  };
+}
+
 /** Which clean topics hold span and log batches (their records carry trace ids). */
 export type TracedSignal = 'traces' | 'logs';
 
