@@ -204,7 +204,7 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     // A trace's clean records (span and log batches holding it) sealed up to `size`, with their bytes.
     const recordIndices = kind === 'trace' && deps.records && size > 0 ? await traceRecordIndices(deps.evidence, req.tenant, resourceId, size) : [];
     if (recordIndices.length > maxEvents) return apiError(413, 'too_many_records', `a snapshot holds at most ${maxEvents} records; narrow it`);
-    if (events.length === 0 && recordIndices.length === 0) return apiError(404, 'not_found', kind === 'trace' ? 'no timeline events or sealed records hold this trace' : 'no timeline events match');
+    if (events.length === 0 && recordIndices.length === 0) return apiError(404, 'not_found', kind === 'trace' ? 'no timeline events match, and no sealed clean records hold this trace' : 'no timeline events match');
     const index = await indexOf(req.tenant, size);
     const indices: number[] = [];
     const unsealed: string[] = [];
