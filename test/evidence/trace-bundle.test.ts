@@ -83,7 +83,8 @@ describe('trace bundles carry the clean records', () => {
         [H.rawContentSha256]: 'ab'.repeat(32), [H.scrubPolicy]: `sha256:${'cd'.repeat(32)}` } }] });
     }
     await producer.disconnect();
-    await waitFor('4 sealed entries', async () => (await sealedSize(evidence, 'acme')) === 4);
+    // The trace index file is written after the seal (derived data): wait for it too.
+    await waitFor('4 sealed entries, indexed', async () => (await sealedSize(evidence, 'acme')) === 4 && (await evidence.read('acme', tracesPath(4))) !== undefined);
     const entries = await logEntries(evidence, 'acme');
     expect(entries.every((e) => e.type === CLEAN_BATCH_V2_TYPE)).toBe(true);
     const indexOf = (v: Buffer) => entries.findIndex((e) => e.sha256 === sha256Hex(v));
@@ -156,7 +157,7 @@ describe('trace bundles carry the clean records', () => {
     await p2.connect();
     await p2.send({ topic: t.spans, acks: -1, messages: [{ key: 'acme', value: more, headers: { [H.tenant]: 'acme', [H.contentSha256]: sha256Hex(more) } }] });
     await p2.disconnect();
-    await waitFor('5 sealed entries', async () => (await sealedSize(evidence, 'acme')) === 5);
+    await waitFor('5 sealed entries, indexed', async () => (await sealedSize(evidence, 'acme')) === 5 && (await evidence.read('acme', tracesPath(5))) !== undefined);
     expect(Buffer.from((await evidence.read('acme', `traces/${lastFile}`))!)).toEqual(before);
     expect(await traceRecordIndices(evidence, 'acme', A, 5)).toEqual([...aIdx, 4]);
   });
