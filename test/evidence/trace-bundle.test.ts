@@ -17,6 +17,7 @@ import { causeExitCode } from '../../processors/evidence/causes.ts';
 import { canonicalBytes } from '../../processors/evidence/jcs.ts';
 import { CLEAN_BATCH_V2_TYPE, startEvidenceRunner } from '../../processors/evidence/runner.ts';
 import { FsEvidenceStore } from '../../processors/evidence/store.ts';
+import { LogReader } from '../../processors/evidence/reader.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar } from '../../processors/evidence/tar.ts';
 import { traceIdsOfRecord, traceRecordIndices, tracesPath } from '../../processors/evidence/trace-index.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
@@ -91,7 +92,9 @@ describe('trace bundles carry the clean records', () => {
     const aIdx = [records[0]!, records[2]!, records[3]!].map((x) => indexOf(x.value)).sort((x, y) => x - y);
     // Stored before sealing: every logged record is in the CAS under its clean digest.
     for (const rec of records) expect(await cas.get('acme', `sha256:${sha256Hex(rec.value)}`)).toEqual(rec.value);
-    expect(await evidence.read('acme', tracesPath(3))).toBeDefined(); // one trace index file per seal
+    // One trace index file per seal (plus the empty marker written when the log was opened at size 0).
+    const sealedSizes = await new LogReader(evidence, 'acme').sealedSizes();
+    expect((await evidence.list('acme', 'traces')).map((n) => Number(n.replace('.json', ''))).sort((x, y) => x - y)).toEqual([0, ...sealedSizes]);
     expect(await traceRecordIndices(evidence, 'acme', A, 4)).toEqual(aIdx);
     expect(await traceRecordIndices(evidence, 'acme', B, 4)).toEqual([indexOf(records[1]!.value), indexOf(records[2]!.value)].sort((x, y) => x - y));
 
