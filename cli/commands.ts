@@ -25,6 +25,7 @@ import { renderPrometheusRules } from '../processors/slo/prometheus-rules.ts';
 import { incidentSet, sloList } from '../processors/slo/cli.ts';
 import { artifactsAdd, artifactsShow, symbolsAdd, symbolsShow } from '../processors/intake/artifacts-cli.ts';
 import { createHash } from 'node:crypto';
+import { exportsList, exportsShow } from '../processors/intake/exports-cli.ts';
 
 export class UsageError extends Error {}
 
@@ -222,6 +223,30 @@ export async function cmdAttestVerify(positional: string[], flags: Flags, io: Io
   const format = outputFormat(flags);
   const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
   return viaApi(io, format, (fmt, fetch) => attestVerify({ ...access, file: path.resolve(file), format: fmt, fetch }));
+}
+
+export async function cmdExportsList(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const limitFlag = flagString(flags, 'limit');
+  const limit = limitFlag === undefined ? undefined : Number(limitFlag);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 1000)) throw new UsageError('--limit takes a whole number from 1 to 1000');
+  const status = flagString(flags, 'status');
+  if (status !== undefined && !['pending', 'running', 'succeeded', 'failed', 'canceled'].includes(status)) {
+    throw new UsageError('--status takes pending, running, succeeded, failed or canceled');
+  }
+  const artifactHash = flagString(flags, 'artifact');
+  if (artifactHash !== undefined && !/^sha256:[A-Fa-f0-9]{64}$/.test(artifactHash)) throw new UsageError('--artifact takes sha256:<64 hex>');
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => exportsList({ ...access, runId: flagString(flags, 'run'), artifactHash, status, limit,
+    cursor: flagString(flags, 'cursor'), format: fmt, fetch }));
+}
+
+export async function cmdExportsShow(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const id = positional[0];
+  if (!id || !/^[0-9a-fA-F]{32}$/.test(id)) throw new UsageError('usage: stella exports show <id (32 hex)> [--tenant T] [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => exportsShow({ ...access, id, format: fmt, fetch }));
 }
 
 export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {

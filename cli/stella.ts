@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
 import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdExportsList, cmdExportsShow } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -54,6 +55,9 @@ Commands:
                                       offline intake of runtime facts: checks every hash against the
                                       manifest and its DSSE envelope against intake.trust, then CAS + Kafka
                                       (KAFKA_BROKERS); exit 1 with the named reason when refused
+  exports list [--run R] [--artifact sha256:H] [--status S] [--limit N] [--cursor C]
+                                      the tenant's orchestrator exports, by run then start time
+  exports show <id>                   one orchestrator export with its signature digests and signers
   slo list                            SLOs with current burn rates and budget left
   slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
@@ -178,6 +182,8 @@ const FLAGS: Record<string, string[]> = {
   'forensic replay-manifest': COMMON_API,
   'attest runtime': ['runtime', 'graph-hash', 'tenant', 'key', 'keyid', 'bundle', 'manifest'],
   'ingest runtime': ['output', 'runtime', 'graph-hash', 'tenant', 'manifest'],
+  'exports list': [...COMMON_API, 'run', 'artifact', 'status', 'limit', 'cursor'],
+  'exports show': COMMON_API,
   'slo list': COMMON_API,
   'slo rules': ['slo-config'],
   'incident': [...COMMON_API, 'ttl'],
@@ -239,6 +245,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));
   if (cmd === 'ingest' && sub === 'runtime') return route('ingest runtime', () => cmdIngestRuntime(flags, io));
+  if (cmd === 'exports' && sub === 'list') return route('exports list', () => cmdExportsList(flags, io));
+  if (cmd === 'exports' && sub === 'show') return route('exports show', () => cmdExportsShow(args, flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));
   if (cmd === 'slo' && sub === 'list') return route('slo list', () => cmdSloList(flags, io));
   if (cmd === 'incident') return route('incident', () => cmdIncident(sub, flags, io));
