@@ -125,7 +125,7 @@ function checkArtifactRecord(body: unknown): Refusal | ArtifactSubmission {
 }
 
 /** DSSE allows standard or URL-safe base64, padded or not (the same rule as lib/intake/trust.ts); nothing else. */
-function dsseB64(s: string): Buffer | undefined {
+export function dsseB64(s: string): Buffer | undefined {
   const std = fromB64Strict(s);
   if (std) return std;
   if (!/^[A-Za-z0-9_-]*$/.test(s) || s.length % 4 === 1) return undefined;

@@ -13,9 +13,9 @@ import { parseStrictJson, StrictJsonError } from '../../lib/strict-json.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { dateTime64 } from '../../lib/store/tables.ts';
 import { IN_TOTO_PAYLOAD_TYPE, type DsseEnvelope } from '../evidence/dsse.ts';
-import { fromB64Strict } from '../evidence/hash.ts';
 import { canonicalBytes } from '../evidence/jcs.ts';
 import { STATEMENT_TYPE } from '../evidence/statement.ts';
+import { dsseB64 } from './artifacts.ts';
 
 /** Body limit of POST /internal/orchestrator/exports (the contract's 1 MiB). */
 export const MAX_EXPORT_BODY_BYTES = 1024 * 1024;
@@ -284,8 +284,9 @@ function envelopeShape(v: unknown, i: number): DsseEnvelope | ExportRefusal {
   for (const k of Object.keys(v)) if (k !== 'payload' && k !== 'payloadType' && k !== 'signatures') return bad('unknown field in DSSE envelope');
   if (typeof v.payload !== 'string' || typeof v.payloadType !== 'string') return bad('payload and payloadType must be strings');
   if (v.payloadType !== IN_TOTO_PAYLOAD_TYPE) return bad(`payloadType must be ${IN_TOTO_PAYLOAD_TYPE}`);
-  const payload = fromB64Strict(v.payload);
-  if (!payload) return bad('payload must be standard base64');
+  // DSSE allows standard or URL-safe base64, padded or not (as lib/intake/trust.ts); alphabets not mixed.
+  const payload = v.payload.length <= 4 * MAX_ENVELOPE_PAYLOAD_BYTES / 3 + 4 ? dsseB64(v.payload) : undefined;
+  if (!payload || payload.length === 0) return bad(`payload must be non-empty base64 (standard or URL-safe) of at most ${MAX_ENVELOPE_PAYLOAD_BYTES} bytes`);
   if (payload.length > MAX_ENVELOPE_PAYLOAD_BYTES) return bad(`payload is over ${MAX_ENVELOPE_PAYLOAD_BYTES} bytes`);
   if (!Array.isArray(v.signatures) || v.signatures.length === 0 || v.signatures.length > MAX_ENVELOPE_SIGS) {
     return bad(`signatures must hold 1 to ${MAX_ENVELOPE_SIGS} signatures`);
@@ -294,7 +295,7 @@ function envelopeShape(v: unknown, i: number): DsseEnvelope | ExportRefusal {
   for (const s of v.signatures as unknown[]) {
     if (!isObject(s) || Object.keys(s).some((k) => k !== 'keyid' && k !== 'sig')) return bad('each signature is {keyid, sig}');
     if (typeof s.keyid !== 'string' || s.keyid.length === 0 || s.keyid.length > 256 || CONTROL.test(s.keyid)) return bad('keyid must be 1 to 256 printable characters');
-    if (typeof s.sig !== 'string' || !fromB64Strict(s.sig)) return bad('sig must be standard base64');
+    if (typeof s.sig !== 'string' || s.sig.length > 512 || !dsseB64(s.sig)) return bad('sig must be base64 (standard or URL-safe)');
     out.signatures.push({ keyid: s.keyid, sig: s.sig });
   }
   return out;
@@ -311,7 +312,11 @@ function checkSignature(env: DsseEnvelope, exp: OrchestratorExport, ctx: Validat
     verdict = { ok: false, reason: 'verification failed' }; // fail closed
   }
   if (!verdict.ok) {
-    const untrusted = /unknown|no (trusted )?keys?|not configured|untrusted|not trusted/i.test(verdict.reason);
+    // lib/intake/trust.ts reasons: "malformed envelope: ...", "no intake trust keys configured ...",
+    // "unknown keyid: ...", "signature by <keyid> does not verify".
+    const r = verdict.reason;
+    if (/^malformed/i.test(r)) return refusal('SIGNATURE_MALFORMED', `${field}: ${r}`, field);
+    const untrusted = /no intake trust keys|unknown keyid|not configured|untrusted/i.test(r);
     return refusal(untrusted ? 'SIGNATURE_UNTRUSTED' : 'SIGNATURE_INVALID',
       `${field}: ${untrusted ? 'not signed by a key in the tenant\'s intake trust config' : 'DSSE signature does not verify'}`, field);
   }

@@ -244,7 +244,10 @@ describe('DSSE signatures (fail closed)', () => {
     refused(check({ ...s, signatures: [{ ...good, payloadType: 'application/json' }] }), 'SIGNATURE_MALFORMED');
     refused(check({ ...s, signatures: [{ ...good, payload: 'not base64!' }] }), 'SIGNATURE_MALFORMED');
     refused(check({ ...s, signatures: [{ ...good, signatures: [] }] }), 'SIGNATURE_MALFORMED');
-    refused(check({ ...s, signatures: [{ ...good, signatures: [{ keyid: 'orch-key-1', sig: 'a-b_' }] }] }), 'SIGNATURE_MALFORMED');
+    refused(check({ ...s, signatures: [{ ...good, signatures: [{ keyid: 'orch-key-1', sig: 'a-b+' }] }] }), 'SIGNATURE_MALFORMED'); // alphabets mixed
+    refused(check({ ...s, signatures: [{ ...good, payload: `${String(good.payload).slice(0, 8)}.${String(good.payload).slice(9)}` }] }), 'SIGNATURE_MALFORMED');
+    // The URL-safe, unpadded form DSSE allows is the same envelope.
+    expect(check({ ...s, signatures: [{ ...good, payload: Buffer.from(String(good.payload), 'base64').toString('base64url') }] }).ok).toBe(true);
     refused(check({ ...s, signatures: [{ ...good, extra: 1 }] }), 'SIGNATURE_MALFORMED');
     refused(check({ ...s, signatures: ['envelope'] }), 'SIGNATURE_MALFORMED');
     refused(check({ ...s, signatures: Array(9).fill(good) }), 'SIGNATURE_MALFORMED');

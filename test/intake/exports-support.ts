@@ -56,15 +56,15 @@ export function signStatement(statement: unknown, key: TestKey): { payload: stri
 export function testVerifier(keys: Record<string, TestKey[]>) {
   return (env: { payload: string; payloadType: string; signatures: { keyid: string; sig: string }[] }, tenant: string, type?: string) => {
     const ks = keys[tenant] ?? [];
-    if (ks.length === 0) return { ok: false as const, reason: 'no keys configured for tenant' };
-    if (type !== undefined && env.payloadType !== type) return { ok: false as const, reason: 'payload type' };
+    if (ks.length === 0) return { ok: false as const, reason: `no intake trust keys configured for tenant ${tenant}` };
+    if (type !== undefined && env.payloadType !== type) return { ok: false as const, reason: `malformed envelope: payloadType must be ${type}` };
     const body = Buffer.from(env.payload, 'base64');
     for (const s of env.signatures) {
       const k = ks.find((x) => x.keyid === s.keyid);
       if (!k) continue;
       const good = verify(null, pae(env.payloadType, body), createPublicKey(k.publicPem), Buffer.from(s.sig, 'base64'));
-      return good ? { ok: true as const, keyid: k.keyid, payload: body } : { ok: false as const, reason: 'bad signature' };
+      return good ? { ok: true as const, keyid: k.keyid, payload: body } : { ok: false as const, reason: `signature by ${s.keyid} does not verify` };
     }
-    return { ok: false as const, reason: 'unknown keyid' };
+    return { ok: false as const, reason: 'unknown keyid: no signature by a key in the tenant\'s intake trust config' };
   };
 }
