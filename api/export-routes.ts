@@ -11,7 +11,7 @@ import type { ExportClaims } from '../lib/intake/export-claims.ts';
 import { logger } from '../lib/log.ts';
 import { counter } from '../lib/metrics.ts';
 import {
-  checkExportSubmission, EXPORT_STATUSES, exportRecord, exportRecordBytes, ledgerExportEvent, MAX_EXPORT_BODY_BYTES, refusal,
+  checkExportSubmission, EXPORT_STATUSES, exportRecord, exportRecordBytes, ledgerExportEvent, ledgerExportEventId, MAX_EXPORT_BODY_BYTES, refusal,
   type ExportRecord, type ExportRefusal, type IntakeEnvelopeVerifier, type LedgerExportEvent, type ValidatedExport,
 } from '../processors/intake/exports.ts';
 import { BadRequest, parseLimit, parseText } from './params.ts';
@@ -83,11 +83,22 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
   const log = logger('api');
   const now = deps.now ?? (() => BigInt(Date.now()) * 1_000_000n);
 
-  const publish = async (v: ValidatedExport, r: ExportRecord, bytes: Buffer, version: number): Promise<string> => {
-    const ev = ledgerExportEvent(r, v);
-    await deps.publish({ tenant: r.tenant, value: bytes, timelineEvent: ev });
-    await deps.claims.markPublished(r.tenant, r.id, version);
-    return ev.event_id;
+  // Publishes in flight in this process, per claim: a replay arriving meanwhile waits for that
+  // publish (and is answered after its ack) instead of publishing the same record again.
+  const inFlight = new Map<string, Promise<string>>();
+  const publish = (v: ValidatedExport, r: ExportRecord, bytes: Buffer, version: number): Promise<string> => {
+    const key = `${r.tenant}/${r.id}/${version}`;
+    const running = inFlight.get(key);
+    if (running) return running;
+    const p = (async () => {
+      const ev = ledgerExportEvent(r, v);
+      await deps.publish({ tenant: r.tenant, value: bytes, timelineEvent: ev });
+      await deps.claims.markPublished(r.tenant, r.id, version);
+      return ledgerExportEventId(r);
+    })();
+    inFlight.set(key, p);
+    void p.then(() => inFlight.delete(key), () => inFlight.delete(key));
+    return p;
   };
 
   router.scoped('POST', EXPORTS_PATH, 'orchestrator:exports:write', async (req: AuthedRequest): Promise<ApiResponse> => {
@@ -107,7 +118,7 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
     let eventId: string;
     try {
       eventId = outcome.kind === 'replay' && outcome.published
-        ? ledgerExportEvent(outcome.record, v).event_id
+        ? ledgerExportEventId(outcome.record)
         : await publish(v, outcome.record, outcome.bytes, outcome.version);
     } catch (err) {
       // Claimed but not acked: the client retries, which is a replay that publishes the stored record.

@@ -16,6 +16,7 @@ import { IN_TOTO_PAYLOAD_TYPE, type DsseEnvelope } from '../evidence/dsse.ts';
 import { canonicalBytes } from '../evidence/jcs.ts';
 import { STATEMENT_TYPE } from '../evidence/statement.ts';
 import { dsseB64 } from './artifacts.ts';
+import { intakeEventId, type IntakeTimelineEvent } from '../../lib/intake/publish.ts';
 
 /** Body limit of POST /internal/orchestrator/exports (the contract's 1 MiB). */
 export const MAX_EXPORT_BODY_BYTES = 1024 * 1024;
@@ -365,21 +366,19 @@ export function exportRecord(v: ValidatedExport, tenant: string, receivedAtNs: b
 
 export const exportRecordBytes = (r: ExportRecord): Buffer => canonicalBytes(r);
 
-/** The timeline event (the `timeline_events` topic's message shape) for one accepted export version. */
-export interface LedgerExportEvent {
-  event_id: string; ts_unix_nano: string; tenant_id: string; project_id: string; kind: typeof LEDGER_EXPORT_KIND; actor: string;
-  resource_type: 'orchestrator_export'; resource_id: string; trace_id: string; span_id: string; digest: string; source: string;
-  details: Record<string, unknown>;
-}
+/** The ledger_export event of an accepted export step, as lib/intake/publish.ts publishes it. */
+export type LedgerExportEvent = IntakeTimelineEvent;
 
-/** Deterministic in the record: a replay re-publishes the same event, which timeline and evidence de-duplicate. */
+/** Identity of a step's event: a replay re-publishes the same event, which timeline and evidence de-duplicate. */
+const ledgerIdSeed = (r: ExportRecord): string => `orchestrator-export/v1\n${r.id}\n${r.export.status}\n${r.exportDigest}`;
+export const ledgerExportEventId = (r: ExportRecord): string => intakeEventId(r.tenant, LEDGER_EXPORT_KIND, ledgerIdSeed(r));
+
+/** Deterministic in the record (and its verification): re-publishing gives the same event. */
 export function ledgerExportEvent(r: ExportRecord, v: Pick<ValidatedExport, 'envelopeDigests' | 'signerKeyids'>): LedgerExportEvent {
   const e = r.export;
   return {
-    event_id: sha256Hex(`stella-timeline-event/v1\n${r.tenant}\n${LEDGER_EXPORT_KIND}\n${r.id}\n${e.status}\n${r.exportDigest}`).slice(0, 32),
-    ts_unix_nano: r.receivedAtNs, tenant_id: r.tenant, project_id: '', kind: LEDGER_EXPORT_KIND, actor: `orchestrator:${e.jobType}`,
-    resource_type: 'orchestrator_export', resource_id: r.id, trace_id: r.traceId, span_id: '', digest: r.exportDigest,
-    source: `intake/orchestrator-export/${r.id}`,
+    kind: LEDGER_EXPORT_KIND, resourceType: 'orchestrator_export', resourceId: r.id, digest: r.exportDigest, actor: `orchestrator:${e.jobType}`,
+    tsUnixNano: r.receivedAtNs, idSeed: ledgerIdSeed(r), ...(r.traceId ? { traceId: r.traceId } : {}),
     details: {
       exportId: r.id, runId: e.runId, artifactHash: e.artifactHash, policyHash: e.policyHash, manifestPath: e.manifestPath, logsPath: e.logsPath,
       dsseEnvelopeDigest: v.envelopeDigests[0] ?? null, dsseEnvelopeDigests: v.envelopeDigests, signerKeyids: v.signerKeyids,
@@ -406,7 +405,7 @@ export function exportRow(r: ExportRecord, v: ValidatedExport): OrchestratorExpo
     completed_at: v.completedAtNs === null ? null : dateTime64(v.completedAtNs), started_at_text: e.startedAt, completed_at_text: e.completedAt ?? '',
     manifest_path: e.manifestPath, logs_path: e.logsPath, environment: e.environment, idempotency_key: e.idempotencyKey,
     export_digest: r.exportDigest, body_digest: r.bodyDigest ?? '', dsse_envelope_digests: v.envelopeDigests, signer_keyids: v.signerKeyids,
-    event_id: ledgerExportEvent(r, v).event_id, received_at: dateTime64(BigInt(r.receivedAtNs)), record: canonicalBytes(e).toString('utf8'),
+    event_id: ledgerExportEventId(r), received_at: dateTime64(BigInt(r.receivedAtNs)), record: canonicalBytes(e).toString('utf8'),
   };
 }
 
