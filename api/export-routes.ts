@@ -7,7 +7,10 @@
 // topic and a ledger_export timeline event); the client is answered only after Kafka acked.
 import { exportsForTenant, MAX_EXPORT_LIMIT, type ExportCursor, type StoredExport } from '../lib/store/export-store.ts';
 import type { Store } from '../lib/store/index.ts';
-import type { ExportClaims } from '../lib/intake/export-claims.ts';
+import path from 'node:path';
+import type { BlobStore } from '../lib/cas.ts';
+import { ExportClaims } from '../lib/intake/export-claims.ts';
+import { publishIntake, type IntakeProducer } from '../lib/intake/publish.ts';
 import { logger } from '../lib/log.ts';
 import { counter } from '../lib/metrics.ts';
 import {
@@ -161,6 +164,20 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
     if (!e) return apiError(404, 'not_found', 'no such export');
     return json(200, { tenant: req.tenant, export: render(e, true) });
   }));
+}
+
+/** The routes' dependencies as `stella run` has them: claims under `<dataDir>/intake/exports`, the tenant's CAS, the API's producer. */
+export function exportRouteDeps(o: { store: Store; dataDir: string; cas: BlobStore; verify: IntakeEnvelopeVerifier; producer: IntakeProducer | undefined;
+  topics: { orchestratorExports: string; timelineEvents: string } }): ExportRouteDeps {
+  return {
+    store: o.store, verify: o.verify, claims: new ExportClaims(path.join(o.dataDir, 'intake', 'exports')),
+    putBody: async (tenant, body) => (await o.cas.put(tenant, body)).digest,
+    publish: async (p) => {
+      if (!o.producer) throw new Error('the API was started without Kafka: intake is unavailable');
+      await publishIntake(o.producer, { topic: o.topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent,
+        timelineTopic: o.topics.timelineEvents });
+    },
+  };
 }
 
 export { MAX_EXPORT_BODY_BYTES };

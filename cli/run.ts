@@ -254,6 +254,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { FsBlobStore: ProvenanceCas } = await import('../lib/cas.ts');
       const provenanceSection = section('provenance', () => parseProvenanceSection(cfg.sections.provenance));
       const { registerArtifactRoutes, artifactRouteDeps } = await import('../api/artifact-routes.ts');
+      const { registerExportRoutes, exportRouteDeps } = await import('../api/export-routes.ts');
       const { kafkaLag } = await import('../api/kafka-lag.ts');
       const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
@@ -291,6 +292,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
             verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },
           (r) => registerSloRoutes(r, sloRoutes ? { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs }
             : { store: s, off: parts.has('slo') ? SLO_OFF_BY_CONFIG : SLO_IN_OTHER_PROCESS }),
+          (r, ctx) => registerExportRoutes(r, exportRouteDeps({ store: s, dataDir: cfg.dataDir, cas, verify: intakeTrust.verifyIntakeEnvelope,
+            producer: ctx.producer, topics: cfg.kafka.topics })),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;

@@ -7,6 +7,7 @@ import { runtimeFactsSink } from '../intake/runtime-sink.ts';
 import type { IntakeSink } from './intake-hook.ts';
 import { writeArtifactIntake } from '../intake/artifact-sink.ts';
 import { elfBuildIdReader } from '../intake/artifacts.ts';
+import { exportSink } from '../intake/export-sink.ts';
 
 export interface IntakeSinkDeps {
   /** The tenants' intake DSSE trust (lib/intake/trust.ts): sinks re-verify, they trust nothing the API did. */
@@ -29,5 +30,6 @@ export function intakeSinks(deps: IntakeSinkDeps): IntakeSink[] {
   return [
     runtimeFactsSink(deps),
     artifactSink(deps),
+    exportSink(deps.verify),
   ];
 }

@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { main as stellaMain } from '../../cli/stella.ts';
 import { registerExportRoutes, type ExportRouteDeps } from '../../api/export-routes.ts';
 import { startApiServer, type RunningApi } from '../../api/server.ts';
 import { FsBlobStore } from '../../lib/cas.ts';
@@ -143,6 +145,13 @@ describe('orchestrator exports API', () => {
     const cliList = await exportsList({ baseUrl: api.url, token: TOK.reader, runId: 'run-happy-ジョブ', format: 'json' });
     expect(JSON.parse(cliList.stdout).exports[0].id).toBe(id);
     expect((await exportsShow({ baseUrl: api.url, token: TOK.reader, id: 'f'.repeat(32) })).exitCode).toBe(1);
+    // The command line: argv -> the same call, YAML out; a bad id is a usage error before any request.
+    let out = '';
+    const io = { stdout: (x: string) => { out += x; }, stderr: () => undefined, stdin: async () => '' };
+    expect(await stellaMain(['exports', 'list', '--api', api.url, '--token', TOK.reader, '--run', 'run-happy-ジョブ', '--output', 'yaml'], io)).toBe(0);
+    expect((YAML.parse(out) as { exports: { id: string }[] }).exports[0]!.id).toBe(id);
+    await expect(stellaMain(['exports', 'show', 'nope', '--api', api.url, '--token', TOK.reader], io)).rejects.toThrow(/usage/);
+    expect(await stellaMain(['exports', 'show', id, '--api', api.url, '--token', TOK.globex], io)).toBe(1);
   });
 
   it('every refusal has its named reason and stores and publishes nothing', async () => {
