@@ -90,7 +90,11 @@ async function startApi(): Promise<RunningApi> {
       await publishIntake(prod, { topic: topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent, timelineTopic: topics.timelineEvents });
     },
   });
-  return startApiServer({ tokens: tokens(), port: 0, kafka: testKafka('exports-api'), register: [(r, ctx) => registerExportRoutes(r, deps(ctx.producer!))] });
+  const started = await startApiServer({ tokens: tokens(), port: 0, kafka: testKafka('exports-api'), register: [(r, ctx) => registerExportRoutes(r, deps(ctx.producer!))] });
+  // The Python signer runs synchronously and can hold the event loop past the server's 5 s keep-alive
+  // on a loaded machine; then fetch may reuse a socket the server is closing (ECONNRESET). Not under test here.
+  started.server.keepAliveTimeout = 120_000;
+  return started;
 }
 
 beforeAll(async () => {
