@@ -17,6 +17,7 @@ import { validateTenantId } from '../lib/tenancy.ts';
 import { traceLine, tracedFetch, type TracedFetch } from './api-client.ts';
 import { chdbBusyMessage, chdbLockHolder } from './db-lock.ts';
 import { runTop } from './obs-top.ts';
+import { obsHealth, obsLogs, obsMetrics } from './obs-read.ts';
 import { progressBar } from './progress.ts';
 import { snapshotCreate } from '../processors/evidence/snapshot-cli.ts';
 import { attestList, attestVerify } from '../processors/evidence/attest-api-cli.ts';
@@ -286,6 +287,44 @@ export async function cmdObsTop(flags: Flags, io: Io): Promise<number> {
   if (windowSeconds !== undefined && (!Number.isInteger(windowSeconds) || windowSeconds < 60 || windowSeconds > 86_400)) throw new UsageError('--window takes whole minutes from 1 to 1440');
   return runTop({ ...apiAccess(flags), tenant: tenantFlag(flags), windowSeconds, format, intervalMs: interval * 1000, count,
     redraw: format === 'table' && io.isTTY?.stdout === true, stdout: io.stdout, stderr: io.stderr, stopped: io.interrupted });
+}
+
+const intFlag = (flags: Flags, name: string, min: number, max: number): number | undefined => {
+  const v = flagString(flags, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`);
+  return Number(v);
+};
+
+export async function cmdObsLogs(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => obsLogs({ ...access, format: fmt, fetch, service: flagString(flags, 'service'), severity: flagString(flags, 'severity'),
+    traceId: flagString(flags, 'trace-id'), from: flagString(flags, 'from'), to: flagString(flags, 'to'), text: flagString(flags, 'text'),
+    limit: intFlag(flags, 'limit', 1, 1000), cursor: flagString(flags, 'cursor') }));
+}
+
+export async function cmdObsMetrics(positional: string[], flags: Flags, io: Io): Promise<number> {
+  const name = positional[0] ?? flagString(flags, 'name');
+  if (!name) throw new UsageError('usage: stella obs metrics <name> [--service S] [--attr k=v]... [--from T] [--to T] [--step SECONDS]');
+  const format = outputFormat(flags);
+  const attrRaw = flags.get('attr');
+  const attributes: [string, string][] = [];
+  for (const a of attrRaw === undefined ? [] : String(attrRaw).split(',')) {
+    const i = a.indexOf('=');
+    if (i < 1) throw new UsageError('--attr takes key=value (comma-separated for several)');
+    attributes.push([a.slice(0, i), a.slice(i + 1)]);
+  }
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => obsMetrics({ ...access, format: fmt, fetch, name, service: flagString(flags, 'service'), attributes,
+    from: flagString(flags, 'from'), to: flagString(flags, 'to'), step: intFlag(flags, 'step', 1, 86_400) }));
+}
+
+export async function cmdObsHealth(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const window = intFlag(flags, 'window', 1, 1440);
+  const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
+  return viaApi(io, format, (fmt, fetch) => obsHealth({ ...access, format: fmt, fetch, windowSeconds: window === undefined ? undefined : window * 60 }));
 }
 
 export async function cmdKeysRotate(flags: Flags, io: Io): Promise<number> {

@@ -247,6 +247,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerSloRoutes, SLO_IN_OTHER_PROCESS, SLO_OFF_BY_CONFIG } = await import('../api/slo-routes.ts');
       const { registerEvidenceRoutes, createEvidenceLinks } = await import('../api/evidence-routes.ts');
       const { registerObsRoutes } = await import('../api/obs-routes.ts');
+      const { registerObsReadRoutes } = await import('../api/obs-read-routes.ts');
       const { registerAttestationRoutes } = await import('../api/attestation-routes.ts');
       const { registerProvenanceRoutes } = await import('../api/provenance-routes.ts');
       const { ProvenanceService } = await import('../processors/provenance/service.ts');
@@ -283,6 +284,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
           (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent, records: cas, trustPolicy: () => evidenceSection.trustPolicy }),
           (r) => registerObsRoutes(r, { store: s, lag }),
+          (r) => registerObsReadRoutes(r, { store: s, slo: sloRoutes?.runner }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),

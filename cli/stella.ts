@@ -7,6 +7,7 @@ import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
 import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { cmdExportsList, cmdExportsShow } from './commands.ts';
+import { cmdObsHealth, cmdObsLogs, cmdObsMetrics } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -27,6 +28,12 @@ Commands:
   obs trace <trace_id>                a trace's spans and timeline events
   obs provenance <trace_id>           per frame: ip -> symbol -> bundle -> artifact -> DSSE provenance -> evidence;
                                       join completeness vs the tenant policy (exit 5 when below it)
+  obs logs [--service S] [--severity trace|debug|info|warn|error|fatal] [--trace-id ID]
+           [--from T] [--to T] [--text X] [--limit N] [--cursor C]
+                                      log records, newest first (scrubbed values; GET /obs/logs)
+  obs metrics <name> [--service S] [--attr k=v,...] [--from T] [--to T] [--step SECONDS]
+                                      a metric's points per series and step (GET /obs/metrics)
+  obs health [--window MIN]           per service: up, degraded or idle, and why (GET /obs/health)
   forensic snapshot create --case C --scope trace|event|resource|<type> --id I [--out F]
                                       bundle a case's sealed evidence and download it
   forensic verify <bundle> --trust F | --trusted-key K
@@ -171,6 +178,9 @@ const FLAGS: Record<string, string[]> = {
   'obs top': [...COMMON_API, 'interval', 'once', 'count', 'window'],
   'obs trace': COMMON_API,
   'obs provenance': COMMON_API,
+  'obs logs': [...COMMON_API, 'service', 'severity', 'trace-id', 'from', 'to', 'text', 'limit', 'cursor'],
+  'obs metrics': [...COMMON_API, 'name', 'service', 'attr', 'from', 'to', 'step'],
+  'obs health': [...COMMON_API, 'window'],
   'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress'],
   'forensic verify': ['output', 'progress', 'trust', 'trusted-key'],
   'forensic trust export': ['output', 'tenant'],
@@ -234,6 +244,9 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'obs' && sub === 'top') return route('obs top', () => cmdObsTop(flags, io));
   if (cmd === 'obs' && sub === 'trace') return route('obs trace', () => cmdObsTrace(args, flags, io));
   if (cmd === 'obs' && sub === 'provenance') return route('obs provenance', () => cmdObsProvenance(args, flags, io));
+  if (cmd === 'obs' && sub === 'logs') return route('obs logs', () => cmdObsLogs(flags, io));
+  if (cmd === 'obs' && sub === 'metrics') return route('obs metrics', () => cmdObsMetrics(args, flags, io));
+  if (cmd === 'obs' && sub === 'health') return route('obs health', () => cmdObsHealth(flags, io));
   if (cmd === 'forensic' && sub === 'verify') return route('forensic verify', () => cmdForensicVerify(args, flags, io));
   if (cmd === 'forensic' && sub === 'trust' && sub2 === 'export') return route('forensic trust export', () => cmdTrustExport(flags, io));
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'show') return route('forensic attest show', () => cmdAttestShow(rest, flags, io));
