@@ -22,9 +22,12 @@ export const MAX_TRACE_FRAMES = 100_000;
 export async function framesOfTrace(store: Store, tenant: string, traceId: string, limit = MAX_TRACE_FRAMES): Promise<FrameRow[]> {
   if (!/^[0-9a-f]{32}$/.test(traceId)) return [];
   const rows = await forTenant(store, tenant).scopedRows<FrameRow & { frame_index: number | string; line: number | string; column: number | string; pdb_age: number | string }>(
-    `SELECT ${COLUMNS} FROM frames FINAL WHERE tenant_id = {tenant:String} AND trace_id = {trace:String}
-     ORDER BY span_id, ts, exception_id, frame_index LIMIT {limit:UInt32}
-     SETTINGS do_not_merge_across_partitions_select_final = 1`, { trace: traceId, limit });
+    // ReplacingMergeTree semantics without FINAL (measured ~8x slower on one trace): duplicates of a
+    // frame share (span_id, ts, exception_id, frame_index), so they sort together, the highest
+    // resolved_version first, and LIMIT 1 BY keeps that one.
+    `SELECT ${COLUMNS} FROM frames WHERE tenant_id = {tenant:String} AND trace_id = {trace:String}
+     ORDER BY span_id, ts, exception_id, frame_index, resolved_version DESC
+     LIMIT 1 BY span_id, ts, exception_id, frame_index LIMIT {limit:UInt32}`, { trace: traceId, limit });
   return rows.map((r) => ({ ...r, frame_index: Number(r.frame_index), line: Number(r.line), column: Number(r.column), pdb_age: Number(r.pdb_age),
     ip: r.ip === null || r.ip === '\\N' ? null : r.ip, module_offset: r.module_offset === null || r.module_offset === '\\N' ? null : r.module_offset }));
 }

@@ -110,4 +110,25 @@ describe('frames table via the timeline runner', () => {
     // Another tenant asking for the same trace id sees nothing.
     expect(await framesOfTrace(store, 'globex', traceId)).toEqual([]);
   });
+
+  it('reads each frame once while duplicates are still unmerged, the highest resolved_version winning', async () => {
+    const traceId = hexId(16);
+    const row = (i: number, v = 0, sym = '') => ({ tenant_id: 'acme', ts: '2026-12-01 00:00:00.000000001', trace_id: traceId, span_id: 'aa'.repeat(8), source: 'span_event',
+      exception_id: 'e'.repeat(32), service_name: 's', exception_type: 'X', runtime: 'native', frame_index: i, function: '', module: '/m', file: '', line: 0, column: 0,
+      ip: String(4096 + i), module_offset: String(16 + i), build_id: 'ab'.repeat(20), pdb_guid: '', pdb_age: 0, dsym_uuid: '', resolved_symbol: sym, resolved_version: v });
+    await store.command('SYSTEM STOP MERGES frames');
+    try {
+      // Separate blocks (identical blocks would be dropped by insert dedup): frame 0 three times, once resolved.
+      await store.insertRows('frames', [row(0)]);
+      await store.insertRows('frames', [row(0), row(1)]);
+      await store.insertRows('frames', [row(0, 1, 'crash_here'), row(2)]);
+      const raw = await store.selectRows<{ n: string }>('SELECT count() AS n FROM frames WHERE trace_id = {t:String}', { t: traceId });
+      expect(Number(raw[0]!.n)).toBe(5);
+      const frames = await framesOfTrace(store, 'acme', traceId);
+      expect(frames.map((f) => [f.frame_index, f.resolved_symbol])).toEqual([[0, 'crash_here'], [1, ''], [2, '']]);
+      expect(await framesOfTrace(store, 'acme', traceId, 2)).toHaveLength(2);
+    } finally {
+      await store.command('SYSTEM START MERGES frames');
+    }
+  });
 });
