@@ -5,6 +5,7 @@
 // against two references measured in the same rounds: sha256 alone and JSON.parse of every line
 // alone. Kafka is left out (a producer that acks at once): the broker's cost is not ours to measure.
 // Prints the median of ROUNDS rounds and a markdown block for BENCHMARKS.md.
+// Then orchestrator export submissions/s (bench/intake-exports.ts: RUNS, BENCH_EXPORTS, BENCH_CONCURRENCY).
 //   INTAKE_BENCH_ROUNDS (default 5), INTAKE_BENCH_MB per body (default 8), INTAKE_BENCH_BODIES per round (default 4)
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -98,3 +99,11 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+// Phase 2: orchestrator export submissions (bench/intake-exports.ts; INTAKE_BENCH_EXPORTS=0 skips it).
+if (process.env.INTAKE_BENCH_EXPORTS !== '0') {
+  const { runExportsBench } = await import('./intake-exports.ts');
+  const { rows } = await runExportsBench();
+  process.stdout.write(`\n| orchestrator exports | median | target |\n|---|---|---|\n${rows.map(([k, v, t]) => `| ${k} | **${v}** | ${t} |`).join('\n')}\n`);
+  process.exit(0);
+}

@@ -1,0 +1,167 @@
+// The export half of `npm run bench:intake` (also runnable alone: `tsx bench/intake-exports.ts`):
+// orchestrator export submissions per second (issue #13 target ≥ 5k/s per core), in three layers so
+// the cost of each shows:
+//  1. core: checkExportSubmission (strict parse + contract + one Ed25519 DSSE verify through the real
+//     IntakeTrust), signed and unsigned bodies;
+//  2. durable: core + body into the CAS (FsBlobStore: fsync) + the claim (lib/intake/export-claims.ts: fsync);
+//  3. route: POST /internal/orchestrator/exports through the real HTTP server and Kafka (acks=all):
+//     everything a client waits for; reported per wall second and per CPU-second of this process
+//     (which also runs the HTTP client: an upper bound on the server's own cost).
+// Each figure is the median of RUNS runs (default 3). Kafka: KAFKA_BROKERS, else a broker is started.
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+process.env.STELLA_LOG_LEVEL ??= 'warn';
+const { accessFromEnv } = await import('../lib/kafka/auth.ts');
+const { createKafka, ensureTopics } = await import('../lib/kafka/client.ts');
+const { startBroker } = await import('../lib/kafka/broker.ts');
+const { sha256Hex, TokenRegistry } = await import('../lib/tenancy.ts');
+const { FsBlobStore } = await import('../lib/cas.ts');
+const { ExportClaims } = await import('../lib/intake/export-claims.ts');
+const { IntakeTrust } = await import('../lib/intake/trust.ts');
+const { publishIntake } = await import('../lib/intake/publish.ts');
+const { checkExportSubmission, exportRecord, exportRecordBytes, idempotencyKeyFor } = await import('../processors/intake/exports.ts');
+const { startApiServer } = await import('../api/server.ts');
+const { registerExportRoutes } = await import('../api/export-routes.ts');
+const { openStore } = await import('../lib/store/index.ts');
+
+const RUNS = Number(process.env.RUNS ?? 3);
+const N = Number(process.env.BENCH_EXPORTS ?? 4000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const log = (m: string) => process.stderr.write(`[bench:intake exports] ${m}\n`);
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = Math.floor(s.length / 2); return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+const cpuS = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+
+const TENANT = 'bench';
+const KEYID = 'bench-orchestrator';
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const trust = new IntakeTrust({ [TENANT]: { keys: [{ keyid: KEYID, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString() }] } });
+const hex = (s: string) => sha256Hex(s);
+
+function pae(type: string, body: Buffer): Buffer { return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${body.length} `), body]); }
+
+/** A realistic export body (~1.4 KB signed): run i of the bench, signed when `signed`. */
+function body(i: number, salt: string, signed: boolean): Buffer {
+  const runId = `run-${salt}-${i}`;
+  const artifactHash = `sha256:${hex(`artifact-${i}`)}`;
+  const e: Record<string, unknown> = { runId, jobType: 'build', artifactHash, policyHash: `sha256:${hex('policy')}`,
+    startedAt: '2026-12-01T10:00:00Z', completedAt: '2026-12-01T10:05:00.5Z', status: 'succeeded',
+    manifestPath: `cas://${TENANT}/${hex(`m${i}`)}`, logsPath: `cas://${TENANT}/${hex(`l${i}`)}`, tenantId: TENANT, environment: 'prod',
+    idempotencyKey: idempotencyKeyFor(runId, artifactHash, TENANT), signatures: [] };
+  if (signed) {
+    const { signatures: _s, ...predicate } = e;
+    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: runId, digest: { sha256: artifactHash.slice(7) } }],
+      predicateType: 'https://stella-telemetry.example/orchestrator-export/v1', predicate }));
+    const type = 'application/vnd.in-toto+json';
+    e.signatures = [{ payload: st.toString('base64'), payloadType: type, signatures: [{ keyid: KEYID, sig: sign(null, pae(type, st), privateKey).toString('base64') }] }];
+  }
+  return Buffer.from(JSON.stringify(e));
+}
+
+async function pool<T>(items: T[], n: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => { while (next < items.length) await f(items[next++]!); }));
+}
+
+interface Figures { coreSigned: number; coreUnsigned: number; durable: number; routeWall: number; routeCpu: number }
+
+async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r: number): Promise<Figures> {
+  const salt = `${r}${randomBytes(3).toString('hex')}`;
+  const verify = trust.verifyIntakeEnvelope;
+  // 1. core
+  const signedBodies = Array.from({ length: N }, (_, i) => body(i, salt, true));
+  const unsignedBodies = Array.from({ length: N }, (_, i) => body(i, `${salt}u`, false));
+  let t = process.hrtime.bigint();
+  for (const b of signedBodies) if (!checkExportSubmission(b, { tenant: TENANT, verify }).ok) throw new Error('bench body refused');
+  const coreSigned = N / (Number(process.hrtime.bigint() - t) / 1e9);
+  t = process.hrtime.bigint();
+  for (const b of unsignedBodies) if (!checkExportSubmission(b, { tenant: TENANT, verify }).ok) throw new Error('bench body refused');
+  const coreUnsigned = N / (Number(process.hrtime.bigint() - t) / 1e9);
+
+  // 2. durable: core + CAS + claim, CONCURRENCY at a time
+  const cas = new FsBlobStore(path.join(dir, `cas-${r}`));
+  const claims = new ExportClaims(path.join(dir, `claims-${r}`));
+  t = process.hrtime.bigint();
+  await pool(signedBodies, CONCURRENCY, async (b) => {
+    const v = checkExportSubmission(b, { tenant: TENANT, verify });
+    if (!v.ok) throw new Error(v.message);
+    const digest = (await cas.put(TENANT, b)).digest;
+    const rec = exportRecord(v, TENANT, BigInt(Date.now()) * 1_000_000n, digest);
+    if ((await claims.claim(rec, exportRecordBytes(rec))).kind !== 'accepted') throw new Error('claim not accepted');
+  });
+  const durable = N / (Number(process.hrtime.bigint() - t) / 1e9);
+
+  // 3. the route over HTTP and Kafka
+  const routeBodies = Array.from({ length: N }, (_, i) => body(i, `${salt}h`, true));
+  const topic = `orchestrator.export.created.bench${salt}`;
+  const timelineTopic = `timeline_events.bench${salt}`;
+  const kafka = createKafka({ ...kafkaAccess, clientId: 'bench-exports', quiet: true });
+  await ensureTopics(kafka, [{ name: topic, partitions: 3, replicationFactor: 1 }, { name: timelineTopic, partitions: 3, replicationFactor: 1 }]);
+  const store = await openStore({ dataPath: path.join(dir, 'chdb') });
+  const token = `bench-token-${salt}`;
+  const routeCas = new FsBlobStore(path.join(dir, `cas-route-${r}`));
+  const routeClaims = new ExportClaims(path.join(dir, `claims-route-${r}`));
+  const api = await startApiServer({ tokens: new TokenRegistry([{ id: TENANT, tokens: [{ sha256: sha256Hex(token), scopes: ['orchestrator:exports:write'] }] }]),
+    port: 0, kafka, register: [(router, ctx) => registerExportRoutes(router, { store, claims: routeClaims, verify,
+      putBody: async (tn, b) => (await routeCas.put(tn, b)).digest,
+      publish: async (p) => { await publishIntake(ctx.producer!, { topic, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent, timelineTopic }); } })] });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const post = (b: Buffer) => new Promise<void>((resolve, reject) => {
+    const req = http.request(`${api.url}/internal/orchestrator/exports`, { method: 'POST', agent,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(b.length) } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(b);
+  });
+  await post(body(0, `${salt}warm`, true)); // connect the producer, warm the path
+  const cpu0 = process.cpuUsage();
+  t = process.hrtime.bigint();
+  await pool(routeBodies, CONCURRENCY, post);
+  const wallS = Number(process.hrtime.bigint() - t) / 1e9;
+  const cpu = cpuS(process.cpuUsage(cpu0));
+  agent.destroy();
+  await api.close();
+  await store.close();
+  return { coreSigned, coreUnsigned, durable, routeWall: N / wallS, routeCpu: N / cpu };
+}
+
+export async function runExportsBench(): Promise<{ rows: [string, string, string][] }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-exports-'));
+  let broker: Awaited<ReturnType<typeof startBroker>> | undefined;
+  try {
+    if (!process.env.KAFKA_BROKERS) broker = await startBroker({ dataDir: path.join(dir, 'kafka'), heapMb: 512, log });
+    const access = broker ? broker.access() : accessFromEnv();
+    const results: Figures[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const f = await run(dir, access, r);
+      log(`run ${r + 1}: core signed ${Math.round(f.coreSigned)}/s, unsigned ${Math.round(f.coreUnsigned)}/s; core+CAS+claim ${Math.round(f.durable)}/s; `
+        + `route ${Math.round(f.routeWall)}/s wall, ${Math.round(f.routeCpu)}/CPU-s`);
+      results.push(f);
+    }
+    const m = (k: keyof Figures) => Math.round(median(results.map((x) => x[k]))).toLocaleString('en');
+    return { rows: [
+      ['export core: parse + validate + 1 Ed25519 DSSE verify (signed/s, 1 thread)', m('coreSigned'), '—'],
+      ['export core: parse + validate, unsigned (/s, 1 thread)', m('coreUnsigned'), '—'],
+      [`export core + CAS put + claim, fsynced (/s, ${CONCURRENCY} concurrent)`, m('durable'), '—'],
+      [`POST /internal/orchestrator/exports, Kafka-acked (/s wall, ${CONCURRENCY} concurrent)`, m('routeWall'), '≥ 5,000 per core'],
+      ['POST ... per CPU-second of the API + client process', m('routeCpu'), '≥ 5,000 per core'],
+    ] };
+  } finally {
+    await broker?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Run alone when this file is the program.
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  const { rows } = await runExportsBench();
+  const w = Math.max(...rows.map((r) => r[0].length));
+  console.log(`\n${'metric'.padEnd(w)} | median of ${RUNS} | target`);
+  for (const [k, v, t] of rows) console.log(`${k.padEnd(w)} | ${v.padStart(12)} | ${t}`);
+  process.exit(0);
+}
