@@ -33,11 +33,13 @@ let ports: { grpc: number; http: number; api: number; admin: number };
 let token = '';
 let checkBroker: RunningBroker | undefined;
 
-// The consumer groups of `npm start` (no `slo` section: no SLO processor) and what each consumes.
+// The consumer groups of `npm start` (no `slo` section: the SLO processor runs the default catalog) and what each consumes.
 const GROUPS: Record<string, string[]> = {
   'stella-scrub': [T.spans, T.metrics, T.logs],
   'stella-timeline': [T.spansClean, T.logsClean, T.metricsClean, T.timelineEvents],
   'stella-evidence': [T.timelineEvents, T.spansClean, T.logsClean, T.metricsClean],
+  // On by default since the default SLO catalog: its group must have committed everything too.
+  'stella-slo': [T.spansClean, T.metricsClean],
 };
 
 beforeAll(async () => {
