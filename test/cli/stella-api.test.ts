@@ -69,7 +69,7 @@ beforeAll(async () => {
       { id: 'globex', tokens: [{ sha256: sha256Hex(TOK.globex), scopes: [...SCOPES] }] },
     ],
     evidence: { sealEverySeconds: 1 },
-    slo: { idleTick: '1s', lag: '1s', slos: [{ name: 'checkout-availability', tenant: 'acme', service: 'checkout', objective: 0.99,
+    slo: { defaultCatalog: false, idleTick: '1s', lag: '1s', slos: [{ name: 'checkout-availability', tenant: 'acme', service: 'checkout', objective: 0.99,
       sli: { type: 'availability', spans: { name: 'POST /checkout', kind: 'server' } } }] },
   }, kafkaEnv());
   pipeline = await runPipeline(cfg, new Set(PARTS), () => undefined);
