@@ -3,6 +3,7 @@
 // writing its open minutes every `goldenLiveMs`; once the minute closes its closed row replaces the
 // partial one in ClickHouse. Without live writes the minute would appear only ~3 minutes after it ended.
 import { spawn } from 'node:child_process';
+import { Partitioners } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -26,6 +27,7 @@ let store: Store;
 let runner: RunningSloRunner;
 let api: RunningApi;
 let spansTopic = '';
+let firstTenantPartition = -1;
 
 beforeAll(async () => {
   store = await sloTestStore();
@@ -59,7 +61,7 @@ it('spans of the current minute show in obs top within seconds, marked partial',
   // 40 server spans (4 failing) spread over the current minute.
   const minuteStart = Math.floor(Date.now() / MIN) * MIN;
   const sent = Date.now();
-  await produceTenant(spansTopic, tenant, [minuteRequest({ tenant, service: 'checkout', spanName: 'POST /checkout', startMs: minuteStart, minute: 0, perMinute: 40, errors: 4 })]);
+  firstTenantPartition = (await produceTenant(spansTopic, tenant, [minuteRequest({ tenant, service: 'checkout', spanName: 'POST /checkout', startMs: minuteStart, minute: 0, perMinute: 40, errors: 4 })])).partition;
   let top: TopBody | undefined;
   while (!top) {
     const r = await fetchTop({ baseUrl: api.url, token: TOKEN });
@@ -85,9 +87,17 @@ it('spans of the current minute show in obs top within seconds, marked partial',
 
 it("a minute's closed row replaces its partial rows once the watermark passes it", async () => {
   // A quiet tenant of its own: minute M live (partial), then a span 4 minutes later closes M.
-  const t2 = `${tenant}b`;
+  // Watermarks are per partition: on the first tenant's partition (whose spans are of the current
+  // minute) M would already be complete and never live. So t2 is keyed onto the other partition.
+  const partitionOf = Partitioners.DefaultPartitioner();
+  const metadata = [0, 1].map((partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0] }));
+  const partition = (key: string) => partitionOf({ topic: spansTopic, partitionMetadata: metadata, message: { key, value: null } });
+  let t2 = `${tenant}b`;
+  for (let i = 0; partition(t2) === partition(tenant); i++) t2 = `${tenant}b${i}`;
   const m = Math.floor(Date.now() / MIN) * MIN - 10 * MIN;
-  await produceTenant(spansTopic, t2, [minuteRequest({ tenant: t2, service: 'api', spanName: 'GET /x', startMs: m, minute: 0, perMinute: 30, errors: 3 })]);
+  const produced = await produceTenant(spansTopic, t2, [minuteRequest({ tenant: t2, service: 'api', spanName: 'GET /x', startMs: m, minute: 0, perMinute: 30, errors: 3 })]);
+  expect(produced.partition, 'the quiet tenant shares no partition with the current-minute tenant').toBe(partition(t2));
+  expect(produced.partition).not.toBe(firstTenantPartition);
   const read = () => goldenSignalsFor(store, t2, { fromMs: m, toMs: m + 10 * MIN });
   const poll = async (ok: (rows: Awaited<ReturnType<typeof read>>) => boolean) => {
     const end = Date.now() + 20_000;
