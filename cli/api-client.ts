@@ -32,3 +32,29 @@ export function tracedFetch(base: typeof fetch = fetch): TracedFetch {
 
 /** The stderr line naming the trace (empty when no server answered). */
 export const traceLine = (t: TracedFetch): string => (t.answered ? `trace_id: ${t.answered}\n` : '');
+
+/** What a read command prints and exits with. */
+export interface CliResult { exitCode: number; stdout: string; stderr: string }
+
+export interface TraceGetOptions { baseUrl: string; token: string; traceId: string; tenant?: string; fetch?: typeof fetch }
+
+/**
+ * GET a per-trace read route (`pathOf(traceId)`), as `obs trace`, `obs provenance` and
+ * `forensic replay-manifest` share it: a malformed trace id is a usage error (2), an unreachable
+ * API 4, 401/403 3. Anything else is the caller's: it gets the response and its JSON body.
+ */
+export async function getForTrace<T>(opts: TraceGetOptions, pathOf: (traceId: string) => string):
+  Promise<{ result: CliResult } | { res: Response; body: T & { error?: { message?: string } } }> {
+  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { result: { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' } };
+  const url = new URL(pathOf(opts.traceId.toLowerCase()), opts.baseUrl);
+  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
+  let res: Response;
+  try {
+    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
+  } catch (err) {
+    return { result: { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` } };
+  }
+  const body = (await res.json().catch(() => ({}))) as T & { error?: { message?: string } };
+  if (res.status === 401 || res.status === 403) return { result: { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` } };
+  return { res, body };
+}

@@ -2,24 +2,17 @@
 // (GET /obs/trace/:trace_id/provenance), as a table or JSON. Exit codes: 0 joined and the
 // completeness gate passed (or no native frames), 1 no frames, 2 usage, 3 auth, 4 other,
 // 5 the completeness gate failed (the failing frames and causes are printed).
+import { getForTrace, type CliResult, type TraceGetOptions } from '../../cli/api-client.ts';
 import type { ProvenanceReport } from './join.ts';
 
-export interface ObsProvenanceOptions { baseUrl: string; token: string; traceId: string; format?: 'table' | 'json'; tenant?: string; fetch?: typeof fetch }
-export interface CliResult { exitCode: number; stdout: string; stderr: string }
+export interface ObsProvenanceOptions extends TraceGetOptions { format?: 'table' | 'json' }
+export type { CliResult };
 export const EXIT_GATE_FAILED = 5;
 
 export async function obsProvenance(opts: ObsProvenanceOptions): Promise<CliResult> {
-  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' };
-  const url = new URL(`/obs/trace/${opts.traceId.toLowerCase()}/provenance`, opts.baseUrl);
-  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
-  let res: Response;
-  try {
-    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
-  } catch (err) {
-    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
-  }
-  const body = (await res.json().catch(() => ({}))) as ProvenanceReport & { error?: { message?: string } };
-  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  const got = await getForTrace<ProvenanceReport>(opts, (id) => `/obs/trace/${id}/provenance`);
+  if ('result' in got) return got.result;
+  const { res, body } = got;
   if (res.status === 404) return { exitCode: 1, stdout: '', stderr: `no frames recorded for trace ${opts.traceId.toLowerCase()}\n` };
   if (!res.ok) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'request failed'}\n` };
   const c = body.completeness;
@@ -58,17 +51,9 @@ export function provenanceTable(r: ProvenanceReport): string {
 export const EXIT_MANIFEST_INCOMPLETE = 6;
 
 export async function replayManifestCli(opts: ObsProvenanceOptions): Promise<CliResult> {
-  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' };
-  const url = new URL(`/forensic/trace/${opts.traceId.toLowerCase()}/replay-manifest`, opts.baseUrl);
-  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
-  let res: Response;
-  try {
-    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
-  } catch (err) {
-    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
-  }
-  const body = (await res.json().catch(() => ({}))) as { manifest_sha256: string; manifest: { missing: { field: string; reason: string }[] }; error?: { message?: string } };
-  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  const got = await getForTrace<{ manifest_sha256: string; manifest: { missing: { field: string; reason: string }[] } }>(opts, (id) => `/forensic/trace/${id}/replay-manifest`);
+  if ('result' in got) return got.result;
+  const { res, body } = got;
   if (res.status === 404) return { exitCode: 1, stdout: '', stderr: `no spans or frames recorded for trace ${opts.traceId.toLowerCase()}\n` };
   if (!res.ok) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'request failed'}\n` };
   const missing = body.manifest.missing;

@@ -1,16 +1,11 @@
 // `stella obs trace <trace_id>`: the correlated timeline events and spans of one trace, fetched
 // from the read API (GET /obs/trace/:trace_id) and printed as a table or JSON. The lead's CLI
 // parses argv and calls obsTrace(); exit codes: 0 ok, 1 not found/empty, 2 usage, 3 auth, 4 other.
-export interface ObsTraceOptions {
-  baseUrl: string;
-  token: string;
-  traceId: string;
-  format?: 'table' | 'json';
-  tenant?: string;
-  fetch?: typeof fetch;
-}
+import { getForTrace, type CliResult, type TraceGetOptions } from '../../cli/api-client.ts';
 
-export interface CliResult { exitCode: number; stdout: string; stderr: string }
+export interface ObsTraceOptions extends TraceGetOptions { format?: 'table' | 'json' }
+
+export type { CliResult };
 
 interface TraceResponse {
   trace_id: string;
@@ -20,17 +15,9 @@ interface TraceResponse {
 }
 
 export async function obsTrace(opts: ObsTraceOptions): Promise<CliResult> {
-  if (!/^[0-9a-fA-F]{32}$/.test(opts.traceId)) return { exitCode: 2, stdout: '', stderr: 'trace id must be 32 hex characters\n' };
-  const url = new URL(`/obs/trace/${opts.traceId.toLowerCase()}`, opts.baseUrl);
-  if (opts.tenant) url.searchParams.set('tenant', opts.tenant);
-  let res: Response;
-  try {
-    res = await (opts.fetch ?? fetch)(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
-  } catch (err) {
-    return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
-  }
-  const body = (await res.json().catch(() => ({}))) as TraceResponse & { error?: { message?: string } };
-  if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
+  const got = await getForTrace<TraceResponse>(opts, (id) => `/obs/trace/${id}`);
+  if ('result' in got) return got.result;
+  const { res, body } = got;
   if (!res.ok) return { exitCode: 4, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'request failed'}\n` };
   const empty = body.spans.length === 0 && (body.events?.length ?? 0) === 0;
   if (opts.format === 'json') return { exitCode: empty ? 1 : 0, stdout: JSON.stringify(body, null, 2) + '\n', stderr: '' };

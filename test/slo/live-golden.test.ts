@@ -2,10 +2,8 @@
 // `stella obs top --once` within seconds, marked partial, through a real SLO runner (Kafka + chdb)
 // writing its open minutes every `goldenLiveMs`; once the minute closes its closed row replaces the
 // partial one in ClickHouse. Without live writes the minute would appear only ~3 minutes after it ended.
-import { spawn } from 'node:child_process';
 import { Partitioners } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { registerObsRoutes } from '../../api/obs-routes.ts';
 import { startApiServer, type RunningApi } from '../../api/server.ts';
@@ -17,9 +15,9 @@ import { withDefaultCatalog } from '../../processors/slo/catalog.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import type { Store } from '../../lib/store/index.ts';
 import { MIN } from './helpers.ts';
+import { runStellaCli, type StellaResult } from '../support/stella.ts';
 import { minuteRequest, produceTenant, sloTestStore } from './support.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
 const TOKEN = `live-top-${randomBytes(8).toString('hex')}`;
 const tenant = `live${randomBytes(3).toString('hex')}`;
 const tokens = new TokenRegistry([{ id: tenant, tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['obs:read'] }] }]);
@@ -44,17 +42,8 @@ afterAll(async () => {
   await runner?.stop();
 });
 
-function stellaTop(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, STELLA_LOG_LEVEL: 'silent', STELLA_API_URL: api.url, STELLA_TOKEN: TOKEN };
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'obs', 'top', '--once'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
-    p.stderr.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function stellaTop(): Promise<StellaResult> {
+  return runStellaCli(['obs', 'top', '--once'], { ...process.env as Record<string, string>, STELLA_LOG_LEVEL: 'silent', STELLA_API_URL: api.url, STELLA_TOKEN: TOKEN });
 }
 
 it('spans of the current minute show in obs top within seconds, marked partial', async () => {
