@@ -61,7 +61,8 @@ Commands:
   ingest runtime --tenant T --graph-hash G --runtime F --manifest M
                                       offline intake of runtime facts: checks every hash against the
                                       manifest and its DSSE envelope against intake.trust, then CAS + Kafka
-                                      (KAFKA_BROKERS); exit 1 with the named reason when refused
+                                      (KAFKA_BROKERS, else the local broker of the data dir); exit 1
+                                      with the named reason when refused
   exports list [--run R] [--artifact sha256:H] [--status S] [--limit N] [--cursor C]
                                       the tenant's orchestrator exports, by run then start time
   exports show <id>                   one orchestrator export with its signature digests and signers

@@ -109,6 +109,18 @@ export function saslFor(creds: BrokerCredentials, user: string): KafkaSasl {
 
 const credentialsFile = (dataDir: string) => path.join(dataDir, 'credentials.json');
 
+/** How `user` reaches the local broker `stella run` starts under `kafkaDir` (its identity.json and
+ * credentials.json), for CLI commands that produce to it while the pipeline runs; undefined when
+ * this data dir never had a local broker. Whether it is running shows on connect. */
+export function localBrokerAccess(kafkaDir: string, user: string): KafkaAccess | undefined {
+  const idFile = path.join(kafkaDir, 'identity.json');
+  if (!existsSync(idFile) || !existsSync(credentialsFile(kafkaDir))) return undefined;
+  const id = JSON.parse(readFileSync(idFile, 'utf8')) as Partial<BrokerIdentity>;
+  if (!Number.isInteger(id.port)) throw new Error(`${idFile} has no port`);
+  const creds = JSON.parse(readFileSync(credentialsFile(kafkaDir), 'utf8')) as BrokerCredentials;
+  return { brokers: [`127.0.0.1:${id.port}`], sasl: saslFor(creds, user), tls: null };
+}
+
 /** Written once, mode 0600. Before the storage is formatted, users not in it yet are added (they go
  * into the format); after, the file is only read. */
 function loadOrCreateCredentials(dataDir: string, users: string[], formatted: boolean): BrokerCredentials {

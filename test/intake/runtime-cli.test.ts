@@ -5,7 +5,7 @@
 // that does not match its manifest, an untrusted signer or another tenant's manifest is refused
 // with its named reason and exit 1, storing nothing.
 import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -129,3 +129,33 @@ it('accepts an envelope made by Python\'s cryptography; refuses mismatching file
     .filter((x) => x.kind === 'runtime.ingest.failed').map((x) => `${x.details.reason}/${x.details.via}`).sort();
   expect(failed).toEqual(refusals.map(([reason]) => `${reason}/cli`).sort());
 }, 180_000);
+
+it('without KAFKA_BROKERS, ingest runtime reaches the local broker of its data dir as the api user; with none there, exit 2 naming both ways', async () => {
+  const local = path.join(dir, 'local');
+  const kafkaDir = path.join(local, 'data', 'kafka');
+  mkdirSync(kafkaDir, { recursive: true });
+  // What `stella run` leaves under dataDir/kafka for its local broker (here: the test broker's port and api login).
+  writeFileSync(path.join(kafkaDir, 'identity.json'), JSON.stringify({ clusterId: 'x', port: Number(testAccess().brokers[0]!.split(':')[1]), controllerPort: 1 }));
+  writeFileSync(path.join(kafkaDir, 'credentials.json'), JSON.stringify({ mechanism: 'scram-sha-512', users: { api: testAccess('api').sasl!.password.reveal() } }));
+  const config = { ...JSON.parse(readFileSync(path.join(dir, 'stella.json'), 'utf8')) as object, dataDir: path.join(local, 'data') };
+  writeFileSync(path.join(local, 'stella.json'), JSON.stringify(config));
+  const body = facts(3, 'local');
+  writeFileSync(path.join(local, 'local.ndjson'), body);
+  const man = path.join(local, 'm.json');
+  writeFileSync(man, JSON.stringify({ schema: 'stella.runtime-facts.manifest/v1', tenant: 'acme', graph_hash: GRAPH,
+    runtime: { file: 'local.ndjson', sha256: sha(body), content_sha256: sha(body) } }));
+  const noKafkaEnv = { PATH: process.env.PATH ?? '', HOME: dir, STELLA_CONFIG: path.join(local, 'stella.json') };
+  const args = ['ingest', 'runtime', '--tenant', 'acme', '--graph-hash', GRAPH, '--runtime', path.join(local, 'local.ndjson'), '--manifest', man, '--output', 'json'];
+  const r = await runStellaCli(args, noKafkaEnv);
+  expect(r.stderr).not.toContain('refused');
+  expect(r.code).toBe(0);
+  const ingestId = JSON.parse(r.stdout).ingest_id as string;
+  const intake = await readAllRecordsAt(testAccess(), T.intakeRuntimeFacts);
+  expect(intake.some((x) => JSON.parse(x.value.toString()).ingest_id === ingestId)).toBe(true);
+
+  rmSync(kafkaDir, { recursive: true });
+  const none = await runStellaCli(args, noKafkaEnv);
+  expect(none.code).toBe(2);
+  expect(none.stderr).toContain(`no local broker under ${kafkaDir}`);
+  expect(none.stderr).toContain('KAFKA_BROKERS');
+}, 120_000);
