@@ -252,8 +252,15 @@ export async function cmdExportsShow(positional: string[], flags: Flags, io: Io)
 
 export async function cmdSloRules(flags: Flags, io: Io): Promise<number> {
   const file = flagString(flags, 'slo-config', 'STELLA_SLO_CONFIG');
-  if (!file) throw new UsageError('usage: stella slo rules --slo-config <slos.yaml> (or STELLA_SLO_CONFIG)');
-  io.stdout(renderPrometheusRules(parseSloConfig(readFileSync(file, 'utf8'))));
+  if (file) {
+    io.stdout(renderPrometheusRules(parseSloConfig(readFileSync(file, 'utf8'))));
+    return 0;
+  }
+  // Without a file: what `stella run` evaluates, the config's slo section plus the default catalog.
+  const { runnerConfig, sloSectionOrDefault } = await import('../processors/slo/section.ts');
+  const section = sloSectionOrDefault(loadConfig().sections.slo);
+  if (!section) throw new UsageError('SLOs are off in the configuration (slo: false, or slo.defaultCatalog: false without SLOs): nothing to render; or pass --slo-config <slos.yaml>');
+  io.stdout(renderPrometheusRules(runnerConfig(section)));
   return 0;
 }
 

@@ -67,7 +67,8 @@ Commands:
                                       the tenant's orchestrator exports, by run then start time
   exports show <id>                   one orchestrator export with its signature digests and signers
   slo list                            SLOs with current burn rates and budget left
-  slo rules --slo-config <file>       render the SLOs as Prometheus recording and alerting rules
+  slo rules [--slo-config <file>]     render the SLOs as Prometheus recording and alerting rules
+                                      (without a file: the config's SLOs plus the default catalog)
   incident on|off --tenant T [--ttl S]  switch a tenant's incident mode (keep every trace, ...)
   keys rotate [--tenant T]            rotate the evidence signing key: writes the next key beside the
                                       current one; the evidence processor rotates each tenant's log at

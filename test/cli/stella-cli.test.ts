@@ -72,6 +72,18 @@ describe('stella CLI', () => {
     expect(r.stdout).toContain('slo:sli_error:ratio_rate5m');
   });
 
+  it('slo rules without a file renders what stella run evaluates: the default catalog, or exit 2 when SLOs are off', () => {
+    const cfgOff = path.join(tmp, 'slo-off.json');
+    writeFileSync(cfgOff, JSON.stringify({ slo: false }));
+    const r = stella(['slo', 'rules'], { env: { STELLA_CONFIG: '', STELLA_SLO_CONFIG: '' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('slo: sbom-ingest-availability');
+    expect(r.stdout).toContain('sum by (tenant) (rate(');
+    const off = stella(['slo', 'rules'], { env: { STELLA_CONFIG: cfgOff, STELLA_SLO_CONFIG: '' } });
+    expect(off.code).toBe(2);
+    expect(off.stderr).toContain('SLOs are off in the configuration');
+  });
+
   it('obs trace without a token exits 2; with an unreachable API exits 4', () => {
     const noToken = stella(['obs', 'trace', '5b8aa5a2d2c872e8321cf37308d69df2'], { env: { STELLA_TOKEN: '' } });
     expect(noToken.code).toBe(2);

@@ -11,6 +11,7 @@ import { parseSloConfig } from '../../processors/slo/config.ts';
 import { SloEvaluator, type AlertStatus } from '../../processors/slo/evaluator.ts';
 import type { HistogramSample } from '../../processors/slo/samples.ts';
 import { renderPrometheusRules } from '../../processors/slo/prometheus-rules.ts';
+import { runnerConfig, sloSectionOrDefault } from '../../processors/slo/section.ts';
 import { availabilityConfig, countsByMinute, endOfMinute, requireBinary, trafficByMinute } from './helpers.ts';
 
 const promtool = requireBinary(['promtool'], 'prometheus');
@@ -42,6 +43,14 @@ describe('renderPrometheusRules', () => {
     expect(text).toContain('le=~"2000(\\\\.0)?"'); // latency threshold as a bucket bound, either le rendering
     expect(text).toContain('span_name=~"GET /v[12]/.*"');
     expect(text).toContain('http_server_request_duration_seconds_bucket{tenant="globex", job="api", http_route="/search", le=~"0\\\\.5"}');
+  });
+
+  it('the default catalog (what stella slo rules renders without a file) renders into rules promtool accepts', () => {
+    const config = runnerConfig(sloSectionOrDefault(undefined)!);
+    writeFileSync(path.join(dir, 'catalog.rules.yaml'), renderPrometheusRules(config));
+    const r = promtoolRun(['check', 'rules', 'catalog.rules.yaml']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain(`${config.slos.length * (7 + 4 + 2 + 4)} rules found`);
   });
 
   it('a rule file promtool rejects is reported as a failure (the check has teeth)', () => {
@@ -231,5 +240,85 @@ slos:
     writeFileSync(path.join(dir, 'metric.test.yaml'), stringify(doc, { lineWidth: 0 }));
     const r = promtoolRun(['test', 'rules', 'metric.test.yaml']);
     expect(r.code, r.out.slice(0, 4000)).toBe(0);
+  });
+  it('every-tenant, every-service SLO: one rule set alerts per tenant (services summed) as the evaluator does, and skips a tenant with its own SLO of that name', () => {
+    const config = parseSloConfig(`
+slos:
+  - name: any-availability
+    tenant: "*"
+    service: "*"
+    objective: 0.999
+    minEvents: 10
+    sli: { type: availability, spans: { name: "POST /checkout", kind: server } }
+  - name: any-availability
+    tenant: globex
+    service: "*"
+    objective: 0.5
+    minEvents: 10
+    sli: { type: availability, spans: { name: "POST /checkout", kind: server } }
+`);
+    const rulesText = renderPrometheusRules(config);
+    writeFileSync(path.join(dir, 'any.rules.yaml'), rulesText);
+    expect(promtoolRun(['check', 'rules', 'any.rules.yaml']).code).toBe(0);
+    const rules = parse(rulesText) as { groups: { name: string; rules: { alert?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[] };
+    expect(rulesText).toContain('tenant!~"globex"');
+
+    // Four pairs: acme/checkout and globex/checkout burn (globex against its own, lenient SLO),
+    // acme/search and beta/checkout are calm (beta has no error series at all). acme's two services
+    // are one state: its ratio is 50 of 200 per burst minute.
+    const pairs = [
+      { tenant: 'acme', service: 'checkout', burst: true }, { tenant: 'acme', service: 'search', burst: false },
+      { tenant: 'beta', service: 'checkout', burst: false }, { tenant: 'globex', service: 'checkout', burst: true },
+    ];
+    const minutes = 120;
+    const traffic = pairs.map((p) => trafficByMinute({ startMs: 0, minutes, perMinute: 100, burstFrom: 90, burstTo: 110, errorsPerMinute: p.burst ? 50 : 0 })
+      .map((min) => min.map((sp) => ({ ...sp, tenant: p.tenant, service: p.service }))));
+    const ev = new SloEvaluator(config);
+    const firingAt: AlertStatus[][] = [];
+    for (let m = 0; m < minutes; m++) {
+      ev.ingest(traffic.flatMap((t) => t[m]!));
+      firingAt.push(ev.evaluate(endOfMinute(0, m)).firing);
+    }
+    const fired = new Set(firingAt.flat().map((a) => `${a.tenant}/${a.service}/${a.slo}`));
+    expect([...fired]).toEqual(['acme/*/any-availability']); // globex's own SLO (50%) holds; the calm pairs hold
+
+    const cumulative = (perMinute: (m: number) => number) => {
+      const v = [0];
+      for (let m = 0; m < minutes; m++) v.push(v[v.length - 1]! + perMinute(m));
+      return v.join(' ');
+    };
+    const input_series = pairs.flatMap((p) => {
+      const base = `tenant="${p.tenant}", service_name="${p.service}", span_name="POST /checkout", span_kind="SPAN_KIND_SERVER"`;
+      const errs = (m: number) => (p.burst && m >= 90 && m < 110 ? 50 : 0);
+      return [
+        { series: `traces_span_metrics_calls_total{${base}, status_code="STATUS_CODE_UNSET"}`, values: cumulative((m) => 100 - errs(m)) },
+        ...(p.burst ? [{ series: `traces_span_metrics_calls_total{${base}, status_code="STATUS_CODE_ERROR"}`, values: cumulative(errs) }] : []),
+      ];
+    });
+    const annotations = (a: AlertStatus) => {
+      const rule = rules.groups.flatMap((g) => g.rules).find((r) => r.alert && r.labels!.windows === a.windows && !r.labels!.tenant)!;
+      return Object.fromEntries(Object.entries(rule.annotations!).map(([k, v]) => [k, v.replace('{{ $labels.tenant }}', a.tenant)]));
+    };
+    const doc = {
+      rule_files: ['any.rules.yaml'],
+      evaluation_interval: '1m',
+      group_eval_order: rules.groups.map((g) => g.name),
+      tests: [{
+        interval: '1m',
+        input_series,
+        alert_rule_test: firingAt.map((firing, m) => ({
+          eval_time: `${m + 1}m`,
+          alertname: 'SloErrorBudgetBurn',
+          exp_alerts: firing.map((a) => ({
+            exp_labels: { tenant: a.tenant, service: a.service, slo: a.slo, severity: a.severity, windows: a.windows },
+            exp_annotations: annotations(a),
+          })),
+        })),
+      }],
+    };
+    writeFileSync(path.join(dir, 'any.test.yaml'), stringify(doc, { lineWidth: 0 }));
+    const r = promtoolRun(['test', 'rules', 'any.test.yaml']);
+    expect(r.code, r.out.slice(0, 4000)).toBe(0);
+    expect(r.out).toContain('SUCCESS');
   });
 });
