@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildConfig } from '../../lib/config.ts';
+import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { SCOPES, sha256Hex } from '../../lib/tenancy.ts';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
 import { incidentSet, sloList } from '../../processors/slo/cli.ts';
@@ -26,7 +27,7 @@ beforeAll(async () => {
     dataDir: dir,
     receiver: { grpcPort: 0, httpPort: 0 }, admin: { port: 0 }, api: { port: 0 },
     // Consumer groups of this test's own (kafka.groupIdPrefix), not the stella-* groups other files' pipelines use.
-    kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(['spans', 'metrics', 'logs', 'spansClean', 'metricsClean', 'logsClean', 'dlq', 'sloEvents', 'timelineEvents'].map((k) => [k, `${p}_${k}`])) },
+    kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) }, // every topic its own, the intake ones too
     tenants: [
       { id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: [...SCOPES] }] },
       { id: 'globex', tokens: [{ sha256: sha256Hex(OTHER), scopes: [...SCOPES] }] },
