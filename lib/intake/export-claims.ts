@@ -1,24 +1,34 @@
 // Where an orchestrator export's uniqueness is decided (docs/intake.md "Orchestrator exports").
 //
-// Each accepted version of an export (one per status step) is a write-once claim file
-// `<root>/<tenant>/<exportId>.v<N>.json` holding the exact Kafka record that was (or will be)
-// published. A new version is created with link(2), which fails with EEXIST when the name exists:
-// of two concurrent submissions for the same step exactly one wins, in one process or several
-// sharing the data dir, and the decision is on disk before anything is published, so it holds across
-// restarts. The loser re-reads and is answered as a replay (same export digest) or a 409.
+// One append-only claim journal per tenant, `<root>/<tenant>/claims.journal`, shared by every
+// process on the data dir (opened O_APPEND: each entry is one write(2), so entries never interleave).
+// A submission appends a *proposal* (the exact Kafka record that will be published); the decision is
+// a pure function of the journal's order: replaying the entries in file order, a proposal is a new
+// version, a replay of a stored version (same export digest) or a 409, by the same rules as before.
+// Every process replays the same bytes and reaches the same decisions, so of concurrent duplicates
+// (in one process or several) exactly one wins, and a restart recovers every decision by replaying
+// the journal. Group commit: proposals arriving while a cycle runs share the next one; a cycle is one
+// write, a read of the journal's new tail, one fdatasync, then the answers. The fdatasync comes after
+// the read, so everything a decision depended on (the prefix up to its proposal, whoever wrote it) is
+// on disk before anyone is answered.
 //
-// The claim precedes the publish, so a crash between them leaves a claim that was never published
-// (and never acknowledged to the client). A `.published` marker is written after Kafka acked; a
-// replay of a claim without one publishes the stored record again: the same bytes, the same event
-// id, which the table (ReplacingMergeTree), the timeline and the evidence log de-duplicate.
+// The claim precedes the publish, so a crash between them leaves a version that was never published
+// (and never acknowledged to the client). A published marker is appended after Kafka acked (not
+// synced: losing it only means one more publish); a replay of a version without one publishes the
+// stored record again: the same bytes, the same event id, which the table (ReplacingMergeTree), the
+// timeline and the evidence log de-duplicate.
+//
+// Entry: magic `\0SXJ` | type (C claim, P published) | 16-byte proposal id | payload length u32 |
+// crc32c(payload) u32 | crc32c(header so far) u32 | payload. Payloads are JSON or ASCII, which never
+// hold a 0x00 byte, so a reader that meets a torn entry (a crash mid-append, a power loss before the
+// fdatasync) resumes at the next magic; an incomplete entry at the very end is waited for, not skipped.
+// Claim files of the previous format (`<id>.v<N>.json`, `.published`) are read as the oldest versions.
+import { crc32c } from '@node-rs/crc32';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, link, readFile, unlink, writeFile, access } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { validateTenantId } from '../tenancy.ts';
 import { STATUS_RANK, transitionAllowed, type ExportRecord, type ExportStatus } from '../../processors/intake/exports.ts';
-
-/** At most one claim per status rank: pending, running, a terminal status. */
-const MAX_VERSIONS = 3;
 
 export type ClaimOutcome =
   | { kind: 'accepted'; version: number; record: ExportRecord; bytes: Buffer }
@@ -27,15 +37,103 @@ export type ClaimOutcome =
 
 interface Stored { version: number; record: ExportRecord; bytes: Buffer }
 
-const isEexist = (e: unknown) => (e as NodeJS.ErrnoException).code === 'EEXIST';
-const isEnoent = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT';
+export const CLAIM_JOURNAL_FILE = 'claims.journal';
+const MAGIC = Buffer.from([0x00, 0x53, 0x58, 0x4a]);
+const T_CLAIM = 0x43;
+const T_PUBLISHED = 0x50;
+const PID_BYTES = 16;
+// magic 4 | type 1 | proposal id 16 | length 4 | payload crc 4 | header crc 4
+const HEADER = 4 + 1 + PID_BYTES + 4 + 4 + 4;
+const HCRC_AT = HEADER - 4;
+/** No record comes near this (bodies are at most 1 MiB): a larger length is a corrupt header. */
+const MAX_PAYLOAD = 16 * 1024 * 1024;
+const EXPORT_ID = /^[0-9a-f]{32}$/;
+
+/** A decided version: what the rules need, and where its record bytes are. */
+interface Version {
+  version: number;
+  exportDigest: string;
+  status: ExportStatus;
+  jobType: string;
+  environment: string;
+  published: boolean;
+  /** Journal offset and length of the record bytes; or the bytes themselves (previous format). */
+  offset: number;
+  length: number;
+  bytes?: Buffer;
+}
+
+type Decision =
+  | { kind: 'accepted'; version: number }
+  | { kind: 'replay'; stored: Version }
+  | { kind: 'conflict'; reason: 'DUPLICATE_CONFLICT' | 'INVALID_STATUS_TRANSITION'; message: string; current: Version };
+
+interface Waiter { record: ExportRecord; bytes: Buffer; resolve: (o: ClaimOutcome) => void; reject: (e: unknown) => void }
+
+interface TenantJournal {
+  tenant: string;
+  fh: FileHandle;
+  /** Journal bytes applied so far. */
+  applied: number;
+  exports: Map<string, Version[]>;
+  /** Entries to append in the next cycle. */
+  queue: Buffer[];
+  /** Proposals of this process not decided yet, by proposal id (hex). */
+  waiters: Map<string, Waiter>;
+  running: Promise<void> | undefined;
+}
+
+/** The decision rules: a pure function of the versions decided before this proposal. */
+function decide(have: Version[] | undefined, r: ExportRecord): Decision {
+  const id = r.id;
+  if (!have || have.length === 0) return { kind: 'accepted', version: 1 };
+  const same = have.find((s) => s.exportDigest === r.exportDigest);
+  if (same) return { kind: 'replay', stored: same };
+  const latest = have[have.length - 1]!;
+  const from = latest.status, to = r.export.status;
+  const sameStep = have.find((s) => STATUS_RANK[s.status] === STATUS_RANK[to]);
+  if (sameStep) {
+    return { kind: 'conflict', reason: 'DUPLICATE_CONFLICT', current: latest,
+      message: `export ${id} already has a ${sameStep.status} submission with a different body` };
+  }
+  if (!transitionAllowed(from, to)) {
+    return { kind: 'conflict', reason: 'INVALID_STATUS_TRANSITION', current: latest,
+      message: `export ${id} is ${from}; allowed transitions are pending → running → succeeded | failed | canceled` };
+  }
+  for (const f of ['jobType', 'environment'] as const) {
+    if (latest[f] !== r.export[f]) return { kind: 'conflict', reason: 'DUPLICATE_CONFLICT', current: latest, message: `export ${id} was submitted with another ${f}` };
+  }
+  return { kind: 'accepted', version: have.length + 1 };
+}
+
+function entry(type: number, pid: Buffer | undefined, payload: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(HEADER + payload.length);
+  MAGIC.copy(b, 0);
+  b[4] = type;
+  if (pid) pid.copy(b, 5); else b.fill(0, 5, 5 + PID_BYTES);
+  b.writeUInt32BE(payload.length, 5 + PID_BYTES);
+  b.writeUInt32BE(crc32c(payload), 9 + PID_BYTES);
+  b.writeUInt32BE(crc32c(b.subarray(0, HCRC_AT)), HCRC_AT);
+  payload.copy(b, HEADER);
+  return b;
+}
+
+/** A well-formed header at `p` (magic and header checksum), with a plausible length. */
+function headerAt(buf: Buffer, p: number): boolean {
+  return buf.length - p >= HEADER && buf[p] === 0 && buf[p + 1] === 0x53 && buf[p + 2] === 0x58 && buf[p + 3] === 0x4a
+    && buf.readUInt32BE(p + HCRC_AT) === crc32c(buf.subarray(p, p + HCRC_AT)) && buf.readUInt32BE(p + 5 + PID_BYTES) <= MAX_PAYLOAD;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
 
 export class ExportClaims {
-  /** Claims known published by this process (the marker files carry it across restarts). */
-  private readonly published = new Set<string>();
-  /** Directory fsyncs in flight per tenant: claims arriving meanwhile share the next one (group commit). */
-  private readonly dirSyncs = new Map<string, { running: Promise<void>; next: Promise<void> | undefined }>();
-  private readonly madeDirs = new Set<string>();
+  private readonly tenants = new Map<string, Promise<TenantJournal>>();
+  /** Proposal ids: a random prefix per instance and a counter. */
+  private readonly pidPrefix = randomBytes(8);
+  private pidCounter = 0n;
 
   constructor(readonly root: string) {}
 
@@ -45,113 +143,218 @@ export class ExportClaims {
     return path.join(this.root, tenant);
   }
 
-  private file(tenant: string, exportId: string, version: number, suffix = '.json'): string {
-    if (!/^[0-9a-f]{32}$/.test(exportId)) throw new Error('export id must be 32 hex characters');
-    return path.join(this.dir(tenant), `${exportId}.v${version}${suffix}`);
-  }
-
-  /** The stored versions of an export, in order. */
-  async versions(tenant: string, exportId: string): Promise<Stored[]> {
-    const out: Stored[] = [];
-    for (let v = 1; v <= MAX_VERSIONS; v++) {
-      let bytes: Buffer;
-      try { bytes = await readFile(this.file(tenant, exportId, v)); } catch (e) { if (isEnoent(e)) break; throw e; }
-      out.push({ version: v, record: JSON.parse(bytes.toString('utf8')) as ExportRecord, bytes });
-    }
-    return out;
-  }
-
   /**
    * Decide a submission: a replay of a stored version (same export digest), a conflict, or a new
-   * version written durably (file and directory entry synced) before this resolves.
+   * version, durable (journal fdatasynced) before this resolves.
    */
   async claim(record: ExportRecord, bytes: Buffer): Promise<ClaimOutcome> {
-    const { tenant, id } = record;
-    for (;;) {
-      const have = await this.versions(tenant, id);
-      const same = have.find((s) => s.record.exportDigest === record.exportDigest);
-      if (same) {
-        return { kind: 'replay', version: same.version, record: same.record, bytes: same.bytes, published: await this.isPublished(tenant, id, same.version) };
-      }
-      const latest = have[have.length - 1];
-      if (latest) {
-        const from = latest.record.export.status, to = record.export.status;
-        const sameStep = have.find((s) => STATUS_RANK[s.record.export.status] === STATUS_RANK[to]);
-        if (sameStep) {
-          return { kind: 'conflict', reason: 'DUPLICATE_CONFLICT', current: latest.record,
-            message: `export ${id} already has a ${sameStep.record.export.status} submission with a different body` };
-        }
-        if (!transitionAllowed(from, to)) {
-          return { kind: 'conflict', reason: 'INVALID_STATUS_TRANSITION', current: latest.record,
-            message: `export ${id} is ${from}; allowed transitions are pending → running → succeeded | failed | canceled` };
-        }
-        for (const f of ['jobType', 'environment'] as const) {
-          if (latest.record.export[f] !== record.export[f]) {
-            return { kind: 'conflict', reason: 'DUPLICATE_CONFLICT', current: latest.record, message: `export ${id} was submitted with another ${f}` };
-          }
-        }
-      }
-      const version = have.length + 1;
-      if (await this.create(tenant, this.file(tenant, id, version), bytes)) return { kind: 'accepted', version, record, bytes };
-      // Another submission took this version first: decide again against it.
-    }
+    if (!EXPORT_ID.test(record.id)) throw new Error('export id must be 32 hex characters');
+    const t = await this.journal(record.tenant);
+    const pid = Buffer.allocUnsafe(PID_BYTES);
+    this.pidPrefix.copy(pid, 0);
+    pid.writeBigUInt64BE(this.pidCounter++, 8);
+    return new Promise<ClaimOutcome>((resolve, reject) => {
+      t.waiters.set(pid.toString('hex'), { record, bytes, resolve, reject });
+      t.queue.push(entry(T_CLAIM, pid, bytes));
+      this.kick(t);
+    });
   }
 
   /** After Kafka acked the publish of a version. */
   async markPublished(tenant: string, exportId: string, version: number): Promise<void> {
-    const key = `${tenant}/${exportId}/${version}`;
-    if (this.published.has(key)) return;
-    // No fsync: losing the marker only means one more (idempotent) publish on a later replay.
-    await writeFile(this.file(tenant, exportId, version, '.published'), '', { flag: 'w' });
-    this.published.add(key);
+    if (!EXPORT_ID.test(exportId)) throw new Error('export id must be 32 hex characters');
+    const t = await this.journal(tenant);
+    const v = t.exports.get(exportId)?.[version - 1];
+    if (v?.published) return;
+    if (v) v.published = true;
+    // Appended with the next cycle; not waited for (a lost marker costs one idempotent publish).
+    t.queue.push(entry(T_PUBLISHED, undefined, Buffer.from(`${exportId}.v${version}`)));
+    this.kick(t);
   }
 
-  private async isPublished(tenant: string, exportId: string, version: number): Promise<boolean> {
-    const key = `${tenant}/${exportId}/${version}`;
-    if (this.published.has(key)) return true;
-    try { await access(this.file(tenant, exportId, version, '.published')); } catch { return false; }
-    this.published.add(key);
-    return true;
+  /** The stored versions of an export, in order (as the journal has them now). */
+  async versions(tenant: string, exportId: string): Promise<Stored[]> {
+    const t = await this.journal(tenant);
+    await this.exclusive(t, async () => { await this.readTail(t); });
+    return Promise.all((t.exports.get(exportId) ?? []).map(async (v) => ({ version: v.version, ...(await this.load(t, v)) })));
   }
 
-  /** Write-once create: tmp file, fsync, link (EEXIST = lost the race), directory fsync. */
-  private async create(tenant: string, target: string, bytes: Buffer): Promise<boolean> {
+  /** Close the journal files (tests, shutdown); a later call reopens them. */
+  async close(): Promise<void> {
+    const all = [...this.tenants.values()];
+    this.tenants.clear();
+    for (const p of all) {
+      const t = await p.catch(() => undefined);
+      if (!t) continue;
+      await this.whenIdle(t);
+      await t.fh.close();
+    }
+  }
+
+  private async whenIdle(t: TenantJournal): Promise<void> {
+    while (t.running) await t.running.catch(() => undefined);
+  }
+
+  /** Run `f` with no cycle running (reads of the journal never overlap: each entry is applied once). */
+  private async exclusive(t: TenantJournal, f: () => Promise<void>): Promise<void> {
+    await this.whenIdle(t);
+    const p = f();
+    t.running = p;
+    try { await p; } finally {
+      t.running = undefined;
+      if (t.queue.length > 0 || t.waiters.size > 0) this.kick(t);
+    }
+  }
+
+  private journal(tenant: string): Promise<TenantJournal> {
+    let p = this.tenants.get(tenant);
+    if (!p) {
+      p = this.openJournal(tenant);
+      this.tenants.set(tenant, p);
+      p.catch(() => this.tenants.delete(tenant));
+    }
+    return p;
+  }
+
+  private async openJournal(tenant: string): Promise<TenantJournal> {
     const dir = this.dir(tenant);
-    if (!this.madeDirs.has(dir)) { await mkdir(dir, { recursive: true, mode: 0o700 }); this.madeDirs.add(dir); }
-    const tmp = path.join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
-    const fh = await open(tmp, 'wx', 0o600);
-    try { await fh.writeFile(bytes); await fh.sync(); } finally { await fh.close(); }
-    try {
-      await link(tmp, target);
-    } catch (e) {
-      if (isEexist(e)) return false;
-      throw e;
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
-    await this.syncDir(dir);
-    return true;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, CLAIM_JOURNAL_FILE);
+    const fh = await open(file, 'a+', 0o600);
+    // The journal's name (and the tenant directory's) must survive a crash before its first entry is answered.
+    await syncDir(dir);
+    await syncDir(this.root);
+    const t: TenantJournal = { tenant, fh, applied: 0, exports: new Map(), queue: [], waiters: new Map(), running: undefined };
+    await this.loadPreviousFormat(t, dir);
+    await this.readTail(t);
+    return t;
   }
 
-  /** fsync a directory; callers arriving while one runs share the one after it (which sees their entries). */
-  private syncDir(dir: string): Promise<void> {
-    const s = this.dirSyncs.get(dir);
-    if (s) {
-      s.next ??= s.running.then(() => this.startSync(dir), () => this.startSync(dir));
-      return s.next;
+  /** Claim files of the previous format (one write-once file per version): the oldest versions. */
+  private async loadPreviousFormat(t: TenantJournal, dir: string): Promise<void> {
+    const names = (await readdir(dir)).filter((n) => /^[0-9a-f]{32}\.v[1-3]\.json$/.test(n)).sort();
+    for (const n of names) {
+      const id = n.slice(0, 32);
+      const version = Number(n[34]);
+      const have = t.exports.get(id) ?? [];
+      if (have.length !== version - 1) continue; // versions are dense; a gap cannot come from that format
+      const bytes = await readFile(path.join(dir, n));
+      const r = JSON.parse(bytes.toString('utf8')) as ExportRecord;
+      const published = await access(path.join(dir, `${id}.v${version}.published`)).then(() => true, () => false);
+      have.push({ version, exportDigest: r.exportDigest, status: r.export.status, jobType: r.export.jobType, environment: r.export.environment,
+        published, offset: 0, length: bytes.length, bytes });
+      t.exports.set(id, have);
     }
-    return this.startSync(dir);
   }
 
-  private startSync(dir: string): Promise<void> {
-    const running = (async () => {
-      const fh = await open(dir, 'r');
-      try { await fh.sync(); } finally { await fh.close(); }
+  private kick(t: TenantJournal): void {
+    if (t.running) return;
+    const run = (async () => {
+      // Let the submissions of this tick join the first batch.
+      await new Promise<void>((r) => setImmediate(r));
+      while (t.queue.length > 0 || t.waiters.size > 0) await this.cycle(t);
     })();
-    const entry = { running, next: undefined as Promise<void> | undefined };
-    this.dirSyncs.set(dir, entry);
-    void running.finally(() => { if (this.dirSyncs.get(dir) === entry && entry.next === undefined) this.dirSyncs.delete(dir); }).catch(() => undefined);
-    return running;
+    t.running = run;
+    run.then(() => { t.running = undefined; }, (err) => {
+      t.running = undefined;
+      // The journal's state here is unknown: fail what waits, reopen from disk on the next claim.
+      for (const w of t.waiters.values()) w.reject(err);
+      t.waiters.clear();
+      t.queue.length = 0;
+      this.tenants.delete(t.tenant);
+      void t.fh.close().catch(() => undefined);
+    });
+  }
+
+  /** One group commit: append the queued entries, apply the journal's new tail, fdatasync, answer. */
+  private async cycle(t: TenantJournal): Promise<void> {
+    const batch = t.queue.splice(0);
+    if (batch.length > 0) {
+      const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+      const { bytesWritten } = await t.fh.write(buf, 0, buf.length);
+      if (bytesWritten !== buf.length) throw new Error(`claim journal: short write (${bytesWritten} of ${buf.length} bytes)`);
+    }
+    const decided = await this.readTail(t);
+    await t.fh.datasync();
+    for (const [w, d] of decided) {
+      try { w.resolve(await this.outcome(t, w, d)); } catch (err) { w.reject(err); }
+    }
+    // Our entries sit behind another process's append still in progress: read again shortly.
+    if (t.queue.length === 0 && t.waiters.size > 0 && decided.length === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  /** Read and apply everything appended since the last read; returns this process's proposals decided. */
+  private async readTail(t: TenantJournal): Promise<[Waiter, Decision][]> {
+    const decided: [Waiter, Decision][] = [];
+    const { size } = await t.fh.stat();
+    if (size <= t.applied) return decided;
+    const buf = Buffer.allocUnsafe(size - t.applied);
+    for (let got = 0; got < buf.length;) {
+      const { bytesRead } = await t.fh.read(buf, got, buf.length - got, t.applied + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    let p = 0;
+    while (p < buf.length) {
+      const end = headerAt(buf, p) ? p + HEADER + buf.readUInt32BE(p + 5 + PID_BYTES) : -1;
+      if (end === -1 || end > buf.length || buf.readUInt32BE(p + 9 + PID_BYTES) !== crc32c(buf.subarray(p + HEADER, end))) {
+        // A torn entry if a whole entry follows it (appends after one start only once it is complete),
+        // else an append still in progress (or a torn end nobody wrote after yet): wait for it.
+        let next = buf.indexOf(MAGIC, p + 1);
+        while (next !== -1 && !headerAt(buf, next)) next = buf.indexOf(MAGIC, next + 1);
+        if (next === -1) break;
+        p = next;
+        continue;
+      }
+      this.apply(t, buf[p + 4]!, buf.subarray(p + 5, p + 5 + PID_BYTES), buf.subarray(p + HEADER, end), t.applied + p + HEADER, decided);
+      p = end;
+    }
+    t.applied += p;
+    return decided;
+  }
+
+  private apply(t: TenantJournal, type: number, pid: Buffer, payload: Buffer, offset: number, decided: [Waiter, Decision][]): void {
+    if (type === T_PUBLISHED) {
+      const m = /^([0-9a-f]{32})\.v([1-9])$/.exec(payload.toString('latin1'));
+      const v = m ? t.exports.get(m[1]!)?.[Number(m[2]) - 1] : undefined;
+      if (v) v.published = true;
+      return;
+    }
+    if (type !== T_CLAIM) return;
+    const key = pid.toString('hex');
+    const w = t.waiters.get(key);
+    let r: ExportRecord;
+    if (w) {
+      r = w.record;
+      t.waiters.delete(key);
+    } else {
+      try { r = JSON.parse(payload.toString('utf8')) as ExportRecord; } catch { return; }
+      if (typeof r !== 'object' || r === null || r.tenant !== t.tenant || typeof r.id !== 'string' || !EXPORT_ID.test(r.id) || typeof r.export !== 'object' || r.export === null) return;
+    }
+    const have = t.exports.get(r.id);
+    const d = decide(have, r);
+    if (d.kind === 'accepted') {
+      const v: Version = { version: d.version, exportDigest: r.exportDigest, status: r.export.status, jobType: r.export.jobType,
+        environment: r.export.environment, published: false, offset, length: payload.length };
+      if (have) have.push(v); else t.exports.set(r.id, [v]);
+    }
+    if (w) decided.push([w, d]);
+  }
+
+  private async outcome(t: TenantJournal, w: Waiter, d: Decision): Promise<ClaimOutcome> {
+    if (d.kind === 'accepted') return { kind: 'accepted', version: d.version, record: w.record, bytes: w.bytes };
+    if (d.kind === 'replay') return { kind: 'replay', version: d.stored.version, ...(await this.load(t, d.stored)), published: d.stored.published };
+    return { kind: 'conflict', reason: d.reason, message: d.message, current: (await this.load(t, d.current)).record };
+  }
+
+  /** A stored version's record bytes (and record), from the journal. */
+  private async load(t: TenantJournal, v: Version): Promise<{ record: ExportRecord; bytes: Buffer }> {
+    let bytes = v.bytes;
+    if (!bytes) {
+      bytes = Buffer.allocUnsafe(v.length);
+      const { bytesRead } = await t.fh.read(bytes, 0, v.length, v.offset);
+      if (bytesRead !== v.length) throw new Error('claim journal: a stored version could not be read back');
+    }
+    return { record: JSON.parse(bytes.toString('utf8')) as ExportRecord, bytes };
   }
 }
-

@@ -3,7 +3,7 @@
 // hook with the export sink (re-verifies DSSE before persisting), the read routes and the CLI.
 // Signatures are made by Python's `cryptography` (test/intake/dsse_sign_export.py), not our code.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,7 +71,8 @@ async function get(p: string, token = TOK.reader): Promise<{ status: number; bod
   return { status: res.status, body: await res.json() };
 }
 
-const claimFiles = (tenant = ACME): string[] => { try { return readdirSync(path.join(dataDir, 'claims', tenant)).filter((f) => f.endsWith('.json')); } catch { return []; } };
+/** The versions the claim journal holds for an export, as a fresh instance reads them. */
+const claimedVersions = async (id: string, tenant = ACME) => { const c = new ExportClaims(path.join(dataDir, 'claims')); try { return await c.versions(tenant, id); } finally { await c.close(); } };
 const exportRecordsFor = async (runId: string) => (await readAllRecordsAt(testAccess(), topics.orchestratorExports))
   .filter((r) => (JSON.parse(r.value.toString()) as { export: { runId: string } }).export.runId === runId);
 
@@ -185,7 +186,7 @@ describe('orchestrator exports API', () => {
     expect((await post(base, TOK.noscope)).status).toBe(403);
     expect((await post(base, 'tok-unknown')).status).toBe(401);
     const id = exportIdFor(ACME, runId, String(base.artifactHash));
-    expect(claimFiles().filter((f) => f.startsWith(id))).toEqual([]);
+    expect(await claimedVersions(id)).toEqual([]);
     expect(await exportRecordsFor(runId)).toHaveLength(0);
     expect((await get(`/internal/orchestrator/exports?run_id=${runId}`)).body.exports).toEqual([]);
   });
