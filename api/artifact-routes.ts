@@ -22,7 +22,7 @@ import { apiError, json, type ApiResponse, type AuthedRequest, type Router } fro
 
 /** An artifact record with its envelope is a few KB; this leaves room for long flag lists. */
 export const MAX_ARTIFACT_BODY_BYTES = 2 * 1024 * 1024;
-/** Symbol bundles: the API server's body limit (api/server.ts MAX_BODY_BYTES) bounds them; this is ours. */
+/** Symbol bundles (debug files are large; the API server's ceiling, api/server.ts MAX_BODY_BYTES, is the same). */
 export const MAX_SYMBOL_BODY_BYTES = 64 * 1024 * 1024;
 
 export interface ArtifactRouteDeps {
@@ -137,7 +137,8 @@ export function registerArtifactRoutes(router: Router, deps: ArtifactRouteDeps):
     outcomes.inc({ kind: 'artifact', outcome: r.replay ? 'replay' : 'accepted' });
     return json(r.replay ? 200 : 201, { tenant: a.tenant, replay: r.replay, event_id: r.value.event_id,
       artifact: { ...publicArtifact(a), envelope_cas_uri: r.value.envelope_cas_uri } });
-  });
+  }, { body: { maxBytes: MAX_ARTIFACT_BODY_BYTES, code: 'BODY_TOO_LARGE',
+    refuse: (_req, over) => refused('artifact', 413, 'BODY_TOO_LARGE', `an artifact record is at most ${over.limit} bytes`) } });
 
   router.scoped('POST', '/api/v1/symbols', 'symbols:write', async (req) => {
     const mismatch = tenantHeaderMismatch(req);
@@ -172,7 +173,8 @@ export function registerArtifactRoutes(router: Router, deps: ArtifactRouteDeps):
       });
     outcomes.inc({ kind: 'symbols', outcome: r.replay ? 'replay' : 'accepted' });
     return json(r.replay ? 200 : 201, { tenant: b.tenant, replay: r.replay, event_id: r.value.event_id, bundle: { ...b, cas_uri: r.value.cas_uri } });
-  });
+  }, { body: { maxBytes: MAX_SYMBOL_BODY_BYTES, code: 'BODY_TOO_LARGE',
+    refuse: (_req, over) => refused('symbols', 413, 'BODY_TOO_LARGE', `a symbol bundle is at most ${over.limit} bytes`) } });
 
   /** The origin artifact: registered here a moment ago, or in ClickHouse (waiting briefly for the sink). */
   async function findOrigin(tenant: string, sha256: string): Promise<{ sha256: string; attested: boolean } | undefined> {

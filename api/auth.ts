@@ -51,6 +51,15 @@ export function bearerGuard(tokens: TokenRegistry): (scope: Scope, h: AuthedHand
       throw err;
     }
     decided(req, 'allowed', scope, tenant, principal);
+    // The body is read only now, under the route's limit: a body over it is the route's 413.
+    if (req.loadBody) {
+      const b = await req.loadBody();
+      if (!b.ok) {
+        return req.onBodyRefused ? req.onBodyRefused({ ...req, principal, tenant }, b)
+          : { ...apiError(413, b.code, b.message, { limit: b.limit }) };
+      }
+      return handler({ ...req, rawBody: b.raw, body: b.json, ...(b.inflated ? { inflatedBody: b.inflated } : {}), principal, tenant });
+    }
     return handler({ ...req, principal, tenant });
   };
 }

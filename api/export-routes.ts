@@ -132,6 +132,9 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
     submissions.inc({ outcome: outcome.kind });
     return json(outcome.kind === 'accepted' ? 201 : 200, summary(outcome.record, outcome.version, eventId, outcome.kind === 'replay'),
       outcome.kind === 'accepted' ? { location: `${EXPORTS_PATH}/${outcome.record.id}` } : undefined);
+  }, {
+    // The contract's 1 MiB, enforced while the body arrives (api/server.ts bodyReader): nothing past it is read or kept.
+    body: { maxBytes: MAX_EXPORT_BODY_BYTES, code: 'BODY_TOO_LARGE', refuse: (_req, over) => refused(refusal('BODY_TOO_LARGE', `body is over ${over.limit} bytes`)) },
   });
 
   router.scoped('GET', EXPORTS_PATH, 'attest:read', handled(async (req) => {

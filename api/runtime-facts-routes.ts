@@ -11,7 +11,7 @@ import { runtimeForTenant } from '../lib/store/runtime-store.ts';
 import { counter } from '../lib/metrics.ts';
 import { refuse, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
 import { gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
-import { apiError, json, type ApiResponse, type AuthedRequest, type Router } from './router.ts';
+import { apiError, json, type ApiResponse, type AuthedRequest, type BodyLimit, type Router } from './router.ts';
 
 export const TENANT_HEADER = 'x-stella-tenant';
 export const ENVELOPE_HEADER = 'x-stella-dsse-envelope';
@@ -62,43 +62,57 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
         next_after_line: facts.length === limit ? facts[facts.length - 1]!.line : null });
     });
   }
+  /** A refusal: counted, recorded as a runtime.ingest.failed event (best effort), answered with its named reason. */
+  const refused = async (req: AuthedRequest, r: RuntimeRefusal, body: Buffer | undefined): Promise<ApiResponse> => {
+    outcomes.inc({ outcome: r.reason });
+    if (deps.producer) {
+      try {
+        await publishRuntimeRefusal({ producer: deps.producer, topics: deps.topics }, req.tenant, r,
+          { body: body ?? Buffer.alloc(0), bodyUnread: body === undefined, graphHash: req.query.get('graph_hash'), actor: req.principal.tokenName ?? '', via: 'api' });
+      } catch (err) {
+        // The refusal stands; only its timeline event could not be recorded.
+        log.warn({ request_id: req.requestId, tenant_id: req.tenant, error_code: 'REFUSAL_EVENT_NOT_PUBLISHED', error_message: String(err) }, 'runtime.ingest.failed not published');
+      }
+    }
+    return apiError(r.status, r.reason, r.message, { reason: r.reason, ...(r.line !== undefined ? { line: r.line } : {}), ...(r.field !== undefined ? { field: r.field } : {}) });
+  };
+  // Both limits hold while the body arrives (api/server.ts bodyReader): a body over maxBodyBytes, or
+  // gzip inflating past maxDecompressedBytes, is refused at the byte that crosses it.
+  const bodyLimit: BodyLimit = {
+    maxBytes: deps.limits.maxBodyBytes, code: 'BODY_TOO_LARGE', gunzipMaxBytes: deps.limits.maxDecompressedBytes, gunzipCode: 'DECOMPRESSED_TOO_LARGE',
+    refuse: (req, over) => refused(req, over.over === 'body'
+      ? refuse('BODY_TOO_LARGE', `the body is over ${over.limit} bytes (intake.runtimeFacts.maxBodyBytes)`)
+      : refuse('DECOMPRESSED_TOO_LARGE', `the gzip body inflates past ${over.limit} bytes (intake.runtimeFacts.maxDecompressedBytes)`), undefined),
+  };
+
   router.scoped('POST', '/api/v1/runtime-facts', 'runtime:write', async (req): Promise<ApiResponse> => {
     if (!deps.producer) return apiError(503, 'INTAKE_UNAVAILABLE', 'this API runs without Kafka: intake is not available', { reason: 'INTAKE_UNAVAILABLE' });
     const producer = deps.producer;
     const body = req.rawBody ?? Buffer.alloc(0);
     const graphHash = req.query.get('graph_hash');
     const actor = req.principal.tokenName ?? '';
-
-    const refused = async (r: RuntimeRefusal): Promise<ApiResponse> => {
-      outcomes.inc({ outcome: r.reason });
-      try {
-        await publishRuntimeRefusal({ producer, topics: deps.topics }, req.tenant, r, { body, graphHash, actor, via: 'api' });
-      } catch (err) {
-        // The refusal stands; only its timeline event could not be recorded.
-        log.warn({ request_id: req.requestId, tenant_id: req.tenant, error_code: 'REFUSAL_EVENT_NOT_PUBLISHED', error_message: String(err) }, 'runtime.ingest.failed not published');
-      }
-      return apiError(r.status, r.reason, r.message, { reason: r.reason, ...(r.line !== undefined ? { line: r.line } : {}), ...(r.field !== undefined ? { field: r.field } : {}) });
-    };
+    const refusedHere = (r: RuntimeRefusal) => refused(req, r, body);
 
     // The tenant is the token's; a tenant header, if sent, must name the same one.
     const claimed = header(req, TENANT_HEADER);
-    if (claimed !== undefined && claimed !== req.tenant) return refused(refuse('TENANT_MISMATCH', `${TENANT_HEADER} names another tenant than the token acts for`));
+    if (claimed !== undefined && claimed !== req.tenant) return refusedHere(refuse('TENANT_MISMATCH', `${TENANT_HEADER} names another tenant than the token acts for`));
     const type = (header(req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/x-ndjson') return refused(refuse('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/x-ndjson'));
+    if (type !== 'application/x-ndjson') return refusedHere(refuse('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/x-ndjson'));
     const encoding = (header(req, 'content-encoding') ?? 'identity').trim().toLowerCase();
-    if (encoding !== 'identity' && encoding !== 'gzip') return refused(refuse('UNSUPPORTED_ENCODING', 'Content-Encoding must be gzip or identity'));
-    if (body.length > deps.limits.maxBodyBytes) return refused(refuse('BODY_TOO_LARGE', `the body is over ${deps.limits.maxBodyBytes} bytes (intake.runtimeFacts.maxBodyBytes)`));
+    if (encoding !== 'identity' && encoding !== 'gzip') return refusedHere(refuse('UNSUPPORTED_ENCODING', 'Content-Encoding must be gzip or identity'));
+    if (body.length > deps.limits.maxBodyBytes) return refusedHere(refuse('BODY_TOO_LARGE', `the body is over ${deps.limits.maxBodyBytes} bytes (intake.runtimeFacts.maxBodyBytes)`));
     let ndjson = body;
     if (encoding === 'gzip') {
-      const out = await gunzipLimited(body, deps.limits.maxDecompressedBytes);
-      if (!Buffer.isBuffer(out)) return refused(out);
+      // Inflated as it arrived (bodyReader); absent only when it was not valid gzip, named here.
+      const out = req.inflatedBody ?? await gunzipLimited(body, deps.limits.maxDecompressedBytes);
+      if (!Buffer.isBuffer(out)) return refusedHere(out);
       ndjson = out;
     }
     let envelope: Buffer | undefined;
     const envHeader = header(req, ENVELOPE_HEADER);
     if (envHeader !== undefined) {
       envelope = envelopeFromHeader(envHeader);
-      if (!envelope) return refused(refuse('ENVELOPE_MALFORMED', `${ENVELOPE_HEADER} must be the base64 of a DSSE envelope's JSON`));
+      if (!envelope) return refusedHere(refuse('ENVELOPE_MALFORMED', `${ENVELOPE_HEADER} must be the base64 of a DSSE envelope's JSON`));
     }
     let result;
     try {
@@ -110,11 +124,11 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
       outcomes.inc({ outcome: 'unavailable' });
       return { ...apiError(503, 'INTAKE_UNAVAILABLE', 'the runtime facts could not be stored; retry', { reason: 'INTAKE_UNAVAILABLE' }), headers: { 'retry-after': '2' } };
     }
-    if (!result.ok) return refused(result);
+    if (!result.ok) return refusedHere(result);
     outcomes.inc({ outcome: 'accepted' });
     return json(202, {
       ingest_id: result.ingestId, graph_hash: result.graphHash, content_sha256: result.contentSha256, cas_uri: result.casUri,
       records: result.records, size: result.size, signed_by: result.signedBy || null,
     }, { 'content-sha256': result.contentSha256.slice(7), 'x-graph-hash': result.graphHash, 'x-ingest-id': result.ingestId });
-  });
+  }, { body: bodyLimit });
 }

@@ -4,6 +4,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
+import zlib from 'node:zlib';
 import type { Kafka } from 'kafkajs';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import type { TokenRegistry } from '../lib/tenancy.ts';
@@ -11,10 +12,11 @@ import { logger } from '../lib/log.ts';
 import { histogram } from '../lib/metrics.ts';
 import { API_ATTR, ATTR, startApiSpan } from '../lib/tracing.ts';
 import { bearerGuard } from './auth.ts';
-import { apiError, json, Router, type ApiRequest, type ApiResponse, type AuthzNote } from './router.ts';
+import { apiError, json, Router, type ApiRequest, type ApiResponse, type AuthzNote, type BodyLimit, type BodyOverLimit, type BodyRead } from './router.ts';
 
-/** Largest request body read (POST /evidence/verify takes a bundle). */
+/** Largest request body read by any route (POST /evidence/verify takes a bundle); routes set lower limits (Router RouteOptions.body). */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const DEFAULT_BODY_LIMIT: BodyLimit = { maxBytes: MAX_BODY_BYTES, code: 'too_large' };
 
 /** A JSON request body parsed (undefined when not JSON or not parsable; handlers validate it). */
 function jsonBody(contentType: string | undefined, raw: Buffer): unknown {
@@ -22,15 +24,79 @@ function jsonBody(contentType: string | undefined, raw: Buffer): unknown {
   try { return JSON.parse(raw.toString('utf8')) as unknown; } catch { return undefined; }
 }
 
-/** The request body, or undefined when it exceeds `max` (the rest is drained). */
-function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
+/**
+ * Reads a request body under a route's limit as the bytes arrive (docs/api.md "Request bodies"): a
+ * Content-Length over the limit is refused before a byte is read; otherwise the first chunk that
+ * takes the body past the limit ends the read (what came before is dropped, the rest is discarded
+ * unread). With `gunzipMaxBytes` and `Content-Encoding: gzip` the body is inflated chunk by chunk
+ * and the read ends as soon as the output passes that ceiling (a gzip bomb never inflates further).
+ * Memoized: the auth guard calls it once the token is accepted.
+ */
+export function bodyReader(req: http.IncomingMessage, limit: BodyLimit): () => Promise<BodyRead> {
+  let read: Promise<BodyRead> | undefined;
+  return () => (read ??= new Promise<BodyRead>((resolve, reject) => {
+    const max = Math.min(limit.maxBytes, MAX_BODY_BYTES);
+    const over = (what: 'body' | 'inflated', lim: number): BodyOverLimit => ({
+      ok: false, over: what, limit: lim,
+      code: what === 'body' ? (limit.code ?? 'too_large') : (limit.gunzipCode ?? 'DECOMPRESSED_TOO_LARGE'),
+      message: what === 'body' ? `the request body is over ${lim} bytes (this route's limit)` : `the gzip body inflates past ${lim} bytes (this route's limit)`,
+    });
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > max) { discard(req); resolve(over('body', max)); return; }
+    const gzipLimit = limit.gunzipMaxBytes !== undefined && /^\s*(x-)?gzip\s*$/i.test(String(req.headers['content-encoding'] ?? '')) ? limit.gunzipMaxBytes : undefined;
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => { size += c.length; if (size <= max) chunks.push(c); });
-    req.on('end', () => resolve(size > max ? undefined : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
+    let settled = false;
+    let inflater: zlib.Gunzip | undefined;
+    const inflated: Buffer[] = [];
+    let inflatedSize = 0;
+    let inflateFailed = false;
+    const finish = (r: BodyRead | Error) => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData); req.off('end', onEnd); req.off('error', finish);
+      if (r instanceof Error) { inflater?.destroy(); reject(r); return; }
+      if (!r.ok) { inflater?.destroy(); chunks.length = 0; inflated.length = 0; discard(req); }
+      resolve(r);
+    };
+    if (gzipLimit !== undefined) {
+      inflater = zlib.createGunzip();
+      inflater.on('data', (c: Buffer) => {
+        inflatedSize += c.length;
+        if (inflatedSize > gzipLimit) finish(over('inflated', gzipLimit)); else inflated.push(c);
+      });
+      // Not gzip: the route sees the raw body without `inflated` and answers its own refusal.
+      inflater.on('error', () => { inflateFailed = true; req.resume(); });
+    }
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) { finish(over('body', max)); return; }
+      chunks.push(c);
+      if (inflater && !inflateFailed && !inflater.write(c)) {
+        // Backpressure: no more input until the inflater caught up (its output is what is bounded).
+        req.pause();
+        inflater.once('drain', () => { if (!settled) req.resume(); });
+      }
+    };
+    const onEnd = () => {
+      const raw = Buffer.concat(chunks);
+      const done = (infl?: Buffer) => finish({ ok: true, raw, json: jsonBody(req.headers['content-type'], raw), ...(infl ? { inflated: infl } : {}) });
+      if (!inflater || inflateFailed) { done(); return; }
+      inflater.once('end', () => done(inflateFailed ? undefined : Buffer.concat(inflated)));
+      inflater.once('error', () => done());
+      inflater.end();
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', finish);
+  }));
+}
+
+/** Reads and drops the rest of a refused body (the 413 goes out meanwhile); a client that keeps sending past the server ceiling is cut off. */
+function discard(req: http.IncomingMessage): void {
+  let dropped = 0;
+  req.on('data', (c: Buffer) => { dropped += c.length; if (dropped > MAX_BODY_BYTES) req.socket.destroy(); });
+  req.resume();
 }
 
 /**
@@ -129,15 +195,27 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
     };
     if (!m) return send(apiError(404, 'not_found', 'no such route'));
     if (!('route' in m)) return send({ ...apiError(405, 'method_not_allowed', 'method not allowed'), headers: { allow: m.allowed.join(', ') } });
-    readBody(req, MAX_BODY_BYTES)
-      .then((rawBody) => (rawBody === undefined ? apiError(413, 'too_large', `request body over ${MAX_BODY_BYTES} bytes`)
-        : m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
-          headers: req.headers, requestId, traceId, rawBody, body: jsonBody(req.headers['content-type'], rawBody), route: routeName, authz } as ApiRequest)))
-      .then(send, (err: unknown) => {
+    const route = m.route;
+    const loadBody = bodyReader(req, route.body ?? DEFAULT_BODY_LIMIT);
+    const base = { method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams,
+      headers: req.headers, requestId, traceId, route: routeName, authz };
+    // A refused body may still be arriving: answer now and close the connection rather than read it all.
+    const sendAfterBody = (r: ApiResponse) => send(req.complete ? r : { ...r, headers: { ...r.headers, connection: 'close' } });
+    const handle = async (): Promise<ApiResponse> => {
+      // Scoped routes read their body in the auth guard (api/auth.ts), after the token was accepted.
+      if (route.scope) {
+        return route.handler({ ...base, loadBody, ...(route.body?.refuse ? { onBodyRefused: route.body.refuse } : {}) } as ApiRequest);
+      }
+      const b = await loadBody();
+      if (!b.ok) return apiError(413, b.code, b.message, { limit: b.limit });
+      return route.handler({ ...base, rawBody: b.raw, body: b.json, ...(b.inflated ? { inflatedBody: b.inflated } : {}) } as ApiRequest);
+    };
+    handle()
+      .then(sendAfterBody, (err: unknown) => {
         // Internals (SQL, stack) stay in the log (scrubbed; the stack folded into details.stack); the client gets the request id to quote.
         failure = err;
         log.error({ request_id: requestId, trace_id: traceId, route: routeName, err }, 'request failed');
-        send(apiError(500, 'internal', 'internal error', { request_id: requestId, trace_id: traceId }));
+        sendAfterBody(apiError(500, 'internal', 'internal error', { request_id: requestId, trace_id: traceId }));
       });
   });
   const port = opts.port ?? DEFAULT_API_PORT;

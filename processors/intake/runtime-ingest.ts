@@ -111,8 +111,9 @@ export async function ingestRuntimeFacts(deps: RuntimeIngestDeps, req: RuntimeIn
  * `body` is what was received; only its sha256 and size are recorded.
  */
 export async function publishRuntimeRefusal(deps: Pick<RuntimeIngestDeps, 'producer' | 'topics'>, tenant: string, refusal: RuntimeRefusal,
-  ctx: { body: Buffer; graphHash: string | null; actor: string; via: 'api' | 'cli' }): Promise<void> {
-  const bodySha256 = `sha256:${createHash('sha256').update(ctx.body).digest('hex')}`;
+  ctx: { body: Buffer; graphHash: string | null; actor: string; via: 'api' | 'cli'; bodyUnread?: boolean }): Promise<void> {
+  // A body refused while it arrived (over a size limit) was never held whole: no digest to name.
+  const bodySha256 = ctx.bodyUnread ? '' : `sha256:${createHash('sha256').update(ctx.body).digest('hex')}`;
   const graphHash = normalizeSha256(ctx.graphHash) ?? '';
   // Each refused attempt is its own event (timeline rows are keyed by time and id).
   const ts = (BigInt(Date.now()) * 1_000_000n + BigInt(process.hrtime()[1] % 1_000_000)).toString();
@@ -122,7 +123,7 @@ export async function publishRuntimeRefusal(deps: Pick<RuntimeIngestDeps, 'produ
       kind: 'runtime.ingest.failed', resourceType: 'runtime_facts', resourceId: graphHash, digest: bodySha256, actor: ctx.actor,
       tsUnixNano: ts, idSeed: `${refusal.reason}\n${bodySha256}\n${graphHash}\n${ts}`,
       details: { reason: refusal.reason, message: refusal.message, ...(refusal.line !== undefined ? { line: refusal.line } : {}),
-        ...(refusal.field !== undefined ? { field: refusal.field } : {}), graph_hash: graphHash, body_sha256: bodySha256, body_size: ctx.body.length, via: ctx.via },
+        ...(refusal.field !== undefined ? { field: refusal.field } : {}), graph_hash: graphHash, body_sha256: ctx.bodyUnread ? null : bodySha256, body_size: ctx.bodyUnread ? null : ctx.body.length, via: ctx.via },
     },
   });
 }
