@@ -206,7 +206,8 @@ export class FsEvidenceStore implements EvidenceStore {
 
   /**
    * Run `fn` holding the tenant's writer lock: an O_EXCL lock file with the holder's pid. A lock
-   * whose holder process is gone (crash while holding it) is broken. One host's filesystem only.
+   * whose holder process is gone (crash while holding it) is broken (breakDeadLock). One host's
+   * filesystem only.
    */
   async withWriterLock<T>(tenant: string, fn: () => Promise<T>): Promise<T> {
     const dir = this.tenantDir(tenant);
@@ -220,8 +221,7 @@ export class FsEvidenceStore implements EvidenceStore {
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const holder = Number(await fsp.readFile(lock, 'utf8').catch(() => ''));
-        if (Number.isSafeInteger(holder) && holder > 0 && !processAlive(holder)) { await fsp.unlink(lock).catch(() => undefined); continue; }
+        if (await breakDeadLock(lock)) continue;
         if (Date.now() > until) throw new Error(`tenant ${tenant}: writer lock held for over ${LOCK_WAIT_MS} ms`);
         await new Promise((r) => setTimeout(r, wait));
       }
@@ -265,6 +265,39 @@ class FencedFsWriter implements FencedWriter {
   writeMutable(tenant: string, file: string, bytes: Uint8Array): Promise<void> { return this.fenced(tenant, () => this.fs.writeMutable(tenant, file, bytes)); }
   removeIncompleteWrites(tenant: string, isCommitted: (file: string) => boolean): Promise<string[]> { return this.fenced(tenant, () => this.fs.removeIncompleteWrites(tenant, isCommitted)); }
   removeEntryBundles(tenant: string, files: readonly string[]): Promise<void> { return this.fenced(tenant, () => this.fs.removeEntryBundles(tenant, files)); }
+}
+
+/** A break lock older than this is a breaker that died inside its few-syscall critical section. */
+const BREAK_LOCK_STALE_MS = 10_000;
+/** A lock file still without a pid this long after its creation is a holder that died creating it. */
+const EMPTY_LOCK_STALE_MS = 10_000;
+
+/**
+ * Remove `lock` if its holder is gone; true if it was removed. Breaking happens under `<lock>.break`
+ * (O_EXCL), and the holder is read again inside it: two contenders that both saw the dead pid would
+ * otherwise both unlink, the second removing the lock the first had just taken, and hold it together.
+ */
+export async function breakDeadLock(lock: string): Promise<boolean> {
+  const guard = `${lock}.break`;
+  try {
+    await (await fsp.open(guard, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644)).close();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const st = await fsp.stat(guard).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > BREAK_LOCK_STALE_MS) await fsp.unlink(guard).catch(() => undefined);
+    return false; // another contender is breaking it; retry the lock itself
+  }
+  try {
+    const [text, st] = await Promise.all([fsp.readFile(lock, 'utf8').catch(() => undefined), fsp.stat(lock).catch(() => undefined)]);
+    if (text === undefined || !st) return false; // released meanwhile
+    const holder = Number(text);
+    const dead = text === '' ? Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS : Number.isSafeInteger(holder) && holder > 0 && !processAlive(holder);
+    if (!dead) return false;
+    await fsp.unlink(lock).catch(() => undefined);
+    return true;
+  } finally {
+    await fsp.unlink(guard).catch(() => undefined);
+  }
 }
 
 function processAlive(pid: number): boolean {
