@@ -430,7 +430,9 @@ function verifyAttestations(files: ReadonlyMap<string, Uint8Array>, m: Manifest,
     const b = checkListed(timestampBundlePath(t.size, t.index), t.sha256, 'BUNDLE_CORRUPT');
     bySize.set(t.size, [...(bySize.get(t.size) ?? []), b]);
   }
-  if (opts.tsa) {
+  // A trust root that pins no TSA (exported before one was configured) has nothing to check the
+  // tokens against: they are carried and prove nothing, as for cosignatures of unknown witnesses.
+  if (opts.tsa && (opts.tsa.certificates.length > 0 || opts.tsa.k > 0)) {
     for (const size of new Set([...bySize.keys(), m.tree_size])) {
       const v = checkTsaPolicy(files.get(`checkpoints/${size}`)!, bySize.get(size) ?? [], { ...opts.tsa, k: size === m.tree_size ? opts.tsa.k : 0 });
       if (!v.ok) fail(v.reason === 'unmet' ? 'TIMESTAMP_POLICY_UNMET' : 'TIMESTAMP_INVALID', `checkpoint ${size}: ${v.detail}`);

@@ -63,6 +63,11 @@ describe('bundles with witness cosignatures and time-stamp tokens', () => {
     expect(await buildBundle(store, TENANT, { caseId: 'c1', indices: [2, 7] })).toEqual(bundle);
     // Without policies they are carried and the rest verifies as before.
     expect(verifyBundle(bundle, ANCHOR).ok).toBe(true);
+    // A trust root exported before any TSA was configured pins none ({k: 0, certificates: []}):
+    // the tokens prove nothing to it and do not fail it.
+    const noTsa = verifyBundle(bundle, { ...ANCHOR, tsa: { k: 0, certificates: [] } });
+    expect(noTsa.ok, JSON.stringify(noTsa)).toBe(true);
+    if (noTsa.ok) expect(noTsa.timestampedAt).toEqual([]);
     // 2 of 3 trusted witnesses, the third never asked: still met.
     expect(verifyBundle(bundle, { ...ANCHOR, witnesses: policy(2, w1, w2, witness('witness.example/w3')) }).ok).toBe(true);
   });
