@@ -124,6 +124,51 @@ export async function cmdObsProvenance(positional: string[], flags: Flags, io: I
   return viaApi(io, format, (fmt, fetch) => obsProvenance({ ...access, traceId, format: fmt, fetch }));
 }
 
+const REPLAY_USAGE = 'usage: stella forensic replay --tenant T --from <offset|time> --to <offset|time> [--range-topic <clean topic>] [--freeze <time>] [--topic <copy> [--topic-base <offset>]] [--scratch <dir>] [--output table|json|yaml]';
+
+/** stella forensic replay: re-derive a sealed span of the tenant's log from Kafka and compare (processors/evidence/replay-cli.ts). */
+export async function cmdForensicReplay(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantFlag(flags);
+  const fromS = flagString(flags, 'from');
+  const toS = flagString(flags, 'to');
+  if (!tenant || fromS === undefined || toS === undefined) throw new UsageError(REPLAY_USAGE);
+  const { forensicReplay, parseRangeBound, replayTable, ReplayUsageError } = await import('../processors/evidence/replay-cli.ts');
+  const from = parseRangeBound(fromS);
+  const to = parseRangeBound(toS);
+  if (!from) throw new UsageError(`--from: ${fromS} is neither an offset nor an RFC 3339 time`);
+  if (!to) throw new UsageError(`--to: ${toS} is neither an offset nor an RFC 3339 time`);
+  const freezeS = flagString(flags, 'freeze');
+  const freeze = freezeS === undefined ? undefined : Date.parse(freezeS);
+  if (freeze !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(freezeS!) || !Number.isFinite(freeze))) throw new UsageError(`--freeze: ${freezeS} is not an RFC 3339 time`);
+  const cfg = loadConfig();
+  const topics = cfg.kafka.topics;
+  const cleanTopics = [topics.spansClean, topics.logsClean, topics.metricsClean];
+  const rangeTopic = flagString(flags, 'range-topic', undefined, topics.spansClean)!;
+  if (!cleanTopics.includes(rangeTopic)) throw new UsageError(`--range-topic must be one of the clean topics the evidence processor reads: ${cleanTopics.join(', ')}`);
+  const copyTopic = flagString(flags, 'topic');
+  const baseS = flagString(flags, 'topic-base');
+  if (baseS !== undefined && (!copyTopic || !/^(0|[1-9]\d{0,18})$/.test(baseS))) throw new UsageError('--topic-base takes the source offset of the copy\'s first record, with --topic');
+  const base = baseS !== undefined ? BigInt(baseS) : 'offset' in from ? from.offset : undefined;
+  if (copyTopic && base === undefined) throw new UsageError('--topic with a --from time needs --topic-base (the source offset the copy starts at)');
+  if (!cfg.kafka.brokers) throw new UsageError('stella forensic replay reads the Kafka cluster the evidence processor reads: set KAFKA_BROKERS (and KAFKA_SASL_*)');
+  const { createKafka } = await import('../lib/kafka/client.ts');
+  const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
+  const kafka = createKafka({ brokers: cfg.kafka.brokers, sasl: cfg.kafka.sasl, tls: cfg.kafka.tls, clientId: `${cfg.kafka.clientId}-replay`, quiet: true });
+  const scratch = flagString(flags, 'scratch');
+  let report;
+  try {
+    report = await forensicReplay({ kafka, evidence: new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')), tenant, timelineTopic: topics.timelineEvents, cleanTopics,
+      rangeTopic, from, to, ...(freeze !== undefined ? { freeze } : {}), ...(copyTopic ? { copy: { topic: copyTopic, base: base! } } : {}), ...(scratch ? { scratch } : {}) });
+  } catch (err) {
+    if (err instanceof ReplayUsageError) throw new UsageError(err.message);
+    throw err;
+  }
+  io.stdout(render(report, format, () => replayTable(report)));
+  if (report.outcome !== 'identical') io.stderr(`stella: forensic replay: ${report.outcome}${report.first_difference ? ` at entry ${report.first_difference.index}` : ''}${report.unavailable ? ` (${report.unavailable.cause})` : ''}\n`);
+  return report.exit_code;
+}
+
 export async function cmdForensicReplayManifest(positional: string[], flags: Flags, io: Io): Promise<number> {
   const traceId = positional[0];
   if (!traceId) throw new UsageError('usage: stella forensic replay-manifest <trace_id> [--tenant T] [--output json|yaml]');

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { logToStderr } from '../lib/log.ts';
 import { signalLocalBroker } from './local-broker.ts';
-import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
+import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdForensicReplay, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { cmdExportsList, cmdExportsShow } from './commands.ts';
 import { cmdObsHealth, cmdObsLogs, cmdObsMetrics } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
@@ -51,6 +51,9 @@ Commands:
   forensic hold release <case> [--reason R]   release it (needs the admin scope)
   forensic hold list [--all]          the tenant's holds (--all: released ones too)
   forensic replay-manifest <trace_id> the trace's replay-harness contract (JSON; exit 6 when fields are missing)
+  forensic replay --tenant T --from <offset|time> --to <offset|time> [--freeze <time>] [--topic <copy>] [--scratch <dir>]
+                                      re-derive the sealed segments covering a clean-topic range from Kafka and compare
+                                      with the live log (exit 0 identical, 40 diverged, 41 range not available)
   forensic prune [--tenant T] [--dry-run]
                                       delete entry bundles past retention on this host's evidence store
                                       (tiles and checkpoints stay; held cases stay), then check what
@@ -192,6 +195,7 @@ const FLAGS: Record<string, string[]> = {
   'forensic hold': [...COMMON_API, 'trace-id', 'entries', 'from', 'to', 'reason', 'all'],
   'forensic prune': ['output', 'tenant', 'dry-run', 'batch', 'progress'],
   'forensic replay-manifest': COMMON_API,
+  'forensic replay': ['output', 'tenant', 'from', 'to', 'freeze', 'range-topic', 'topic', 'topic-base', 'scratch'],
   'attest runtime': ['runtime', 'graph-hash', 'tenant', 'key', 'keyid', 'bundle', 'manifest'],
   'ingest runtime': ['output', 'runtime', 'graph-hash', 'tenant', 'manifest'],
   'exports list': [...COMMON_API, 'run', 'artifact', 'status', 'limit', 'cursor'],
@@ -256,6 +260,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'attest' && sub2 === 'verify') return route('forensic attest verify', () => cmdAttestVerify(rest, flags, io));
   if (cmd === 'forensic' && sub === 'hold') return route('forensic hold', () => cmdHold(sub2, rest, flags, io));
   if (cmd === 'forensic' && sub === 'prune') return route('forensic prune', () => cmdPrune(flags, io));
+  if (cmd === 'forensic' && sub === 'replay' && !sub2) return route('forensic replay', () => cmdForensicReplay(flags, io));
   if (cmd === 'forensic' && sub === 'replay-manifest') return route('forensic replay-manifest', () => cmdForensicReplayManifest(args, flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
   if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));

@@ -201,6 +201,19 @@ export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: 
   return entryBytes({ type: CLEAN_BATCH_V2_TYPE, ...base, raw_sha256: custody.rawSha256, scrub_policy: custody.scrubPolicy });
 }
 
+/** The tenant a record belongs to: its `tenant` header, else its key; undefined when neither is a valid tenant id. */
+export function recordTenant(headers: Record<string, unknown> | undefined, key: Buffer | null | undefined): string | undefined {
+  const h = headers?.[H.tenant];
+  const tenant = (h !== undefined ? String(Array.isArray(h) ? h[0] : h) : undefined) ?? key?.toString();
+  return tenant && !validateTenantId(tenant) ? tenant : undefined;
+}
+
+/** The entry the runner appends for one Kafka record (replay.ts re-derives entries with this same function). */
+export function recordEntry(isTimeline: boolean, value: Buffer, pos: { topic: string; partition: number; offset: string }, headers: Record<string, unknown> | undefined):
+  { entry: Buffer; eventId: string | undefined; incident?: IncidentFields } {
+  return isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(headers)), eventId: undefined };
+}
+
 /** The `evidence_segments` row of the latest seal, read back from its envelope (restart upsert). */
 export async function latestSegmentRow(store: EvidenceStore, tenant: string): Promise<SegmentRow | undefined> {
   const reader = new LogReader(store, tenant);
@@ -545,16 +558,15 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields; record?: Buffer }[]>();
     const signal = recordSignals[topic];
     for (const m of batch.messages) {
-      const headerTenant = m.headers?.[H.tenant];
-      const tenant = (headerTenant !== undefined ? String(Array.isArray(headerTenant) ? headerTenant[0] : headerTenant) : undefined) ?? m.key?.toString();
-      if (!tenant || validateTenantId(tenant)) {
+      const tenant = recordTenant(m.headers, m.key);
+      if (!tenant) {
         recordsIn.inc({ outcome: 'no_tenant' });
         log.warn({ topic, partition, offset: m.offset, error_code: 'NO_TENANT' }, 'record without a valid tenant; not logged');
         continue;
       }
       const value = m.value ?? Buffer.alloc(0);
       const pos = { topic, partition, offset: m.offset };
-      const built = isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(m.headers)), eventId: undefined };
+      const built = recordEntry(isTimeline, value, pos, m.headers);
       let list = byTenant.get(tenant);
       if (!list) byTenant.set(tenant, (list = []));
       list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId, ...('incident' in built && built.incident ? { incident: built.incident } : {}),

@@ -244,7 +244,8 @@ export class Sealer {
   }
 }
 
-function kafkaRanges(items: readonly AppendItem[]): KafkaRange[] {
+/** The Kafka offsets a segment's items cover, per topic-partition (the statement's `kafka`). */
+export function kafkaRanges(items: readonly AppendItem[]): KafkaRange[] {
   const m = new Map<string, { topic: string; partition: number; from: bigint; to: bigint }>();
   for (const i of items) {
     if (!i.kafka) continue;
