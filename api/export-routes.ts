@@ -8,7 +8,7 @@
 import { exportsForTenant, MAX_EXPORT_LIMIT, type ExportCursor, type StoredExport } from '../lib/store/export-store.ts';
 import type { Store } from '../lib/store/index.ts';
 import path from 'node:path';
-import type { BlobStore } from '../lib/cas.ts';
+import { FsBlobStore, GroupCommitBlobStore, type BlobStore } from '../lib/cas.ts';
 import { ExportClaims } from '../lib/intake/export-claims.ts';
 import { publishIntake, type IntakeProducer } from '../lib/intake/publish.ts';
 import { logger } from '../lib/log.ts';
@@ -172,9 +172,11 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
 /** The routes' dependencies as `stella run` has them: claims under `<dataDir>/intake/exports`, the tenant's CAS, the API's producer. */
 export function exportRouteDeps(o: { store: Store; dataDir: string; cas: BlobStore; verify: IntakeEnvelopeVerifier; producer: IntakeProducer | undefined;
   topics: { orchestratorExports: string; timelineEvents: string } }): ExportRouteDeps {
+  // Bodies of concurrent submissions share one fsync pass (lib/cas.ts GroupCommitBlobStore).
+  const bodies = o.cas instanceof FsBlobStore ? new GroupCommitBlobStore(o.cas) : o.cas;
   return {
     store: o.store, verify: o.verify, claims: new ExportClaims(path.join(o.dataDir, 'intake', 'exports')),
-    putBody: async (tenant, body) => (await o.cas.put(tenant, body)).digest,
+    putBody: async (tenant, body) => (await bodies.put(tenant, body)).digest,
     publish: async (p) => {
       if (!o.producer) throw new Error('the API was started without Kafka: intake is unavailable');
       await publishIntake(o.producer, { topic: o.topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent,
