@@ -104,6 +104,28 @@ export class LogReader {
   /** Entry `index` as sealed in a tree of `size` (read from its entry bundle). */
   async entry(index: number, size: number): Promise<Uint8Array> {
     if (index >= size) throw new ProofError(`entry ${index} is not in a tree of size ${size}`);
+    const e = (await this.bundleOf(index, size))[index % TILE_WIDTH];
+    if (!e) throw new ProofError(`entry ${index} is missing from its bundle`);
+    return e;
+  }
+
+  /** Entries [from, to) as sealed in a tree of `size`, one entry bundle read per 256 entries. */
+  async entriesIn(from: number, to: number, size: number): Promise<Uint8Array[]> {
+    if (to > size) throw new ProofError(`entry ${to - 1} is not in a tree of size ${size}`);
+    const out: Uint8Array[] = [];
+    for (let i = from; i < to;) {
+      const bundle = await this.bundleOf(i, size);
+      const end = Math.min(to, (Math.floor(i / TILE_WIDTH) + 1) * TILE_WIDTH);
+      for (; i < end; i++) {
+        const e = bundle[i % TILE_WIDTH];
+        if (!e) throw new ProofError(`entry ${i} is missing from its bundle`);
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  private async bundleOf(index: number, size: number): Promise<Uint8Array[]> {
     const t = tileInTree(0, Math.floor(index / TILE_WIDTH), size)!;
     let b = await this.store.read(this.tenant, entryBundlePath(t.index, t.width));
     if (!b && t.width < TILE_WIDTH) b = await this.store.read(this.tenant, entryBundlePath(t.index, TILE_WIDTH));
@@ -111,9 +133,7 @@ export class LogReader {
       await throwIfPruned(this.store, this.tenant, t.index, index);
       throw new ProofError(`entry bundle ${entryBundlePath(t.index, t.width)} is missing`);
     }
-    const e = decodeEntryBundle(b)[index % TILE_WIDTH];
-    if (!e) throw new ProofError(`entry ${index} is missing from its bundle`);
-    return e;
+    return decodeEntryBundle(b);
   }
 
   /** The key records in the store, committed up to `size` (rotations beyond it are not yet sealed). */

@@ -208,8 +208,7 @@ export async function forensicReplay(opts: ReplayOptions): Promise<ReplayReport>
     }
 
     // The live side: the entries of the span, the tree's edge before it, the events logged before it.
-    const liveEntries: Uint8Array[] = [];
-    for (let i = startSize; i < endSize; i++) liveEntries.push(await reader.entry(i, endSize));
+    const liveEntries = await reader.entriesIn(startSize, endSize, endSize);
     let startEdge: LogEdge = EMPTY_EDGE;
     if (startSize > 0) {
       startEdge = await loadEdge(opts.evidence, tenant, startSize).catch((e: unknown) => { throw new Unavailable('ENTRY_PRUNED', `the log's edge at size ${startSize}: ${String(e)}`); });

@@ -125,6 +125,13 @@ describe('stella forensic replay', () => {
     expect(b).toBe(a);
   }, 60_000);
 
+  it('takes --from/--to as record times too (ListOffsets): a range over all of time is the whole log', async () => {
+    const r = await forensicReplay(opts({ from: { time: Date.parse('2000-01-01T00:00:00Z') }, to: { time: Date.now() + 60_000 } }));
+    expect(r.outcome).toBe('identical');
+    expect(r.range).toMatchObject({ from: '0', to: String(spansSent.length - 1) });
+    expect(r.log).toEqual({ from_size: 0, to_size: acmeEntries });
+  }, 60_000);
+
   it('finds a tampered clean record in a copied range at exactly its entry', async () => {
     const src = identical.sources!.find((s) => s.topic === t.spans)!;
     const from = BigInt(src.from);
