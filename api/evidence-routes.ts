@@ -25,6 +25,8 @@ import { causeExitCode, VerifyFailure } from '../processors/evidence/causes.ts';
 import { CASE_ID, HoldError, bundleEntryRanges, holdTimelineEvent, latestHold, listHolds, parseHoldRequest, recordHold, type HoldRecord } from '../processors/evidence/holds.ts';
 import { traceRecordIndices, type RecordBlobs } from '../processors/evidence/trace-index.ts';
 import { EventIndex } from '../processors/evidence/event-index.ts';
+import { parseCleanEntry } from '../processors/evidence/clean-entry.ts';
+import { buildAuditParts, type AuditBuildDeps, type AuditBuildResult } from '../processors/provenance/audit-build.ts';
 import { sha256Hex } from '../processors/evidence/hash.ts';
 import { canonicalBytes } from '../processors/evidence/jcs.ts';
 import { CHECKPOINT_FILE } from '../processors/evidence/layout.ts';
@@ -55,6 +57,8 @@ export interface EvidenceRouteDeps {
   publishTimelineEvent?: (row: TimelineEventRow) => Promise<void>;
   /** The record store the runner writes (lib/cas.ts): a trace's bundle carries the trace's clean records. */
   records?: Pick<RecordBlobs, 'get'>;
+  /** Audit bundles (`with_provenance`): the join, the CAS for symbol bytes (processors/provenance/audit-build.ts). */
+  provenance?: AuditBuildDeps;
 }
 
 export { CASE_ID };
@@ -65,7 +69,9 @@ const SIZE = /^[1-9]\d{0,15}$/;
 export const bundlePath = (id: string): string => `bundles/${id}.tar.gz`;
 export const bundleMetaPath = (id: string): string => `bundles/${id}.json`;
 
-export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; records?: number; bytes: number }
+export interface BundleMeta { id: string; case_id: string; kind: string; resource_id: string; tree_size: number; events: number; records?: number; bytes: number;
+  /** Audit bundles: the frames and registrations the provenance section holds. */
+  provenance?: { frames: number; registrations: number; symbol_bytes: boolean } }
 
 const text = (status: number, body: string | Buffer, contentType: string, extra: Record<string, string> = {}): ApiResponse =>
   ({ status, body, headers: { 'content-type': contentType, ...extra } });
@@ -196,6 +202,11 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(kind)) throw new BadRequest('kind', 'kind must be trace, event, resource, or a resource type');
     if (resourceId.length === 0 || resourceId.length > 512) throw new BadRequest('resource_id', 'resource_id must be 1 to 512 characters');
     if (!CASE_ID.test(caseId)) throw new BadRequest('case_id', 'case_id must be 1 to 128 characters of letters, digits, ".", "_", ":", "-"');
+    for (const k of ['with_provenance', 'with_symbol_bytes']) if (f[k] !== undefined && typeof f[k] !== 'boolean') throw new BadRequest(k, `${k} must be true or false`);
+    const withProvenance = f.with_provenance === true;
+    if (f.with_symbol_bytes === true && !withProvenance) throw new BadRequest('with_symbol_bytes', 'with_symbol_bytes needs with_provenance');
+    if (withProvenance && kind !== 'trace') throw new BadRequest('with_provenance', 'with_provenance needs kind trace');
+    if (withProvenance && (!deps.provenance || !deps.records)) return apiError(501, 'not_configured', 'this server has no provenance join or record store, so it cannot build audit bundles');
     const events = await snapshotEvents(deps.store, req.tenant, kind, resourceId, maxEvents + 1);
     if (events.length > maxEvents) return apiError(413, 'too_many_events', `a snapshot holds at most ${maxEvents} events; narrow it`);
     const reader = readerOf(req.tenant);
@@ -216,10 +227,26 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
       return apiError(409, 'not_sealed', `${unsealed.length} of the ${events.length} events are not sealed in the evidence log yet; retry after the next seal`,
         { unsealed_event_ids: unsealed.slice(0, 100) });
     }
+    let audit: Extract<AuditBuildResult, { ok: true }> | undefined;
+    if (withProvenance) {
+      const traceId = resourceId.toLowerCase();
+      const recs: { index: number; topic: string; bytes: Uint8Array }[] = [];
+      for (const i of recordIndices) {
+        const clean = parseCleanEntry(await reader.entry(i, size));
+        const b = clean ? await deps.records!.get(req.tenant, `sha256:${clean.sha256}`) : undefined;
+        if (!clean || !b) return apiError(409, 'record_unavailable', `the clean record of entry ${i} is not in the record store`);
+        recs.push({ index: i, topic: clean.topic, bytes: b });
+      }
+      const r = await buildAuditParts(deps.provenance!, { tenant: req.tenant, traceId, records: recs, withSymbolBytes: f.with_symbol_bytes === true,
+        indexOfEvent: (id) => { const i = index.events.get(id); return i !== undefined && i < size ? i : undefined; },
+        entryAt: (i) => reader.entry(i, size) });
+      if (!r.ok) return apiError(r.status, r.code, r.message, r.unsealed ? { unsealed_event_ids: r.unsealed.slice(0, 100) } : {});
+      audit = r;
+    }
     let bytes: Buffer;
     try {
-      bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set([...indices, ...recordIndices])].sort((a, b) => a - b), atSize: size,
-        ...(deps.records ? { records: deps.records } : {}) });
+      bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set([...indices, ...recordIndices, ...(audit?.indices ?? [])])].sort((a, b) => a - b), atSize: size,
+        ...(deps.records ? { records: deps.records } : {}), ...(audit ? { provenance: { section: audit.section, files: audit.files } } : {}) });
     } catch (err) {
       // The case needs an entry retention deleted: its own cause, not a corrupt log.
       if (err instanceof VerifyFailure && err.code === 'ENTRY_PRUNED') {
@@ -230,7 +257,8 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     }
     const id = sha256Hex(bytes);
     const meta: BundleMeta = { id, case_id: caseId, kind, resource_id: resourceId, tree_size: size, events: indices.length,
-      ...(recordIndices.length ? { records: recordIndices.length } : {}), bytes: bytes.length };
+      ...(recordIndices.length ? { records: recordIndices.length } : {}), bytes: bytes.length,
+      ...(audit ? { provenance: { frames: audit.frames, registrations: audit.indices.length, symbol_bytes: audit.section.with_symbol_bytes } } : {}) };
     // Content-addressed and immutable: the same case over the same log gives the same id and bytes.
     await deps.cases.writeImmutableMany(req.tenant, [{ path: bundlePath(id), bytes }, { path: bundleMetaPath(id), bytes: canonicalBytes(meta) }]);
     return json(201, { tenant: req.tenant, bundle_id: id, ...meta, links: { self: `/evidence/bundles/${id}` } });

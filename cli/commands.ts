@@ -210,6 +210,36 @@ export async function cmdForensicVerify(positional: string[], flags: Flags, io: 
   return out.exitCode;
 }
 
+/** `stella proof verify --bundle B` (seed 004's name): exactly `stella forensic verify B`. */
+export async function cmdProofVerify(flags: Flags, io: Io): Promise<number> {
+  const bundle = flagString(flags, 'bundle');
+  if (!bundle) throw new UsageError('usage: stella proof verify --bundle <bundle.tar.gz> [--trust <trust-root.json>] [--trusted-key <vkey>]... [--output table|json]');
+  const rest = new Map(flags);
+  rest.delete('bundle');
+  return cmdForensicVerify([bundle], rest, io);
+}
+
+/** `stella proof spine --bundle B [--output json]`: the bundle's checkpoints, consistency and inclusion paths (read only). */
+export async function cmdProofSpine(flags: Flags, io: Io): Promise<number> {
+  const bundle = flagString(flags, 'bundle');
+  if (!bundle) throw new UsageError('usage: stella proof spine --bundle <bundle.tar.gz> [--output table|json|yaml]');
+  const format = outputFormat(flags);
+  const stat = statSync(path.resolve(bundle), { throwIfNoEntry: false });
+  if (!stat) { io.stderr(`stella: no such bundle file: ${bundle}\n`); return 1; }
+  if (stat.isDirectory()) throw new UsageError(`${bundle} is a directory; proof spine takes a bundle file (.tar.gz)`);
+  const { bundleSpine, formatSpine } = await import('../processors/evidence/spine.ts');
+  const { VerifyFailure, causeExitCode } = await import('../processors/evidence/causes.ts');
+  try {
+    const spine = bundleSpine(readFileSync(path.resolve(bundle)));
+    io.stdout(render(spine, format, () => formatSpine(spine)));
+    return 0;
+  } catch (e) {
+    if (!(e instanceof VerifyFailure)) throw e;
+    io.stderr(`FAILED: ${e.code}: ${e.detail}\n`);
+    return causeExitCode[e.code];
+  }
+}
+
 export async function cmdTrustExport(flags: Flags, io: Io): Promise<number> {
   const tenant = tenantFlag(flags);
   if (!tenant) throw new UsageError('usage: stella forensic trust export --tenant <tenant> [--output json|yaml]');
@@ -217,7 +247,13 @@ export async function cmdTrustExport(flags: Flags, io: Io): Promise<number> {
   const cfg = loadConfig();
   // The configured witnesses (k of n) and TSA certificates go into the root, as the API serves it.
   let policy;
-  try { policy = parseEvidenceSection(cfg.sections.evidence).trustPolicy; } catch (err) { throw new UsageError((err as Error).message); }
+  try {
+    const { parseProvenanceSection, policyFor } = await import('../processors/provenance/policy.ts');
+    const { withIntakePins } = await import('../processors/evidence/trust-root.ts');
+    // The tenant's intake keys and completeness policy are pinned too (audit bundles' provenance).
+    policy = withIntakePins(parseEvidenceSection(cfg.sections.evidence).trustPolicy, cfg.intake.trust[tenant]?.keys,
+      policyFor(parseProvenanceSection(cfg.sections.provenance), tenant));
+  } catch (err) { throw new UsageError((err as Error).message); }
   const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
   const r = await trustExport({ store: new FsEvidenceStore(path.join(cfg.dataDir, 'evidence', 'logs')), tenant, policy });
   // table and json: the canonical document itself (what --trust reads); yaml for reading.
@@ -232,10 +268,14 @@ export async function cmdSnapshotCreate(flags: Flags, io: Io): Promise<number> {
   if (!caseId || !scope || !id) throw new UsageError('usage: stella forensic snapshot create --case <case id> --scope <trace|event|resource|<resource type>> --id <id> [--out <file>] [--tenant T]');
   const out = flagString(flags, 'out');
   const format = outputFormat(flags);
+  const withProvenance = flags.has('with-provenance');
+  const withSymbolBytes = flags.has('with-symbol-bytes');
+  if (withSymbolBytes && !withProvenance) throw new UsageError('--with-symbol-bytes needs --with-provenance');
+  if (withProvenance && scope !== 'trace') throw new UsageError('--with-provenance needs --scope trace');
   const access = { ...apiAccess(flags), tenant: tenantFlag(flags) };
   const trace = tracedFetch();
   const bar = progressBar(io.stderr, showProgress(flags, io), 'download', 'bytes');
-  const r = await snapshotCreate({ ...access, caseId, scope, id, out: out ? path.resolve(out) : undefined, fetch: trace.fetch,
+  const r = await snapshotCreate({ ...access, caseId, scope, id, out: out ? path.resolve(out) : undefined, fetch: trace.fetch, withProvenance, withSymbolBytes,
     onProgress: (done, total) => bar.update(done, total) });
   bar.end();
   if (r.exitCode === 0 && r.data && format !== 'table') r.stdout = render(r.data, format, () => '');

@@ -266,6 +266,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       phases.serving.push(() => lag.close());
       const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
       const s = await getStore();
+      const { withIntakePins } = await import('../processors/evidence/trust-root.ts');
       const sloRoutes = slo;
       const logs = new FsEvidenceStore(path.join(evidenceRoot, 'logs'));
       const cases = new FsEvidenceStore(path.join(evidenceRoot, 'cases'));
@@ -277,19 +278,23 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       phases.kafka.push(() => eventProducer.disconnect());
       const publishTimelineEvent = (e: import('../lib/store/index.ts').TimelineEventRow) => eventProducer.send(cfg.kafka.topics.timelineEvents,
         [{ key: e.tenant_id, value: Buffer.from(eventMessageJson(e)), headers: { tenant: e.tenant_id, 'event-id': e.event_id } }]);
+      const provenanceService = new ProvenanceService({ store: s, cas: new ProvenanceCas(cfg.intake.casDir),
+        policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) });
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
         // The intake routes' producer, as the `api` Kafka user (ACLs: intake topics + timeline_events).
         kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api-intake` }),
         register: [
           (r) => registerTimelineRoutes(r, { store: s, evidenceLinks: createEvidenceLinks(logs) }),
-          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent, records: cas, trustPolicy: () => evidenceSection.trustPolicy }),
+          // Trust roots pin the tenant's intake keys and completeness policy too (audit bundles, docs/provenance.md).
+          (r) => registerEvidenceRoutes(r, { evidence: logs, cases, store: s, publishTimelineEvent, records: cas,
+            trustPolicy: (t) => withIntakePins(evidenceSection.trustPolicy, cfg.intake.trust[t]?.keys, policyFor(provenanceSection, t)),
+            provenance: { service: provenanceService, store: s, cas } }),
           (r) => registerObsRoutes(r, { store: s, lag }),
           (r) => registerObsReadRoutes(r, { store: s, slo: sloRoutes?.runner }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
-          (r) => registerProvenanceRoutes(r, { service: new ProvenanceService({ store: s, cas: new ProvenanceCas(cfg.intake.casDir),
-            policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) }) }),
+          (r) => registerProvenanceRoutes(r, { service: provenanceService }),
           (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer,
             verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },
           (r) => registerSloRoutes(r, sloRoutes ? { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs }

@@ -8,6 +8,7 @@ import { signalLocalBroker } from './local-broker.ts';
 import { cmdArtifactsAdd, cmdArtifactsShow, cmdSymbolsAdd, cmdSymbolsShow, cmdAttestList, cmdAttestShow, cmdAttestVerify, cmdHold, cmdPrune, cmdDbMigrate, cmdKeysRotate, cmdObsTop, cmdSnapshotCreate, cmdForensicVerify, cmdIncident, cmdObsTrace, cmdObsProvenance, cmdForensicReplayManifest, cmdForensicReplay, cmdScrub, cmdSloList, cmdSloRules, cmdTrustExport, UsageError, type Io } from './commands.ts';
 import { cmdExportsList, cmdExportsShow } from './commands.ts';
 import { cmdObsHealth, cmdObsLogs, cmdObsMetrics } from './commands.ts';
+import { cmdProofSpine, cmdProofVerify } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
 import { cmdAttestRuntime, cmdIngestRuntime } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
@@ -35,11 +36,16 @@ Commands:
                                       a metric's points per series and step (GET /obs/metrics)
   obs health [--window MIN]           per service: up, degraded or idle, and why (GET /obs/health)
   forensic snapshot create --case C --scope trace|event|resource|<type> --id I [--out F]
-                                      bundle a case's sealed evidence and download it
+                           [--with-provenance [--with-symbol-bytes]]
+                                      bundle a case's sealed evidence and download it; --with-provenance
+                                      (scope trace): the audit bundle (frames, join, symbol refs, DSSE
+                                      provenance, replay manifest), verified by forensic verify
   forensic verify <bundle> --trust F | --trusted-key K
                                       verify an evidence bundle offline against a pinned trust root
                                       (--trust file or STELLA_TRUST_ROOT; --trusted-key repeatable);
                                       without one it fails (TRUST_ROOT_MISSING); exit code names the cause
+  proof verify --bundle B --trust F   the same as forensic verify B
+  proof spine --bundle B              the bundle's checkpoints, consistency and inclusion paths, cosignatures
   forensic trust export --tenant T    print the tenant's trust root (from this host's evidence store)
   forensic attest show <bundle>       the bundle's signed statements and who signed them when
   forensic attest list [--type seal|key_rotation] [--limit N] [--cursor C]
@@ -112,7 +118,7 @@ per failure cause (docs/evidence.md).
 `;
 
 /** Options that never take a value (so `--progress bundle.tar.gz` keeps the file positional). */
-const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty', 'all', 'dry-run']);
+const BOOLEAN_FLAGS = new Set(['help', 'once', 'progress', 'pretty', 'all', 'dry-run', 'with-provenance', 'with-symbol-bytes']);
 /** Options that may be given several times: their values are kept newline-joined (see flagList). */
 const REPEATABLE_FLAGS = new Set(['trusted-key', 'trace-id']);
 
@@ -186,7 +192,9 @@ const FLAGS: Record<string, string[]> = {
   'obs logs': [...COMMON_API, 'service', 'severity', 'trace-id', 'from', 'to', 'text', 'limit', 'cursor'],
   'obs metrics': [...COMMON_API, 'name', 'service', 'attr', 'from', 'to', 'step'],
   'obs health': [...COMMON_API, 'window'],
-  'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress'],
+  'forensic snapshot create': [...COMMON_API, 'case', 'scope', 'id', 'out', 'progress', 'with-provenance', 'with-symbol-bytes'],
+  'proof verify': ['bundle', 'output', 'progress', 'trust', 'trusted-key'],
+  'proof spine': ['bundle', 'output'],
   'forensic verify': ['output', 'progress', 'trust', 'trusted-key'],
   'forensic trust export': ['output', 'tenant'],
   'forensic attest show': ['output'],
@@ -263,6 +271,8 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'forensic' && sub === 'replay' && !sub2) return route('forensic replay', () => cmdForensicReplay(flags, io));
   if (cmd === 'forensic' && sub === 'replay-manifest') return route('forensic replay-manifest', () => cmdForensicReplayManifest(args, flags, io));
   if (cmd === 'forensic' && sub === 'snapshot' && sub2 === 'create') return route('forensic snapshot create', () => cmdSnapshotCreate(flags, io));
+  if (cmd === 'proof' && sub === 'verify') return route('proof verify', () => cmdProofVerify(flags, io));
+  if (cmd === 'proof' && sub === 'spine') return route('proof spine', () => cmdProofSpine(flags, io));
   if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));
   if (cmd === 'ingest' && sub === 'runtime') return route('ingest runtime', () => cmdIngestRuntime(flags, io));
   if (cmd === 'exports' && sub === 'list') return route('exports list', () => cmdExportsList(flags, io));

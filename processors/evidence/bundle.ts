@@ -30,6 +30,7 @@ import { checkTsaPolicy, type TsaPolicy } from './tsa.ts';
 import type { TrustRoot } from './trust-root.ts';
 import { parseCleanEntry } from './clean-entry.ts';
 import type { RecordBlobs } from './trace-index.ts';
+import { verifyAuditSection, type AuditSection, type AuditVerified } from '../provenance/audit-bundle.ts';
 
 export const BUNDLE_FORMAT = 'stella-telemetry.example/evidence-bundle/v1';
 export const CONSISTENCY_HEADER = 'stella-telemetry.example/consistency-proof@v1';
@@ -56,6 +57,8 @@ export interface Manifest {
   timestamps?: { size: number; index: number; sha256: string }[];
   /** The clean records of the bundle's clean-batch entries, by entry index (absent when none). */
   records?: { index: number; sha256: string; size: number }[];
+  /** Audit bundles (`--with-provenance`): the trace's frames, join, symbol refs, provenance envelopes (docs/provenance.md). */
+  provenance?: AuditSection;
 }
 
 export interface BuildOptions {
@@ -70,6 +73,8 @@ export interface BuildOptions {
    * (records/<index>.binpb), which verification requires. Without it, clean-batch entries are refused.
    */
   records?: Pick<RecordBlobs, 'get'>;
+  /** The provenance section and its files (processors/provenance/audit-bundle.ts auditFiles). */
+  provenance?: { section: AuditSection; files: TarFile[] };
 }
 
 /** A clean-batch entry's record bytes are not available to bundle (not stored, or no store given). */
@@ -175,6 +180,11 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
     files.push({ path: keyPath(k.verifier.keyIdHex), bytes: Buffer.from(`${k.verifier.verifierKey}\n`) });
     manifest.keys.push({ key_id: k.verifier.keyIdHex, verifier_key: k.verifier.verifierKey, valid_from_size: k.validFrom, valid_until_size: k.validUntil, rotation_index: k.rotationIndex });
   }
+  if (opts.provenance) {
+    if (manifest.kind !== 'entries') throw new Error('a provenance section needs a case bundle (indices)');
+    files.push(...opts.provenance.files);
+    manifest.provenance = opts.provenance.section;
+  }
   files.push({ path: 'manifest.json', bytes: canonicalBytes(manifest) });
   // Whole-log exports are large and already cheap to verify: favour build speed (level 1).
   return gzipDeterministic(writeTar(files), opts.gzipLevel ?? (manifest.kind === 'log' ? 1 : 6));
@@ -273,6 +283,8 @@ export interface VerifiedBundle {
   cosignedBy: { name: string; timestamp: number }[];
   /** Times at which trusted TSAs dated the newest checkpoint. */
   timestampedAt: string[];
+  /** Audit bundles: what the provenance section proved (absent for plain evidence bundles). */
+  provenance?: AuditVerified;
 }
 export type VerifyResult = VerifiedBundle | { ok: false; cause: VerifyCause; detail: string };
 
@@ -366,6 +378,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
   const top = checkpoints.get(m.tree_size)!;
   const vouched = verifyAttestations(files, m, checkListed, opts);
   let records = 0;
+  let provenance: AuditVerified | undefined;
 
   if (m.kind === 'entries') {
     for (const c of m.consistency) {
@@ -377,7 +390,12 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
     for (const c of m.checkpoints) if (c.size !== m.tree_size && !m.consistency.some((x) => x.from === c.size)) fail('CHECKPOINT_INCONSISTENT', `no consistency proof from checkpoint ${c.size} to ${m.tree_size}`);
     verifyEntries(files, m, top, checkpoints, listed, progress);
     records = verifyRecords(files, m, listed);
-  } else if (m.records !== undefined) {
+    if (m.provenance !== undefined) {
+      const entryIdx = new Set(m.entries.map((e) => e.index));
+      provenance = verifyAuditSection({ files, tenant: m.tenant, trustRoot: given.trustRoot, checkListed,
+        entry: (i) => (entryIdx.has(i) ? files.get(`entries/${i}.json`) : undefined), recordIndices: (m.records ?? []).map((r) => r.index) }, m.provenance);
+    }
+  } else if (m.records !== undefined || m.provenance !== undefined) {
     fail('MANIFEST_MISMATCH', 'a whole-log bundle carries no records');
   } else {
     verifyLog(files, m, checkpoints, listed, progress);
@@ -389,7 +407,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
     ok: true, tenant: m.tenant, origin: m.origin, caseId: m.case_id, kind: m.kind, treeSize: m.tree_size, rootHex: toHex(top.root),
     entries: m.kind === 'entries' ? m.entries.length : m.tree_size, records, checkpoints: m.checkpoints.map((c) => c.size),
     keys: schedule.map((k) => ({ keyId: k.verifier.keyIdHex, validFrom: k.validFrom, validUntil: k.validUntil })),
-    ...vouched,
+    ...vouched, ...(provenance ? { provenance } : {}),
   };
 }
 

@@ -11,6 +11,9 @@ export const VERIFY_CAUSES = [
   'ENTRY_PRUNED',
   // Records in bundles (issue 12 item 5): the clean OTLP bytes a clean-batch entry digests.
   'RECORD_MISSING', 'RECORD_MISMATCH',
+  // Audit bundles (issue 14 section 4): frames, symbol references, provenance envelopes and the join.
+  'FRAME_MISMATCH', 'SYMBOL_REF_MISMATCH', 'SYMBOL_BYTES_MISMATCH', 'PROVENANCE_MISSING', 'PROVENANCE_SIGNATURE_INVALID',
+  'PROVENANCE_KEY_UNTRUSTED', 'PROVENANCE_SUBJECT_MISMATCH', 'PROVENANCE_MISMATCH', 'JOIN_MISMATCH', 'JOIN_INCOMPLETE',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -36,6 +39,16 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   ENTRY_PRUNED: 26,
   RECORD_MISSING: 27,
   RECORD_MISMATCH: 28,
+  FRAME_MISMATCH: 29,
+  SYMBOL_REF_MISMATCH: 30,
+  SYMBOL_BYTES_MISMATCH: 31,
+  PROVENANCE_MISSING: 32,
+  PROVENANCE_SIGNATURE_INVALID: 33,
+  PROVENANCE_KEY_UNTRUSTED: 34,
+  PROVENANCE_SUBJECT_MISMATCH: 35,
+  PROVENANCE_MISMATCH: 36,
+  JOIN_MISMATCH: 37,
+  JOIN_INCOMPLETE: 38,
 };
 
 export class VerifyFailure extends Error {

@@ -43,7 +43,7 @@ export interface EvidenceSection {
    * POST /evidence/verify) carries besides the log keys: the configured witnesses' cosignature keys
    * with k of n, and the TSA certificates with k.
    */
-  trustPolicy: Required<TrustPolicy>;
+  trustPolicy: Required<Pick<TrustPolicy, 'witnesses' | 'tsa'>>;
 }
 
 const KNOWN = ['keyFile', 'keyDir', 'sealEverySeconds', 'sealEveryEntries', 'originPrefix', 'witnesses', 'tsa', 'attestRetry', 'witnessK', 'tsaK'];

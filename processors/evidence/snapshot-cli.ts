@@ -19,6 +19,10 @@ export interface SnapshotCreateOptions {
   scope: string;
   /** The trace id, event id or resource id. */
   id: string;
+  /** Audit bundle (scope trace): frames, join, symbol refs, provenance envelopes (docs/provenance.md "Audit bundles"). */
+  withProvenance?: boolean;
+  /** With withProvenance: the symbol bundles' bytes too. */
+  withSymbolBytes?: boolean;
   /** Output file; default ./<case id>.tar.gz */
   out?: string;
   fetch?: typeof fetch;
@@ -53,13 +57,16 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
   let res: Response;
   try {
     res = await f(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ kind: opts.scope, resource_id: opts.id, case_id: opts.caseId }) });
+      body: JSON.stringify({ kind: opts.scope, resource_id: opts.id, case_id: opts.caseId,
+        ...(opts.withProvenance ? { with_provenance: true } : {}), ...(opts.withSymbolBytes ? { with_symbol_bytes: true } : {}) }) });
   } catch (err) {
     return { exitCode: 4, stdout: '', stderr: `cannot reach ${url.origin}: ${(err as Error).message}\n` };
   }
-  const body = (await res.json().catch(() => ({}))) as { tenant?: string; bundle_id?: string; events?: number; records?: number; tree_size?: number; error?: { code?: string; message?: string } };
+  const body = (await res.json().catch(() => ({}))) as { tenant?: string; bundle_id?: string; events?: number; records?: number; tree_size?: number;
+    provenance?: { frames: number; registrations: number; symbol_bytes: boolean }; error?: { code?: string; message?: string } };
   if (res.status === 401 || res.status === 403) return { exitCode: 3, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'not allowed'}\n` };
   if (res.status === 404 || res.status === 409) return { exitCode: 1, stdout: '', stderr: `${res.status}: ${body.error?.message ?? 'nothing to snapshot'}\n` };
+  if (res.status === 501) return { exitCode: 4, stdout: '', stderr: `501: ${body.error?.message ?? 'not configured'}\n` };
   if (res.status === 400) return { exitCode: 2, stdout: '', stderr: `400: ${body.error?.message ?? 'bad request'}\n` };
   // A case needing an entry that retention pruned: the verify exit code of ENTRY_PRUNED.
   if (res.status === 410 && body.error?.code === 'entry_pruned') return { exitCode: causeExitCode.ENTRY_PRUNED, stdout: '', stderr: `FAILED: ENTRY_PRUNED: ${body.error.message ?? ''}\n` };
@@ -90,8 +97,10 @@ export async function snapshotCreate(opts: SnapshotCreateOptions): Promise<CliRe
     await fsp.unlink(tmp).catch(() => undefined);
     return { exitCode: 4, stdout: '', stderr: `cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n` };
   }
-  const data = { ...(body.tenant ? { tenant: body.tenant } : {}), bundle_id: id, case_id: opts.caseId, events: body.events, records: body.records ?? 0, tree_size: body.tree_size, bytes: bytes.length, file: out };
-  return { data, exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events${body.records ? `, ${body.records} records` : ''}, tree size ${body.tree_size}, ${bytes.length} bytes\n  written to ${out}\n`
+  const data = { ...(body.tenant ? { tenant: body.tenant } : {}), bundle_id: id, case_id: opts.caseId, events: body.events, records: body.records ?? 0, tree_size: body.tree_size, bytes: bytes.length, file: out,
+    ...(body.provenance ? { provenance: body.provenance } : {}) };
+  const prov = body.provenance ? `  provenance: ${body.provenance.frames} frames, ${body.provenance.registrations} sealed registrations${body.provenance.symbol_bytes ? ', symbol bytes' : ''}\n` : '';
+  return { data, exitCode: 0, stdout: `bundle ${id}\n  case ${opts.caseId}, ${body.events} events${body.records ? `, ${body.records} records` : ''}, tree size ${body.tree_size}, ${bytes.length} bytes\n${prov}  written to ${out}\n`
     // Verification needs an anchor the bundle does not carry: the tenant's pinned trust root.
     + `  verify offline: stella forensic verify ${out} --trust <trust root>\n`
     + `  (pin the trust root once, from a source you trust: stella forensic trust export --tenant ${body.tenant ?? '<tenant>'} on the evidence host, or GET /evidence/${body.tenant ?? '<tenant>'}/trust-root)\n`, stderr: '' };

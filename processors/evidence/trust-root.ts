@@ -13,7 +13,7 @@
 // cannot sign a checkpoint past its retirement (a bundle that omits the rotation is refused).
 // witnesses: C2SP tlog-cosignature verifier keys (alg 0x04) with a k-of-n policy; tsa: the PEM
 // certificates of trusted RFC 3161 TSAs and how many tokens each checkpoint needs.
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPublicKey } from 'node:crypto';
 import { fromB64Strict, sha256, sha256Hex } from './hash.ts';
 import { canonicalBytes } from './jcs.ts';
 import { NoteError, parseVerifierKey, validateKeyName } from './note.ts';
@@ -41,7 +41,18 @@ export interface TrustRoot {
   witnesses: { k: number; keys: WitnessKey[] };
   /** PEM certificates of trusted RFC 3161 TSAs; k tokens required per checkpoint (0: optional). */
   tsa: { k: number; certificates: string[] };
+  /**
+   * The tenant's intake trust keys (config `intake.trust.<tenant>.keys`, Ed25519 SPKI PEM): the only
+   * keys an audit bundle's provenance envelopes may be verified with. Absent = none pinned (a
+   * provenance bundle then fails PROVENANCE_KEY_UNTRUSTED). Exported only when configured, so roots
+   * of tenants without intake keys keep their bytes.
+   */
+  intake_keys?: IntakeKeyPin[];
+  /** The join-completeness policy an audit bundle is checked against (absent: the default 20 / 0.95). */
+  provenance_policy?: { top_frames: number; min_completeness: number };
 }
+
+export interface IntakeKeyPin { keyid: string; public_key: string }
 
 export class TrustRootError extends Error {
   override readonly name = 'TrustRootError';
@@ -50,7 +61,7 @@ export class TrustRootError extends Error {
 /** Signature type byte of a C2SP tlog-cosignature/v1 Ed25519 verifier key. */
 export const ALG_COSIGNATURE_V1 = 0x04;
 
-const TOP_KEYS = ['type', 'tenant', 'origin', 'log_keys', 'rotations', 'witnesses', 'tsa'];
+const TOP_KEYS = ['type', 'tenant', 'origin', 'log_keys', 'rotations', 'witnesses', 'tsa', 'intake_keys', 'provenance_policy'];
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -168,9 +179,37 @@ export function parseTrustRoot(json: unknown): TrustRoot {
   if (new Set(certificates.map((c) => new X509Certificate(c).fingerprint256)).size !== certificates.length) throw new TrustRootError(`${w}.tsa.certificates lists a certificate twice`);
   const tsaK = policyK(tsa, certificates.length, `${w}.tsa`);
 
+  const intakeKeys = json.intake_keys === undefined ? undefined : arrayField(json, 'intake_keys', w).map((v, i) => {
+    const kw = `${w}.intake_keys[${i}]`;
+    if (!isObject(v)) throw new TrustRootError(`${kw} must be an object {keyid, public_key}`);
+    onlyKeys(v, ['keyid', 'public_key'], kw);
+    const keyid = stringField(v, 'keyid', kw);
+    if (!/^[\x21-\x7e]{1,256}$/.test(keyid)) throw new TrustRootError(`${kw}.keyid must be 1-256 printable ASCII characters without spaces`);
+    const pem = stringField(v, 'public_key', kw);
+    let key;
+    try { key = createPublicKey({ key: pem, format: 'pem' }); } catch { throw new TrustRootError(`${kw}.public_key is not a parsable PEM (SPKI) public key`); }
+    if (key.asymmetricKeyType !== 'ed25519') throw new TrustRootError(`${kw}.public_key must be an Ed25519 key`);
+    return { keyid, public_key: pem };
+  });
+  if (intakeKeys && new Set(intakeKeys.map((k) => k.keyid)).size !== intakeKeys.length) throw new TrustRootError(`${w}.intake_keys lists a keyid twice`);
+  let provenancePolicy: TrustRoot['provenance_policy'];
+  if (json.provenance_policy !== undefined) {
+    const pp = json.provenance_policy;
+    const pw = `${w}.provenance_policy`;
+    if (!isObject(pp)) throw new TrustRootError(`${pw} must be an object {top_frames, min_completeness}`);
+    onlyKeys(pp, ['top_frames', 'min_completeness'], pw);
+    const n = pp.top_frames;
+    const min = pp.min_completeness;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) throw new TrustRootError(`${pw}.top_frames must be a whole number from 1 to 10000`);
+    if (typeof min !== 'number' || !(min >= 0 && min <= 1)) throw new TrustRootError(`${pw}.min_completeness must be a number from 0 to 1`);
+    provenancePolicy = { top_frames: n, min_completeness: min };
+  }
+
   return {
     type: TRUST_ROOT_TYPE, tenant, origin, log_keys: logKeys, rotations,
     witnesses: { k: witnessK, keys: witnessKeys }, tsa: { k: tsaK, certificates },
+    ...(intakeKeys ? { intake_keys: intakeKeys } : {}),
+    ...(provenancePolicy ? { provenance_policy: provenancePolicy } : {}),
   };
 }
 
@@ -191,7 +230,13 @@ export function serializeTrustRoot(root: TrustRoot): Buffer {
 /** SHA-256 (hex) of the canonical serialisation: a short fingerprint to compare roots by. */
 export const trustRootDigest = (root: TrustRoot): string => sha256Hex(serializeTrustRoot(root));
 
-export interface TrustPolicy { witnesses?: TrustRoot['witnesses']; tsa?: TrustRoot['tsa'] }
+export interface TrustPolicy {
+  witnesses?: TrustRoot['witnesses']; tsa?: TrustRoot['tsa'];
+  /** The tenant's intake trust keys (config intake.trust), pinned for audit bundles' provenance envelopes. */
+  intakeKeys?: IntakeKeyPin[];
+  /** The tenant's join-completeness policy (config provenance), recorded for audit bundles. */
+  provenancePolicy?: { top_frames: number; min_completeness: number };
+}
 
 /**
  * The trust root of a tenant's log as the operator's store knows it: origin and genesis key of the
@@ -212,5 +257,19 @@ export async function exportTrustRoot(store: EvidenceStore, tenant: string, poli
     rotations: schedule.slice(1).map((k, i) => ({ previous_key: schedule[i]!.verifier.verifierKey, new_key: k.verifier.verifierKey, valid_from_size: k.validFrom })),
     witnesses: policy.witnesses ?? { k: 0, keys: [] },
     tsa: policy.tsa ?? { k: 0, certificates: [] },
+    ...(policy.intakeKeys?.length ? { intake_keys: [...policy.intakeKeys].sort((a, b) => (a.keyid < b.keyid ? -1 : a.keyid > b.keyid ? 1 : 0)) } : {}),
+    ...(policy.provenancePolicy ? { provenance_policy: policy.provenancePolicy } : {}),
   });
+}
+
+/**
+ * A tenant's trust policy with its intake trust keys and join-completeness policy pinned (for audit
+ * bundles). Both are added only when the tenant has intake keys configured: the trust roots of
+ * other tenants keep their bytes.
+ */
+export function withIntakePins(base: TrustPolicy, intakeKeys: readonly { keyid: string; publicKey: string }[] | undefined,
+  policy: { topFrames: number; minCompleteness: number }): TrustPolicy {
+  if (!intakeKeys?.length) return base;
+  return { ...base, intakeKeys: intakeKeys.map((k) => ({ keyid: k.keyid, public_key: k.publicKey })),
+    provenancePolicy: { top_frames: policy.topFrames, min_completeness: policy.minCompleteness } };
 }

@@ -86,7 +86,7 @@ export function frameSymbolKey(f: Pick<FrameRow, 'build_id' | 'pdb_guid' | 'pdb_
 
 export const isNativeFrame = (f: Pick<FrameRow, 'runtime' | 'ip' | 'module_offset'>): boolean => f.runtime === 'native' || f.ip !== null || f.module_offset !== null;
 
-const frameKey = (f: FrameRow): string => {
+export const frameKey = (f: Pick<FrameRow, 'build_id' | 'pdb_guid' | 'pdb_age' | 'dsym_uuid' | 'module' | 'module_offset' | 'ip'>): string => {
   const k = frameSymbolKey(f)?.key ?? f.module;
   return `${k}@${hex(f.module_offset) || `ip:${hex(f.ip)}`}`;
 };

@@ -7,7 +7,7 @@ import { CasIntegrityError } from '../../lib/cas.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import type { Store } from '../../lib/store/index.ts';
 import { lookupArtifact, lookupSymbolBundle, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
-import { framesOfTrace } from './frames-store.ts';
+import { framesOfTrace, type FrameRow } from './frames-store.ts';
 import { assembleJoin, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
 import type { CompletenessPolicy } from './policy.ts';
 import { loadElfSymbols, ResolutionCache } from './resolve.ts';
@@ -40,7 +40,11 @@ export class ProvenanceService {
   constructor(private readonly deps: ProvenanceDeps) {}
 
   async traceProvenance(tenant: string, traceId: string): Promise<ProvenanceReport> {
-    const frames = await framesOfTrace(this.deps.store, tenant, traceId);
+    return this.joinFrames(tenant, traceId, await framesOfTrace(this.deps.store, tenant, traceId));
+  }
+
+  /** The join over given frames (the audit bundle passes the frames of the trace's sealed records). */
+  async joinFrames(tenant: string, traceId: string, frames: readonly FrameRow[]): Promise<ProvenanceReport> {
     const bundles = new Map<string, SymbolBundleRow[]>();
     await Promise.all(symbolKeysOf(frames).map(async ({ key, kind }) => { bundles.set(key, await lookupSymbolBundle(this.deps.store, tenant, key, kind)); }));
     const allBundles = [...bundles.values()].flat();
@@ -63,8 +67,8 @@ export class ProvenanceService {
    * The trace's replay manifest (buildReplayManifest over the join and the resource attributes of
    * the span whose frame it is of), stored in `replays` (idempotent). Undefined: no such trace.
    */
-  async replayManifest(tenant: string, traceId: string): Promise<{ manifest: ReplayManifest; sha256: string } | undefined> {
-    const report = await this.traceProvenance(tenant, traceId);
+  async replayManifest(tenant: string, traceId: string, joined?: ProvenanceReport): Promise<{ manifest: ReplayManifest; sha256: string } | undefined> {
+    const report = joined ?? await this.traceProvenance(tenant, traceId);
     const span = report.frames.find((f) => f.status === 'joined')?.span_id ?? report.frames[0]?.span_id ?? '';
     const scoped = forTenant(this.deps.store, tenant);
     const res = await scoped.scopedRows<{ ResourceAttributes: Record<string, string> }>(`SELECT ResourceAttributes FROM otel_traces
