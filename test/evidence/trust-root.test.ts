@@ -107,3 +107,26 @@ describe('trust root', () => {
     expect(parseTrustRootText(serializeTrustRoot(r))).toEqual(r);
   });
 });
+
+describe('trust root: intake keys and provenance policy (audit bundles)', () => {
+  const pem = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  it('parses them strictly and leaves roots without them byte-identical', () => {
+    const base = serializeTrustRoot(parseTrustRoot(root()));
+    expect(base.toString()).not.toContain('intake_keys');
+    const r = parseTrustRoot(root({ intake_keys: [{ keyid: 'ci', public_key: pem }], provenance_policy: { top_frames: 5, min_completeness: 1 } }));
+    expect(r.intake_keys).toEqual([{ keyid: 'ci', public_key: pem }]);
+    expect(r.provenance_policy).toEqual({ top_frames: 5, min_completeness: 1 });
+    expect(parseTrustRootText(serializeTrustRoot(r))).toEqual(r);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ intake_keys: [{ keyid: 'ci', public_key: rsa }] }, /intake_keys\[0\]\.public_key must be an Ed25519 key/],
+      [{ intake_keys: [{ keyid: 'ci', public_key: 'nope' }] }, /not a parsable PEM/],
+      [{ intake_keys: [{ keyid: 'ci', public_key: pem, extra: 1 }] }, /unknown field "extra"/],
+      [{ intake_keys: [{ keyid: 'ci', public_key: pem }, { keyid: 'ci', public_key: pem }] }, /keyid twice/],
+      [{ intake_keys: [{ keyid: 'a b', public_key: pem }] }, /printable ASCII/],
+      [{ provenance_policy: { top_frames: 0, min_completeness: 1 } }, /top_frames/],
+      [{ provenance_policy: { top_frames: 5, min_completeness: 1.5 } }, /min_completeness/],
+    ];
+    for (const [over, msg] of refused) expect(() => parseTrustRoot(root(over))).toThrow(msg);
+  });
+});
