@@ -12,12 +12,14 @@ import { setConsumerGroupTiming } from '../lib/kafka/group-timing.ts';
 import { logger } from '../lib/log.ts';
 import { stopLeftoverBroker, trackLocalBroker, untrackLocalBroker } from './local-broker.ts';
 import { enableDefaultMetrics } from '../lib/metrics.ts';
-import { sha256Hex, TokenRegistry } from '../lib/tenancy.ts';
+import { sha256Hex, TokenRegistry, type TenantConfig } from '../lib/tenancy.ts';
 import { mergeTenants, readTokenStore, storeTenants, tokenStorePath, watchTokenStore } from '../lib/token-store.ts';
 import { startTracing, stopTracing } from '../lib/tracing.ts';
 import { createKafka } from '../lib/kafka/client.ts';
 import { missingNodeFlags, NODE_FLAGS } from '../lib/node-flags.ts';
 import { startReceiver } from '../receiver/index.ts';
+import type { IncidentListener } from '../receiver/sampling.ts';
+import { selfTracingUrl } from '../receiver/workers.ts';
 import type { Store } from '../lib/store/index.ts';
 // Processors, the store and the API are imported only when their part runs: the store loads the
 // embedded ClickHouse engine (a 500+ MB library), which a receiver-only process must not carry.
@@ -78,8 +80,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
   // which is polled: created and revoked tokens take effect without a restart.
   const baseTenants = cfg.tenants;
   let tokens: TokenRegistry;
+  let tenantsNow: TenantConfig[];
   try {
-    tokens = new TokenRegistry(mergeTenants(baseTenants, storeTenants(readTokenStore(cfg.dataDir))));
+    tenantsNow = mergeTenants(baseTenants, storeTenants(readTokenStore(cfg.dataDir)));
+    tokens = new TokenRegistry(tenantsNow);
   } catch (err) {
     throw new ConfigError([`tenants / ${tokenStorePath(cfg.dataDir)}: ${(err as Error).message}`]);
   }
@@ -122,8 +126,15 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     } });
   };
   if (kafka.localBroker) phases.kafka.push(async () => { await kafka.localBroker!.stop(); untrackLocalBroker(); });
+  // Receiver workers (receiver/workers.ts) get each reload too; the SLO runner's incident changes
+  // go to their head samplers (sloSampler) instead of only this process's.
+  const onTenants: ((t: TenantConfig[]) => void)[] = [];
+  let sloSampler: IncidentListener | undefined;
   const unwatchTokens = watchTokenStore(cfg.dataDir, (stored) => {
-    tokens.replace(mergeTenants(baseTenants, stored));
+    const merged = mergeTenants(baseTenants, stored);
+    tenantsNow = merged;
+    tokens.replace(merged);
+    for (const f of onTenants) f(merged);
     log.info({ tokens: tokens.size }, 'token store reloaded');
   }, (err) => log.error({ error_message: err.message }, 'token store not reloaded; the previous tokens stay in force'));
   phases.serving.push(async () => unwatchTokens());
@@ -141,18 +152,33 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
     if (parts.has('receiver')) {
       const { headSampler, parseSamplingConfig } = await import('../receiver/sampling.ts');
       headSampler.configure(section('sampling', () => parseSamplingConfig(cfg.sections.sampling)));
-      const receiver = await startReceiver(cfg, kafka.access('receiver'), tokens);
-      admin.addCheck('kafka', () => ({ ok: receiver.health.isUp, detail: receiver.health.isUp ? undefined : 'Kafka unreachable' }));
-      phases.intake.push(() => receiver.close());
-      ports.grpc = receiver.grpcPort;
-      ports.http = receiver.httpPort;
+      let receiverPorts: { grpcPort: number; httpPort: number };
+      if (cfg.receiver.workers > 1) {
+        // A cluster of receiver processes sharing the ports (receiver/workers.ts).
+        const { startReceiverWorkers } = await import('../receiver/workers.ts');
+        const workers = await startReceiverWorkers({ cfg, access: kafka.access('receiver'), tenants: tenantsNow, workers: cfg.receiver.workers,
+          tracing: !cfg.tracing.enabled ? undefined : selfTraceToken ? { self: true, token: selfTraceToken } : { self: false } });
+        admin.addCheck('kafka', () => workers.readiness());
+        admin.addMetricsSource(() => workers.metrics());
+        onTenants.push((t) => workers.setTenants(t));
+        sloSampler = workers.incidents;
+        phases.intake.push(() => workers.close());
+        receiverPorts = workers;
+        out(`OTLP receiver: ${cfg.receiver.workers} worker processes (receiver.workers)`);
+      } else {
+        const receiver = await startReceiver(cfg, kafka.access('receiver'), tokens);
+        admin.addCheck('kafka', () => ({ ok: receiver.health.isUp, detail: receiver.health.isUp ? undefined : 'Kafka unreachable' }));
+        phases.intake.push(() => receiver.close());
+        receiverPorts = receiver;
+      }
+      ports.grpc = receiverPorts.grpcPort;
+      ports.http = receiverPorts.httpPort;
       if (selfTraceToken) {
-        const host = ['0.0.0.0', '::', ''].includes(cfg.receiver.host) ? '127.0.0.1' : cfg.receiver.host.includes(':') ? `[${cfg.receiver.host}]` : cfg.receiver.host;
-        await startTracing(cfg.tracing, { url: `http://${host}:${receiver.httpPort}/v1/traces`, headers: { ...cfg.tracing.headers, Authorization: `Bearer ${selfTraceToken}` } });
+        await startTracing(cfg.tracing, { url: selfTracingUrl(cfg.receiver.host, receiverPorts.httpPort), headers: { ...cfg.tracing.headers, Authorization: `Bearer ${selfTraceToken}` } });
         phases.selfTrace.push(() => stopTracing());
         out(`Self-tracing: to this receiver under tenant "${cfg.tracing.systemTenant}" (sample ratio ${cfg.tracing.sampleRatio})`);
       }
-      out(`OTLP receiver: gRPC ${cfg.receiver.host}:${receiver.grpcPort}, HTTP http://${cfg.receiver.host}:${receiver.httpPort}`);
+      out(`OTLP receiver: gRPC ${cfg.receiver.host}:${receiverPorts.grpcPort}, HTTP http://${cfg.receiver.host}:${receiverPorts.httpPort}`);
     }
     if (parts.has('scrub')) {
       // Validated before anything consumes, so a bad rule file stops startup with its path named.
@@ -233,7 +259,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       } else {
         const { startSloRunner } = await import('../processors/slo/runner.ts');
         const runner = await startSloRunner({ kafka: createKafka({ ...kafka.access('slo'), clientId: `${cfg.kafka.clientId}-slo` }),
-          store: await getStore(), ...sloSection.runner, config: runnerConfig(sloSection), groupId: groups.slo,
+          store: await getStore(), ...sloSection.runner, config: runnerConfig(sloSection), groupId: groups.slo, ...(sloSampler && { sampler: sloSampler }),
           topics: { spans: cfg.kafka.topics.spansClean, metrics: cfg.kafka.topics.metricsClean,
             sloEvents: cfg.kafka.topics.sloEvents, timelineEvents: cfg.kafka.topics.timelineEvents } });
         drainThenStop(1, groups.slo, [cfg.kafka.topics.spansClean, cfg.kafka.topics.metricsClean], () => runner.stop());

@@ -1,19 +1,27 @@
 // The self-telemetry endpoints of a process: /metrics (Prometheus text), /healthz (alive), /readyz
 // (every registered readiness check passes; 503 with the failing checks otherwise).
 import http from 'node:http';
-import { registry } from './metrics.ts';
+import { aggregateMetrics, registry, type MetricsSnapshot } from './metrics.ts';
 
 export type ReadinessCheck = () => { ok: boolean; detail?: string };
 
-export interface AdminServer { port: number; addCheck(name: string, check: ReadinessCheck): void; close(): Promise<void> }
+export interface AdminServer {
+  port: number;
+  addCheck(name: string, check: ReadinessCheck): void;
+  /** Other processes' metrics (receiver workers) to serve with this one's, aggregated. */
+  addMetricsSource(source: () => Promise<MetricsSnapshot[]>): void;
+  close(): Promise<void>;
+}
 
 export async function startAdminServer(host: string, port: number): Promise<AdminServer> {
   const checks = new Map<string, ReadinessCheck>();
+  const sources: (() => Promise<MetricsSnapshot[]>)[] = [];
   const server = http.createServer((req, res) => {
     void (async () => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics') {
-        const text = await registry.metrics();
+        const text = sources.length === 0 ? await registry.metrics()
+          : await aggregateMetrics([await registry.getMetricsAsJSON(), ...(await Promise.all(sources.map((s) => s()))).flat()]);
         res.writeHead(200, { 'content-type': registry.contentType });
         res.end(text);
       } else if (path === '/healthz') {
@@ -35,6 +43,7 @@ export async function startAdminServer(host: string, port: number): Promise<Admi
   return {
     port: typeof addr === 'object' && addr ? addr.port : port,
     addCheck: (name, check) => { checks.set(name, check); },
+    addMetricsSource: (source) => { sources.push(source); },
     close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
   };
 }

@@ -1,6 +1,7 @@
 // Typed configuration, validated at startup with errors that name the key and the expected value.
 // Sources, later wins: built-in defaults < the config file (STELLA_CONFIG, YAML or JSON) < environment.
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { defaultIntakeConfig, parseIntakeSection, type IntakeConfig } from './intake/trust.ts';
@@ -50,6 +51,9 @@ export interface ReceiverConfig {
   retryAfterSeconds: number;
   /** Refuse (503 / UNAVAILABLE) a request that would wait longer than this for Kafka's ack; 0 = off. */
   maxQueueWaitMs: number;
+  /** Receiver processes (receiver/workers.ts): 1 = in the `stella run` process itself; more = a
+   * cluster of that many, sharing the ports. `auto` in the file or STELLA_RECEIVER_WORKERS = one per core. */
+  workers: number;
 }
 
 /** Self-tracing (lib/tracing.ts): the pipeline's own spans, exported over OTLP/HTTP protobuf. */
@@ -127,7 +131,7 @@ export function defaultConfig(): StellaConfig {
     },
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
-      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000,
+      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000, workers: 1,
     },
     admin: { host: '127.0.0.1', port: 9464 },
     api: { host: '127.0.0.1', port: 8080 },
@@ -274,6 +278,18 @@ function parseRetention(r: Reader, src: Obj, env: string, d: RetentionConfig): R
   };
 }
 
+/** Most receiver workers allowed: each is a process with its own Kafka producer and connections. */
+export const MAX_RECEIVER_WORKERS = 64;
+
+function receiverWorkers(r: Reader, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'auto') return Math.min(MAX_RECEIVER_WORKERS, os.availableParallelism());
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_RECEIVER_WORKERS) return n;
+  r.problems.push(`STELLA_RECEIVER_WORKERS / receiver.workers must be an integer from 1 to ${MAX_RECEIVER_WORKERS} or "auto" (one per core) (got ${JSON.stringify(v)})`);
+  return fallback;
+}
+
 const KNOWN_TOP = new Set(['env', 'dataDir', 'kafka', 'receiver', 'admin', 'api', 'clickhouse', 'tracing', 'tenants', 'intake', 'evidenceRetention']);
 
 /** Build a config from a parsed file object and an environment; throws ConfigError listing every problem. */
@@ -349,6 +365,7 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       maxAttributeValueBytes: r.int(rc, 'maxAttributeValueBytes', 'receiver.', 16, 100 * MiB, d.receiver.maxAttributeValueBytes),
       retryAfterSeconds: r.int(rc, 'retryAfterSeconds', 'receiver.', 1, 3600, d.receiver.retryAfterSeconds),
       maxQueueWaitMs: r.int(rc, 'maxQueueWaitMs', 'receiver.', 0, 600_000, d.receiver.maxQueueWaitMs),
+      workers: receiverWorkers(r, env.STELLA_RECEIVER_WORKERS ?? rc.workers, d.receiver.workers),
     },
     admin: {
       host: env.STELLA_HOST ?? r.str(ad, 'host', 'admin.', d.admin.host),

@@ -164,7 +164,13 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
       }
     }
   };
-  const server = http.createServer((req, res) => { void handle(req, res); });
+  // Once closing, each answer also closes its connection: a client that keeps a keep-alive connection
+  // busy would otherwise hold server.close() (and a worker's drain) open for as long as it sends.
+  let closing = false;
+  const server = http.createServer((req, res) => {
+    if (closing) res.shouldKeepAlive = false;
+    void handle(req, res);
+  });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -173,6 +179,6 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
   const addr = server.address();
   return {
     port: typeof addr === 'object' && addr ? addr.port : opts.port,
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); }),
+    close: () => new Promise<void>((resolve) => { closing = true; server.close(() => resolve()); server.closeIdleConnections(); }),
   };
 }

@@ -5,7 +5,8 @@ import type { Admin, Kafka } from 'kafkajs';
 import { logger } from '../log.ts';
 import { gauge } from '../metrics.ts';
 
-const kafkaUp = gauge('stella_kafka_up', 'Whether Kafka answered the last produce or metadata request (1) or not (0)');
+// Over receiver workers (lib/admin.ts) the minimum: 0 while any of them cannot reach Kafka.
+export const kafkaUp = gauge('stella_kafka_up', 'Whether Kafka answered the last produce or metadata request (1) or not (0)', [], 'min');
 
 export class KafkaHealth {
   private up = false;
@@ -14,6 +15,8 @@ export class KafkaHealth {
   private probing = false;
   private readonly log = logger('kafka-health');
   lastError = '';
+  /** Called when the verdict changes (a receiver worker tells its primary, receiver/worker.ts). */
+  onChange: ((up: boolean) => void) | undefined;
 
   constructor(private readonly kafka: Kafka, private readonly probeIntervalMs = 1000) {}
 
@@ -38,16 +41,20 @@ export class KafkaHealth {
 
   markDown(err: unknown): void {
     if (this.up) this.log.warn({ error_message: String(err) }, 'Kafka unreachable; refusing new data with a retryable status until it returns');
+    const was = this.up;
     this.up = false;
     this.lastError = String(err);
     kafkaUp.set(0);
+    if (was) this.onChange?.(false);
   }
 
   markUp(): void {
     if (!this.up) this.log.info('Kafka reachable');
+    const was = this.up;
     this.up = true;
     this.lastError = '';
     kafkaUp.set(1);
+    if (!was) this.onChange?.(true);
   }
 
   private async probe(): Promise<void> {
