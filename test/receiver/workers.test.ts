@@ -15,12 +15,13 @@ import { decodeTraces, signals } from '../../lib/otlp/proto.ts';
 import { readAllRecordsAt, kafkaEnv, testAccess, uniq } from '../support/kafka.ts';
 import { grpcExport, httpExport, spanObject, tracesRequest } from '../support/otlp.ts';
 import { testTenants, TOKENS } from '../support/receiver.ts';
+import { runStellaCli } from '../support/stella.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const dirs: string[] = [];
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
-interface Stella { child: ChildProcess; grpcPort: number; httpPort: number; adminPort: number; spans: string; output: () => string; exited: Promise<number | null> }
+interface Stella { child: ChildProcess; grpcPort: number; httpPort: number; adminPort: number; spans: string; env: Record<string, string>; output: () => string; exited: Promise<number | null> }
 
 /** `stella run --only receiver` with two receiver workers and topics of its own. */
 async function startStella(): Promise<Stella> {
@@ -31,10 +32,8 @@ async function startStella(): Promise<Stella> {
     'intakeRuntimeFacts', 'orchestratorExports', 'intakeArtifacts', 'intakeSymbols'].map((k) => [k, `${prefix}_${k}`]));
   writeFileSync(path.join(dir, 'stella.json'), JSON.stringify({ tenants: testTenants, receiver: { workers: 2, grpcPort: 0, httpPort: 0 },
     admin: { port: 0 }, kafka: { partitions: 3, topics } }));
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, ...kafkaEnv(), STELLA_CONFIG: path.join(dir, 'stella.json'), STELLA_DATA_DIR: path.join(dir, 'data'), STELLA_LOG_LEVEL: 'info' },
-  });
+  const env: Record<string, string> = { PATH: process.env.PATH!, ...kafkaEnv(), STELLA_CONFIG: path.join(dir, 'stella.json'), STELLA_DATA_DIR: path.join(dir, 'data'), STELLA_LOG_LEVEL: 'info' };
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => { out += c.toString('utf8'); });
   child.stderr!.on('data', (c: Buffer) => { out += c.toString('utf8'); });
@@ -46,7 +45,7 @@ async function startStella(): Promise<Stella> {
   }
   const m = /OTLP receiver: gRPC [^:]+:(\d+), HTTP http:\/\/[^:]+:(\d+)/.exec(out)!;
   const admin = /Self-telemetry: http:\/\/[^:]+:(\d+)\/metrics/.exec(out)!;
-  return { child, grpcPort: Number(m[1]), httpPort: Number(m[2]), adminPort: Number(admin[1]), spans: topics.spans!, output: () => out, exited };
+  return { child, grpcPort: Number(m[1]), httpPort: Number(m[2]), adminPort: Number(admin[1]), spans: topics.spans!, env, output: () => out, exited };
 }
 
 /** The primary's receiver workers: its child processes running receiver/worker.ts. */
@@ -190,6 +189,24 @@ describe('stella run with two receiver workers', () => {
     expect(metricValue(text, 'stella_kafka_up', {})).toBe(1);
     // One series per name and label set: the workers' samples were merged, not listed side by side.
     expect(text.split('\n').filter((l) => l.startsWith('stella_receiver_requests_total{protocol="grpc",signal="traces",code="OK"}'))).toHaveLength(1);
+  });
+
+  it('a token created with `stella tokens` while running is accepted by every worker', async () => {
+    const created = await runStellaCli(['tokens', 'create', '--tenant', 'globex', '--scopes', 'otlp:write', '--output', 'json'], { ...s.env, STELLA_LOG_LEVEL: 'silent' });
+    expect(created.code, created.stderr).toBe(0);
+    const { token } = JSON.parse(created.stdout) as { token: string };
+    // Fresh connections alternate between the workers: four in a row must all be accepted.
+    const deadline = Date.now() + 15_000;
+    let streak = 0;
+    while (streak < 4) {
+      const r = await httpExport(s.httpPort, '/v1/traces', body([uniq('tok')]), { 'content-type': 'application/x-protobuf', authorization: `Bearer ${token}`, connection: 'close' });
+      streak = r.status === 200 ? streak + 1 : 0;
+      if (streak === 0) {
+        expect(r.status).toBe(401);
+        if (Date.now() > deadline) throw new Error('the new token was not accepted by every worker within 15 s');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
   });
 
   it('SIGKILL of one worker under load: only requests in flight fail, no acked span is lost, the worker is restarted', async () => {
