@@ -2,15 +2,17 @@
 // optionally gzip (Content-Encoding: gzip), optionally with a DSSE envelope over their digest
 // (X-Stella-DSSE-Envelope: base64 of the envelope JSON). The HTTP side only: the checks, the CAS
 // and Kafka are processors/intake/runtime-ingest.ts. Answers only after Kafka acked (202).
+import { createHash } from 'node:crypto';
 import type { BlobStore } from '../lib/cas.ts';
+import type { GraphRegistry } from '../lib/intake/graphs.ts';
 import type { IntakeProducer } from '../lib/intake/publish.ts';
 import type { IntakeEnvelopeVerifier, RuntimeFactsConfig } from '../lib/intake/trust.ts';
 import { logger } from '../lib/log.ts';
 import type { Store } from '../lib/store/index.ts';
 import { runtimeForTenant } from '../lib/store/runtime-store.ts';
 import { counter } from '../lib/metrics.ts';
-import { refuse, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
-import { gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
+import { normalizeSha256, refuse, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
+import { checkTimeAnchor, gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
 import { apiError, json, type ApiResponse, type AuthedRequest, type BodyLimit, type Router } from './router.ts';
 
 export const TENANT_HEADER = 'x-stella-tenant';
@@ -25,7 +27,12 @@ export interface RuntimeFactsRouteDeps {
   limits: RuntimeFactsConfig;
   /** For GET /api/v1/runtime-facts/:ingest_id (absent: no read route). */
   store?: Store;
+  /** The graph registry (lib/intake/graphs.ts): POST /api/v1/reachability/graphs (absent: no route). */
+  graphs?: GraphRegistry;
 }
+
+/** A reachability graph is opaque bytes to the intake (its format is the analyzer's); this bounds one. */
+export const MAX_GRAPH_BODY_BYTES = 64 * 1024 * 1024;
 
 const outcomes = counter('stella_runtime_facts_requests_total', 'POST /api/v1/runtime-facts by outcome (accepted or the refusal reason)', ['outcome']);
 
@@ -62,6 +69,32 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
         next_after_line: facts.length === limit ? facts[facts.length - 1]!.line : null });
     });
   }
+  const anchor = deps.limits.timeAnchor;
+  if (anchor) {
+    // The staleness gauge moves between intakes too (an alert on it should not wait for traffic).
+    const t = setInterval(() => { void checkTimeAnchor(anchor, Date.now()).catch(() => undefined); }, 30_000);
+    t.unref();
+    void checkTimeAnchor(anchor, Date.now()).catch(() => undefined);
+  }
+  const graphs = deps.graphs;
+  if (graphs) {
+    // Registers a reachability graph: its bytes to the CAS, then the marker that makes its digest a
+    // known graph_hash (runtime facts naming it stop being orphans; queued ones resolve on their next retry).
+    router.scoped('POST', '/api/v1/reachability/graphs', 'runtime:write', async (req): Promise<ApiResponse> => {
+      const claimed = header(req, TENANT_HEADER);
+      if (claimed !== undefined && claimed !== req.tenant) return apiError(403, 'TENANT_MISMATCH', `${TENANT_HEADER} names another tenant than the token acts for`);
+      const bytes = req.rawBody ?? Buffer.alloc(0);
+      if (bytes.length === 0) return apiError(400, 'EMPTY_BODY', 'the body must be the graph\'s bytes');
+      const hex = createHash('sha256').update(bytes).digest('hex');
+      const declared = header(req, 'content-sha256');
+      if (declared !== undefined && normalizeSha256(declared) !== `sha256:${hex}`) return apiError(400, 'CONTENT_SHA256_MISMATCH', 'Content-SHA256 is not the sha256 of the body');
+      const ref = await deps.cas.put(req.tenant, bytes);
+      const fresh = await graphs.register(req.tenant, ref.digest, ref.uri);
+      log.info({ request_id: req.requestId, tenant_id: req.tenant, graph_hash: ref.digest, fresh }, 'reachability graph registered');
+      return json(fresh ? 201 : 200, { graph_hash: ref.digest, cas_uri: ref.uri, size: ref.size, replay: !fresh }, { 'x-graph-hash': ref.digest });
+    }, { body: { maxBytes: MAX_GRAPH_BODY_BYTES, code: 'BODY_TOO_LARGE' } });
+  }
+
   /** A refusal: counted, recorded as a runtime.ingest.failed event (best effort), answered with its named reason. */
   const refused = async (req: AuthedRequest, r: RuntimeRefusal, body: Buffer | undefined): Promise<ApiResponse> => {
     outcomes.inc({ outcome: r.reason });
@@ -74,7 +107,9 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
         log.warn({ request_id: req.requestId, tenant_id: req.tenant, error_code: 'REFUSAL_EVENT_NOT_PUBLISHED', error_message: String(err) }, 'runtime.ingest.failed not published');
       }
     }
-    return apiError(r.status, r.reason, r.message, { reason: r.reason, ...(r.line !== undefined ? { line: r.line } : {}), ...(r.field !== undefined ? { field: r.field } : {}) });
+    const res = apiError(r.status, r.reason, r.message, { reason: r.reason, ...(r.line !== undefined ? { line: r.line } : {}), ...(r.field !== undefined ? { field: r.field } : {}),
+      ...(r.staleness_seconds !== undefined ? { staleness_seconds: r.staleness_seconds, budget_seconds: r.budget_seconds } : {}) });
+    return r.status === 503 ? { ...res, headers: { 'retry-after': '60' } } : res;
   };
   // Both limits hold while the body arrives (api/server.ts bodyReader): a body over maxBodyBytes, or
   // gzip inflating past maxDecompressedBytes, is refused at the byte that crosses it.
@@ -129,6 +164,8 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
     return json(202, {
       ingest_id: result.ingestId, graph_hash: result.graphHash, content_sha256: result.contentSha256, cas_uri: result.casUri,
       records: result.records, size: result.size, signed_by: result.signedBy || null,
+      // false: the graph is not registered (yet): the facts are kept as orphans until it is (docs/intake.md "Orphans").
+      graph_known: deps.graphs ? await deps.graphs.isKnown(req.tenant, result.graphHash) : null,
     }, { 'content-sha256': result.contentSha256.slice(7), 'x-graph-hash': result.graphHash, 'x-ingest-id': result.ingestId });
   }, { body: bodyLimit });
 }

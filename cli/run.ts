@@ -208,7 +208,12 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { intakeSinks } = await import('../processors/timeline/intake-sinks.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
       const { FsBlobStore } = await import('../lib/cas.ts');
-      const sinks = intakeSinks({ verify: new IntakeTrust(cfg.intake.trust).verifyIntakeEnvelope, cas: new FsBlobStore(cfg.intake.casDir) });
+      const { GraphRegistry } = await import('../lib/intake/graphs.ts');
+      const { OrphanQueue } = await import('../processors/intake/orphan-queue.ts');
+      const op = cfg.intake.runtimeFacts.orphans;
+      const sinks = intakeSinks({ verify: new IntakeTrust(cfg.intake.trust).verifyIntakeEnvelope, cas: new FsBlobStore(cfg.intake.casDir),
+        orphans: { graphs: GraphRegistry.under(cfg.dataDir), queue: OrphanQueue.under(cfg.dataDir),
+          policy: { maxQueued: op.maxQueued, ttlMs: op.ttlSeconds * 1000, retryInitialMs: op.retryInitialMs, retryMaxMs: op.retryMaxMs } } });
       const sinkTopics = [...new Set(sinks.flatMap((x) => x.topics.map((k) => cfg.kafka.topics[k])))];
       const timeline = await startTimelineRunner({ kafka: createKafka({ ...kafka.access('timeline'), clientId: `${cfg.kafka.clientId}-timeline` }),
         store: await getStore(), topics: { spans: cfg.kafka.topics.spansClean, logs: cfg.kafka.topics.logsClean,
@@ -286,6 +291,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
       const { FsBlobStore } = await import('../lib/cas.ts');
+      const { GraphRegistry } = await import('../lib/intake/graphs.ts');
       const intakeTrust = new IntakeTrust(cfg.intake.trust);
       const cas = new FsBlobStore(cfg.intake.casDir);
       const lag = kafkaLag({ kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api` }), groups });
@@ -318,7 +324,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerObsRoutes(r, { store: s, lag }),
           (r) => registerObsReadRoutes(r, { store: s, slo: sloRoutes?.runner }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
-          (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope,
+          (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope, graphs: GraphRegistry.under(cfg.dataDir),
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
           (r) => registerProvenanceRoutes(r, { service: provenanceService }),
           (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer,

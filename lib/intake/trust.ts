@@ -5,6 +5,7 @@
 // over DSSE's PAE is refused. Keys come only from this config (a pinned trust anchor), never from
 // the envelope.
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pae } from '../../processors/evidence/dsse.ts';
 import { fromB64Strict } from '../../processors/evidence/hash.ts';
@@ -20,6 +21,27 @@ export interface RuntimeFactsConfig {
   maxDecompressedBytes: number;
   /** Longest NDJSON line (one record). */
   maxLineBytes: number;
+  /** Facts whose graph is not registered yet (docs/intake.md "Orphans"). */
+  orphans: RuntimeOrphansConfig;
+  /** Refuse intake while the time anchor is older than its budget (docs/intake.md "Time anchor"); absent: no check. */
+  timeAnchor?: TimeAnchorConfig;
+}
+
+export interface RuntimeOrphansConfig {
+  /** Most orphans held at once; a new orphan past it is dead-lettered (the held ones stay). */
+  maxQueued: number;
+  /** How long an orphan waits for its graph. */
+  ttlSeconds: number;
+  /** First retry delay (doubles per attempt up to retryMaxMs). */
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+export interface TimeAnchorConfig {
+  /** A file holding the anchor: one RFC 3339 UTC time (e.g. `2026-12-03T16:00:00Z`), rewritten by whoever refreshes it. */
+  file: string;
+  /** Largest accepted age of the anchor (now - anchor), in seconds. */
+  maxStalenessSeconds: number;
 }
 
 export interface IntakeConfig {
@@ -33,8 +55,17 @@ export interface IntakeConfig {
 const MiB = 1024 * 1024;
 export const defaultIntakeConfig = (dataDir: string): IntakeConfig => ({
   trust: {}, casDir: path.join(dataDir, 'cas'),
-  runtimeFacts: { maxBodyBytes: 32 * MiB, maxDecompressedBytes: 256 * MiB, maxLineBytes: 64 * 1024 },
+  runtimeFacts: { maxBodyBytes: 32 * MiB, maxDecompressedBytes: 256 * MiB, maxLineBytes: 64 * 1024,
+    orphans: { maxQueued: 10_000, ttlSeconds: 86_400, retryInitialMs: 1000, retryMaxMs: 300_000 } },
 });
+
+/** An anchor file's time (epoch ms), or a message saying why it is not one. */
+export function readTimeAnchorText(text: string): number | string {
+  const t = text.trim();
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/.test(t)) return 'must hold one RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.f]Z)';
+  const ms = Date.parse(t);
+  return Number.isFinite(ms) ? ms : 'holds a time that is not a calendar date';
+}
 
 /** DSSE allows standard or URL-safe base64, padded or not; anything else is malformed. */
 function b64(s: string): Buffer | undefined {
@@ -66,7 +97,7 @@ export function parseIntakeSection(v: unknown, dataDir: string, problems: string
   if (v === undefined || v === null) return d;
   if (!isObj(v)) { problems.push('intake must be a mapping (trust, casDir, runtimeFacts)'); return d; }
   for (const k of Object.keys(v)) if (!['trust', 'casDir', 'runtimeFacts'].includes(k)) problems.push(`intake.${k} is not a known key (known: trust, casDir, runtimeFacts)`);
-  const out: IntakeConfig = { ...d, trust: {}, runtimeFacts: { ...d.runtimeFacts } };
+  const out: IntakeConfig = { ...d, trust: {}, runtimeFacts: { ...d.runtimeFacts, orphans: { ...d.runtimeFacts.orphans } } };
   if (v.casDir !== undefined) {
     if (typeof v.casDir !== 'string' || v.casDir === '') problems.push('intake.casDir must be a directory path');
     else out.casDir = path.resolve(v.casDir);
@@ -95,13 +126,52 @@ export function parseIntakeSection(v: unknown, dataDir: string, problems: string
     const rf = v.runtimeFacts;
     if (!isObj(rf)) problems.push('intake.runtimeFacts must be a mapping');
     else {
-      const int = (key: keyof RuntimeFactsConfig, min: number, max: number) => {
+      const int = (key: 'maxBodyBytes' | 'maxDecompressedBytes' | 'maxLineBytes', min: number, max: number) => {
         const x = rf[key];
         if (x === undefined) return;
         if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) problems.push(`intake.runtimeFacts.${key} must be an integer from ${min} to ${max} (got ${JSON.stringify(x)})`);
         else out.runtimeFacts[key] = x;
       };
-      for (const k of Object.keys(rf)) if (!['maxBodyBytes', 'maxDecompressedBytes', 'maxLineBytes'].includes(k)) problems.push(`intake.runtimeFacts.${k} is not a known key`);
+      for (const k of Object.keys(rf)) if (!['maxBodyBytes', 'maxDecompressedBytes', 'maxLineBytes', 'orphans', 'timeAnchor'].includes(k)) problems.push(`intake.runtimeFacts.${k} is not a known key`);
+      const intIn = (at: string, x: unknown, min: number, max: number, set: (n: number) => void) => {
+        if (x === undefined) return;
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) problems.push(`${at} must be an integer from ${min} to ${max} (got ${JSON.stringify(x)})`);
+        else set(x);
+      };
+      if (rf.orphans !== undefined) {
+        const o = rf.orphans;
+        if (!isObj(o)) problems.push('intake.runtimeFacts.orphans must be a mapping (maxQueued, ttlSeconds, retryInitialMs, retryMaxMs)');
+        else {
+          for (const k of Object.keys(o)) if (!['maxQueued', 'ttlSeconds', 'retryInitialMs', 'retryMaxMs'].includes(k)) problems.push(`intake.runtimeFacts.orphans.${k} is not a known key`);
+          const oc = out.runtimeFacts.orphans;
+          intIn('intake.runtimeFacts.orphans.maxQueued', o.maxQueued, 1, 10_000_000, (n) => { oc.maxQueued = n; });
+          intIn('intake.runtimeFacts.orphans.ttlSeconds', o.ttlSeconds, 1, 30 * 86_400, (n) => { oc.ttlSeconds = n; });
+          intIn('intake.runtimeFacts.orphans.retryInitialMs', o.retryInitialMs, 10, 3_600_000, (n) => { oc.retryInitialMs = n; });
+          intIn('intake.runtimeFacts.orphans.retryMaxMs', o.retryMaxMs, 10, 86_400_000, (n) => { oc.retryMaxMs = n; });
+          if (oc.retryMaxMs < oc.retryInitialMs) problems.push('intake.runtimeFacts.orphans.retryMaxMs must not be below retryInitialMs');
+        }
+      }
+      if (rf.timeAnchor !== undefined) {
+        const a = rf.timeAnchor;
+        if (!isObj(a)) problems.push('intake.runtimeFacts.timeAnchor must be a mapping (file, maxStalenessSeconds)');
+        else {
+          for (const k of Object.keys(a)) if (!['file', 'maxStalenessSeconds'].includes(k)) problems.push(`intake.runtimeFacts.timeAnchor.${k} is not a known key`);
+          let budget: number | undefined;
+          if (a.maxStalenessSeconds === undefined) problems.push('intake.runtimeFacts.timeAnchor.maxStalenessSeconds is required (the anchor\'s budget, in seconds)');
+          else intIn('intake.runtimeFacts.timeAnchor.maxStalenessSeconds', a.maxStalenessSeconds, 1, 366 * 86_400, (n) => { budget = n; });
+          if (typeof a.file !== 'string' || a.file === '') problems.push('intake.runtimeFacts.timeAnchor.file must be a file path');
+          else {
+            const file = path.resolve(a.file);
+            let text: string | undefined;
+            try { text = readFileSync(file, 'utf8'); } catch (err) { problems.push(`intake.runtimeFacts.timeAnchor.file ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`); }
+            if (text !== undefined) {
+              const t = readTimeAnchorText(text);
+              if (typeof t === 'string') problems.push(`intake.runtimeFacts.timeAnchor.file ${file} ${t}`);
+              else if (budget !== undefined) out.runtimeFacts.timeAnchor = { file, maxStalenessSeconds: budget };
+            }
+          }
+        }
+      }
       int('maxBodyBytes', 1024, 1024 * MiB);
       int('maxDecompressedBytes', 1024, 16 * 1024 * MiB);
       int('maxLineBytes', 256, 16 * MiB);

@@ -36,6 +36,9 @@ export const RUNTIME_REFUSALS = {
   MANIFEST_INVALID: 400,
   MANIFEST_MISMATCH: 400,
   MANIFEST_HASH_MISMATCH: 400,
+  // The configured time anchor (intake.runtimeFacts.timeAnchor): the server cannot vouch for time.
+  TIME_ANCHOR_STALE: 503,
+  TIME_ANCHOR_UNAVAILABLE: 503,
 } as const;
 export type RuntimeRefusalReason = keyof typeof RUNTIME_REFUSALS;
 
@@ -44,9 +47,12 @@ export interface RuntimeRefusal {
   /** 1-based NDJSON line of a record refusal. */
   line?: number;
   field?: string;
+  /** Time-anchor refusals: the anchor's age (now - anchor) and its budget, seconds. */
+  staleness_seconds?: number;
+  budget_seconds?: number;
 }
 
-export const refuse = (reason: RuntimeRefusalReason, message: string, extra: { line?: number; field?: string } = {}): RuntimeRefusal =>
+export const refuse = (reason: RuntimeRefusalReason, message: string, extra: { line?: number; field?: string; staleness_seconds?: number; budget_seconds?: number } = {}): RuntimeRefusal =>
   ({ ok: false, reason, status: RUNTIME_REFUSALS[reason], message, ...extra });
 
 export interface RuntimeLimits { maxLineBytes: number }
@@ -366,4 +372,21 @@ export function parseRuntimeIntakeRecord(value: Buffer, key: string | null): Run
   if (typeof r.signed_by !== 'string' || typeof r.envelope_cas_uri !== 'string') throw new BadRuntimeRecord('signed_by and envelope_cas_uri must be strings');
   if (r.envelope_cas_uri !== '' && !new RegExp(`^cas://${r.tenant}/[0-9a-f]{64}$`).test(r.envelope_cas_uri)) throw new BadRuntimeRecord('envelope_cas_uri must be in the tenant\'s namespace');
   return r;
+}
+
+/**
+ * The time-anchor rule: intake is refused while the anchor is older than its budget (the clock has
+ * run on without a fresh trusted time for too long), and while it lies further in the future than
+ * the budget (the local clock is behind trusted time). staleness = now - anchor, whole seconds.
+ */
+export function timeAnchorVerdict(anchorMs: number, nowMs: number, budgetSeconds: number): { ok: true; stalenessSeconds: number } | RuntimeRefusal {
+  const stalenessSeconds = Math.floor((nowMs - anchorMs) / 1000);
+  const extra = { staleness_seconds: stalenessSeconds, budget_seconds: budgetSeconds };
+  if (stalenessSeconds > budgetSeconds) {
+    return refuse('TIME_ANCHOR_STALE', `the time anchor is ${stalenessSeconds} s old, over its budget of ${budgetSeconds} s (intake.runtimeFacts.timeAnchor): refresh it`, extra);
+  }
+  if (-stalenessSeconds > budgetSeconds) {
+    return refuse('TIME_ANCHOR_STALE', `the time anchor is ${-stalenessSeconds} s ahead of this clock, over the budget of ${budgetSeconds} s (intake.runtimeFacts.timeAnchor): the clock is behind`, extra);
+  }
+  return { ok: true, stalenessSeconds };
 }

@@ -3,13 +3,15 @@
 // then publishIntake (intake record + reach.runtime.ingested), which resolves once Kafka acked.
 // A refusal stores nothing and publishes only a runtime.ingest.failed event naming the reason.
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { BlobStore } from '../../lib/cas.ts';
 import { publishIntake, type IntakeProducer } from '../../lib/intake/publish.ts';
-import type { IntakeEnvelopeVerifier, RuntimeFactsConfig } from '../../lib/intake/trust.ts';
+import { readTimeAnchorText, type IntakeEnvelopeVerifier, type RuntimeFactsConfig, type TimeAnchorConfig } from '../../lib/intake/trust.ts';
+import { gauge } from '../../lib/metrics.ts';
 import {
-  checkRuntimeEnvelope, forEachRuntimeFact, ingestIdFor, normalizeSha256, refuse, type RuntimeIntakeRecord, type RuntimeRefusal,
+  checkRuntimeEnvelope, forEachRuntimeFact, ingestIdFor, normalizeSha256, refuse, timeAnchorVerdict, type RuntimeIntakeRecord, type RuntimeRefusal,
 } from './runtime-facts.ts';
 
 const gunzip = promisify(zlib.gunzip);
@@ -20,6 +22,26 @@ export interface RuntimeIngestDeps {
   verify: IntakeEnvelopeVerifier;
   topics: { intakeRuntimeFacts: string; timelineEvents: string };
   limits: RuntimeFactsConfig;
+  /** The clock the time anchor is judged by (default Date.now). */
+  now?: () => number;
+}
+
+const anchorStaleness = gauge('stella_runtime_time_anchor_staleness_seconds', 'Age of the configured time anchor (now - anchor), as of the last runtime-facts intake or check');
+
+/**
+ * Reads the anchor file (each time: whoever refreshes it rewrites it) and judges it; an anchor that
+ * cannot be read or parsed refuses too (fail closed). Sets the staleness gauge.
+ */
+export async function checkTimeAnchor(a: TimeAnchorConfig, nowMs: number): Promise<{ ok: true; stalenessSeconds: number } | RuntimeRefusal> {
+  let text: string;
+  try { text = await readFile(a.file, 'utf8'); } catch (err) {
+    return refuse('TIME_ANCHOR_UNAVAILABLE', `the time anchor file cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): intake refused until it can`);
+  }
+  const anchorMs = readTimeAnchorText(text);
+  if (typeof anchorMs === 'string') return refuse('TIME_ANCHOR_UNAVAILABLE', `the time anchor file ${anchorMs}`);
+  const v = timeAnchorVerdict(anchorMs, nowMs, a.maxStalenessSeconds);
+  anchorStaleness.set(v.ok ? v.stalenessSeconds : v.staleness_seconds!);
+  return v;
 }
 
 export interface RuntimeIngestRequest {
@@ -61,6 +83,10 @@ export async function gunzipLimited(body: Buffer, max: number): Promise<Buffer |
 
 /** Verify and store; refusals are returned (not yet published: see publishRuntimeRefusal). */
 export async function ingestRuntimeFacts(deps: RuntimeIngestDeps, req: RuntimeIngestRequest): Promise<RuntimeIngested | RuntimeRefusal> {
+  if (deps.limits.timeAnchor) {
+    const a = await checkTimeAnchor(deps.limits.timeAnchor, (deps.now ?? Date.now)());
+    if (!a.ok) return a;
+  }
   const graphHash = normalizeSha256(req.graphHash);
   if (!graphHash) return refuse('GRAPH_HASH_INVALID', 'graph_hash must be sha256:<64 hex> (or 64 hex)');
   if (req.ndjson.length > deps.limits.maxDecompressedBytes) return refuse('DECOMPRESSED_TOO_LARGE', `the NDJSON is over ${deps.limits.maxDecompressedBytes} bytes`);

@@ -7,7 +7,12 @@ import { CasIntegrityError, parseCasUri, type BlobStore } from '../../lib/cas.ts
 import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
 import type { StageRecord } from '../../lib/kafka/stage.ts';
 import { dateTime64, type Row } from '../../lib/store/index.ts';
-import type { DeadIntakeRecord, IntakeSink } from '../timeline/intake-hook.ts';
+import type { DeadIntakeRecord, IntakeSink, IntakeSinkContext } from '../timeline/intake-hook.ts';
+import type { GraphRegistry } from '../../lib/intake/graphs.ts';
+import { logger } from '../../lib/log.ts';
+import { counter, gauge } from '../../lib/metrics.ts';
+import type { OrphanQueue } from './orphan-queue.ts';
+import { admitOrphan, newOrphan, retryDecision, type OrphanPolicy } from './orphans.ts';
 import { BadRuntimeRecord, checkRuntimeEnvelope, factTsNs, forEachRuntimeFact, parseRuntimeIntakeRecord } from './runtime-facts.ts';
 
 export const RUNTIME_TABLES = { ingests: 'runtime_ingests', facts: 'runtime_facts' } as const;
@@ -56,7 +61,28 @@ export async function runtimeRows(r: StageRecord, cas: BlobStore, verify: Intake
   };
 }
 
-export function runtimeFactsSink(deps: { cas: BlobStore; verify: IntakeEnvelopeVerifier }): IntakeSink {
+/** Orphan handling (docs/intake.md "Orphans"); without it every well-formed record is written at once. */
+export interface RuntimeOrphanDeps {
+  graphs: Pick<GraphRegistry, 'isKnown'>;
+  queue: OrphanQueue;
+  policy: OrphanPolicy;
+  now?: () => number;
+  /** How often due orphans are looked at (default min(retryInitialMs, 1000)). */
+  tickMs?: number;
+}
+
+const orphanTraces = counter('stella_reachability_orphan_traces', 'Runtime-facts intake records whose graph_hash was unknown, by what became of them (queued, resolved, expired, refused: queue full)', ['outcome']);
+const orphanDepth = gauge('stella_reachability_orphan_queue_depth', 'Runtime-facts orphans held, waiting for their graph');
+
+export function runtimeFactsSink(deps: { cas: BlobStore; verify: IntakeEnvelopeVerifier; orphans?: RuntimeOrphanDeps }): IntakeSink {
+  const log = logger('timeline');
+  const o = deps.orphans;
+  const now = o?.now ?? Date.now;
+  const writeRows = async (writer: IntakeSinkContext['writer'], ingests: Row[], facts: Row[]) => {
+    // Facts first: an ingest row is visible only once its facts are (readers go from the ingest).
+    await writer.write(RUNTIME_TABLES.facts, facts);
+    await writer.write(RUNTIME_TABLES.ingests, ingests);
+  };
   return {
     name: 'runtime-facts',
     topics: ['intakeRuntimeFacts'],
@@ -67,13 +93,62 @@ export function runtimeFactsSink(deps: { cas: BlobStore; verify: IntakeEnvelopeV
       for (const r of records.intakeRuntimeFacts ?? []) {
         const out = await runtimeRows(r, deps.cas, deps.verify);
         if (typeof out === 'string') { dead.push({ record: r, reason: out }); continue; }
+        const tenant = out.ingest.tenant_id as string;
+        const graphHash = out.ingest.graph_hash as string;
+        const ingestId = out.ingest.ingest_id as string;
+        if (o && !(await o.graphs.isKnown(tenant, graphHash))) {
+          // Parked durably before this batch's offsets are committed; a redelivery finds it parked.
+          if (o.queue.has(tenant, ingestId)) continue;
+          const admit = admitOrphan(o.queue.size, o.policy);
+          if (!admit.admit) { orphanTraces.inc({ outcome: 'refused' }); dead.push({ record: r, reason: admit.reason }); continue; }
+          await o.queue.put({ tenant, ingestId, graphHash, record: r, state: newOrphan(now(), o.policy) });
+          orphanTraces.inc({ outcome: 'queued' });
+          orphanDepth.set(o.queue.size);
+          log.info({ tenant_id: tenant, ingest_id: ingestId, graph_hash: graphHash }, 'runtime facts orphaned: graph unknown, queued for retry');
+          continue;
+        }
         ingests.push(out.ingest);
         for (const f of out.facts) facts.push(f);
       }
-      // Facts first: an ingest row is visible only once its facts are (readers go from the ingest).
-      await ctx.writer.write(RUNTIME_TABLES.facts, facts);
-      await ctx.writer.write(RUNTIME_TABLES.ingests, ingests);
+      await writeRows(ctx.writer, ingests, facts);
       return dead;
+    },
+    async start(rt) {
+      if (!o) return async () => {};
+      const bad = await o.queue.load();
+      for (const b of bad) log.warn({ error_code: 'ORPHAN_ENTRY_UNREADABLE', file: b }, 'orphan queue entry unreadable, skipped');
+      orphanDepth.set(o.queue.size);
+      let running: Promise<void> | undefined;
+      const tick = async () => {
+        for (const e of o.queue.list()) {
+          const t = now();
+          const due = retryDecision(e.state, t, undefined, o.policy);
+          if (due.kind === 'wait') continue;
+          const d = retryDecision(e.state, t, await o.graphs.isKnown(e.tenant, e.graphHash), o.policy);
+          if (d.kind === 'resolve') {
+            const out = await runtimeRows(e.record, deps.cas, deps.verify);
+            if (typeof out === 'string') await rt.deadLetter([{ record: e.record, reason: out }]);
+            else await writeRows(rt.writer, [out.ingest], out.facts);
+            await o.queue.remove(e);
+            orphanTraces.inc({ outcome: 'resolved' });
+            log.info({ tenant_id: e.tenant, ingest_id: e.ingestId, graph_hash: e.graphHash, attempts: e.state.attempts }, 'runtime facts orphan resolved: graph arrived');
+          } else if (d.kind === 'expire') {
+            await rt.deadLetter([{ record: e.record, reason: d.reason }]);
+            await o.queue.remove(e);
+            orphanTraces.inc({ outcome: 'expired' });
+          } else if (d.kind === 'reschedule') {
+            await o.queue.put({ ...e, state: d.next });
+          }
+        }
+        orphanDepth.set(o.queue.size);
+      };
+      const timer = setInterval(() => {
+        if (running) return;
+        running = tick().catch((err: unknown) => { log.warn({ error_code: 'ORPHAN_RETRY_FAILED', error_message: String(err) }, 'orphan retry failed; next tick retries'); })
+          .finally(() => { running = undefined; });
+      }, o.tickMs ?? Math.min(o.policy.retryInitialMs, 1000));
+      timer.unref();
+      return async () => { clearInterval(timer); await running; };
     },
   };
 }

@@ -11,6 +11,8 @@ import type { StageRecord } from '../../lib/kafka/stage.ts';
 
 export interface IntakeSinkContext { writer: BatchWriter; store: Store }
 export interface DeadIntakeRecord { record: StageRecord; reason: string }
+/** What a sink's background work (start) gets: the runner's writer and a way to dead-letter a record later. */
+export interface IntakeSinkRuntime extends IntakeSinkContext { deadLetter(d: DeadIntakeRecord[]): Promise<void> }
 
 export interface IntakeSink {
   /** For logs and metrics, e.g. `runtime-facts`. */
@@ -23,6 +25,8 @@ export interface IntakeSink {
    * are not valid intake records (nothing written for them).
    */
   write(records: Partial<Record<IntakeTopicKey, StageRecord[]>>, ctx: IntakeSinkContext): Promise<DeadIntakeRecord[]>;
+  /** Optional background work (the runtime sink's orphan retries), started with the runner; returns its stop. */
+  start?(rt: IntakeSinkRuntime): Promise<() => Promise<void>>;
 }
 
 /** Maps topic names to their sink; throws when two sinks claim one topic. */

@@ -3,7 +3,7 @@
 // timeline runner, which then also consumes the sinks' topics.
 import type { BlobStore } from '../../lib/cas.ts';
 import type { IntakeEnvelopeVerifier } from '../../lib/intake/trust.ts';
-import { runtimeFactsSink } from '../intake/runtime-sink.ts';
+import { runtimeFactsSink, type RuntimeOrphanDeps } from '../intake/runtime-sink.ts';
 import type { IntakeSink } from './intake-hook.ts';
 import { writeArtifactIntake } from '../intake/artifact-sink.ts';
 import { elfBuildIdReader } from '../intake/artifacts.ts';
@@ -13,6 +13,8 @@ export interface IntakeSinkDeps {
   /** The tenants' intake DSSE trust (lib/intake/trust.ts): sinks re-verify, they trust nothing the API did. */
   verify: IntakeEnvelopeVerifier;
   cas: BlobStore;
+  /** Runtime-facts orphans (graph registry, queue, policy); absent: facts are written whatever their graph. */
+  orphans?: RuntimeOrphanDeps;
 }
 
 /** artifacts, symbol_bundles, provenance_evidence (docs/intake.md "Artifacts and symbol bundles"). */

@@ -12,7 +12,7 @@ import { counter } from '../../lib/metrics.ts';
 import { inChildSpan } from '../../lib/tracing.ts';
 import { BatchWriter, TABLES, timelineInsertRow, type BatchWriterOptions, type Store, type TimelineEventRow } from '../../lib/store/index.ts';
 import { eventMessageJson } from './events.ts';
-import { IntakeRouting, type IntakeSink } from './intake-hook.ts';
+import { IntakeRouting, type DeadIntakeRecord, type IntakeSink } from './intake-hook.ts';
 import { eventRowFromMessage, PRODUCER_HEADER, TIMELINE_PRODUCER } from './external-events.ts';
 import { mergeTransformed, PoisonRecord, transformRecord, type SignalKind, type Transformed } from './transform.ts';
 
@@ -65,6 +65,19 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     }));
   };
 
+  const deadLetterIntake = async (refused: DeadIntakeRecord[]): Promise<void> => {
+    if (!refused.length) return;
+    for (const d of refused) {
+      deadIntake.inc({ topic: d.record.topic });
+      log.warn({ topic: d.record.topic, partition: d.record.partition, offset: d.record.offset, error_code: 'BAD_INTAKE_RECORD' }, d.reason);
+    }
+    await producer.send(topics.dlq, refused.map(({ record: r, reason }) => ({ key: r.key ?? '', value: r.value, headers: {
+      ...r.headers, [H.dlqReason]: `timeline intake: ${reason}`, [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } })));
+  };
+  // Sinks' background work (orphan retries) shares the writer and the DLQ; stopped before the writer drains.
+  const sinkStops: (() => Promise<void>)[] = [];
+  for (const s of opts.intakeSinks ?? []) if (s.start) sinkStops.push(await s.start({ writer, store: opts.store, deadLetter: deadLetterIntake }));
+
   const handle = async (records: StageRecord[], ctx: StageContext): Promise<void> => {
     const parts: Transformed[] = [];
     const dead: StageRecord[] = [];
@@ -103,15 +116,7 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     // insert fails, the whole batch is retried, so a published event's row always follows.
     if (out.events.length) writes.push(publishEvents(out.events, traceparents));
     if (intakeRecords.length) {
-      writes.push(intake.write(intakeRecords, { writer, store: opts.store }).then(async (refused) => {
-        if (!refused.length) return;
-        for (const d of refused) {
-          deadIntake.inc({ topic: d.record.topic });
-          log.warn({ topic: d.record.topic, partition: d.record.partition, offset: d.record.offset, error_code: 'BAD_INTAKE_RECORD' }, d.reason);
-        }
-        await producer.send(topics.dlq, refused.map(({ record: r, reason }) => ({ key: r.key ?? '', value: r.value, headers: {
-          ...r.headers, [H.dlqReason]: `timeline intake: ${reason}`, [H.dlqSourceTopic]: r.topic, [H.dlqSourceOffset]: `${r.partition}/${r.offset}` } })));
-      }));
+      writes.push(intake.write(intakeRecords, { writer, store: opts.store }).then(deadLetterIntake));
     }
     await inChildSpan(ctx.trace, 'timeline write', { 'stella.rows.events': out.events.length + external.length, 'stella.records.dlq': dead.length },
       () => Promise.all(writes));
@@ -123,6 +128,6 @@ export async function startTimelineRunner(opts: TimelineRunnerOptions): Promise<
     topics: [topics.spans, topics.logs, topics.metrics, topics.timelineEvents, ...intake.topics], handle, partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 3 });
   return {
     stage,
-    stop: async () => { await stage.stop(); await writer.drain(); await producer.disconnect(); },
+    stop: async () => { await stage.stop(); for (const st of sinkStops) await st(); await writer.drain(); await producer.disconnect(); },
   };
 }

@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PARTS, runPipeline, type RunningPipeline } from '../../cli/run.ts';
 import { buildConfig } from '../../lib/config.ts';
+import { GraphRegistry } from '../../lib/intake/graphs.ts';
 import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { sha256Hex } from '../../lib/tenancy.ts';
 import { ingestIdFor, runtimeFactsStatement } from '../../processors/intake/runtime-facts.ts';
@@ -70,6 +71,8 @@ beforeAll(async () => {
       runtimeFacts: { maxBodyBytes: 256 * 1024, maxDecompressedBytes: 1024 * 1024, maxLineBytes: 1024 } },
     evidence: { sealEverySeconds: 1 },
   }, kafkaEnv());
+  // GRAPH is a registered graph for both tenants (facts of an unknown graph are orphans: runtime-orphans.test.ts).
+  for (const t of ['acme', 'globex']) await GraphRegistry.under(dir).register(t, GRAPH, `cas://${t}/${GRAPH.slice(7)}`);
   pipeline = await runPipeline(cfg, new Set(PARTS), () => {});
   api = `http://127.0.0.1:${pipeline.ports.api}`;
 }, 180_000);
@@ -125,7 +128,7 @@ describe('accepted runtime facts', () => {
     expect(res.headers.get('x-graph-hash')).toBe(GRAPH);
     expect(res.headers.get('x-ingest-id')).toBe(ingestId);
     expect(await res.json()).toEqual({ ingest_id: ingestId, graph_hash: GRAPH, content_sha256: sha(body), cas_uri: `cas://acme/${sha(body).slice(7)}`,
-      records: 40, size: body.length, signed_by: null });
+      records: 40, size: body.length, signed_by: null, graph_known: true });
     // The CAS holds the decompressed NDJSON under its digest.
     expect(readFileSync(path.join(dir, 'cas', 'acme', sha(body).slice(7, 9), sha(body).slice(7)))).toEqual(body);
 

@@ -157,8 +157,16 @@ describe('prometheus/alerts.yaml', () => {
     StellaEvidenceTimestampGap: { name: 'the TSA down from minute 5',
       series: { 'stella_evidence_timestamp_gap_seconds{tenant="acme",instance="a:9464"}': '0x5 60+60x40' },
       fires: [{ at: '26m', labels: [{ severity: 'ticket', tenant: 'acme' }] }], quiet: ['10m', '20m'] },
+    StellaReachabilityOrphansDropped: { name: 'orphans expire from minute 10 on one instance; another only queues and resolves',
+      series: {
+        'stella_reachability_orphan_traces{instance="a:9464",outcome="expired"}': '0x10 1+1x20',
+        'stella_reachability_orphan_traces{instance="b:9464",outcome="queued"}': '0+5x30',
+        'stella_reachability_orphan_traces{instance="b:9464",outcome="resolved"}': '0+5x30',
+      },
+      fires: [{ at: '13m', labels: [{ severity: 'ticket', instance: 'a:9464' }] }], quiet: ['5m', '10m'] },
   };
   const healthy: Record<string, Record<string, string>> = {
+    StellaReachabilityOrphansDropped: { 'stella_reachability_orphan_traces{instance="a:9464",outcome="queued"}': '0+3x45', 'stella_reachability_orphan_traces{instance="a:9464",outcome="resolved"}': '0+3x45' },
     StellaEvidenceSealDelayed: { 'stella_evidence_records_total{outcome="appended"}': '0+100x45', 'stella_evidence_entries_sealed_total{tenant="acme"}': '0+100x45' },
     StellaEvidenceSealSlow: {
       'stella_evidence_seal_seconds_bucket{le="1"}': '0+10x30', 'stella_evidence_seal_seconds_bucket{le="5"}': '0+10x30',
