@@ -23,7 +23,8 @@ import { validateTenantId, type Scope } from '../lib/tenancy.ts';
 import { RecordUnavailableError, buildBundle, formatConsistencyProof, verifyBundle, type Manifest, type VerifyResult } from '../processors/evidence/bundle.ts';
 import { causeExitCode, VerifyFailure } from '../processors/evidence/causes.ts';
 import { CASE_ID, HoldError, bundleEntryRanges, holdTimelineEvent, latestHold, listHolds, parseHoldRequest, recordHold, type HoldRecord } from '../processors/evidence/holds.ts';
-import { traceRecordIndices, type RecordBlobs } from '../processors/evidence/trace-index.ts';
+import { traceRecordIndices } from '../processors/evidence/trace-index.ts';
+import { PackedRecords, type RecordPackStore } from '../processors/evidence/record-packs.ts';
 import { EventIndex } from '../processors/evidence/event-index.ts';
 import { parseCleanEntry } from '../processors/evidence/clean-entry.ts';
 import { buildAuditParts, type AuditBuildDeps, type AuditBuildResult } from '../processors/provenance/audit-build.ts';
@@ -56,7 +57,7 @@ export interface EvidenceRouteDeps {
    */
   publishTimelineEvent?: (row: TimelineEventRow) => Promise<void>;
   /** The record store the runner writes (lib/cas.ts): a trace's bundle carries the trace's clean records. */
-  records?: Pick<RecordBlobs, 'get'>;
+  records?: Pick<RecordPackStore, 'getPacked' | 'get'>;
   /** Audit bundles (`with_provenance`): the join, the CAS for symbol bytes (processors/provenance/audit-build.ts). */
   provenance?: AuditBuildDeps;
 }
@@ -111,6 +112,7 @@ function bodyFields(req: ApiRequest): Record<string, unknown> {
 export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps): void {
   const maxEvents = deps.maxSnapshotEvents ?? 10_000;
   const now = deps.now ?? (() => new Date());
+  const recordSource = deps.records ? new PackedRecords(deps.evidence, deps.records) : undefined;
   const guard = router.guard;
   if (!guard) throw new Error('router has no auth guard');
 
@@ -233,7 +235,7 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
       const recs: { index: number; topic: string; bytes: Uint8Array }[] = [];
       for (const i of recordIndices) {
         const clean = parseCleanEntry(await reader.entry(i, size));
-        const b = clean ? await deps.records!.get(req.tenant, `sha256:${clean.sha256}`) : undefined;
+        const b = clean ? await recordSource!.record(req.tenant, i, clean.sha256) : undefined;
         if (!clean || !b) return apiError(409, 'record_unavailable', `the clean record of entry ${i} is not in the record store`);
         recs.push({ index: i, topic: clean.topic, bytes: b });
       }
@@ -246,7 +248,7 @@ export function registerEvidenceRoutes(router: Router, deps: EvidenceRouteDeps):
     let bytes: Buffer;
     try {
       bytes = await buildBundle(deps.evidence, req.tenant, { caseId, indices: [...new Set([...indices, ...recordIndices, ...(audit?.indices ?? [])])].sort((a, b) => a - b), atSize: size,
-        ...(deps.records ? { records: deps.records } : {}), ...(audit ? { provenance: { section: audit.section, files: audit.files } } : {}) });
+        ...(recordSource ? { records: recordSource } : {}), ...(audit ? { provenance: { section: audit.section, files: audit.files } } : {}) });
     } catch (err) {
       // The case needs an entry retention deleted: its own cause, not a corrupt log.
       if (err instanceof VerifyFailure && err.code === 'ENTRY_PRUNED') {

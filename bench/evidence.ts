@@ -18,9 +18,10 @@
 //      object timelineEntry already parsed) vs the per-record work it adds to (runner.ts
 //      timelineEntry without it: parse + RFC 8785), same events, paired in each run.
 //      EVIDENCE_BENCH_INCIDENT_N (events, default 200_000; 0 skips it).
-//   8. custody from receipt (issue 12 item 5): append + seal of clean-batch v2 entries with each clean
-//      record's bytes put into the CAS (lib/cas.ts, at most 32 puts in flight, all done before the seal)
-//      and its trace ids read off the wire, vs the same entries without the records, paired in each run.
+//   8. custody from receipt (issue 12 item 5): append + seal of clean-batch v2 entries with the clean
+//      records' bytes in the CAS, as packs per entry bundle (what the runner does) and as one blob per
+//      record (before packs), and their trace ids read off the wire, vs the same entries without the
+//      records; the three in each run, order rotating.
 //      EVIDENCE_BENCH_RECORDS_N (records, default 5_000; 0 skips it), EVIDENCE_BENCH_RECORDS_SIZE (bytes of
 //      span batch per record, default 16_384), EVIDENCE_BENCH_RECORDS_SEAL (records per seal, default 1_000).
 // Phase 3 also verifies the 1M-entry bundle anchored by the full trust root and by the genesis key
@@ -33,7 +34,7 @@ import path from 'node:path';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { buildBundle, verifyBundle } from '../processors/evidence/bundle.ts';
 import { entryBytes } from '../processors/evidence/jcs.ts';
-import { sha256 } from '../processors/evidence/hash.ts';
+import { sha256, sha256Hex } from '../processors/evidence/hash.ts';
 import { signerFromSeed } from '../processors/evidence/note.ts';
 import { LogReader, readTile } from '../processors/evidence/reader.ts';
 import { inclusionProofRanges, rangeHash } from '../processors/evidence/merkle.ts';
@@ -48,7 +49,8 @@ import { startLitewitness, startOpensslTsa, type RunningTsa, type RunningWitness
 import { FsBlobStore } from '../lib/cas.ts';
 import { encode, types } from '../lib/otlp/proto.ts';
 import { cleanBatchEntry } from '../processors/evidence/runner.ts';
-import { boundedPut, traceIdsOfRecord } from '../processors/evidence/trace-index.ts';
+import { traceIdsOfRecord } from '../processors/evidence/trace-index.ts';
+import { SealPacks, packIndexPath } from '../processors/evidence/record-packs.ts';
 
 const N = Number(process.env.EVIDENCE_BENCH_N ?? 1_000_000);
 const RUNS = Number(process.env.EVIDENCE_BENCH_RUNS ?? 3);
@@ -242,12 +244,31 @@ async function attestBench(peers: { lw: RunningWitness; tsa: RunningTsa }, r: nu
   return out as AttestResult;
 }
 
-/** Phase 7: one pass of RECORDS_N clean records (v2 entries), with or without the CAS puts and trace ids. */
-async function recordsPass(withRecords: boolean, r: number): Promise<{ perSec: number; perCpuSec: number }> {
+/**
+ * Phase 8: one pass of RECORDS_N clean records (v2 entries): `plain` seals digests only; `blobs` also
+ * puts each record's bytes into the CAS as its own blob (the path before packs: at most 32 puts in
+ * flight, each a temp write, fsync, link and directory fsync); `packs` is what the runner does now:
+ * the records of each entry bundle as one CAS pack (SealPacks), the seal's pack index written before
+ * the seal. Both record modes also read the trace ids off the wire.
+ */
+type RecordsMode = 'plain' | 'blobs' | 'packs';
+
+/** The runner's record puts before packs: one FsBlobStore.put per record, at most `limit` in flight. */
+function boundedPut(cas: FsBlobStore, limit = 32): (tenant: string, bytes: Uint8Array) => Promise<void> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (tenant, bytes) => {
+    while (running >= limit) await new Promise<void>((r) => waiting.push(r));
+    running++;
+    try { await cas.put(tenant, bytes); } finally { running--; waiting.shift()?.(); }
+  };
+}
+async function recordsPass(mode: RecordsMode, r: number): Promise<{ perSec: number; perCpuSec: number }> {
   const dir = mkdtempSync(path.join(BASE, 'stella-evidence-bench-records-'));
   try {
     const store = new FsEvidenceStore(path.join(dir, 'logs'));
-    const put = boundedPut(new FsBlobStore(path.join(dir, 'cas')));
+    const cas = new FsBlobStore(path.join(dir, 'cas'));
+    const put = boundedPut(cas);
     const sealer = await Sealer.recover({ store, tenant: TENANT, signer });
     // Distinct span batches of ~RECORDS_SIZE bytes (distinct trace ids, so no CAS dedup).
     const pad = 'x'.repeat(Math.max(0, RECORDS_SIZE - 200));
@@ -259,12 +280,19 @@ async function recordsPass(withRecords: boolean, r: number): Promise<{ perSec: n
     const t0 = now();
     for (let i = 0; i < RECORDS_N; i += RECORDS_SEAL) {
       const puts: Promise<void>[] = [];
+      const packs = mode === 'packs' ? new SealPacks(TENANT, cas) : undefined;
+      const from = sealer.size;
       const batch = values.slice(i, i + RECORDS_SEAL).map((v, k) => {
-        if (withRecords) { puts.push(put(TENANT, v)); traceIdsOfRecord('traces', v); }
-        return { entry: cleanBatchEntry(v, { topic: 'otlp_spans_clean', partition: 0, offset: String(i + k) }, custody), kafka: { topic: 'otlp_spans_clean', partition: 0, offset: i + k } };
+        const pos = { topic: 'otlp_spans_clean', partition: 0, offset: String(i + k) };
+        const digest = sha256Hex(v); // the runner hashes each record once: the entry's sha256 and its pack address
+        if (mode === 'blobs') { puts.push(put(TENANT, v)); traceIdsOfRecord('traces', v); }
+        if (packs) { packs.add(from + k, digest, v); traceIdsOfRecord('traces', v); }
+        return { entry: cleanBatchEntry(v, pos, custody, digest), kafka: { topic: 'otlp_spans_clean', partition: 0, offset: i + k } };
       });
       sealer.append(batch);
       await Promise.all(puts);
+      const index = await packs?.finish(from);
+      if (index) await store.writeImmutable(TENANT, packIndexPath(from), index);
       await sealer.seal(new Date(1_763_900_000_000 + i));
     }
     const s = (now() - t0) / 1000;
@@ -338,17 +366,26 @@ async function main(): Promise<void> {
   }
 
   if (RECORDS_N > 0) {
-    await recordsPass(true, -1); // warm-up, not measured
-    const wall: number[] = [];
-    const cpu: number[] = [];
+    await recordsPass('packs', -1); // warm-up, not measured
+    await recordsPass('blobs', -2);
+    const modes: RecordsMode[] = ['plain', 'blobs', 'packs'];
+    const ratios: Record<string, number[]> = { blobsWall: [], blobsCpu: [], packsWall: [], packsCpu: [], packsVsBlobs: [] };
     for (let r = 0; r < RUNS; r++) {
-      const res: Record<string, { perSec: number; perCpuSec: number }> = {};
-      for (const mode of r % 2 === 0 ? ['plain', 'records'] : ['records', 'plain']) res[mode] = await recordsPass(mode === 'records', r);
-      wall.push(res.records!.perSec / res.plain!.perSec);
-      cpu.push(res.records!.perCpuSec / res.plain!.perCpuSec);
-      console.log(`records run ${r + 1}: digests only ${Math.round(res.plain!.perSec).toLocaleString('en')} records/s, with record bytes in the CAS ${Math.round(res.records!.perSec).toLocaleString('en')} records/s (ratio ${wall[r]!.toFixed(3)}; per CPU-s ${Math.round(res.plain!.perCpuSec).toLocaleString('en')} / ${Math.round(res.records!.perCpuSec).toLocaleString('en')}, ratio ${cpu[r]!.toFixed(3)})`);
+      const res: Partial<Record<RecordsMode, { perSec: number; perCpuSec: number }>> = {};
+      const order = [...modes.slice(r % 3), ...modes.slice(0, r % 3)]; // each mode first, second and last in turn
+      for (const mode of order) res[mode] = await recordsPass(mode, r);
+      const { plain, blobs, packs } = res as Record<RecordsMode, { perSec: number; perCpuSec: number }>;
+      ratios.blobsWall!.push(blobs.perSec / plain.perSec); ratios.blobsCpu!.push(blobs.perCpuSec / plain.perCpuSec);
+      ratios.packsWall!.push(packs.perSec / plain.perSec); ratios.packsCpu!.push(packs.perCpuSec / plain.perCpuSec);
+      ratios.packsVsBlobs!.push(packs.perSec / blobs.perSec);
+      const f = (x: { perSec: number; perCpuSec: number }): string => `${Math.round(x.perSec).toLocaleString('en')}/s (${Math.round(x.perCpuSec).toLocaleString('en')} per CPU-s)`;
+      console.log(`records run ${r + 1} (order ${order.join(', ')}, load ${os.loadavg()[0]!.toFixed(1)}): digests only ${f(plain)}, a blob per record ${f(blobs)}, packs ${f(packs)}; packs/digests ${ratios.packsWall![r]!.toFixed(3)} wall ${ratios.packsCpu![r]!.toFixed(3)} CPU, blobs/digests ${ratios.blobsWall![r]!.toFixed(3)} wall ${ratios.blobsCpu![r]!.toFixed(3)} CPU`);
     }
-    console.log(`\nclean records sealed with their bytes in the CAS / digests only (${RECORDS_N.toLocaleString('en')} records of ~${RECORDS_SIZE.toLocaleString('en')} B, a seal every ${RECORDS_SEAL.toLocaleString('en')}): median ratio ${median(wall).toFixed(3)} wall (runs ${wall.map((x) => x.toFixed(3)).join(' / ')}), ${median(cpu).toFixed(3)} per CPU-second (runs ${cpu.map((x) => x.toFixed(3)).join(' / ')})`);
+    const m = (k: string): string => `${median(ratios[k]!).toFixed(3)} (runs ${ratios[k]!.map((x) => x.toFixed(3)).join(' / ')})`;
+    console.log(`\nclean records sealed with their bytes / digests only (${RECORDS_N.toLocaleString('en')} records of ~${RECORDS_SIZE.toLocaleString('en')} B, a seal every ${RECORDS_SEAL.toLocaleString('en')}), medians:`);
+    console.log(`  packs (now):          wall ${m('packsWall')}, CPU ${m('packsCpu')}`);
+    console.log(`  a blob per record:    wall ${m('blobsWall')}, CPU ${m('blobsCpu')}`);
+    console.log(`  packs / blob per record, wall: ${m('packsVsBlobs')}`);
   }
 
   if (FENCE_N > 0) {

@@ -34,6 +34,44 @@ export class CasIntegrityError extends Error {
   }
 }
 
+/** One part of a pack: its bytes and their SHA-256 (which the caller has already computed). */
+export interface PackPart { digest: CasDigest; bytes: Uint8Array }
+
+/** Where each part of a pack is: `pack` = packId of the parts, offsets in the order given. */
+export interface PackRef { pack: string; size: number; parts: { digest: CasDigest; offset: number; size: number }[] }
+
+const PACK_ID_DOMAIN = 'stella-cas-pack/v1\n';
+
+/**
+ * A pack's id: SHA-256 of the domain line, the caller's `label` line and `<digest> <size>\n` per
+ * part, in order. The label scopes a pack (e.g. to one evidence entry bundle), so that equal parts
+ * written for two owners are two packs and each owner can delete its own without a reference check.
+ */
+export function packId(parts: readonly { digest: CasDigest; size: number }[], label = ''): string {
+  if (/[\n\r]/.test(label)) throw new Error('CAS pack label must be one line');
+  const h = createHash('sha256').update(PACK_ID_DOMAIN).update(`${label}\n`);
+  for (const p of parts) { digestHex(p.digest); h.update(`${p.digest} ${p.size}\n`); }
+  return h.digest('hex');
+}
+
+/** The pack id and each part's offset, without writing anything. */
+export function packRef(parts: readonly PackPart[], label = ''): PackRef {
+  let offset = 0;
+  const out = parts.map((p) => { const r = { digest: p.digest, offset, size: p.bytes.length }; offset += p.bytes.length; return r; });
+  return { pack: packId(out, label), size: offset, parts: out };
+}
+
+/** The buffers left after `n` bytes of `bufs` were written. */
+function remaining(bufs: readonly Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) { n -= b.length; continue; }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 const CAS_URI = /^cas:\/\/([^/?#\s]+)\/([0-9a-f]{64})$/;
 
@@ -131,6 +169,108 @@ export class FsBlobStore implements BlobStore {
   async has(tenant: string, digest: CasDigest): Promise<boolean> {
     const hex = digestHex(digest);
     try { await fsp.access(this.pathOf(tenant, hex)); return true; } catch { return false; }
+  }
+
+  // ---- packs: many blobs in one file (one fsync and one directory fsync for all of them) ----------
+  // A pack is the concatenation of parts whose SHA-256 the caller already holds (e.g. the evidence
+  // runner, whose log entries commit to each clean record's digest). Its name is `packId(parts)`, a
+  // hash of the parts' digests and sizes in order, so the bytes are not hashed a second time; it lives
+  // in its own namespace (`<tenant>/packs/..`), apart from the blobs, and is written once like them.
+  // A part is read back by (pack, offset, size) and verified against its own digest on every read, so
+  // a wrong digest claimed at write time, or a pack altered on disk, is refused, never served.
+
+  private packPathOf(tenant: string, packHex: string): string {
+    checkTenant(tenant);
+    if (!HEX64.test(packHex)) throw new Error('CAS pack id must be 64 lowercase hex');
+    return path.join(this.root, tenant, 'packs', packHex.slice(0, 2), packHex);
+  }
+
+  /** Store `parts` concatenated, in order, as one pack (idempotent by pack id; see packId for `label`). */
+  async putPack(tenant: string, parts: readonly PackPart[], label = ''): Promise<PackRef> {
+    const ref = packRef(parts, label);
+    const file = this.packPathOf(tenant, ref.pack);
+    const st = await fsp.stat(file).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
+    if (st) {
+      if (st.size !== ref.size) throw new CasIntegrityError(`sha256:${ref.pack}`, `a pack of ${st.size} bytes, not ${ref.size}`);
+      return ref;
+    }
+    const dir = path.dirname(file);
+    await fsp.mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `.tmp-${ref.pack.slice(0, 16)}-${randomBytes(8).toString('hex')}`);
+    const fh = await fsp.open(tmp, 'wx', 0o444);
+    try {
+      // writev without concatenating (no copy of the parts); in slices, as writev takes at most IOV_MAX buffers.
+      for (let i = 0; i < parts.length; i += 512) {
+        const chunk = parts.slice(i, i + 512).map((p) => p.bytes);
+        let want = chunk.reduce((n, b) => n + b.length, 0);
+        let bufs = chunk;
+        while (want > 0) {
+          const { bytesWritten } = await fh.writev(bufs);
+          want -= bytesWritten;
+          if (want > 0) bufs = remaining(bufs, bytesWritten);
+        }
+      }
+      await fh.sync();
+    } finally { await fh.close(); }
+    try {
+      await fsp.link(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await fsp.unlink(tmp).catch(() => undefined);
+    }
+    const dh = await fsp.open(dir, 'r');
+    try { await dh.sync(); } finally { await dh.close(); }
+    return ref;
+  }
+
+  /**
+   * The part of pack `packHex` at [offset, offset + size), verified against `digest`; undefined when
+   * the pack is absent. Throws CasIntegrityError when the bytes there do not hash to `digest`.
+   */
+  async getPacked(tenant: string, packHex: string, offset: number, size: number, digest: CasDigest): Promise<Buffer | undefined> {
+    digestHex(digest);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(size) || size < 0) throw new Error('pack offset and size must be non-negative integers');
+    let fh: fsp.FileHandle;
+    try { fh = await fsp.open(this.packPathOf(tenant, packHex), 'r'); } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const out = Buffer.alloc(size);
+    try {
+      let got = 0;
+      while (got < size) {
+        const { bytesRead } = await fh.read(out, got, size - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got < size) throw new CasIntegrityError(digest, `a pack too short for [${offset}, ${offset + size})`);
+    } finally { await fh.close(); }
+    const actual = sha256Digest(out);
+    if (actual !== digest) throw new CasIntegrityError(digest, actual.slice(7));
+    return out;
+  }
+
+  async hasPack(tenant: string, packHex: string): Promise<boolean> {
+    try { await fsp.access(this.packPathOf(tenant, packHex)); return true; } catch { return false; }
+  }
+
+  /**
+   * Delete packs and blobs (retention). Only the caller knows that nothing references them any more
+   * (blobs deduplicate: a reference check comes first). Absent ones are not an error (a resumed
+   * deletion). One directory fsync per directory touched.
+   */
+  async remove(tenant: string, what: { packs?: readonly string[]; blobs?: readonly CasDigest[] }): Promise<void> {
+    const files = [...(what.packs ?? []).map((h) => this.packPathOf(tenant, h)), ...(what.blobs ?? []).map((d) => this.pathOf(tenant, digestHex(d)))];
+    const dirs = new Set<string>();
+    await Promise.all(files.map(async (f) => {
+      await fsp.unlink(f).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
+      dirs.add(path.dirname(f));
+    }));
+    await Promise.all([...dirs].map(async (d) => {
+      const dh = await fsp.open(d, 'r').catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err; });
+      if (dh) try { await dh.sync(); } finally { await dh.close(); }
+    }));
   }
 
   /** Resolve a `cas://` URI inside this store: the namespace is the tenant, which must be `tenant`. */

@@ -29,7 +29,7 @@ import { checkWitnessPolicy, splitSignatureLines, type WitnessPolicy } from './w
 import { checkTsaPolicy, type TsaPolicy } from './tsa.ts';
 import type { TrustRoot } from './trust-root.ts';
 import { parseCleanEntry } from './clean-entry.ts';
-import type { RecordBlobs } from './trace-index.ts';
+import type { RecordSource } from './record-packs.ts';
 import { verifyAuditSection, type AuditSection, type AuditVerified } from '../provenance/audit-bundle.ts';
 
 export const BUNDLE_FORMAT = 'stella-telemetry.example/evidence-bundle/v1';
@@ -69,10 +69,11 @@ export interface BuildOptions {
   atSize?: number;
   gzipLevel?: number;
   /**
-   * The record store: every clean-batch entry among `indices` is bundled with its record bytes
-   * (records/<index>.binpb), which verification requires. Without it, clean-batch entries are refused.
+   * Where the sealed records are read (record-packs.ts PackedRecords over the CAS): every clean-batch
+   * entry among `indices` is bundled with its record bytes (records/<index>.binpb), which
+   * verification requires. Without it, clean-batch entries are refused.
    */
-  records?: Pick<RecordBlobs, 'get'>;
+  records?: RecordSource;
   /** The provenance section and its files (processors/provenance/audit-bundle.ts auditFiles). */
   provenance?: { section: AuditSection; files: TarFile[] };
 }
@@ -135,7 +136,7 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
       const clean = parseCleanEntry(entry);
       if (clean) {
         if (!opts.records) throw new RecordUnavailableError(i, 'a clean-batch entry is bundled only with its record bytes; no record store given');
-        const record = await opts.records.get(tenant, `sha256:${clean.sha256}`);
+        const record = await opts.records.record(tenant, i, clean.sha256);
         if (!record) throw new RecordUnavailableError(i, `record sha256:${clean.sha256} is not in the record store`);
         files.push({ path: recordBundlePath(i), bytes: record });
         (manifest.records ??= []).push({ index: i, sha256: clean.sha256, size: record.length });

@@ -35,7 +35,8 @@ import { canonicalBytes } from './jcs.ts';
 import { incidentMarkPath, latestIncident, pruneTenant, type PruneReport } from './prune.ts';
 import { incidentFields, incidentOn, retentionMs, type IncidentFields, type IncidentMark, type RetentionConfig } from './retention.ts';
 import { CLEAN_BATCH_TYPE, CLEAN_BATCH_V2_TYPE, parseCleanEntry } from './clean-entry.ts';
-import { boundedPut, lastTraceIndexSize, traceIdsOfRecord, traceIndexFileBytes, tracesPath, type RecordBlobs, type TracedSignal } from './trace-index.ts';
+import { lastTraceIndexSize, traceIdsOfRecord, traceIndexFileBytes, tracesPath, type TracedSignal } from './trace-index.ts';
+import { PackedRecords, SealPacks, packIndexPath, type RecordPackStore } from './record-packs.ts';
 
 const log = logger('evidence');
 const recordsIn = counter('stella_evidence_records_total', 'Kafka records handled by the evidence runner', ['outcome']);
@@ -84,10 +85,11 @@ export interface EvidenceRunnerOptions {
   retention?: { config: RetentionConfig; cases: EvidenceStore };
   /**
    * Where the clean records' bytes are kept (the content-addressed store, lib/cas.ts) so a trace's
-   * bundle can carry them: each clean record is stored before the seal that logs it, and a trace
-   * index (`traces/<size>.json`) is written per seal. Without it only the digests are logged.
+   * bundle can carry them: the records a seal logs are stored as packs (one per entry bundle,
+   * record-packs.ts) and the seal's pack index is written before the seal commits; a trace index
+   * (`traces/<size>.json`) is written per seal. Without it only the digests are logged.
    */
-  records?: RecordBlobs;
+  records?: RecordPackStore;
   /** Clean topics whose records hold spans or log records (default: the default span and log topics). */
   recordSignals?: Readonly<Record<string, TracedSignal>>;
 }
@@ -123,8 +125,8 @@ interface TenantState {
   newIncidents: IncidentMark[];
   /** Trace ids of the clean records appended since the last seal (the next trace index file). */
   newTraces: [string, number][];
-  /** Record-bytes writes of the entries appended since the last seal: the seal waits for them. */
-  puts: Promise<unknown>[];
+  /** The records appended since the last seal, packed per entry bundle: the seal waits for their writes. */
+  packs: SealPacks | undefined;
   dropped: boolean;
 }
 
@@ -195,8 +197,8 @@ export function custodyOf(headers: Record<string, unknown> | undefined): Custody
  * with custody (a scrubber that sets the headers) the raw record's digest as received and the scrub
  * policy version (v2). Records of an older scrubber keep the v1 entry.
  */
-export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }, custody?: Custody): Buffer {
-  const base = { topic: pos.topic, partition: pos.partition, offset: pos.offset, sha256: sha256Hex(value), size: value.length };
+export function cleanBatchEntry(value: Buffer, pos: { topic: string; partition: number; offset: string }, custody?: Custody, sha256 = sha256Hex(value)): Buffer {
+  const base = { topic: pos.topic, partition: pos.partition, offset: pos.offset, sha256, size: value.length };
   if (!custody) return entryBytes({ type: CLEAN_BATCH_TYPE, ...base });
   return entryBytes({ type: CLEAN_BATCH_V2_TYPE, ...base, raw_sha256: custody.rawSha256, scrub_policy: custody.scrubPolicy });
 }
@@ -209,9 +211,9 @@ export function recordTenant(headers: Record<string, unknown> | undefined, key: 
 }
 
 /** The entry the runner appends for one Kafka record (replay.ts re-derives entries with this same function). */
-export function recordEntry(isTimeline: boolean, value: Buffer, pos: { topic: string; partition: number; offset: string }, headers: Record<string, unknown> | undefined):
-  { entry: Buffer; eventId: string | undefined; incident?: IncidentFields } {
-  return isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(headers)), eventId: undefined };
+export function recordEntry(isTimeline: boolean, value: Buffer, pos: { topic: string; partition: number; offset: string }, headers: Record<string, unknown> | undefined,
+  sha256?: string): { entry: Buffer; eventId: string | undefined; incident?: IncidentFields } {
+  return isTimeline ? timelineEntry(value, pos) : { entry: cleanBatchEntry(value, pos, custodyOf(headers), sha256), eventId: undefined };
 }
 
 /** The `evidence_segments` row of the latest seal, read back from its envelope (restart upsert). */
@@ -225,8 +227,6 @@ export async function latestSegmentRow(store: EvidenceStore, tenant: string): Pr
   const p = (JSON.parse(payload.toString('utf8')) as SegmentStatement).predicate;
   return { tenant, from_size: p.previous.size, to_size: p.new.size, root_hex: p.new.root, statement_sha256: sha256Hex(payload), sealed_at: p.sealed_at };
 }
-
-const RECORD_PUTS = 32;
 
 const isoToNanos = (iso: string): string => (BigInt(Date.parse(iso)) * 1_000_000n).toString();
 
@@ -322,8 +322,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
   } finally { await admin.disconnect(); }
 
   const recordSignals: Readonly<Record<string, TracedSignal>> = opts.recordSignals ?? { [defaultTopicNames.spansClean]: 'traces', [defaultTopicNames.logsClean]: 'logs' };
-  // Record writes run concurrently (one fsync each) but at most RECORD_PUTS at a time.
-  const putRecord = opts.records ? boundedPut(opts.records, RECORD_PUTS) : undefined;
+  const recordSource = opts.records ? new PackedRecords(evidence, opts.records) : undefined;
+  const newPacks = (tenant: string): SealPacks | undefined => (opts.records ? new SealPacks(tenant, opts.records) : undefined);
   const attestor = opts.attest && ((opts.attest.witnesses?.length ?? 0) > 0 || opts.attest.tsa) ? new Attestor({ ...opts.attest, store: evidence }) : undefined;
   const tenants = new Map<string, TenantState>();
   const opening = new Map<string, Promise<TenantState>>();
@@ -362,7 +362,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         const sealer = await Sealer.recover({ store, tenant, signer: await openingSigner(tenant), origin: originOf(tenant) });
         const index = new EventIndex(evidence, tenant);
         await index.refresh(sealer.size);
-        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], newIncidents: [], newTraces: [], puts: [], dropped: false };
+        const s: TenantState = { tenant, partition, sealer, store, index, lock: Promise.resolve(), lastSealMs: Date.now(), unsealedRows: [], newEvents: [], newIncidents: [], newTraces: [], packs: newPacks(tenant), dropped: false };
         // A crash after a seal and before its index file / segment row: write them now (idempotent).
         await writeIndexTail(s);
         await writeTraceIndexTail(s);
@@ -406,7 +406,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const e = parseCleanEntry(await reader.entry(i, size).catch(() => new Uint8Array()));
       const signal = e && recordSignals[e.topic];
       if (!e || !signal) continue;
-      const bytes = await opts.records.get(s.tenant, `sha256:${e.sha256}`).catch(() => undefined);
+      const bytes = await recordSource!.record(s.tenant, i, e.sha256).catch(() => undefined);
       if (!bytes) { unavailable++; continue; }
       for (const id of traceIdsOfRecord(signal, bytes)) pairs.push([id, i]);
     }
@@ -435,9 +435,12 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       const previous = s.sealer.currentKey;
       let sealSpan: Span | undefined;
       try {
-        // Custody: every record the seal logs is durable in the record store first.
-        const puts = s.puts.splice(0);
-        await Promise.all(puts);
+        // Custody: every record the seal logs is durable in the record store, and findable through
+        // the seal's pack index, before the commit record (recovery removes an uncommitted index).
+        const packs = s.packs;
+        s.packs = newPacks(s.tenant);
+        const packIndex = packs && !packs.empty ? await packs.finish(from) : undefined;
+        if (packIndex) await s.store.writeImmutable(s.tenant, packIndexPath(from), packIndex);
         sealSpan = startRootSpan(rotateTo ? 'evidence rotate' : 'evidence seal', s.tenant, { 'stella.entries.pending': s.sealer.pendingCount });
         row = rotateTo ? await s.sealer.rotateKey(rotateTo, now()) : await s.sealer.seal(now());
         endSpan(sealSpan);
@@ -555,7 +558,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
     const { topic, partition } = batch;
     const isTimeline = topic === topics.timelineEvents;
     // Group by tenant, keeping offset order within each tenant.
-    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields; record?: Buffer }[]>();
+    const byTenant = new Map<string, { item: AppendItem; eventId: string | undefined; incident?: IncidentFields; record?: Buffer; sha256?: string }[]>();
     const signal = recordSignals[topic];
     for (const m of batch.messages) {
       const tenant = recordTenant(m.headers, m.key);
@@ -566,11 +569,12 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
       }
       const value = m.value ?? Buffer.alloc(0);
       const pos = { topic, partition, offset: m.offset };
-      const built = recordEntry(isTimeline, value, pos, m.headers);
+      const digest = isTimeline ? undefined : sha256Hex(value); // the entry's sha256, and the record's address in its pack
+      const built = recordEntry(isTimeline, value, pos, m.headers, digest);
       let list = byTenant.get(tenant);
       if (!list) byTenant.set(tenant, (list = []));
       list.push({ item: { entry: built.entry, kafka: pos }, eventId: built.eventId, ...('incident' in built && built.incident ? { incident: built.incident } : {}),
-        ...(!isTimeline && opts.records ? { record: value } : {}) });
+        ...(!isTimeline && opts.records ? { record: value, sha256: digest } : {}) });
     }
     const k = tpKey(topic, partition);
     let tp = tps.get(k);
@@ -603,10 +607,8 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
             const x = chunk[n]!;
             if (x.eventId !== undefined) { s.index.events.set(x.eventId, idx); s.newEvents.push([x.eventId, idx]); }
             if (x.incident) s.newIncidents.push({ ...x.incident, index: idx });
-            if (x.record && opts.records) {
-              const put = putRecord!(tenant, x.record);
-              put.catch(() => undefined); // awaited by the seal; a dropped tenant's failed put is not an unhandled rejection
-              s.puts.push(put);
+            if (x.record && s.packs) {
+              s.packs.add(idx, x.sha256!, x.record);
               if (signal) for (const id of traceIdsOfRecord(signal, x.record)) s.newTraces.push([id, idx]);
             }
             first ??= BigInt(x.item.kafka!.offset);

@@ -288,6 +288,9 @@ export function isCommittedFile(file: string, size: number, keyRecords: Readonly
   if (t) return t.index * TILE_WIDTH + t.width <= (t.entries ? size : hashesAtTileLevel(size, t.level));
   const cp = /^checkpoints\/(0|[1-9]\d*)$/.exec(file);
   if (cp) return Number(cp[1]) <= size;
+  // A seal's record pack index (record-packs.ts) is written before its commit record, named by the seal's first index.
+  const pk = /^packs\/(0|[1-9]\d*)\.json$/.exec(file);
+  if (pk) return Number(pk[1]) < size;
   const key = keyRecords.get(file);
   if (key) return size > 0 && (key.rotation_index === null || key.rotation_index < size);
   return true; // anything else is not ours to judge

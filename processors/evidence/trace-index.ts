@@ -5,7 +5,6 @@
 // `{"from":F,"to":T,"traces":{"<32 hex trace id>":[<index>,...],...}}`) for the clean-record entries
 // in [F, T). Like `index/`, it is derived data, not part of the log: a verifier never needs it, and a
 // file lost in a crash is rebuilt from the sealed entries and the stored record bytes.
-import type { BlobStore } from '../../lib/cas.ts';
 import { canonicalBytes } from './jcs.ts';
 import { sizesFromNames } from './layout.ts';
 import type { EvidenceStore } from './store.ts';
@@ -13,28 +12,6 @@ import type { EvidenceStore } from './store.ts';
 export const tracesPath = (toSize: number): string => `traces/${toSize}.json`;
 
 export interface TraceIndexFile { from: number; to: number; traces: Record<string, number[]> }
-
-/**
- * The record-bytes store the runner writes and bundles read: the content-addressed store (lib/cas.ts,
- * `<dataDir>/cas/<tenant>/`), not a second write-once store. A record's address is the clean
- * `sha256` its entry already commits to, so the entry is the pointer; identical records share a blob.
- */
-export type RecordBlobs = Pick<BlobStore, 'put' | 'get'>;
-
-/**
- * A put into the record store with at most `limit` puts in flight (each is a temp write, an fsync, a
- * link and a directory fsync): records arrive faster than fsyncs finish, and unbounded they would
- * exhaust file descriptors.
- */
-export function boundedPut(records: Pick<RecordBlobs, 'put'>, limit = 32): (tenant: string, bytes: Uint8Array) => Promise<void> {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  return async (tenant, bytes) => {
-    while (running >= limit) await new Promise<void>((r) => waiting.push(r));
-    running++;
-    try { await records.put(tenant, bytes); } finally { running--; waiting.shift()?.(); }
-  };
-}
 
 /** Which clean topics hold span and log batches (their records carry trace ids). */
 export type TracedSignal = 'traces' | 'logs';

@@ -20,6 +20,7 @@ import { FsEvidenceStore } from '../../processors/evidence/store.ts';
 import { LogReader } from '../../processors/evidence/reader.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar } from '../../processors/evidence/tar.ts';
 import { traceIdsOfRecord, traceRecordIndices, tracesPath } from '../../processors/evidence/trace-index.ts';
+import { PackedRecords, packIndexFiles } from '../../processors/evidence/record-packs.ts';
 import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { testStore } from '../timeline/support.ts';
 import { startHarness } from './api-harness.ts';
@@ -90,8 +91,13 @@ describe('trace bundles carry the clean records', () => {
     expect(entries.every((e) => e.type === CLEAN_BATCH_V2_TYPE)).toBe(true);
     const indexOf = (v: Buffer) => entries.findIndex((e) => e.sha256 === sha256Hex(v));
     const aIdx = [records[0]!, records[2]!, records[3]!].map((x) => indexOf(x.value)).sort((x, y) => x - y);
-    // Stored before sealing: every logged record is in the CAS under its clean digest.
-    for (const rec of records) expect(await cas.get('acme', `sha256:${sha256Hex(rec.value)}`)).toEqual(rec.value);
+    // Stored before sealing, packed (one CAS pack per entry bundle per seal, not a blob per record):
+    // every logged record is found by its log index through the seals' pack index files.
+    const source = new PackedRecords(evidence, cas);
+    for (const rec of records) expect(await source.record('acme', indexOf(rec.value), sha256Hex(rec.value))).toEqual(rec.value);
+    for (const rec of records) expect(await cas.has('acme', `sha256:${sha256Hex(rec.value)}`)).toBe(false);
+    const packed = (await packIndexFiles(evidence, 'acme')).flatMap((f) => f.packs.flatMap((p) => p.records.map((x) => x.index)));
+    expect(packed.sort((x, y) => x - y)).toEqual([0, 1, 2, 3]);
     // One trace index file per seal (plus the empty marker written when the log was opened at size 0).
     const sealedSizes = await new LogReader(evidence, 'acme').sealedSizes();
     expect((await evidence.list('acme', 'traces')).map((n) => Number(n.replace('.json', ''))).sort((x, y) => x - y)).toEqual([0, ...sealedSizes]);
@@ -115,7 +121,7 @@ describe('trace bundles carry the clean records', () => {
     const bundle = Buffer.from(await (await fetch(`${api.url}/evidence/bundles/${s1.body.bundle_id}`, { headers: auth })).arrayBuffer());
     // Deterministic: the same case over the same log gives the same bytes (and id).
     expect((await snap()).body.bundle_id).toBe(s1.body.bundle_id);
-    expect(await buildBundle(evidence, 'acme', { caseId: 'INC-9', indices: aIdx, atSize: 4, records: cas })).toEqual(bundle);
+    expect(await buildBundle(evidence, 'acme', { caseId: 'INC-9', indices: aIdx, atSize: 4, records: source })).toEqual(bundle);
 
     const root = await trustRootOf(evidence, 'acme');
     expect(verifyBundle(bundle, { trustRoot: root })).toMatchObject({ ok: true, entries: 3, records: 3 });
