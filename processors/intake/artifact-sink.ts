@@ -3,12 +3,12 @@
 // timeline processor's intake hook calls it with the records of one batch and commits the batch's
 // offsets once it resolved (rows durable). It trusts nothing the API did: each artifact's
 // provenance is verified again against the tenant's trust keys, and each symbol bundle's bytes are
-// read back from the CAS (digest, and for ELF the build-id note). A record that fails is returned
+// read back from the CAS (digest, and the key: ELF build-id note, PDB GUID+age, Mach-O LC_UUID). A record that fails is returned
 // as dead with its reason and writes nothing.
 import type { BatchWriter, Row } from '../../lib/store/index.ts';
 import { dateTime64 } from '../../lib/store/tables.ts';
 import { artifactRowsFromRecord, BadIntakeRecord, symbolRowsFromRecord } from './artifact-records.ts';
-import type { ElfBuildIdReader, IntakeEnvelopeVerifier } from './artifacts.ts';
+import { bundleKeysFromBytes, type ElfBuildIdReader, type IntakeEnvelopeVerifier } from './artifacts.ts';
 
 export const ARTIFACT_TABLES = { artifacts: 'artifacts', symbolBundles: 'symbol_bundles', provenanceEvidence: 'provenance_evidence' } as const;
 
@@ -66,6 +66,11 @@ async function checkBundleBytes(b: Record<string, unknown>, checks: ArtifactSink
     const r = checks.readElfBuildId(bytes);
     if (!r.ok || r.buildId === undefined || r.buildId.toLowerCase() !== b.symbol_key) throw new BadIntakeRecord('the ELF build-id in the CAS bytes is not the bundle\'s key');
     if (b.key_verified !== 1) throw new BadIntakeRecord('an ELF bundle\'s key must be verified');
+  }
+  if (b.kind === 'pdb' || b.kind === 'dsym') {
+    const r = bundleKeysFromBytes(b.kind, bytes);
+    if (!r.ok || !r.keys.includes(b.symbol_key as string)) throw new BadIntakeRecord(`the ${b.kind === 'pdb' ? 'PDB GUID+age' : 'Mach-O LC_UUID'} in the CAS bytes is not the bundle's key`);
+    if (b.key_verified !== 1) throw new BadIntakeRecord(`a ${b.kind} bundle's key must be verified`);
   }
 }
 

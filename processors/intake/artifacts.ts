@@ -11,6 +11,8 @@ import { createHash } from 'node:crypto';
 import { canonicalBytes } from '../evidence/jcs.ts';
 import { fromB64Strict } from '../evidence/hash.ts';
 import { ElfError, readBuildId } from '../../lib/elf.ts';
+import { MachOError, parseMachO, type MachOSlice } from '../../lib/macho.ts';
+import { PdbError, readPdbIdentity, type PdbIdentity } from '../../lib/pdb.ts';
 
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const STATEMENT_V1_TYPE = 'https://in-toto.io/Statement/v1';
@@ -28,7 +30,8 @@ export type IntakeReason =
   | 'SUBJECT_DIGEST_MISMATCH' | 'BUILDER_COMMIT_NOT_ATTESTED' | 'COMPILER_MISMATCH' | 'FLAGS_MISMATCH'
   // symbol bundles
   | 'SYMBOL_KIND_INVALID' | 'SYMBOL_KEY_INVALID' | 'ORIGIN_ARTIFACT_SHA256_INVALID' | 'ORIGIN_ARTIFACT_UNATTESTED'
-  | 'SYMBOL_BUNDLE_EMPTY' | 'ELF_MALFORMED' | 'ELF_BUILD_ID_MISSING' | 'BUILD_ID_MISMATCH';
+  | 'SYMBOL_BUNDLE_EMPTY' | 'ELF_MALFORMED' | 'ELF_BUILD_ID_MISSING' | 'BUILD_ID_MISMATCH'
+  | 'PDB_MALFORMED' | 'PDB_GUID_MISMATCH' | 'PDB_AGE_MISMATCH' | 'MACHO_MALFORMED' | 'DSYM_UUID_MISSING' | 'DSYM_UUID_MISMATCH';
 
 export interface Refusal { ok: false; reason: IntakeReason; message: string }
 const refuse = (reason: IntakeReason, message: string): Refusal => ({ ok: false, reason, message });
@@ -324,6 +327,41 @@ export const elfBuildIdReader: ElfBuildIdReader = (bytes) => {
   }
 };
 
+/** A PDB's identity read from its bytes (lib/pdb.ts), or the rule it breaks. */
+export function pdbIdentityOf(bytes: Uint8Array): { ok: true; identity: PdbIdentity } | { ok: false; error: string } {
+  try { return { ok: true, identity: readPdbIdentity(bytes) }; } catch (err) {
+    if (err instanceof PdbError) return { ok: false, error: err.message };
+    throw err;
+  }
+}
+
+/** The slices of a (thin or universal) Mach-O file with their LC_UUIDs (lib/macho.ts), or the rule it breaks. */
+export function machOSlicesOf(bytes: Uint8Array): { ok: true; slices: MachOSlice[] } | { ok: false; error: string } {
+  try { return { ok: true, slices: parseMachO(bytes).slices }; } catch (err) {
+    if (err instanceof MachOError) return { ok: false, error: err.message };
+    throw err;
+  }
+}
+
+/**
+ * The join keys a bundle's bytes carry, for re-checking a stored bundle (timeline sink, join):
+ * ELF: its build-id; PDB: GUID + age (pdbKey); dSYM: the UUID of every slice.
+ */
+export function bundleKeysFromBytes(kind: SymbolKind, bytes: Uint8Array, readElfBuildId: ElfBuildIdReader = elfBuildIdReader):
+  { ok: true; keys: string[] } | { ok: false; error: string } {
+  if (kind === 'elf') {
+    const r = readElfBuildId(bytes);
+    if (!r.ok) return r;
+    return { ok: true, keys: r.buildId === undefined ? [] : [r.buildId.toLowerCase()] };
+  }
+  if (kind === 'pdb') {
+    const r = pdbIdentityOf(bytes);
+    return r.ok ? { ok: true, keys: [pdbKey(r.identity.guid, r.identity.age)!] } : r;
+  }
+  const r = machOSlicesOf(bytes);
+  return r.ok ? { ok: true, keys: r.slices.flatMap((x) => (x.uuid ? [x.uuid] : [])) } : r;
+}
+
 /** What the route knows about the origin artifact (from lookupArtifact). */
 export interface OriginArtifact { sha256: string; attested: boolean }
 
@@ -339,8 +377,10 @@ export interface AcceptedSymbolBundle {
   artifact_sha256: string;
   bundle_sha256: string;
   size: number;
-  /** Whether the key was read from the bytes (ELF) or is the submitter's declaration (PDB, dSYM). */
+  /** The key was read from the bytes (always true for bundles accepted now; false on rows from before PDB/dSYM keys were read). */
   key_verified: boolean;
+  /** dSYM: the architecture of the slice whose LC_UUID is the key (a universal file has one UUID per slice). */
+  arch?: string;
 }
 
 export type SymbolVerdict = { ok: true; bundle: AcceptedSymbolBundle } | Refusal;
@@ -381,17 +421,34 @@ export function validateSymbolBundle(tenant: string, decl: SymbolDeclaration, by
     return refuse('ORIGIN_ARTIFACT_UNATTESTED', 'the origin artifact is not a registered, attested artifact of this tenant: no symbols without attestation');
   }
   if (bytes.length === 0) return refuse('SYMBOL_BUNDLE_EMPTY', 'the symbol bundle is empty');
-  let keyVerified = false;
+  let arch: string | undefined;
   if (kind === 'elf') {
     const r = readElfBuildId(bytes);
     if (!r.ok) return refuse('ELF_MALFORMED', `the bundle is not a readable ELF file: ${r.error}`);
     if (r.buildId === undefined) return refuse('ELF_BUILD_ID_MISSING', 'the ELF file has no GNU build-id note (link with --build-id)');
     if (r.buildId.toLowerCase() !== key) return refuse('BUILD_ID_MISMATCH', 'the declared build_id differs from the build-id note in the ELF bytes');
-    keyVerified = true;
+  } else if (kind === 'pdb') {
+    const r = pdbIdentityOf(bytes);
+    if (!r.ok) return refuse('PDB_MALFORMED', `the bundle is not a readable PDB (MSF 7.00) file: ${r.error}`);
+    const guid = pdbKey(r.identity.guid, 0)!.slice(0, 32);
+    if (guid !== buildId) return refuse('PDB_GUID_MISMATCH', 'the declared pdb_guid differs from the GUID in the PDB info stream');
+    if (r.identity.age !== age) {
+      return refuse('PDB_AGE_MISMATCH', `the declared pdb_age differs from the PDB's age (${r.identity.dbiAge !== undefined ? 'DBI stream' : 'info stream'}): ${r.identity.age}`);
+    }
+  } else {
+    const r = machOSlicesOf(bytes);
+    if (!r.ok) return refuse('MACHO_MALFORMED', `the bundle is not a readable Mach-O file (the DWARF file inside the .dSYM, thin or universal): ${r.error}`);
+    const withUuid = r.slices.filter((x) => x.uuid !== undefined);
+    if (withUuid.length === 0) return refuse('DSYM_UUID_MISSING', 'no slice of the Mach-O file has an LC_UUID load command');
+    const slice = withUuid.find((x) => x.uuid === key);
+    if (!slice) {
+      return refuse('DSYM_UUID_MISMATCH', `the declared dsym_uuid is not the LC_UUID of any slice (${withUuid.map((x) => `${x.arch} ${x.uuid}`).join(', ')})`);
+    }
+    arch = slice.arch;
   }
   return {
     ok: true,
     bundle: { tenant, kind, symbol_key: key, build_id: buildId, pdb_age: age, artifact_sha256: decl.artifact_sha256,
-      bundle_sha256: sha256Hex(bytes), size: bytes.length, key_verified: keyVerified },
+      bundle_sha256: sha256Hex(bytes), size: bytes.length, key_verified: true, ...(arch ? { arch } : {}) },
   };
 }

@@ -68,6 +68,22 @@ export async function lookupSymbolBundle(store: Store, tenant: string, buildId: 
     evidence: { event_id: r.event_id, event_kind: 'symbols.registered' } }));
 }
 
+/**
+ * The ages of `tenant`'s PDB bundles for each of `guids` (32 hex): what a frame whose GUID+age key
+ * found nothing is told (PDB_AGE_MISMATCH). The symbol key starts with the GUID, so this is a
+ * primary-key prefix range.
+ */
+export async function pdbAgesByGuid(store: Store, tenant: string, guids: readonly string[]): Promise<Map<string, number[]>> {
+  const gs = [...new Set(guids.map((g) => g.replace(/-/g, '').toUpperCase()))].filter((g) => /^[0-9A-F]{32}$/.test(g));
+  const out = new Map<string, number[]>();
+  if (gs.length === 0) return out;
+  const rows = await forTenant(store, tenant).scopedRows<{ g: string; pdb_age: number | string }>(`SELECT DISTINCT substring(symbol_key, 1, 32) AS g, pdb_age
+    FROM symbol_bundles WHERE tenant_id = {tenant:String} AND kind = 'pdb' AND (${gs.map((g) => `startsWith(symbol_key, '${g}')`).join(' OR ')})
+    ORDER BY g, pdb_age LIMIT ${LIMIT * gs.length}`);
+  for (const r of rows) { const l = out.get(r.g) ?? []; l.push(Number(r.pdb_age)); out.set(r.g, l); }
+  return out;
+}
+
 /** The symbol bundles registered for one artifact. */
 export async function bundlesOfArtifact(store: Store, tenant: string, artifactSha256: string): Promise<SymbolBundleRow[]> {
   if (!/^[0-9a-f]{64}$/.test(artifactSha256)) return [];

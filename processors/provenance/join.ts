@@ -11,9 +11,9 @@ import { frameVaddr, lookupAddress, type LoadedSymbols, type LoadFailure, type R
 export const JOIN_CAUSES = [
   'NO_BUILD_ID',          // a native frame without build-id / PDB GUID+age / dSYM UUID
   'SYMBOLS_MISSING',      // no symbol bundle registered for its key (or its bytes are not in the CAS)
-  'SYMBOLS_UNREADABLE',   // the bundle is not a readable ELF file
-  'SYMBOLS_UNSUPPORTED',  // a PDB / dSYM bundle: no reader for its symbol tables yet
-  'BUILD_ID_MISMATCH',    // the bundle's ELF build-id note is not the frame's build-id
+  'SYMBOLS_UNREADABLE',   // the bundle is not a readable ELF / PDB / Mach-O file
+  'PDB_AGE_MISMATCH',     // bundles exist for the frame's PDB GUID, but none with its age
+  'BUILD_ID_MISMATCH',    // the bundle's bytes carry another key (ELF build-id, PDB GUID+age, dSYM UUID) than the frame's
   'NO_ADDRESS',           // no module offset, and the ip of a relocatable module cannot be placed
   'SYMBOL_NOT_FOUND',     // no symbol covers the address
   'ARTIFACT_UNATTESTED',  // the bundle's artifact has no valid attestation (no artifact row)
@@ -22,7 +22,11 @@ export type JoinCause = (typeof JOIN_CAUSES)[number];
 
 export type EvidenceStatus = { status: 'sealed'; index: string; segment: string; checkpoint: string; inclusion_proof: string } | { status: 'pending' } | { status: 'unknown' };
 
-export type SymbolsFact = { ok: true; symbols: LoadedSymbols } | LoadFailure | { ok: false; cause: 'SYMBOLS_MISSING'; detail: string };
+/**
+ * What a bundle's bytes gave: ELF symbols, or for PDB / dSYM bundles only the verified key (their
+ * symbol tables are not read: such frames join to bundle and artifact, not to a function name).
+ */
+export type SymbolsFact = { ok: true; symbols: LoadedSymbols } | { ok: true; keyOnly: true } | LoadFailure | { ok: false; cause: 'SYMBOLS_MISSING'; detail: string };
 
 export interface JoinFacts {
   /** Symbol key (elfKey / pdbKey / dsymKey) -> bundles registered for it. */
@@ -33,6 +37,8 @@ export interface JoinFacts {
   artifacts: ReadonlyMap<string, readonly ArtifactRow[]>;
   /** Evidence event_id -> where it stands in the tenant's log. */
   evidence: ReadonlyMap<string, EvidenceStatus>;
+  /** PDB GUID (32 uppercase hex) -> ages of the tenant's PDB bundles for it (to name PDB_AGE_MISMATCH). */
+  pdbAges?: ReadonlyMap<string, readonly number[]>;
 }
 
 export interface FrameLink {
@@ -46,6 +52,8 @@ export interface FrameLink {
   cause?: JoinCause;
   detail?: string;
   symbol?: { name: string; address: string; offset: string };
+  /** A joined PDB / dSYM frame: why there is no `symbol` (their symbol tables are not read). */
+  symbol_unresolved?: string;
   symbol_bundle?: { sha256: string; kind: string; cas_uri: string; registered_at_unix_nano: string; evidence_event_id: string; evidence: EvidenceStatus };
   artifact?: { sha256: string; subject_name: string; builder_commit: string; compiler: string; flags: string[]; oci_digest: string };
   provenance?: {
@@ -105,7 +113,13 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
   const sk = frameSymbolKey(f);
   if (!sk) return fail('NO_BUILD_ID', 'the frame carries no build-id, PDB GUID+age or dSYM UUID');
   const bundles = facts.bundles.get(sk.key) ?? [];
-  if (bundles.length === 0) return fail('SYMBOLS_MISSING', `no symbol bundle registered for ${sk.kind} key ${sk.key}`);
+  if (bundles.length === 0) {
+    const ages = sk.kind === 'pdb' ? facts.pdbAges?.get(sk.key.slice(0, 32)) : undefined;
+    if (ages?.length) {
+      return fail('PDB_AGE_MISMATCH', `PDB ${sk.key.slice(0, 32)}: the frame's age is ${f.pdb_age}, the registered bundles have age ${[...new Set(ages)].sort((a, b) => a - b).join(', ')}`);
+    }
+    return fail('SYMBOLS_MISSING', `no symbol bundle registered for ${sk.kind} key ${sk.key}`);
+  }
   // Prefer a bundle whose artifact is attested and whose symbols load; otherwise report the first bundle's problem.
   const ranked = [...bundles].sort((a, b) => rank(b) - rank(a) || a.registered_at_unix_nano.localeCompare(b.registered_at_unix_nano) || a.bundle_sha256.localeCompare(b.bundle_sha256));
   function rank(b: SymbolBundleRow): number {
@@ -123,9 +137,14 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
       registered_at_unix_nano: attestation.registered_at_unix_nano, envelope_cas_uri: attestation.envelope_cas_uri,
       evidence_event_id: attestation.evidence.event_id, evidence: evidenceOf(facts, attestation.evidence.event_id) },
   } : {};
-  if (sk.kind !== 'elf') return Object.assign(fail('SYMBOLS_UNSUPPORTED', `${sk.kind} symbol tables are not read yet`), { symbol_bundle: bundleLink }, chain);
   const loaded = facts.symbols.get(bundle.bundle_sha256) ?? { ok: false, cause: 'SYMBOLS_MISSING', detail: 'bundle bytes not loaded' };
   if (!loaded.ok) return Object.assign(fail(loaded.cause, loaded.detail), { symbol_bundle: bundleLink }, chain);
+  if (!('symbols' in loaded)) {
+    // PDB / dSYM: the key was read from the bytes; the symbol tables are not, so no function name.
+    const symbol_unresolved = `${sk.kind === 'pdb' ? 'PDB' : 'Mach-O'} symbol tables are not read: the frame is joined to its bundle and artifact, not to a function`;
+    if (!attestation) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol_unresolved, symbol_bundle: bundleLink });
+    return Object.assign({ status: 'joined' as const, symbol_unresolved, symbol_bundle: bundleLink }, chain);
+  }
   const vaddr = frameVaddr(loaded.symbols.elfType, f);
   if (vaddr === undefined) return Object.assign(fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), { symbol_bundle: bundleLink }, chain);
   const at = lookupAddress(vaddr, f.frame_index);

@@ -1,6 +1,7 @@
 // Frame -> symbol resolution (pure; no I/O): a symbol bundle's bytes become a SymbolIndex once per
 // build-id, and each (build-id, address) lookup is cached. docs/provenance.md "Resolution".
 import { ElfError, parseElf, SymbolIndex, type ElfFile } from '../../lib/elf.ts';
+import { bundleKeysFromBytes } from '../intake/artifacts.ts';
 
 const ET_EXEC = 2;
 
@@ -56,6 +57,17 @@ export function loadElfSymbols(bytes: Uint8Array, expectedBuildId: string, key: 
   }
   const index = SymbolIndex.fromElf(elf, { types: ['FUNC', 'IFUNC', 'NOTYPE'] });
   return { ok: true, symbols: { key, buildId: want, elfType: elf.type, index, symbolCount: index.size } };
+}
+
+/**
+ * A PDB / dSYM bundle: its symbol tables are not read, but its bytes must still carry the key it is
+ * registered under (PDB GUID + age, or one slice's LC_UUID), as at intake.
+ */
+export function loadKeyOnly(kind: 'pdb' | 'dsym', bytes: Uint8Array, symbolKey: string): { ok: true; keyOnly: true } | LoadFailure {
+  const r = bundleKeysFromBytes(kind, bytes);
+  if (!r.ok) return { ok: false, cause: 'SYMBOLS_UNREADABLE', detail: r.error };
+  if (!r.keys.includes(symbolKey)) return { ok: false, cause: 'BUILD_ID_MISMATCH', detail: `the ${kind} bundle's bytes carry ${r.keys.join(', ') || 'no key'}, not ${symbolKey}` };
+  return { ok: true, keyOnly: true };
 }
 
 export interface Resolved { symbol: string; offset: bigint }

@@ -6,11 +6,11 @@ import type { BlobStore } from '../../lib/cas.ts';
 import { CasIntegrityError } from '../../lib/cas.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import type { Store } from '../../lib/store/index.ts';
-import { lookupArtifact, lookupSymbolBundle, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
+import { lookupArtifact, lookupSymbolBundle, pdbAgesByGuid, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
 import { framesOfTrace, type FrameRow } from './frames-store.ts';
 import { assembleJoin, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
 import type { CompletenessPolicy } from './policy.ts';
-import { loadElfSymbols, ResolutionCache } from './resolve.ts';
+import { loadElfSymbols, loadKeyOnly, ResolutionCache } from './resolve.ts';
 import { buildReplayManifest, manifestDigest, type ReplayManifest } from './replay.ts';
 import { forTenant } from '../../lib/store/index.ts';
 import { readFileSync } from 'node:fs';
@@ -46,16 +46,20 @@ export class ProvenanceService {
   /** The join over given frames (the audit bundle passes the frames of the trace's sealed records). */
   async joinFrames(tenant: string, traceId: string, frames: readonly FrameRow[]): Promise<ProvenanceReport> {
     const bundles = new Map<string, SymbolBundleRow[]>();
-    await Promise.all(symbolKeysOf(frames).map(async ({ key, kind }) => { bundles.set(key, await lookupSymbolBundle(this.deps.store, tenant, key, kind)); }));
+    const keys = symbolKeysOf(frames);
+    await Promise.all(keys.map(async ({ key, kind }) => { bundles.set(key, await lookupSymbolBundle(this.deps.store, tenant, key, kind)); }));
     const allBundles = [...bundles.values()].flat();
     const artifacts = new Map<string, ArtifactRow[]>();
     await Promise.all([...new Set(allBundles.map((b) => b.artifact_sha256))].map(async (sha) => { artifacts.set(sha, await lookupArtifact(this.deps.store, tenant, sha)); }));
     const symbols = new Map<string, SymbolsFact>();
-    await Promise.all(allBundles.filter((b) => b.kind === 'elf').map(async (b) => { symbols.set(b.bundle_sha256, await this.symbolsOf(tenant, b)); }));
+    await Promise.all(allBundles.map(async (b) => { symbols.set(b.bundle_sha256, await this.symbolsOf(tenant, b)); }));
+    // PDB keys that found no bundle: are there bundles for the same GUID with another age?
+    const pdbMisses = keys.filter((k) => k.kind === 'pdb' && bundles.get(k.key)?.length === 0).map((k) => [k.key] as const);
+    const pdbAges = pdbMisses.length ? await pdbAgesByGuid(this.deps.store, tenant, pdbMisses.map(([k]) => k.slice(0, 32))) : new Map<string, number[]>();
     const evidence = new Map<string, EvidenceStatus>();
     const eventIds = new Set([...allBundles.map((b) => b.evidence.event_id), ...[...artifacts.values()].flat().map((a) => a.evidence.event_id)]);
     await Promise.all([...eventIds].map(async (id) => { evidence.set(id, await this.evidenceOf(tenant, id)); }));
-    const facts: JoinFacts = { bundles, symbols, artifacts, evidence };
+    const facts: JoinFacts = { bundles, symbols, artifacts, evidence, pdbAges };
     const report = assembleJoin(traceId, frames, facts, this.deps.policy(tenant), this.resolutions);
     if (report.completeness.ratio !== null) completenessRatio.observe(report.completeness.ratio);
     gateTotal.inc({ gate: report.completeness.gate });
@@ -94,7 +98,7 @@ export class ProvenanceService {
     }
     // Not cached: the bytes may still arrive.
     if (!bytes) return { ok: false, cause: 'SYMBOLS_MISSING', detail: `bundle sha256:${b.bundle_sha256} is not in the tenant's CAS` };
-    const fact = loadElfSymbols(bytes, b.build_id || b.symbol_key, key);
+    const fact: SymbolsFact = b.kind === 'elf' ? loadElfSymbols(bytes, b.build_id || b.symbol_key, key) : loadKeyOnly(b.kind, bytes, b.symbol_key);
     this.loaded.set(key, fact);
     const max = this.deps.maxLoadedBundles ?? 256;
     while (this.loaded.size > max) this.loaded.delete(this.loaded.keys().next().value!);
@@ -108,3 +112,4 @@ export class ProvenanceService {
     return { status: 'pending' };
   }
 }
+

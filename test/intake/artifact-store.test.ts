@@ -7,8 +7,9 @@ import { BatchWriter, type Store } from '../../lib/store/index.ts';
 import { validateArtifact, validateSymbolBundle, type AcceptedArtifact, type AcceptedSymbolBundle, type IntakeEnvelopeVerifier } from '../../processors/intake/artifacts.ts';
 import { artifactIntake, symbolsIntake } from '../../processors/intake/artifact-records.ts';
 import { writeArtifactIntake } from '../../processors/intake/artifact-sink.ts';
-import { intakeLookup } from '../../processors/intake/lookup.ts';
+import { intakeLookup, pdbAgesByGuid } from '../../processors/intake/lookup.ts';
 import { testStore } from '../timeline/support.ts';
+import { writeMachO, writePdb } from './symbol-fixtures.ts';
 import { pythonSign, slsaStatement } from './sign.ts';
 import { IntakeTrust } from '../../lib/intake/trust.ts';
 
@@ -49,7 +50,8 @@ describe('artifact tables', () => {
   it('stores what the sink is given, once, and the lookups return it per tenant only', async () => {
     const a = accepted.acme!;
     const art = artifactIntake(a, `cas://acme/${a.envelope_sha256}`, ctx(1));
-    const bytes = Buffer.from('dwarf for acme');
+    // Mach-O files carrying the UUID (a dSYM's DWARF file; its key is read from the bytes).
+    const bytes = writeMachO({ cputype: 0x0100000c, uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE' });
     const b = bundleFor('acme', a, bytes, 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE');
     const sym = symbolsIntake(b, `cas://acme/${b.bundle_sha256}`, ctx(2));
     const msgA = { key: 'acme', value: art.value };
@@ -59,7 +61,7 @@ describe('artifact tables', () => {
     expect(await writeArtifactIntake(writer, [msgA, msgA], [msgS], verify)).toEqual([]);
     const g = accepted.globex!;
     const artG = artifactIntake(g, `cas://globex/${g.envelope_sha256}`, ctx(3));
-    const bG = bundleFor('globex', g, Buffer.from('dwarf for globex'), 'aaaaaaaabbbbccccddddeeeeeeeeeeee'); // same key as acme's
+    const bG = bundleFor('globex', g, writeMachO({ cputype: 0x0100000c, uuid: 'aaaaaaaabbbbccccddddeeeeeeeeeeee', extraCommands: 1 }), 'aaaaaaaabbbbccccddddeeeeeeeeeeee'); // same key as acme's
     expect(await writeArtifactIntake(writer, [msgA, { key: 'globex', value: artG.value }], [{ key: 'globex', value: symbolsIntake(bG, `cas://globex/${bG.bundle_sha256}`, ctx(4)).value }], verify)).toEqual([]);
 
     expect(await count('artifacts', 'acme')).toBe(1);
@@ -75,7 +77,7 @@ describe('artifact tables', () => {
     expect(JSON.parse(rows[0]!.dsse_envelope)).toEqual(JSON.parse(a.envelope_json));
 
     const bundles = await look.lookupSymbolBundle('acme', 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee');
-    expect(bundles.map((r) => [r.tenant_id, r.bundle_sha256, r.artifact_sha256, r.kind, r.key_verified])).toEqual([['acme', b.bundle_sha256, a.sha256, 'dsym', false]]);
+    expect(bundles.map((r) => [r.tenant_id, r.bundle_sha256, r.artifact_sha256, r.kind, r.key_verified])).toEqual([['acme', b.bundle_sha256, a.sha256, 'dsym', true]]);
     expect(bundles[0]!.evidence.event_id).toBe(sym.record.event_id);
 
     // Cross-tenant: globex cannot see acme's artifact, and the shared symbol key gives each its own.
@@ -100,5 +102,28 @@ describe('artifact tables', () => {
     expect(dead2.map((d) => d.reason)).toEqual(['provenance refused on re-verification: SIGNATURE_NOT_TRUSTED']);
     expect(await intakeLookup(store).lookupArtifact('acme', a.sha256)).toEqual([]);
     expect(await count('artifacts', 'globex')).toBe(1);
+  });
+
+  it('re-reads PDB and dSYM keys from the CAS bytes: a record whose key the stored bytes do not carry writes nothing', async () => {
+    const a = accepted.acme!;
+    const blobs = new Map<string, Buffer>();
+    const casGet = async (_t: string, d: string) => blobs.get(d);
+    const pdb = writePdb({ guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', infoAge: 4, dbiAge: 2 });
+    const v = validateSymbolBundle('acme', { kind: 'pdb', pdb_guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', pdb_age: '2', artifact_sha256: a.sha256 }, pdb,
+      { sha256: a.sha256, attested: true }, () => ({ ok: false, error: 'not elf' }));
+    if (!v.ok) throw new Error(v.reason);
+    blobs.set(`sha256:${v.bundle.bundle_sha256}`, pdb);
+    const honest = symbolsIntake(v.bundle, `cas://acme/${v.bundle.bundle_sha256}`, ctx(7));
+    // A record that did not come through the API: the same bytes claimed under another age, and a dSYM claim on PDB bytes.
+    const lyingAge = symbolsIntake({ ...v.bundle, symbol_key: '0123ABCD456789EF0123456789ABCDEF4', pdb_age: 4 }, `cas://acme/${v.bundle.bundle_sha256}`, ctx(8));
+    const asDsym = symbolsIntake({ ...v.bundle, kind: 'dsym', symbol_key: '0123abcd456789ef0123456789abcdef', pdb_age: 0 }, `cas://acme/${v.bundle.bundle_sha256}`, ctx(9));
+    const dead = await writeArtifactIntake(writer, [], [honest, lyingAge, asDsym].map((x) => ({ key: 'acme', value: x.value })), { verify, casGet });
+    expect(dead.map((d) => d.reason)).toEqual(['the PDB GUID+age in the CAS bytes is not the bundle\'s key', 'the Mach-O LC_UUID in the CAS bytes is not the bundle\'s key']);
+    const look = intakeLookup(store);
+    expect((await look.lookupSymbolBundle('acme', '0123ABCD456789EF0123456789ABCDEF2', 'pdb')).map((r) => [r.pdb_age, r.key_verified])).toEqual([[2, true]]);
+    expect(await look.lookupSymbolBundle('acme', '0123ABCD456789EF0123456789ABCDEF4', 'pdb')).toEqual([]);
+    // What the join tells a frame with age 4: the GUID is known with age 2 (this tenant only).
+    expect(await pdbAgesByGuid(store, 'acme', ['0123abcd-4567-89ef-0123-456789abcdef', 'F'.repeat(32)])).toEqual(new Map([['0123ABCD456789EF0123456789ABCDEF', [2]]]));
+    expect(await pdbAgesByGuid(store, 'globex', ['0123ABCD456789EF0123456789ABCDEF'])).toEqual(new Map());
   });
 });

@@ -3,6 +3,7 @@
 // API with its Kafka producer, the CAS on disk, the timeline processor's intake sink writing
 // chdb. Happy path, every refusal (nothing published, nothing in the CAS), cross-tenant refusals,
 // replays and concurrent duplicates (one record), sink redelivery (one row), and the CLI.
+import { machOFromLlvm, pdbFromLlvm, yamlFat } from './symbol-fixtures.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
@@ -226,6 +227,8 @@ describe('artifact and symbol intake over the API', () => {
       const r = await post('/api/v1/artifacts', TOK.acmeWriter, body);
       expect([what, r.status, r.body.error?.code]).toEqual([what, status, code]);
     }
+    const pdbBytes = pdbFromLlvm({ guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', infoAge: 7, dbiAge: 3 }).bytes;
+    const fatBytes = machOFromLlvm(yamlFat([{ cputype: 0x01000007, uuid: '11111111-2222-3333-4444-555555555555' }, { cputype: 0x0100000c, uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE' }])).bytes;
     const syms: [string, string, Buffer, number, string, Record<string, string>?][] = [
       ['ELF without build-id note', `kind=elf&build_id=${elf.buildId}&artifact_sha256=${artifactSha}`, readBytes(elf.withoutId), 400, 'ELF_BUILD_ID_MISSING'],
       ['lying build-id', `kind=elf&build_id=${'ab'.repeat(20)}&artifact_sha256=${artifactSha}`, readBytes(elf.withId), 400, 'BUILD_ID_MISMATCH'],
@@ -235,6 +238,12 @@ describe('artifact and symbol intake over the API', () => {
       ['bad kind', `kind=so&build_id=${elf.buildId}&artifact_sha256=${artifactSha}`, readBytes(elf.withId), 400, 'SYMBOL_KIND_INVALID'],
       ['content digest', `kind=elf&build_id=${elf.buildId}&artifact_sha256=${artifactSha}`, readBytes(elf.withId), 400, 'CONTENT_SHA256_MISMATCH', { 'content-sha256': other }],
       ['empty', `kind=pdb&pdb_guid=${'0'.repeat(32)}&pdb_age=1&artifact_sha256=${artifactSha}`, Buffer.alloc(0), 400, 'SYMBOL_BUNDLE_EMPTY'],
+      // PDB (llvm-pdbutil yaml2pdb; DBI age 3, info age 7) and universal Mach-O (yaml2obj): the declared key is checked against the bytes.
+      ['pdb: the info-stream age', `kind=pdb&pdb_guid=0123ABCD-4567-89EF-0123-456789ABCDEF&pdb_age=7&artifact_sha256=${artifactSha}`, pdbBytes, 400, 'PDB_AGE_MISMATCH'],
+      ['pdb: another GUID', `kind=pdb&pdb_guid=0123ABCD-4567-89EF-0123-456789ABCDEE&pdb_age=3&artifact_sha256=${artifactSha}`, pdbBytes, 400, 'PDB_GUID_MISMATCH'],
+      ['pdb: not a PDB', `kind=pdb&pdb_guid=0123ABCD-4567-89EF-0123-456789ABCDEF&pdb_age=3&artifact_sha256=${artifactSha}`, readBytes(elf.withId), 400, 'PDB_MALFORMED'],
+      ['dsym: no slice has it', `kind=dsym&dsym_uuid=11111111-2222-3333-4444-555555555556&artifact_sha256=${artifactSha}`, fatBytes, 400, 'DSYM_UUID_MISMATCH'],
+      ['dsym: not Mach-O', `kind=dsym&dsym_uuid=11111111-2222-3333-4444-555555555555&artifact_sha256=${artifactSha}`, pdbBytes, 400, 'MACHO_MALFORMED'],
     ];
     for (const [what, q, bytes, status, code, headers] of syms) {
       const r = await post(`/api/v1/symbols?${q}`, TOK.acmeWriter, bytes, 'application/octet-stream', headers);

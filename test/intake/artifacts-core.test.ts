@@ -3,6 +3,7 @@
 // generated, checked through the tenant verifier.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
+import { machOFromLlvm, pdbFromLlvm, writeMachO, writePdb, yamlFat } from './symbol-fixtures.ts';
 import { validateArtifact, validateSymbolBundle, elfKey, pdbKey, dsymKey, elfBuildIdReader, type IntakeEnvelopeVerifier,
   type ElfBuildIdReader } from '../../processors/intake/artifacts.ts';
 import { pythonSign, slsaStatement, type Envelope } from './sign.ts';
@@ -154,7 +155,7 @@ describe('artifact provenance', () => {
 describe('symbol bundle declarations (keys, origin)', () => {
   const origin = { sha256: ART, attested: true };
   const noElf: ElfBuildIdReader = () => { throw new Error('not an ELF bundle: the reader must not be called'); };
-  const bytes = Buffer.from('PDB bytes');
+  const bytes = Buffer.from('neither PDB nor Mach-O bytes');
 
   it('normalizes the join keys', () => {
     expect(elfKey('ABCDEF0123456789')).toBe('abcdef0123456789');
@@ -166,12 +167,38 @@ describe('symbol bundle declarations (keys, origin)', () => {
     expect(dsymKey('01234567-89AB-CDEF-0123-456789ABCDEF')).toBe('0123456789abcdef0123456789abcdef');
   });
 
-  it('accepts a pdb and a dsym bundle of an attested artifact, keys declared (not read from the bytes)', () => {
-    const p = validateSymbolBundle(TENANT, { kind: 'pdb', pdb_guid: '01234567-89ab-cdef-0123-456789abcdef', pdb_age: '2', artifact_sha256: ART }, bytes, origin, noElf);
-    expect(p.ok && p.bundle).toMatchObject({ kind: 'pdb', symbol_key: '0123456789ABCDEF0123456789ABCDEF2', build_id: '0123456789ABCDEF0123456789ABCDEF', pdb_age: 2, key_verified: false,
-      bundle_sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
-    const d = validateSymbolBundle(TENANT, { kind: 'dsym', dsym_uuid: '01234567-89ab-cdef-0123-456789abcdef', artifact_sha256: ART }, bytes, origin, noElf);
-    expect(d.ok && d.bundle.symbol_key).toBe('0123456789abcdef0123456789abcdef');
+  it('reads the PDB GUID+age from the bytes (DBI age, as the image records it) and refuses declarations that differ', () => {
+    // Written by llvm-pdbutil yaml2pdb: info-stream age 7, DBI age 3.
+    const pdb = pdbFromLlvm({ guid: '01234567-89AB-CDEF-0123-456789ABCDEF', infoAge: 7, dbiAge: 3 }).bytes;
+    const check = (guid: string, age: string, b: Uint8Array = pdb) => {
+      const r = validateSymbolBundle(TENANT, { kind: 'pdb', pdb_guid: guid, pdb_age: age, artifact_sha256: ART }, b, origin, noElf);
+      return r.ok ? r.bundle : r.reason;
+    };
+    expect(check('{01234567-89ab-cdef-0123-456789abcdef}', '3')).toMatchObject({ kind: 'pdb', symbol_key: '0123456789ABCDEF0123456789ABCDEF3',
+      build_id: '0123456789ABCDEF0123456789ABCDEF', pdb_age: 3, key_verified: true, bundle_sha256: createHash('sha256').update(pdb).digest('hex'), size: pdb.length });
+    expect(check('01234567-89ab-cdef-0123-456789abcdef', '7')).toBe('PDB_AGE_MISMATCH'); // the info-stream age is not the key
+    expect(check('01234567-89ab-cdef-0123-456789abcdee', '3')).toBe('PDB_GUID_MISMATCH');
+    // Data1..3 are little-endian in the file: the byte-order-naive reading of the GUID is refused too.
+    expect(check('67452301-ab89-efcd-0123-456789abcdef', '3')).toBe('PDB_GUID_MISMATCH');
+    expect(check('01234567-89ab-cdef-0123-456789abcdef', '3', bytes)).toBe('PDB_MALFORMED');
+    expect(check('01234567-89ab-cdef-0123-456789abcdef', '3', pdb.subarray(0, 8192))).toBe('PDB_MALFORMED');
+    // Without a DBI stream the info-stream age is the key (spec-built file).
+    const noDbi = writePdb({ guid: '01234567-89AB-CDEF-0123-456789ABCDEF', infoAge: 5 });
+    expect(check('01234567-89ab-cdef-0123-456789abcdef', '5', noDbi)).toMatchObject({ symbol_key: '0123456789ABCDEF0123456789ABCDEF5', key_verified: true });
+  });
+
+  it('reads the dSYM UUID of every slice of a universal Mach-O and refuses a UUID no slice has', () => {
+    const fat = machOFromLlvm(yamlFat([{ cputype: 0x01000007, uuid: '11111111-2222-3333-4444-555555555555' }, { cputype: 0x0100000c, uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE' }])).bytes;
+    const check = (uuid: string, b: Uint8Array = fat) => {
+      const r = validateSymbolBundle(TENANT, { kind: 'dsym', dsym_uuid: uuid, artifact_sha256: ART }, b, origin, noElf);
+      return r.ok ? r.bundle : r.reason;
+    };
+    expect(check('11111111-2222-3333-4444-555555555555')).toMatchObject({ kind: 'dsym', symbol_key: '11111111222233334444555555555555', arch: 'x86_64', key_verified: true });
+    expect(check('aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee')).toMatchObject({ symbol_key: 'aaaaaaaabbbbccccddddeeeeeeeeeeee', arch: 'arm64', key_verified: true });
+    expect(check('11111111-2222-3333-4444-555555555556')).toBe('DSYM_UUID_MISMATCH');
+    expect(check('11111111-2222-3333-4444-555555555555', bytes)).toBe('MACHO_MALFORMED');
+    expect(check('11111111-2222-3333-4444-555555555555', fat.subarray(0, 4100))).toBe('MACHO_MALFORMED');
+    expect(check('11111111-2222-3333-4444-555555555555', writeMachO({ cputype: 0x01000007, extraCommands: 1 }))).toBe('DSYM_UUID_MISSING');
   });
 
   it('refuses symbols without an attested origin artifact', () => {

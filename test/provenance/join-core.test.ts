@@ -1,5 +1,5 @@
 // The join's pure core and its policy section: causes that the end-to-end test cannot reach
-// through intake (a bundle whose bytes lie about the build-id, PDB bundles, a PIE frame with only
+// through intake (a bundle whose bytes lie about the build-id, PDB / dSYM bundles and PDB ages, a PIE frame with only
 // an ip), deterministic top-N selection, and config validation.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +10,8 @@ import type { ArtifactRow, SymbolBundleRow } from '../../processors/intake/looku
 import type { FrameRow } from '../../processors/provenance/frames-store.ts';
 import { assembleJoin, type JoinFacts } from '../../processors/provenance/join.ts';
 import { parseProvenanceSection, policyFor, ProvenanceSectionError } from '../../processors/provenance/policy.ts';
-import { loadElfSymbols, ResolutionCache } from '../../processors/provenance/resolve.ts';
+import { loadElfSymbols, loadKeyOnly, ResolutionCache } from '../../processors/provenance/resolve.ts';
+import { writeFat, writeMachO, writePdb } from '../intake/symbol-fixtures.ts';
 
 let dir: string;
 let a: Buffer;
@@ -63,15 +64,45 @@ describe('assembleJoin', () => {
     expect(readFileSync(path.join(dir, 'a')).length).toBeGreaterThan(0);
   });
 
-  it('a PIE frame with only an ip cannot be placed (NO_ADDRESS); PDB bundles are SYMBOLS_UNSUPPORTED', () => {
+  it('a PIE frame with only an ip cannot be placed (NO_ADDRESS)', () => {
     const right = loadElfSymbols(a, idA, 'acme/a');
-    const facts: JoinFacts = { bundles: new Map([[idA, [bundle({})]], ['0123456789ABCDEF0123456789ABCDEF1', [bundle({ kind: 'pdb', symbol_key: '0123456789ABCDEF0123456789ABCDEF1' })]]]),
-      symbols: new Map([['b'.repeat(64), right]]), artifacts: new Map([['a'.repeat(64), [artifact]]]), evidence: new Map() };
-    const r = assembleJoin('t', [frame({ build_id: idA, ip: '93824992235849' }), frame({ pdb_guid: '0123456789ABCDEF0123456789ABCDEF', pdb_age: 1, module_offset: '4096' })],
-      facts, policy, new ResolutionCache());
-    expect(r.frames.map((f) => f.cause)).toEqual(['NO_ADDRESS', 'SYMBOLS_UNSUPPORTED']);
-    // The PDB frame still reaches its bundle and artifact: only the symbol is missing.
-    expect(r.frames[1]!.artifact?.sha256).toBe('a'.repeat(64));
+    const facts: JoinFacts = { bundles: new Map([[idA, [bundle({})]]]), symbols: new Map([['b'.repeat(64), right]]), artifacts: new Map([['a'.repeat(64), [artifact]]]), evidence: new Map() };
+    const r = assembleJoin('t', [frame({ build_id: idA, ip: '93824992235849' })], facts, policy, new ResolutionCache());
+    expect(r.frames.map((f) => f.cause)).toEqual(['NO_ADDRESS']);
+  });
+
+  it('PDB and dSYM frames join to their bundle and attested artifact (key read from the bytes, no function name); another PDB age is PDB_AGE_MISMATCH', () => {
+    const GUID = '0123ABCD456789EF0123456789ABCDEF';
+    const pdb = writePdb({ guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', infoAge: 9, dbiAge: 2 });
+    const dsym = writeFat([writeMachO({ cputype: 0x01000007, uuid: '11'.repeat(16) }), writeMachO({ cputype: 0x0100000c, uuid: '22'.repeat(16) })]);
+    const pdbRow = bundle({ kind: 'pdb', symbol_key: `${GUID}2`, build_id: GUID, pdb_age: 2, bundle_sha256: 'c'.repeat(64) });
+    const dsymRow = bundle({ kind: 'dsym', symbol_key: '22'.repeat(16), build_id: '22'.repeat(16), bundle_sha256: 'd'.repeat(64) });
+    const facts = (pdbBytes: Buffer): JoinFacts => ({
+      bundles: new Map([[`${GUID}2`, [pdbRow]], [`${GUID}3`, []], ['22'.repeat(16), [dsymRow]]]),
+      symbols: new Map([['c'.repeat(64), loadKeyOnly('pdb', pdbBytes, `${GUID}2`)], ['d'.repeat(64), loadKeyOnly('dsym', dsym, '22'.repeat(16))]]),
+      artifacts: new Map([['a'.repeat(64), [artifact]]]), evidence: new Map(), pdbAges: new Map([[GUID, [2]]]),
+    });
+    const frames = [
+      frame({ pdb_guid: '{0123ABCD-4567-89EF-0123-456789ABCDEF}', pdb_age: 2, module_offset: '4096', function: 'CrashHere' }),
+      frame({ pdb_guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', pdb_age: 3, module_offset: '4096', frame_index: 1 }),
+      frame({ dsym_uuid: '22222222-2222-2222-2222-222222222222', module_offset: '8192', frame_index: 2 }),
+    ];
+    const r = assembleJoin('t', frames, facts(pdb), policy, new ResolutionCache());
+    expect(r.frames.map((f) => [f.status, f.cause])).toEqual([['joined', undefined], ['failed', 'PDB_AGE_MISMATCH'], ['joined', undefined]]);
+    expect(r.frames[0]).toMatchObject({ function: 'CrashHere', symbol_bundle: { sha256: 'c'.repeat(64), kind: 'pdb' }, artifact: { sha256: 'a'.repeat(64) } });
+    expect(r.frames[0]!.symbol).toBeUndefined();
+    expect(r.frames[0]!.symbol_unresolved).toMatch(/PDB symbol tables are not read/);
+    expect(r.frames[1]!.detail).toContain('age is 3, the registered bundles have age 2');
+    expect(r.frames[2]).toMatchObject({ symbol_bundle: { kind: 'dsym' }, artifact: { sha256: 'a'.repeat(64) } });
+    expect(r.completeness).toMatchObject({ considered: 3, joined: 2 });
+    // Bytes in the CAS that carry another age (or are not a PDB) are not this bundle.
+    const other = assembleJoin('t', frames.slice(0, 1), facts(writePdb({ guid: '0123ABCD-4567-89EF-0123-456789ABCDEF', infoAge: 9, dbiAge: 5 })), policy, new ResolutionCache());
+    expect(other.frames[0]).toMatchObject({ status: 'failed', cause: 'BUILD_ID_MISMATCH' });
+    const junk = assembleJoin('t', frames.slice(0, 1), facts(Buffer.from('not a pdb')), policy, new ResolutionCache());
+    expect(junk.frames[0]).toMatchObject({ status: 'failed', cause: 'SYMBOLS_UNREADABLE' });
+    // Unattested: still named as such.
+    const un = assembleJoin('t', frames.slice(2), { ...facts(pdb), artifacts: new Map() }, policy, new ResolutionCache());
+    expect(un.frames[0]).toMatchObject({ status: 'failed', cause: 'ARTIFACT_UNATTESTED' });
   });
 
   it('takes the top-N by count, ties by key, the same way every time; interpreted frames are not counted', () => {

@@ -25,6 +25,7 @@ import { ProvenanceService } from '../../processors/provenance/service.ts';
 import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts';
 import { transformRecord } from '../../processors/timeline/transform.ts';
 import { pythonSign, slsaStatement } from '../intake/sign.ts';
+import { machOFromLlvm, pdbFromLlvm, yamlFat } from '../intake/symbol-fixtures.ts';
 import { testVerifier } from '../intake/verifier.ts';
 import { createEvidenceLinks } from '../../api/evidence-routes.ts';
 import type { TimelineEventRow } from '../../lib/store/index.ts';
@@ -67,14 +68,15 @@ let casStore: FsBlobStore;
 /** Our binary's frames as the program printed them: module offset and ip. */
 let ours: { ip: string; module_offset: string }[];
 
-function traceWith(tenant: string, traceId: string, exceptions: { ips: string[]; offsets: string[]; buildIds: string[]; modules: string[] }[], resource: Record<string, string> = {}): Buffer {
+function traceWith(tenant: string, traceId: string, exceptions: { ips: string[]; offsets: string[]; buildIds: string[]; modules: string[]; pdbs?: string[]; dsyms?: string[] }[], resource: Record<string, string> = {}): Buffer {
   const t = nowNs();
   return Buffer.from(encode('traces', { resourceSpans: [{
     resource: { attributes: [str('service.name', 'native-svc'), str('tenant.id', tenant), str('telemetry.sdk.language', 'cpp'), ...Object.entries(resource).map(([k, v]) => str(k, v))] },
     scopeSpans: [{ scope: { name: 's' }, spans: [{ traceId: Buffer.from(traceId, 'hex'), spanId: Buffer.from(hexId(8), 'hex'), name: 'handle', kind: 2,
       startTimeUnixNano: u64(t), endTimeUnixNano: u64(t + 1000n), status: { code: 2 },
       events: exceptions.map((e, i) => ({ name: 'exception', timeUnixNano: u64(t + BigInt(i)), attributes: [str('exception.type', 'SIGABRT'),
-        arr(FRAME_ATTR.ips, e.ips), arr(FRAME_ATTR.moduleOffsets, e.offsets), arr(FRAME_ATTR.buildIds, e.buildIds), arr(FRAME_ATTR.modules, e.modules)] })),
+        arr(FRAME_ATTR.ips, e.ips), arr(FRAME_ATTR.moduleOffsets, e.offsets), arr(FRAME_ATTR.buildIds, e.buildIds), arr(FRAME_ATTR.modules, e.modules),
+        ...(e.pdbs ? [arr(FRAME_ATTR.pdbs, e.pdbs)] : []), ...(e.dsyms ? [arr(FRAME_ATTR.dsyms, e.dsyms)] : [])] })),
     }] }],
   }] }));
 }
@@ -248,6 +250,39 @@ describe('GET /obs/trace/:trace_id/provenance', () => {
     expect(Number(rows[0]!.n)).toBe(1);
     expect(cli.stderr).toContain(`sha256:${rows[0]!.sha}`);
     expect((await replayManifestCli({ baseUrl: api.url, token: TOKENS.globex, traceId })).exitCode).toBe(1);
+  });
+
+  it('joins PDB and dSYM frames to their bundles (keys read from the bytes) and names a PDB age mismatch', async () => {
+    // A PDB (llvm-pdbutil yaml2pdb: info age 7, DBI age 3) and a universal dSYM (yaml2obj), both of the attested artifact.
+    const pdb = pdbFromLlvm({ guid: 'C0FFEE00-1234-5678-9ABC-DEF012345678', infoAge: 7, dbiAge: 3 }).bytes;
+    const dsym = machOFromLlvm(yamlFat([{ cputype: 0x01000007, uuid: '11111111-2222-3333-4444-555555555555' }, { cputype: 0x0100000c, uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE' }])).bytes;
+    const origin = { sha256: artifactSha, attested: true };
+    const p = validateSymbolBundle('acme', { kind: 'pdb', pdb_guid: 'C0FFEE00-1234-5678-9ABC-DEF012345678', pdb_age: '3', artifact_sha256: artifactSha }, pdb, origin, elfBuildIdReader);
+    const d = validateSymbolBundle('acme', { kind: 'dsym', dsym_uuid: 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE', artifact_sha256: artifactSha }, dsym, origin, elfBuildIdReader);
+    if (!p.ok || !d.ok) throw new Error('bundle refused');
+    const ctx = { nowUnixNano: String(nowNs()), actor: 'ci', traceId: '' };
+    const msgs = [];
+    for (const [b, bytes] of [[p.bundle, pdb], [d.bundle, dsym]] as const) {
+      const ref = await casStore.put('acme', bytes);
+      msgs.push({ key: 'acme', value: symbolsIntake(b, ref.uri, ctx).value });
+    }
+    expect(await writeArtifactIntake(writer, [], msgs, { verify, casGet: (t, dg) => casStore.get(t, dg), readElfBuildId: elfBuildIdReader })).toEqual([]);
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [{ ips: ['0x140001000', '0x140002000', '0x100003f00'], offsets: ['0x1000', '0x2000', '0x3f00'], buildIds: ['', '', ''],
+      modules: ['C:\\svc\\svc.exe', 'C:\\svc\\svc.exe', '/Applications/Svc.app/Contents/MacOS/Svc'],
+      pdbs: ['{C0FFEE00-1234-5678-9ABC-DEF012345678}+3', '{C0FFEE00-1234-5678-9ABC-DEF012345678}+7', ''],
+      dsyms: ['', '', 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE'] }]);
+    const r = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    expect(r.status).toBe(200);
+    expect(r.body.frames.map((f) => [f.status, f.cause ?? ''])).toEqual([['joined', ''], ['failed', 'PDB_AGE_MISMATCH'], ['joined', '']]);
+    expect(r.body.frames[0]).toMatchObject({ symbol_bundle: { sha256: p.bundle.bundle_sha256, kind: 'pdb' }, artifact: { sha256: artifactSha, builder_commit: COMMIT } });
+    expect(r.body.frames[0]!.symbol_unresolved).toMatch(/not read/);
+    expect(r.body.frames[1]!.detail).toContain('age is 7, the registered bundles have age 3');
+    expect(r.body.frames[2]).toMatchObject({ symbol_bundle: { sha256: d.bundle.bundle_sha256, kind: 'dsym' }, provenance: { signer_keyid: 'acme-ci' } });
+    expect(r.body.completeness).toMatchObject({ considered: 3, joined: 2 });
+    // Another tenant with the same keys reaches nothing of acme's.
+    await storeTrace('globex', traceId, [{ ips: ['0x140001000'], offsets: ['0x1000'], buildIds: [''], modules: ['svc.exe'], pdbs: ['{C0FFEE00-1234-5678-9ABC-DEF012345678}+7'] }]);
+    expect((await get(`/obs/trace/${traceId}/provenance`, TOKENS.globex)).body.frames.map((f) => f.cause)).toEqual(['SYMBOLS_MISSING']);
   });
 
   it('drops to ARTIFACT_UNATTESTED when the attestation is gone', async () => {
