@@ -14,7 +14,7 @@
 // it) with BENCH_RECEIVER_STDOUT=<file> (where its stdout goes after startup).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -59,6 +59,25 @@ function request(): Uint8Array {
 export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime (fields 14, 15)
+}
+/** CPU seconds of a process and its descendants (receiver workers, receiver.workers > 1). */
+export function treeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(d)]);
+    } catch { /* exited meanwhile */ }
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    try { total += cpuSeconds(p); } catch { continue; }
+    stack.push(...(children.get(p) ?? []));
+  }
+  return total;
 }
 function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -113,12 +132,16 @@ export async function startReceiverProcess(brokers: string, dir: string, extraEn
 
 type Sender = () => Promise<boolean>;
 
-function grpcSender(port: number, body: Buffer): { send: Sender; close(): void } {
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+/** `connections`: separate HTTP/2 connections (a grpc.Client each, own subchannel pool), used in
+ * turn; with receiver workers each connection goes to one worker (BENCH_GRPC_CONNECTIONS, default 1). */
+function grpcSender(port: number, body: Buffer, connections = Number(process.env.BENCH_GRPC_CONNECTIONS ?? 1)): { send: Sender; close(): void } {
+  const clients = Array.from({ length: Math.max(1, connections) }, () =>
+    new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
   const md = new grpc.Metadata();
   md.set('authorization', `Bearer ${TOKEN}`);
-  const send = () => new Promise<boolean>((resolve) => client.makeUnaryRequest(signals.traces.grpcPath, (b: Buffer) => b, (b: Buffer) => b, body, md, (err) => resolve(!err)));
-  return { send, close: () => client.close() };
+  let next = 0;
+  const send = () => new Promise<boolean>((resolve) => clients[next++ % clients.length]!.makeUnaryRequest(signals.traces.grpcPath, (b: Buffer) => b, (b: Buffer) => b, body, md, (err) => resolve(!err)));
+  return { send, close: () => { for (const c of clients) c.close(); } };
 }
 
 function httpSender(port: number, body: Buffer): { send: Sender; close(): void } {
@@ -233,7 +256,9 @@ async function compareWith(otherRoot: string, brokers: string, dir: string, body
   // BENCH_COMPARE_NODE_FLAGS: node flags for the other tree's receiver instead of ours (lib/node-flags.ts),
   // e.g. '' for a tree from before those flags existed.
   const otherFlags = process.env.BENCH_COMPARE_NODE_FLAGS;
-  const other = await startReceiverProcess(brokers, otherDir, {}, otherRoot, otherFlags === undefined ? NODE_FLAGS : otherFlags.split(' ').filter(Boolean));
+  // BENCH_COMPARE_WORKERS=<n>: the other receiver runs with receiver.workers = n (from either tree).
+  const otherEnv: Record<string, string> = process.env.BENCH_COMPARE_WORKERS ? { STELLA_RECEIVER_WORKERS: process.env.BENCH_COMPARE_WORKERS } : {};
+  const other = await startReceiverProcess(brokers, otherDir, otherEnv, otherRoot, otherFlags === undefined ? NODE_FLAGS : otherFlags.split(' ').filter(Boolean));
   const side = (pid: number, grpcPort: number, httpPort: number) => ({ pid, g: grpcSender(grpcPort, body), h: httpSender(httpPort, body) });
   const sides = { ours: side(ours.pid, ours.grpcPort, ours.httpPort), other: side(other.child.pid!, other.grpcPort, other.httpPort) };
   type Stat = Record<'grpcUs' | 'httpUs' | 'fixedUs' | 'grpcRate' | 'httpRate' | 'fixedP99', number[]>;
@@ -242,10 +267,10 @@ async function compareWith(otherRoot: string, brokers: string, dir: string, body
     other: { grpcUs: [], httpUs: [], fixedUs: [], grpcRate: [], httpRate: [], fixedP99: [] },
   };
   const measure = async (pid: number, run: () => Promise<{ ok: number; lat: number[] }>) => {
-    const cpu0 = cpuSeconds(pid);
+    const cpu0 = treeCpuSeconds(pid);
     const t0 = performance.now();
     const r = await run();
-    return { us: ((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100), rate: (r.ok * 100) / ((performance.now() - t0) / 1000), p99: pct(r.lat, 99) };
+    return { us: ((treeCpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100), rate: (r.ok * 100) / ((performance.now() - t0) / 1000), p99: pct(r.lat, 99) };
   };
   try {
     await closedLoop(sides.other.g.send, SECONDS, CONCURRENCY); // the other receiver's warm-up
@@ -291,8 +316,8 @@ async function main(): Promise<void> {
     const g = grpcSender(grpcPort, body);
     const h = httpSender(httpPort, body);
     await closedLoop(g.send, 2, CONCURRENCY); // warm-up (JIT, connections, producer)
-    if (process.env.BENCH_COMPARE_ROOT) {
-      await compareWith(path.resolve(process.env.BENCH_COMPARE_ROOT), broker.brokers, dir, body, { pid, grpcPort, httpPort });
+    if (process.env.BENCH_COMPARE_ROOT || process.env.BENCH_COMPARE_WORKERS) {
+      await compareWith(path.resolve(process.env.BENCH_COMPARE_ROOT ?? root), broker.brokers, dir, body, { pid, grpcPort, httpPort });
       g.close();
       return;
     }
@@ -302,20 +327,20 @@ async function main(): Promise<void> {
     const only = process.env.BENCH_ONLY;
     const phases = ([['OTLP/gRPC', g], ['OTLP/HTTP protobuf', h]] as const).filter(([n]) => !only || n.toLowerCase().includes(only));
     for (const [name, s] of phases) {
-      const cpu0 = cpuSeconds(pid);
+      const cpu0 = treeCpuSeconds(pid);
       const t0 = performance.now();
       const r = await closedLoop(s.send, SECONDS, CONCURRENCY);
       const wall = (performance.now() - t0) / 1000;
-      const cpu = cpuSeconds(pid) - cpu0;
+      const cpu = treeCpuSeconds(pid) - cpu0;
       const spans = r.ok * 100;
       if (name === 'OTLP/gRPC') grpcPeak = r.ok / wall;
       rows.push([`${name} peak (${CONCURRENCY} clients)`, (spans / wall).toFixed(0), ((cpu * 1e6) / spans).toFixed(2), pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
     }
     if (only === 'fixed') {
       const rate = Number(process.env.BENCH_FIXED_RPS ?? 50);
-      const cpu0 = cpuSeconds(pid);
+      const cpu0 = treeCpuSeconds(pid);
       const r = await openLoop(g.send, SECONDS, rate);
-      rows.push([`OTLP/gRPC at a fixed rate (${rate} req/s)`, ((r.ok * 100) / SECONDS).toFixed(0), (((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100)).toFixed(2),
+      rows.push([`OTLP/gRPC at a fixed rate (${rate} req/s)`, ((r.ok * 100) / SECONDS).toFixed(0), (((treeCpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, r.ok * 100)).toFixed(2),
         pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
     }
     if (only) {
@@ -327,9 +352,9 @@ async function main(): Promise<void> {
     // Open loop: at half of the measured peak, and at a fixed rate (BENCH_FIXED_RPS, default 50
     // requests/s) whose CPU per span compares across runs and machines whatever peak they reach.
     const open = async (name: string, s: Sender, rate: number) => {
-      const cpu0 = cpuSeconds(pid);
+      const cpu0 = treeCpuSeconds(pid);
       const r = await openLoop(s, SECONDS, rate);
-      const us = r.ok ? ((cpuSeconds(pid) - cpu0) * 1e6) / (r.ok * 100) : NaN;
+      const us = r.ok ? ((treeCpuSeconds(pid) - cpu0) * 1e6) / (r.ok * 100) : NaN;
       rows.push([`${name} (${rate} req/s)`, ((r.ok * 100) / SECONDS).toFixed(0), us.toFixed(2), pct(r.lat, 50).toFixed(1), pct(r.lat, 99).toFixed(1), String(r.failed)]);
     };
     await open('OTLP/gRPC at half peak', g.send, Math.max(1, Math.floor(grpcPeak / 2)));

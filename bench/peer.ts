@@ -15,7 +15,7 @@
 // BENCH_PEER_ROUNDS (3) paired rounds of BENCH_PEER_SECONDS (8) per phase; BENCH_PEER_ONLY=grpc|http|fixed|max
 // keeps the phases whose name contains it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +27,7 @@ import { freePort, startBroker } from '../lib/kafka/broker.ts';
 import { defaultTopicNames } from '../lib/kafka/topics.ts';
 import { parseExportRequest } from '../lib/otlp/wire.ts';
 import { signals } from '../lib/otlp/proto.ts';
-import { cpuSeconds, pct, startReceiverProcess, TOKEN } from './ingest.ts';
+import { pct, startReceiverProcess, TOKEN, treeCpuSeconds } from './ingest.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const env = (name: string, d: number): number => { const v = Number(process.env[name] ?? d); if (!(v >= 0)) throw new Error(`${name} must be a number >= 0`); return v; };
@@ -39,27 +39,6 @@ const MAX_WORKERS = env('BENCH_PEER_MAX_WORKERS', 1);
 const MAX_CLIENTS = env('BENCH_PEER_MAX_CLIENTS', 4);
 const PEER_TOPIC = 'peer_spans';
 const PARTITIONS = 6; // = kafka.partitions' default, which otlp_spans gets
-
-/** CPU seconds of a process and its descendants (a receiver may run workers). */
-function treeCpuSeconds(pid: number): number {
-  const children = new Map<number, number[]>();
-  for (const ent of readdirProc()) {
-    const ppid = parentOf(ent);
-    if (ppid !== undefined) children.set(ppid, [...(children.get(ppid) ?? []), ent]);
-  }
-  let total = 0;
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop()!;
-    try { total += cpuSeconds(p); } catch { continue; } // exited meanwhile
-    stack.push(...(children.get(p) ?? []));
-  }
-  return total;
-}
-function readdirProc(): number[] { return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number); }
-function parentOf(pid: number): number | undefined {
-  try { return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]); } catch { return undefined; }
-}
 
 /** Spans in a record value (an ExportTraceServiceRequest), as the receiver's wire parser counts them. */
 function spansIn(value: Uint8Array): number {
