@@ -85,8 +85,8 @@ describe('runtime-facts orphans', () => {
     const g = graphBytes('resolved');
     const a = await postFacts(hashOf(g), facts('resolved'));
     expect(a.graph_known).toBe(false);
-    await poll('the orphan to be queued', async () => (orphanFiles().includes(a.ingest_id) ? true : undefined));
-    expect(await orphanCount('queued')).toBeGreaterThanOrEqual(1);
+    // The file is durable before the counter moves (the sink counts after the fsyncs): wait for both.
+    await poll('the orphan to be queued', async () => (orphanFiles().includes(a.ingest_id) && (await orphanCount('queued')) >= 1 ? true : undefined));
     // Several retries (100-400 ms backoff) pass without the graph: still held, still not written.
     await new Promise((r) => setTimeout(r, 1500));
     expect(orphanFiles()).toContain(a.ingest_id);

@@ -1,0 +1,158 @@
+// Restart during runtime-facts intake: `stella run` (every part) as a real child process is killed
+// with SIGKILL while runtime-facts submissions are in flight, then started again on the same data
+// dir and broker. Every submission acked (202) before the kill is stored; every client retry after
+// the restart (of acked and of unanswered submissions alike) is answered as the same ingest (a
+// replay, same ingest id), and nothing is duplicated visibly: each ingest's facts once in ClickHouse,
+// one reach.runtime.ingested event per ingest on the timeline, and one evidence entry per timeline
+// event (the sealed log's size equals the number of distinct events).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { GraphRegistry } from '../../lib/intake/graphs.ts';
+import { defaultTopicNames } from '../../lib/kafka/topics.ts';
+import { sha256Hex } from '../../lib/tenancy.ts';
+import { ingestIdFor } from '../../processors/intake/runtime-facts.ts';
+import { kafkaEnv, uniq } from '../support/kafka.ts';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'stella-intake-restart-'));
+const TOKEN = 'intake-restart-acme-token-0123456789abcdef';
+const GRAPH = `sha256:${'3'.repeat(64)}`;
+const SUBMISSIONS = 24;
+const LINES = 1500;
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+    s.on('error', reject);
+  });
+}
+
+function startStella(cfgFile: string): { child: ChildProcess; ready: Promise<void> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run'], {
+    cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, STELLA_CONFIG: cfgFile, ...kafkaEnv(), STELLA_ADMIN_PORT: '0', STELLA_LOG_LEVEL: 'warn' },
+  });
+  children.push(child);
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('Ready.')) resolve(); });
+    child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+    child.on('exit', (code, sig) => reject(new Error(`stella run exited (${code ?? sig}) before it was ready:\n${out.slice(-4000)}`)));
+  });
+  return { child, ready };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+function body(i: number): Buffer {
+  const t = Date.now() - 3_600_000;
+  return Buffer.from(Array.from({ length: LINES }, (_, l) => JSON.stringify({ symbol_id: `sub${i}!fn_${l}`, purl: 'pkg:deb/debian/openssl@3.0.11-1',
+    timestamp: iso(t + l), pid: 100 + i, container: '', count: l + 1 })).join('\n') + '\n');
+}
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+describe('SIGKILL of stella run in the middle of runtime-facts submissions', () => {
+  it('loses nothing acked, answers retries as the same ingest, duplicates nothing visible', async () => {
+    const port = await freePort();
+    const p = uniq('irst');
+    const dataDir = path.join(tmp, 'data');
+    const cfgFile = path.join(tmp, 'stella.yaml');
+    writeFileSync(cfgFile, YAML.stringify({
+      dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
+      kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
+      tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['runtime:write', 'obs:read', 'timeline:read', 'evidence:read'] }] }],
+      evidence: { sealEverySeconds: 1 },
+    }));
+    await GraphRegistry.under(dataDir).register('acme', GRAPH, `cas://acme/${GRAPH.slice(7)}`);
+    const api = `http://127.0.0.1:${port}`;
+    const bodies = Array.from({ length: SUBMISSIONS }, (_, i) => body(i));
+    const ids = bodies.map((b) => ingestIdFor('acme', GRAPH, sha(b)));
+    const post = (i: number) => fetch(`${api}/api/v1/runtime-facts?graph_hash=${GRAPH}`, { method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/x-ndjson' }, body: bodies[i] });
+
+    const first = startStella(cfgFile);
+    await first.ready;
+    // Four submissions at a time; the process is killed once the third is acked, the rest in flight or not yet sent.
+    const acked = new Set<number>();
+    const failed = new Set<number>();
+    let next = 0;
+    let killed = false;
+    const worker = async () => {
+      while (next < SUBMISSIONS) {
+        const i = next++;
+        if (killed) { failed.add(i); continue; }
+        try {
+          const r = await post(i);
+          if (r.status === 202) {
+            expect(r.headers.get('x-ingest-id')).toBe(ids[i]);
+            acked.add(i);
+            if (acked.size === 3 && !killed) { killed = true; first.child.kill('SIGKILL'); }
+          } else failed.add(i);
+        } catch { failed.add(i); }
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(killed).toBe(true);
+    expect(acked.size).toBeGreaterThanOrEqual(3);
+    expect(failed.size).toBeGreaterThanOrEqual(1); // some were cut off: the kill came mid-intake
+    await new Promise<void>((r) => { if (first.child.exitCode !== null || first.child.signalCode !== null) r(); else first.child.once('exit', () => r()); });
+
+    const second = startStella(cfgFile);
+    await second.ready;
+    // The client retries everything: acked ones are replays, cut-off ones are stored now; all the same ingest ids.
+    for (let i = 0; i < SUBMISSIONS; i++) {
+      const r = await post(i);
+      expect(r.status, `retry of submission ${i}`).toBe(202);
+      expect(r.headers.get('x-ingest-id')).toBe(ids[i]);
+    }
+
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
+      const end = Date.now() + ms;
+      for (;;) {
+        const v = await fn().catch(() => undefined);
+        if (v !== undefined) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    const stored = async (id: string) => {
+      const r = await fetch(`${api}/api/v1/runtime-facts/${id}`, { headers: auth });
+      return r.status === 200 ? ((await r.json()) as { stored_facts: number }).stored_facts : undefined;
+    };
+    for (const id of ids) await poll(`ingest ${id}`, async () => ((await stored(id)) === LINES ? true : undefined));
+    const events = async () => {
+      const r = await fetch(`${api}/timeline?limit=1000`, { headers: auth });
+      return ((await r.json()) as { events: { event_id: string; kind: string; resource: { id: string } }[] }).events;
+    };
+    await poll('every receipt on the timeline', async () => ((await events()).filter((e) => e.kind === 'reach.runtime.ingested').length >= SUBMISSIONS ? true : undefined));
+    // Let redeliveries of the killed process's uncommitted batches land, then count.
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const id of ids) expect(await stored(id), `facts of ${id}`).toBe(LINES);
+    const all = await events();
+    const receipts = all.filter((e) => e.kind === 'reach.runtime.ingested');
+    expect(receipts.map((e) => e.resource.id).sort()).toEqual([...ids].sort()); // each ingest once
+    const distinct = new Set(all.map((e) => e.event_id)).size;
+    expect(all).toHaveLength(distinct);
+    // The evidence log: one entry per distinct event (its sealed size catches up to exactly that).
+    const size = await poll('the evidence log sealed', async () => {
+      const r = await fetch(`${api}/evidence/acme/checkpoint`, { headers: auth });
+      if (r.status !== 200) return undefined;
+      const n = Number((await r.text()).split('\n')[1]);
+      return n >= distinct ? n : undefined;
+    });
+    expect(size).toBe(distinct);
+    second.child.kill('SIGTERM');
+  }, 400_000);
+});
