@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Kafka } from 'kafkajs';
+import kafkajs, { type Kafka } from 'kafkajs';
 import { EventIndex } from './event-index.ts';
 import { toHex, bytesEqual } from './hash.ts';
 import { canonicalBytes } from './jcs.ts';
@@ -20,6 +20,8 @@ import { FsEvidenceStore, type EvidenceStore } from './store.ts';
 import { recordTenant } from './runner.ts';
 import { EntryPrunedError } from './causes.ts';
 import { readRanges, replaySpan, selectSegments, type CheckpointComparison, type EntryDifference, type SegmentInfo, type SourceRecord } from './replay.ts';
+
+const { ConfigResourceTypes } = kafkajs;
 
 export const REPLAY_EXIT = { IDENTICAL: 0, NOT_FOUND: 1, USAGE: 2, RUNTIME: 4, DIVERGED: 40, UNAVAILABLE: 41 } as const;
 
@@ -146,13 +148,27 @@ async function readPartition(kafka: Kafka, topic: string, partition: number, fro
     const a = kafka.admin();
     await a.connect().then(() => a.deleteGroups([groupId])).catch(() => undefined).finally(() => a.disconnect().catch(() => undefined));
   }
-  // A gap (compaction, or records deleted otherwise) means the range cannot be re-derived exactly.
+  // Offsets without a record inside the range: transaction markers (or aborted records) in a topic
+  // that only deletes from its start; in a compacted topic they may be records compaction removed,
+  // and then the range cannot be re-derived exactly.
   const missing: bigint[] = [];
   let expect = from;
   for (const r of out) { for (let o = expect; o < BigInt(r.offset) && missing.length < 5; o++) missing.push(o); expect = BigInt(r.offset) + 1n; }
   for (let o = expect; o <= to && missing.length < 5; o++) missing.push(o);
-  if (missing.length) throw new Unavailable('OFFSETS_MISSING', `${topic}/${partition} has no record at offset(s) ${missing.join(', ')}${missing.length === 5 ? ', ...' : ''} (compacted or deleted)`);
+  if (missing.length && await compacted(kafka, topic)) {
+    throw new Unavailable('OFFSETS_MISSING', `${topic}/${partition} is compacted and has no record at offset(s) ${missing.join(', ')}${missing.length === 5 ? ', ...' : ''}`);
+  }
   return out;
+}
+
+async function compacted(kafka: Kafka, topic: string): Promise<boolean> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const r = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['cleanup.policy'] }] });
+    const v = r.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete';
+    return v.split(',').map((x) => x.trim()).includes('compact');
+  } finally { await admin.disconnect(); }
 }
 
 async function scratchDir(dir: string | undefined): Promise<string> {

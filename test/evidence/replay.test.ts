@@ -197,3 +197,39 @@ describe('stella forensic replay', () => {
     expect(usage.stderr).toMatch(/usage: stella forensic replay/);
   }, 120_000);
 });
+
+describe('stella forensic replay: offsets without records', () => {
+  it('transaction markers in a topic that only deletes from its start are not missing records; in a compacted topic they make the range unavailable', async () => {
+    const { ensureTopics } = await import('../../lib/kafka/client.ts');
+    const u = { timeline: uniq('tx_timeline'), spans: uniq('tx_spans'), compacted: uniq('tx_compacted') };
+    await ensureTopics(kafka, [{ name: u.timeline, partitions: 1, replicationFactor: 1 }, { name: u.spans, partitions: 1, replicationFactor: 1 },
+      { name: u.compacted, partitions: 1, replicationFactor: 1, configs: { 'cleanup.policy': 'compact' } }]);
+    const store = new FsEvidenceStore(mkdtempSync(path.join(os.tmpdir(), 'stella-replay-tx-')));
+    const ev = await startEvidenceRunner({ kafka: testKafka('replay-tx-evidence'), evidenceStore: store, store: await testStore(), signer: tenantSigner,
+      topics: { timelineEvents: u.timeline, clean: [u.spans, u.compacted] }, groupId: uniq('evidence'), sealEverySeconds: 3600, sealEveryEntries: 4 });
+    try {
+      // Each record in its own transaction: its commit marker takes the next offset (0, 2, 4, 6).
+      // The span topic's records first (one segment of 4), then the compacted topic's (the next one).
+      const p = kafka.producer({ transactionalId: uniq('replay-tx'), idempotent: true, maxInFlightRequests: 1 });
+      await p.connect();
+      for (const [topic, sealed] of [[u.spans, 4], [u.compacted, 8]] as const) {
+        for (let i = 0; i < 4; i++) {
+          const tx = await p.transaction();
+          await tx.send({ topic, acks: -1, messages: [{ key: `acme-${i}`, value: `${topic}-${i}`, headers: { tenant: 'acme' }, partition: 0 }] });
+          await tx.commit();
+        }
+        await waitFor(`${sealed} entries sealed`, async () => (await sealedSize(store, 'acme')) === sealed);
+      }
+      await p.disconnect();
+      const base = { kafka, evidence: store, tenant: 'acme', timelineTopic: u.timeline, cleanTopics: [u.spans, u.compacted], from: { offset: 0n }, to: { offset: 6n }, readTimeoutMs: 20_000 };
+      const spans = await forensicReplay({ ...base, rangeTopic: u.spans });
+      expect(spans.outcome).toBe('identical');
+      expect(spans.sources).toEqual([expect.objectContaining({ topic: u.spans, from: '0', to: '6', records: 4 })]);
+      const compacted = await forensicReplay({ ...base, rangeTopic: u.compacted });
+      expect(compacted.outcome).toBe('unavailable');
+      expect(compacted.exit_code).toBe(REPLAY_EXIT.UNAVAILABLE);
+      expect(compacted.unavailable).toMatchObject({ cause: 'OFFSETS_MISSING' });
+      expect(compacted.unavailable!.detail).toContain(`${u.compacted}/0 is compacted`);
+    } finally { await ev.stop(); }
+  }, 90_000);
+});
