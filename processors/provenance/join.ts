@@ -106,6 +106,10 @@ export function symbolKeysOf(frames: readonly FrameRow[]): { key: string; kind: 
   return [...seen].map(([key, kind]) => ({ key, kind }));
 }
 
+/** frames.resolved_symbol as the join writes it back: `<name>+0x<offset from the symbol's start>`. */
+const STORED_SYMBOL = /^(.+)\+0x([0-9a-f]+)$/s;
+export const storedSymbol = (sym: { name: string; offset: string }): string => `${sym.name}+${sym.offset}`;
+
 const evidenceOf = (facts: JoinFacts, eventId: string): EvidenceStatus => facts.evidence.get(eventId) ?? { status: 'unknown' };
 
 function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<FrameLink, 'key' | 'count' | keyof ReturnType<typeof baseOf>> {
@@ -147,11 +151,20 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
   }
   const vaddr = frameVaddr(loaded.symbols.elfType, f);
   if (vaddr === undefined) return Object.assign(fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), { symbol_bundle: bundleLink }, chain);
-  const at = lookupAddress(vaddr, f.frame_index);
-  const r = cache.resolve(loaded.symbols, at);
-  if (!r) return Object.assign(fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), { symbol_bundle: bundleLink }, chain);
-  // Offset of the frame's own address from the symbol's start (the lookup may have used address - 1).
-  const symbol = { name: r.symbol, address: `0x${vaddr.toString(16)}`, offset: `0x${(vaddr - (at - r.offset)).toString(16)}` };
+  // A symbol written back by an earlier query (frames.resolved_symbol, "name+0xoffset") is used as
+  // is: the bundle was still checked above, only the lookup is skipped.
+  const stored = STORED_SYMBOL.exec(f.resolved_symbol);
+  let symbol: { name: string; address: string; offset: string };
+  if (stored) {
+    cache.stored++;
+    symbol = { name: stored[1]!, address: `0x${vaddr.toString(16)}`, offset: `0x${stored[2]!}` };
+  } else {
+    const at = lookupAddress(vaddr, f.frame_index);
+    const r = cache.resolve(loaded.symbols, at);
+    if (!r) return Object.assign(fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), { symbol_bundle: bundleLink }, chain);
+    // Offset of the frame's own address from the symbol's start (the lookup may have used address - 1).
+    symbol = { name: r.symbol, address: `0x${vaddr.toString(16)}`, offset: `0x${(vaddr - (at - r.offset)).toString(16)}` };
+  }
   if (!attestation) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol, symbol_bundle: bundleLink });
   return Object.assign({ status: 'joined' as const, symbol, symbol_bundle: bundleLink }, chain);
 }

@@ -81,6 +81,8 @@ export class ResolutionCache {
   private entries = 0;
   hits = 0;
   misses = 0;
+  /** Frames whose symbol came from frames.resolved_symbol (written back earlier): no lookup at all. */
+  stored = 0;
   constructor(private readonly maxEntries = 1_000_000) {}
 
   resolve(symbols: LoadedSymbols, vaddr: bigint): Resolved | null {

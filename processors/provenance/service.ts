@@ -5,10 +5,11 @@
 import type { BlobStore } from '../../lib/cas.ts';
 import { CasIntegrityError } from '../../lib/cas.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
+import { logger } from '../../lib/log.ts';
 import type { Store } from '../../lib/store/index.ts';
 import { lookupArtifact, lookupSymbolBundle, pdbAgesByGuid, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
-import { framesOfTrace, type FrameRow } from './frames-store.ts';
-import { assembleJoin, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
+import { framesOfTrace, writeBackResolved, type FrameRow } from './frames-store.ts';
+import { assembleJoin, storedSymbol, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
 import type { CompletenessPolicy } from './policy.ts';
 import { loadElfSymbols, loadKeyOnly, ResolutionCache } from './resolve.ts';
 import { buildReplayManifest, manifestDigest, type ReplayManifest } from './replay.ts';
@@ -17,11 +18,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../lib/paths.ts';
 
+const log = logger('provenance');
 const VERIFIER_VERSION = `stella-telemetry ${(JSON.parse(readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version}`;
 
 const completenessRatio = histogram('stella_provenance_join_completeness_ratio', 'Join completeness of provenance queries (share of the top-N native frames joined to an attested artifact)',
   [], [0, 0.5, 0.8, 0.9, 0.95, 0.99, 1]);
 const gateTotal = counter('stella_provenance_gate_total', 'Provenance queries by completeness gate outcome', ['gate']);
+const writeBackTotal = counter('stella_provenance_resolved_writeback_total', 'Frame rows whose resolved symbol the join wrote back to frames.resolved_symbol', ['outcome']);
 const frameTotal = counter('stella_provenance_frames_total', 'Frames joined by provenance queries, by outcome', ['status', 'cause']);
 
 export interface ProvenanceDeps {
@@ -39,9 +42,28 @@ export class ProvenanceService {
   private readonly loaded = new Map<string, SymbolsFact>();
   constructor(private readonly deps: ProvenanceDeps) {}
 
+  /** Write-backs of resolved symbols still in flight (flushWriteBacks awaits them). */
+  private writing: Promise<unknown> = Promise.resolve();
+  /** Frame rows written back with their resolved symbol so far. */
+  writtenBack = 0;
+
   async traceProvenance(tenant: string, traceId: string): Promise<ProvenanceReport> {
-    return this.joinFrames(tenant, traceId, await framesOfTrace(this.deps.store, tenant, traceId));
+    const frames = await framesOfTrace(this.deps.store, tenant, traceId);
+    const report = await this.joinFrames(tenant, traceId, frames);
+    // frames.resolved_symbol written back where it differs from what was resolved now, so that
+    // later queries skip the lookup. Off the answer's path: a failed write only costs a lookup later.
+    const updates: { frame: FrameRow; resolved_symbol: string }[] = [];
+    report.frames.forEach((l, i) => { if (l.symbol && frames[i]!.resolved_symbol !== storedSymbol(l.symbol)) updates.push({ frame: frames[i]!, resolved_symbol: storedSymbol(l.symbol) }); });
+    if (updates.length) {
+      this.writing = Promise.all([this.writing, writeBackResolved(this.deps.store, tenant, updates)
+        .then((n) => { this.writtenBack += n; writeBackTotal.inc({ outcome: 'written' }, n); })
+        .catch((e: unknown) => { writeBackTotal.inc({ outcome: 'failed' }, updates.length); log.warn({ tenant_id: tenant, trace_id: traceId, err: (e as Error).message }, 'resolved symbol write-back failed'); })]);
+    }
+    return report;
   }
+
+  /** Resolves once every write-back started so far is done (tests, shutdown). */
+  async flushWriteBacks(): Promise<void> { await this.writing; }
 
   /** The join over given frames (the audit bundle passes the frames of the trace's sealed records). */
   async joinFrames(tenant: string, traceId: string, frames: readonly FrameRow[]): Promise<ProvenanceReport> {

@@ -22,6 +22,7 @@ import { obsProvenance, EXIT_GATE_FAILED, EXIT_MANIFEST_INCOMPLETE, replayManife
 import type { ProvenanceReport } from '../../processors/provenance/join.ts';
 import { parseProvenanceSection, policyFor } from '../../processors/provenance/policy.ts';
 import { ProvenanceService } from '../../processors/provenance/service.ts';
+import { framesOfTrace } from '../../processors/provenance/frames-store.ts';
 import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts';
 import { transformRecord } from '../../processors/timeline/transform.ts';
 import { pythonSign, slsaStatement } from '../intake/sign.ts';
@@ -160,6 +161,29 @@ describe('GET /obs/trace/:trace_id/provenance', () => {
     expect(r.body.completeness).toMatchObject({ considered: 3, joined: 3, ratio: 1, gate: 'pass', failed: [] });
     // Resolution came from the cache the second time the same (bundle, address) was asked.
     expect(service.resolutions.hits).toBeGreaterThanOrEqual(3);
+  });
+
+  it('writes the resolved symbols back to frames.resolved_symbol once; later queries use them without a lookup', async () => {
+    const traceId = hexId(16);
+    await storeTrace('acme', traceId, [oursException()]);
+    const first = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    await service.flushWriteBacks();
+    const written = service.writtenBack;
+    const rows = await framesOfTrace(store, 'acme', traceId);
+    expect(rows.map((f) => [f.resolved_symbol, f.resolved_version])).toEqual(first.body.frames.map((f) => [`${f.symbol!.name}+${f.symbol!.offset}`, 1]));
+    expect(rows[0]!.resolved_symbol).toMatch(/^crash_here\+0x[0-9a-f]+$/);
+    // The next query reads them: no lookup, the same answer, nothing written again.
+    const stored0 = service.resolutions.stored;
+    const lookups0 = service.resolutions.hits + service.resolutions.misses;
+    const second = await get(`/obs/trace/${traceId}/provenance`, TOKENS.acme);
+    await service.flushWriteBacks();
+    expect(second.body).toEqual(first.body);
+    expect(service.resolutions.stored - stored0).toBe(3);
+    expect(service.resolutions.hits + service.resolutions.misses).toBe(lookups0);
+    expect(service.writtenBack).toBe(written);
+    // One visible row per frame (the version-1 row wins), also for the table as ClickHouse merges it.
+    const n = await store.selectRows<{ n: string; v: string }>(`SELECT count() AS n, min(resolved_version) AS v FROM frames FINAL WHERE tenant_id = 'acme' AND trace_id = {t:String}`, { t: traceId });
+    expect(n[0]).toMatchObject({ n: '3', v: 1 });
   });
 
   it('names the frames that fail and why, and the gate fails below the policy', async () => {
