@@ -54,6 +54,11 @@ export interface ReceiverConfig {
   /** Receiver processes (receiver/workers.ts): 1 = in the `stella run` process itself; more = a
    * cluster of that many, sharing the ports. `auto` in the file or STELLA_RECEIVER_WORKERS = one per core. */
   workers: number;
+  /** The OTLP/gRPC front end: `h2` (receiver/grpc-h2.ts, gRPC unary on node:http2) or `grpc-js` (@grpc/grpc-js). */
+  grpcImpl: 'h2' | 'grpc-js';
+  /** HTTP/2 keepalive of the `h2` front end: ping each connection this often, drop it when the ack takes longer than the timeout. */
+  grpcKeepaliveTimeMs: number;
+  grpcKeepaliveTimeoutMs: number;
 }
 
 /** Self-tracing (lib/tracing.ts): the pipeline's own spans, exported over OTLP/HTTP protobuf. */
@@ -132,6 +137,8 @@ export function defaultConfig(): StellaConfig {
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
       maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000, workers: 1,
+      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000,
+      grpcImpl: 'h2', grpcKeepaliveTimeMs: 2 * 3600_000, grpcKeepaliveTimeoutMs: 20_000,
     },
     admin: { host: '127.0.0.1', port: 9464 },
     api: { host: '127.0.0.1', port: 8080 },
@@ -327,6 +334,9 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
   const compression = r.str(k, 'compression', 'kafka.', d.kafka.compression);
   if (compression !== 'none' && compression !== 'gzip') r.problems.push(`kafka.compression must be none or gzip (got "${compression}")`);
 
+  const grpcImpl = env.STELLA_GRPC_IMPL ?? r.str(rc, 'grpcImpl', 'receiver.', d.receiver.grpcImpl);
+  if (grpcImpl !== 'h2' && grpcImpl !== 'grpc-js') r.problems.push(`STELLA_GRPC_IMPL / receiver.grpcImpl must be h2 or grpc-js (got "${grpcImpl}")`);
+
   const envInts: Obj = {
     grpcPort: env.STELLA_GRPC_PORT, httpPort: env.STELLA_HTTP_PORT, adminPort: env.STELLA_ADMIN_PORT, apiPort: env.STELLA_API_PORT,
     partitions: env.STELLA_KAFKA_PARTITIONS,
@@ -366,6 +376,9 @@ export function buildConfig(file: Obj, env: NodeJS.ProcessEnv): StellaConfig {
       retryAfterSeconds: r.int(rc, 'retryAfterSeconds', 'receiver.', 1, 3600, d.receiver.retryAfterSeconds),
       maxQueueWaitMs: r.int(rc, 'maxQueueWaitMs', 'receiver.', 0, 600_000, d.receiver.maxQueueWaitMs),
       workers: receiverWorkers(r, env.STELLA_RECEIVER_WORKERS ?? rc.workers, d.receiver.workers),
+      grpcImpl: grpcImpl === 'grpc-js' ? 'grpc-js' : 'h2',
+      grpcKeepaliveTimeMs: r.int(rc, 'grpcKeepaliveTimeMs', 'receiver.', 1000, 24 * 3600_000, d.receiver.grpcKeepaliveTimeMs),
+      grpcKeepaliveTimeoutMs: r.int(rc, 'grpcKeepaliveTimeoutMs', 'receiver.', 100, 600_000, d.receiver.grpcKeepaliveTimeoutMs),
     },
     admin: {
       host: env.STELLA_HOST ?? r.str(ad, 'host', 'admin.', d.admin.host),

@@ -3,12 +3,12 @@
 // RetryInfo in grpc-status-details-bin on UNAVAILABLE.
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../lib/log.ts';
-import { signals, types, type Signal } from '../lib/otlp/proto.ts';
+import { signals, type Signal } from '../lib/otlp/proto.ts';
 import { authorizeIntake } from '../lib/audit.ts';
 import { AuthError, type TokenRegistry } from '../lib/tenancy.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
 import { receiverMetrics, type Ingestor } from './ingestor.ts';
-import { grpcStatusOf } from './status.ts';
+import { grpcStatusDetails, grpcStatusOf } from './status.ts';
 
 /** What each OTLP front end (gRPC, HTTP) is given. */
 export interface FrontEndOptions {
@@ -26,22 +26,13 @@ const log = logger('receiver');
 const identity = (b: Buffer): Buffer => b;
 const EMPTY = Buffer.alloc(0);
 
-function statusDetails(code: grpc.status, message: string, retryAfterSeconds?: number): Buffer {
-  const details = retryAfterSeconds === undefined ? [] : [{
-    // protobufjs supplies its own google.protobuf.Any, which keeps the snake_case field name.
-    type_url: 'type.googleapis.com/google.rpc.RetryInfo',
-    value: types.RetryInfo.encode(types.RetryInfo.fromObject({ retryDelay: { seconds: retryAfterSeconds, nanos: 0 } })).finish(),
-  }];
-  return Buffer.from(types.Status.encode(types.Status.fromObject({ code, message, details })).finish());
-}
-
 function handler(signal: Signal, opts: FrontEndOptions): grpc.handleUnaryCall<Buffer, Buffer> {
   return (call, callback) => {
     const end = receiverMetrics.requestSeconds.startTimer({ protocol: 'grpc', signal: signal.name });
     const fail = (kind: IngestErrorKind, reason: string, message: string, tenant?: string) => {
       const code = grpcStatusOf[kind];
       const metadata = new grpc.Metadata();
-      metadata.set('grpc-status-details-bin', statusDetails(code, message, kind === 'unavailable' ? opts.retryAfterSeconds : undefined));
+      metadata.set('grpc-status-details-bin', grpcStatusDetails(code, message, kind === 'unavailable' ? opts.retryAfterSeconds : undefined));
       receiverMetrics.requests.inc({ protocol: 'grpc', signal: signal.name, code: grpc.status[code] ?? String(code) });
       log.info({ protocol: 'grpc', signal: signal.name, tenant_id: tenant, error_code: reason, error_message: message }, 'export refused');
       end();

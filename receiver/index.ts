@@ -6,6 +6,7 @@ import { KafkaHealth } from '../lib/kafka/health.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import { TokenRegistry } from '../lib/tenancy.ts';
 import { startGrpcServer } from './grpc.ts';
+import { startGrpcH2Server } from './grpc-h2.ts';
 import { startHttpServer } from './http.ts';
 import { Ingestor } from './ingestor.ts';
 
@@ -34,7 +35,10 @@ export async function startReceiver(cfg: StellaConfig, brokers: string[] | Kafka
     maxQueueWaitMs: cfg.receiver.maxQueueWaitMs,
   });
   const common = { host: cfg.receiver.host, maxRequestBytes: cfg.receiver.maxRequestBytes, retryAfterSeconds: cfg.receiver.retryAfterSeconds, tokens, ingestor };
-  const grpc = await startGrpcServer({ ...common, port: cfg.receiver.grpcPort });
+  const grpc = cfg.receiver.grpcImpl === 'grpc-js'
+    ? await startGrpcServer({ ...common, port: cfg.receiver.grpcPort })
+    : await startGrpcH2Server({ ...common, port: cfg.receiver.grpcPort,
+      keepaliveTimeMs: cfg.receiver.grpcKeepaliveTimeMs, keepaliveTimeoutMs: cfg.receiver.grpcKeepaliveTimeoutMs });
   const http = await startHttpServer({ ...common, port: cfg.receiver.httpPort });
   return {
     grpcPort: grpc.port, httpPort: http.port, ingestor, health,
