@@ -137,7 +137,6 @@ export function defaultConfig(): StellaConfig {
     receiver: {
       host: '127.0.0.1', grpcPort: 4317, httpPort: 4318, maxRequestBytes: 20 * MiB, maxInflightBytes: 64 * MiB,
       maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000, workers: 1,
-      maxAttributeValueBytes: 64 * 1024, retryAfterSeconds: 2, maxQueueWaitMs: 2000,
       grpcImpl: 'h2', grpcKeepaliveTimeMs: 2 * 3600_000, grpcKeepaliveTimeoutMs: 20_000,
     },
     admin: { host: '127.0.0.1', port: 9464 },

@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { authorizeIntake } from '../lib/audit.ts';
 import { logger } from '../lib/log.ts';
-import { signals, type Signal } from '../lib/otlp/proto.ts';
+import { signals, types, type Signal } from '../lib/otlp/proto.ts';
 import { AuthError, type Principal } from '../lib/tenancy.ts';
 import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError } from './ingest.ts';
@@ -68,17 +68,22 @@ export function percentEncode(s: string): string {
   return out;
 }
 
+const unpadded = (b: Uint8Array): string => Buffer.from(b).toString('base64').replace(/=+$/, '');
+const retryInfo = (seconds: number): Uint8Array => types.RetryInfo.encode(types.RetryInfo.fromObject({ retryDelay: { seconds, nanos: 0 } })).finish();
 const statusName = (code: number): string => GrpcStatus[code] ?? String(code);
 
 /** Answer a call with Trailers-Only (an error before any response message). */
 function trailersOnly(stream: http2.ServerHttp2Stream, code: number, message: string, retryAfterSeconds?: number, httpStatus = 200): void {
   if (stream.destroyed || stream.closed) return;
   if (!stream.headersSent) {
-    stream.respond({
+    const headers: http2.OutgoingHttpHeaders = {
       ':status': httpStatus, 'content-type': 'application/grpc', 'grpc-accept-encoding': ACCEPT_ENCODING,
       'grpc-status': String(code), 'grpc-message': percentEncode(message),
-      'grpc-status-details-bin': grpcStatusDetails(code, message, retryAfterSeconds).toString('base64').replace(/=+$/, ''),
-    }, { endStream: true });
+      'grpc-status-details-bin': unpadded(grpcStatusDetails(code, message, retryAfterSeconds)),
+    };
+    // The OTel Python exporter reads RetryInfo from this trailer of its own, not from the Status details.
+    if (retryAfterSeconds !== undefined) headers['google.rpc.retryinfo-bin'] = unpadded(retryInfo(retryAfterSeconds));
+    stream.respond(headers, { endStream: true });
   }
   // The client may still be sending a message we will not read: end the stream (RST_STREAM
   // NO_ERROR, as the spec's "early server closure" asks) rather than drain it.
