@@ -108,6 +108,7 @@ class UnaryCall {
   private got = 0;
   private msg: Buffer = EMPTY;
   private lease: Lease | undefined;
+  private parts: Buffer[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly endTimer: () => void;
 
@@ -142,10 +143,14 @@ class UnaryCall {
           continue;
         }
         const n = Math.min(chunk.length - at, this.len - this.got);
-        chunk.copy(this.msg, this.got, at, at + n);
+        if (this.parts) this.parts.push(at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n));
+        else chunk.copy(this.msg, this.got, at, at + n);
         this.got += n;
         at += n;
-        if (this.got === this.len) this.phase = 2;
+        if (this.got === this.len) {
+          this.phase = 2;
+          if (this.parts) { this.msg = Buffer.concat(this.parts, this.len); this.parts = undefined; }
+        }
       }
     } catch (err) {
       if (!(err instanceof FramingError)) throw err;
@@ -169,7 +174,10 @@ class UnaryCall {
       this.phase = 2;
       return this.len;
     }
-    this.msg = this.bodies.alloc(this.len, (this.lease = this.bodies.lease()));
+    // A large message is kept as the chunks that arrived, joined once complete: memory follows the
+    // bytes actually sent, not a length prefix a client may never honour.
+    if (this.len > this.bodies.slabBytes >>> 2) this.parts = [];
+    else this.msg = this.bodies.alloc(this.len, (this.lease = this.bodies.lease()));
     this.phase = 1;
     return 0;
   }

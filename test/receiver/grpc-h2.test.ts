@@ -14,7 +14,7 @@ import { readRecords } from '../support/kafka.ts';
 import { spanObject, tracesRequest } from '../support/otlp.ts';
 import { startTestReceiver, TOKENS } from '../support/receiver.ts';
 
-const MAX_REQUEST = 64 * 1024;
+const MAX_REQUEST = 1024 * 1024;
 const TRACES = signals.traces.grpcPath;
 let cfg: StellaConfig;
 let receiver: RunningReceiver;
@@ -112,6 +112,29 @@ describe('messages', () => {
     for (let i = 0; i < 50; i++) expect(names).toContain(`${m}-${i}`);
   });
 
+  it('a message over a quarter slab (kept as its chunks, joined once complete) lands whole', async () => {
+    const m = `h2-large-${Date.now()}`;
+    const req = tracesRequest([{ scopes: [{ name: 's', spans: Array.from({ length: 300 }, (_, i) => spanObject(`${m}-${i}`, { pad: 'p'.repeat(2000) })) }] }]);
+    expect(req.length).toBeGreaterThan(512 * 1024);
+    expect((await call({ chunks: [frame(req)] })).grpcStatus).toBe(0);
+    const names = new Set(await spanNames());
+    for (let i = 0; i < 300; i++) expect(names.has(`${m}-${i}`)).toBe(true);
+  });
+
+  it('memory follows the bytes sent, not the length prefix: 100 calls promising 1 MiB and sending 100 bytes hold little', async () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const reqs = Array.from({ length: 100 }, () => {
+      const req = session.request({ ':method': 'POST', ':path': TRACES, 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${TOKENS.acme}` });
+      req.on('error', () => {});
+      req.write(frame(Buffer.alloc(100), 0, MAX_REQUEST));
+      return req;
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const held = process.memoryUsage().arrayBuffers - before;
+    for (const r of reqs) r.close(http2.constants.NGHTTP2_CANCEL);
+    expect(held).toBeLessThan(20 * 1024 * 1024); // preallocating would hold 100 MiB
+  });
+
   it('a partial success is answered as an Export response message with grpc-status 0', async () => {
     const req = tracesRequest([{ scopes: [{ name: 's', spans: [spanObject('bad-ids', {}, { traceId: Buffer.alloc(16) }), spanObject(`h2-partial-${Date.now()}`)] }] }]);
     const a = await call({ chunks: [frame(req)] });
@@ -135,8 +158,8 @@ describe('bad framing and headers', () => {
     ['Compressed-Flag 1 with grpc-encoding identity', () => call({ headers: { 'grpc-encoding': 'identity' }, chunks: [frame(gzipSync(good()), 1)] }), grpc.status.INTERNAL, /needs a grpc-encoding header/],
     ['a grpc-encoding the server lacks', () => call({ headers: { 'grpc-encoding': 'snappy' }, chunks: [frame(good(), 1)] }), grpc.status.UNIMPLEMENTED, /unsupported grpc-encoding; accepted: identity,deflate,gzip/],
     ['a gzip flag on bytes that are not gzip', () => call({ headers: { 'grpc-encoding': 'gzip' }, chunks: [frame(Buffer.from('not gzip at all'), 1)] }), grpc.status.INTERNAL, /not a valid gzip stream/],
-    ['a length prefix over the limit (refused before the body)', () => call({ send: (req) => req.write(frame(Buffer.alloc(0), 0, MAX_REQUEST + 1)) }), grpc.status.RESOURCE_EXHAUSTED, /request message \(65537 bytes\) exceeds the limit of 65536 bytes/],
-    ['gzip that inflates over the limit', () => call({ headers: { 'grpc-encoding': 'gzip' }, chunks: [frame(gzipSync(Buffer.alloc(MAX_REQUEST * 4)), 1)] }), grpc.status.RESOURCE_EXHAUSTED, /decompressed request message exceeds the limit of 65536 bytes/],
+    ['a length prefix over the limit (refused before the body)', () => call({ send: (req) => req.write(frame(Buffer.alloc(0), 0, MAX_REQUEST + 1)) }), grpc.status.RESOURCE_EXHAUSTED, new RegExp(`request message \\(${MAX_REQUEST + 1} bytes\\) exceeds the limit of ${MAX_REQUEST} bytes`)],
+    ['gzip that inflates over the limit', () => call({ headers: { 'grpc-encoding': 'gzip' }, chunks: [frame(gzipSync(Buffer.alloc(MAX_REQUEST * 4)), 1)] }), grpc.status.RESOURCE_EXHAUSTED, new RegExp(`decompressed request message exceeds the limit of ${MAX_REQUEST} bytes`)],
     ['a non-gRPC content-type', () => call({ headers: { 'content-type': 'application/json' }, chunks: [frame(good())] }), grpc.status.INVALID_ARGUMENT, /unsupported content-type/, 415],
     ['application/grpc+json', () => call({ headers: { 'content-type': 'application/grpc+json' }, chunks: [frame(good())] }), grpc.status.UNIMPLEMENTED, /only the protobuf message codec/],
     ['an unknown method', () => call({ path: '/opentelemetry.proto.collector.trace.v1.TraceService/Nope', chunks: [frame(good())] }), grpc.status.UNIMPLEMENTED, /no such method/],
