@@ -100,13 +100,14 @@ function benchCore(body: Uint8Array): { coreUs: number; decodeEncodeUs: number }
   return { coreUs, decodeEncodeUs };
 }
 
+/** `topics`: kafka.topics overrides (bench:peer gives each receiver its own spans topic). */
 export async function startReceiverProcess(brokers: string, dir: string, extraEnv: Record<string, string> = {}, receiverRoot = root,
-  nodeFlags: readonly string[] = NODE_FLAGS): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
+  nodeFlags: readonly string[] = NODE_FLAGS, topics: Record<string, string> = {}): Promise<{ child: ChildProcess; grpcPort: number; httpPort: number }> {
   const cfgFile = path.join(dir, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['otlp:write'] }] }],
     receiver: { maxInflightBytes: 64 * 1024 * 1024 },
     // BENCH_LINGER_MS: the receiver's kafka.lingerMs (default: the config's own)
-    ...(process.env.BENCH_LINGER_MS ? { kafka: { lingerMs: Number(process.env.BENCH_LINGER_MS) } } : {}) }));
+    kafka: { topics, ...(process.env.BENCH_LINGER_MS ? { lingerMs: Number(process.env.BENCH_LINGER_MS) } : {}) } }));
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   // The receiver runs as `stella run` does (lib/node-flags.ts), unless BENCH_RECEIVER_NODE_ARGS overrides a flag.
   const nodeArgs = [...nodeFlags, ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
@@ -257,7 +258,12 @@ async function compareWith(otherRoot: string, brokers: string, dir: string, body
   // e.g. '' for a tree from before those flags existed.
   const otherFlags = process.env.BENCH_COMPARE_NODE_FLAGS;
   // BENCH_COMPARE_WORKERS=<n>: the other receiver runs with receiver.workers = n (from either tree).
-  const otherEnv: Record<string, string> = process.env.BENCH_COMPARE_WORKERS ? { STELLA_RECEIVER_WORKERS: process.env.BENCH_COMPARE_WORKERS } : {};
+  // BENCH_COMPARE_GRPC_IMPL: the other receiver's receiver.grpcImpl (e.g. BENCH_COMPARE_ROOT=. BENCH_COMPARE_GRPC_IMPL=grpc-js
+  // compares this tree's gRPC front ends).
+  const otherEnv: Record<string, string> = {
+    ...(process.env.BENCH_COMPARE_WORKERS ? { STELLA_RECEIVER_WORKERS: process.env.BENCH_COMPARE_WORKERS } : {}),
+    ...(process.env.BENCH_COMPARE_GRPC_IMPL ? { STELLA_GRPC_IMPL: process.env.BENCH_COMPARE_GRPC_IMPL } : {}),
+  };
   const other = await startReceiverProcess(brokers, otherDir, otherEnv, otherRoot, otherFlags === undefined ? NODE_FLAGS : otherFlags.split(' ').filter(Boolean));
   const side = (pid: number, grpcPort: number, httpPort: number) => ({ pid, g: grpcSender(grpcPort, body), h: httpSender(httpPort, body) });
   const sides = { ours: side(ours.pid, ours.grpcPort, ours.httpPort), other: side(other.child.pid!, other.grpcPort, other.httpPort) };

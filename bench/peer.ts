@@ -13,7 +13,9 @@
 //   fixed: BENCH_PEER_FIXED_RATE spans/s in total (default 9000) over BENCH_PEER_FIXED_WORKERS workers (3);
 //   max:   no rate limit, BENCH_PEER_MAX_WORKERS workers (4) in each of BENCH_PEER_MAX_CLIENTS telemetrygen processes (1).
 // BENCH_PEER_ROUNDS (3) paired rounds of BENCH_PEER_SECONDS (8) per phase; BENCH_PEER_ONLY=grpc|http|fixed|max
-// keeps the phases whose name contains it.
+// keeps the phases whose name contains it. BENCH_PEER_GRPC_IMPLS=h2,grpc-js runs one stella receiver per
+// gRPC front end (receiver.grpcImpl), each into its own spans topic, all alternating with the collector
+// in the same rounds (default: the configured one only).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -81,7 +83,7 @@ class LandedSpans {
   stop(): Promise<void> { return this.consumer.disconnect(); }
 }
 
-interface Side { name: 'stella' | 'collector'; pid: number; grpc: string; http: string; landed: LandedSpans; child: ChildProcess }
+interface Side { name: string; pid: number; grpc: string; http: string; landed: LandedSpans; child: ChildProcess }
 interface Phase { name: string; http: boolean; rate: number; workers: number; clients: number }
 
 /** Run telemetrygen processes against an OTLP endpoint for SECONDS; resolves when all exited. */
@@ -150,17 +152,26 @@ async function main(): Promise<void> {
     const collectorDir = path.join(dir, 'collector');
     mkdirSync(stellaDir);
     mkdirSync(collectorDir);
-    const r = await startReceiverProcess(broker.brokers, stellaDir);
-    started.push(r.child);
+    const impls = (process.env.BENCH_PEER_GRPC_IMPLS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const sides: Side[] = [];
+    const receivers: { topic: string; side: Omit<Side, 'landed'> }[] = [];
+    for (const impl of impls.length ? impls : ['']) {
+      const topic = impl ? `${defaultTopicNames.spans}_${impl.replace(/[^a-z0-9]/g, '')}` : defaultTopicNames.spans;
+      if (impl) await ensureTopics(createKafka({ ...broker.access(), clientId: 'bench-peer-admin' }), [{ name: topic, partitions: PARTITIONS, replicationFactor: 1 }]);
+      const d = path.join(stellaDir, impl || 'default');
+      mkdirSync(d);
+      const r = await startReceiverProcess(broker.brokers, d, impl ? { STELLA_GRPC_IMPL: impl } : {}, undefined, undefined, { spans: topic });
+      started.push(r.child);
+      receivers.push({ topic, side: { name: impl ? `stella ${impl}` : 'stella', pid: r.child.pid!, grpc: `127.0.0.1:${r.grpcPort}`, http: `127.0.0.1:${r.httpPort}`, child: r.child } });
+    }
     const c = await startCollector(otelcol, broker.brokers, collectorDir);
     started.push(c.child);
-    const stellaLanded = await LandedSpans.start(broker.brokers, defaultTopicNames.spans);
-    const collectorLanded = await LandedSpans.start(broker.brokers, PEER_TOPIC);
-    counters.push(stellaLanded, collectorLanded);
-    const sides: Side[] = [
-      { name: 'stella', pid: r.child.pid!, grpc: `127.0.0.1:${r.grpcPort}`, http: `127.0.0.1:${r.httpPort}`, landed: stellaLanded, child: r.child },
-      { ...c, landed: collectorLanded },
-    ];
+    // The counters' consumer groups after every side started (a fresh broker needs a while for its group coordinator).
+    for (const { topic, side } of [...receivers, { topic: PEER_TOPIC, side: c }]) {
+      const landed = await LandedSpans.start(broker.brokers, topic);
+      counters.push(landed);
+      sides.push({ ...side, landed });
+    }
     const phases: Phase[] = [
       { name: `gRPC, fixed ${FIXED_RATE} spans/s`, http: false, rate: FIXED_RATE, workers: FIXED_WORKERS, clients: 1 },
       { name: 'gRPC, max', http: false, rate: 0, workers: MAX_WORKERS, clients: MAX_CLIENTS },
@@ -170,13 +181,15 @@ async function main(): Promise<void> {
     // Warm-up: JIT, connections and producers on both sides, both protocols.
     for (const s of sides) for (const http of [false, true]) await telemetrygen(tg, http ? s.http : s.grpc, { name: 'warm-up', http, rate: 0, workers: 2, clients: 1 }, 3);
     const load0 = os.loadavg();
-    const results: { phase: Phase; stella: Sample[]; collector: Sample[] }[] = [];
+    const results: { phase: Phase; by: Map<string, Sample[]> }[] = [];
     for (const p of phases) {
-      const res = { phase: p, stella: [] as Sample[], collector: [] as Sample[] };
+      const res = { phase: p, by: new Map<string, Sample[]>(sides.map((s) => [s.name, []])) };
       for (let i = 0; i < ROUNDS; i++) {
-        for (const s of i % 2 === 0 ? sides : [...sides].reverse()) {
+        // Each round starts with a different side (rotation), so no side always goes first.
+        const order = sides.map((_, j) => sides[(i + j) % sides.length]!);
+        for (const s of order) {
           const sample = await round(tg, broker.brokers, s, p);
-          res[s.name].push(sample);
+          res.by.get(s.name)!.push(sample);
           say(`${p.name}, round ${i + 1}, ${s.name}: ${sample.spans} spans, ${sample.cpuUsPerSpan.toFixed(2)} CPU-µs/span, ${sample.spansPerSec.toFixed(0)} spans/s`);
         }
       }
@@ -192,11 +205,25 @@ async function main(): Promise<void> {
       + `load averages (1/5/15 min) at the first round: ${load0.map((x) => x.toFixed(2)).join(' ')}; after the last: ${load1.map((x) => x.toFixed(2)).join(' ')}\n\n`
       + '| protocol, load | CPU-µs/span stella | CPU-µs/span collector | CPU/span stella/collector (per round) | spans/s stella | spans/s collector | spans/s stella/collector (per round) |\n'
       + '|---|---|---|---|---|---|---|\n');
-    for (const { phase, stella, collector } of results) {
-      const cpuR = ratios('cpuUsPerSpan', stella, collector), rateR = ratios('spansPerSec', stella, collector);
-      process.stdout.write(`| ${phase.name} | ${med(stella.map((s) => s.cpuUsPerSpan)).toFixed(2)} | ${med(collector.map((s) => s.cpuUsPerSpan)).toFixed(2)} | `
-        + `**${med(cpuR).toFixed(2)}×** (${cpuR.map((x) => x.toFixed(2)).join(', ')}) | ${med(stella.map((s) => s.spansPerSec)).toFixed(0)} | `
-        + `${med(collector.map((s) => s.spansPerSec)).toFixed(0)} | **${med(rateR).toFixed(2)}** (${rateR.map((x) => x.toFixed(2)).join(', ')}) |\n`);
+    const stellaSides = sides.filter((x) => x.name !== 'collector').map((x) => x.name);
+    for (const name of stellaSides) {
+      if (stellaSides.length > 1) process.stdout.write(`| **${name}** vs collector | | | | | | |\n`);
+      for (const { phase, by } of results) {
+        const stella = by.get(name)!, collector = by.get('collector')!;
+        const cpuR = ratios('cpuUsPerSpan', stella, collector), rateR = ratios('spansPerSec', stella, collector);
+        process.stdout.write(`| ${phase.name} | ${med(stella.map((x) => x.cpuUsPerSpan)).toFixed(2)} | ${med(collector.map((x) => x.cpuUsPerSpan)).toFixed(2)} | `
+          + `**${med(cpuR).toFixed(2)}×** (${cpuR.map((x) => x.toFixed(2)).join(', ')}) | ${med(stella.map((x) => x.spansPerSec)).toFixed(0)} | `
+          + `${med(collector.map((x) => x.spansPerSec)).toFixed(0)} | **${med(rateR).toFixed(2)}** (${rateR.map((x) => x.toFixed(2)).join(', ')}) |\n`);
+      }
+    }
+    // Between stella's front ends, same rounds: the first listed over each other one.
+    for (const other of stellaSides.slice(1)) {
+      process.stdout.write(`\n${stellaSides[0]} / ${other}, same rounds (CPU-µs/span and spans/s ratios, per round):\n\n| protocol, load | CPU/span | spans/s |\n|---|---|---|\n`);
+      for (const { phase, by } of results) {
+        const a = by.get(stellaSides[0]!)!, b = by.get(other)!;
+        const cpuR = ratios('cpuUsPerSpan', a, b), rateR = ratios('spansPerSec', a, b);
+        process.stdout.write(`| ${phase.name} | **${med(cpuR).toFixed(2)}×** (${cpuR.map((x) => x.toFixed(2)).join(', ')}) | **${med(rateR).toFixed(2)}** (${rateR.map((x) => x.toFixed(2)).join(', ')}) |\n`);
+      }
     }
   } finally {
     for (const c of counters) await c.stop().catch(() => {});
