@@ -224,15 +224,161 @@ function checkRecord(o: unknown, text: string, line: number): RuntimeRefusal | u
   return undefined;
 }
 
+// ---- The byte-level fast path -------------------------------------------------------------------
+// Most lines are plain ASCII records without escapes: they are checked on the bytes, creating no
+// string and no object per line (JSON.parse and its garbage were most of the cost). The fast path
+// only ever accepts: any line it is not sure of (an escape, a non-ASCII or control byte, a number
+// that is not plain digits, a duplicate or unknown key, any refusal) goes through the general path
+// (JSON.parse + checkRecord), so verdicts and messages are exactly that path's.
+
+// The six field names as bytes, and their bit in the seen-mask.
+const F_SYMBOL = 1, F_PURL = 2, F_TS = 4, F_PID = 8, F_CONTAINER = 16, F_COUNT = 32, F_ALL = 63;
+const KEY_BYTES: [Buffer, number][] = [['symbol_id', F_SYMBOL], ['purl', F_PURL], ['timestamp', F_TS], ['pid', F_PID], ['container', F_CONTAINER], ['count', F_COUNT]]
+  .map(([k, f]) => [Buffer.from(k as string, 'latin1'), f as number]);
+
+/** Value spans of the last line fastLine accepted (offsets into the buffer). */
+let fSymS = 0, fSymE = 0, fPurlS = 0, fPurlE = 0, fTsS = 0, fTsE = 0, fConS = 0, fConE = 0, fPid = 0, fCount = 0;
+
+function isWs(c: number): boolean { return c === 0x20 || c === 0x09 || c === 0x0d; }
+
+/** The bit of the key b[s, e), 0 when it is none of the six. */
+function keyBit(b: Buffer, s: number, e: number): number {
+  const len = e - s;
+  for (let j = 0; j < KEY_BYTES.length; j++) {
+    const k = KEY_BYTES[j]![0];
+    if (k.length !== len) continue;
+    let i = 0;
+    while (i < len && b[s + i] === k[i]) i++;
+    if (i === len) return KEY_BYTES[j]![1];
+  }
+  return 0;
+}
+
+/** b[s, e) as a plain non-negative integer (no sign, fraction, exponent or leading zero), at most 15 digits; -1 otherwise. */
+function plainInt(b: Buffer, s: number, e: number): number {
+  const len = e - s;
+  if (len < 1 || len > 15 || (b[s] === 0x30 && len > 1)) return -1;
+  let n = 0;
+  for (let i = s; i < e; i++) n = n * 10 + (b[i]! - 0x30);
+  return n;
+}
+
+/** PURL on ASCII bytes: `pkg:`, a type ([A-Za-z.+-][A-Za-z0-9.+-]*), `/`, then at least one non-space byte. */
+function isAlpha(c: number): boolean { return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a); }
+function isSym(c: number): boolean { return c === 0x2e || c === 0x2b || c === 0x2d; }
+// (Module-level functions, not closures: none may be created per line on this path.)
+function purlOk(b: Buffer, s: number, e: number): boolean {
+  if (e - s < 7 || b[s] !== 0x70 || b[s + 1] !== 0x6b || b[s + 2] !== 0x67 || b[s + 3] !== 0x3a) return false;
+  let i = s + 4;
+  if (!(isAlpha(b[i]!) || isSym(b[i]!))) return false;
+  for (i++; i < e && (isAlpha(b[i]!) || isSym(b[i]!) || (b[i]! >= 0x30 && b[i]! <= 0x39)); i++);
+  if (i >= e || b[i] !== 0x2f || i + 1 >= e) return false;
+  for (i++; i < e; i++) if (b[i] === 0x20) return false; // other whitespace bytes never reach here (control bytes take the general path)
+  return true;
+}
+
+let hourKeyBytes = Buffer.alloc(13);
+let hourKeyBytesMs = -1;
+
+/** The decimal value of b[from, to) when all digits, else -1. */
+function digitsB(b: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = b[i]! - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/** rfc3339UtcParts on the bytes b[s, e) (ASCII); sets checkedMs/checkedSub; false when invalid. */
+function timestampB(b: Buffer, s: number, e: number): boolean {
+  const len = e - s;
+  if (len < 20 || len > 30 || b[e - 1] !== 90 || b[s + 4] !== 45 || b[s + 7] !== 45 || b[s + 10] !== 84 || b[s + 13] !== 58 || b[s + 16] !== 58) return false;
+  let frac = 0;
+  if (len > 20) {
+    if (b[s + 19] !== 46 || len === 21) return false;
+    frac = digitsB(b, s + 20, e - 1);
+    if (frac < 0) return false;
+    for (let i = len; i < 30; i++) frac *= 10;
+  }
+  let sameHour = hourKeyBytesMs >= 0;
+  for (let i = 0; sameHour && i < 13; i++) sameHour = b[s + i] === hourKeyBytes[i];
+  if (!sameHour) {
+    const y = digitsB(b, s, s + 4), mo = digitsB(b, s + 5, s + 7), d = digitsB(b, s + 8, s + 10), h = digitsB(b, s + 11, s + 13);
+    if (y < 1970 || y > 2261 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23) return false;
+    const ms = Date.UTC(y, mo - 1, d, h);
+    if (new Date(ms).getUTCDate() !== d) return false;
+    hourKeyBytes = Buffer.from(b.subarray(s, s + 13));
+    hourKeyBytesMs = ms;
+  }
+  const mi = digitsB(b, s + 14, s + 16);
+  const sec = digitsB(b, s + 17, s + 19);
+  if (mi < 0 || mi > 59 || sec < 0 || sec > 59) return false;
+  checkedMs = hourKeyBytesMs + mi * 60_000 + sec * 1000 + Math.floor(frac / 1_000_000);
+  checkedSub = frac % 1_000_000;
+  return true;
+}
+
+/**
+ * True when b[s, e) is certainly a valid record (then checkedMs/checkedSub and the f* spans are
+ * set); false when the general path must decide.
+ */
+function fastLine(b: Buffer, s: number, e: number): boolean {
+  let i = s;
+  while (i < e && isWs(b[i]!)) i++;
+  if (b[i] !== 0x7b /* { */) return false;
+  i++;
+  let seen = 0;
+  for (;;) {
+    while (i < e && isWs(b[i]!)) i++;
+    if (b[i] !== 0x22) return false;
+    const ks = ++i;
+    while (i < e && b[i] !== 0x22) { const c = b[i]!; if (c === 0x5c || c < 0x20 || c >= 0x7f) return false; i++; }
+    if (i >= e) return false;
+    const bit = keyBit(b, ks, i);
+    if (bit === 0 || (seen & bit) !== 0) return false;
+    seen |= bit;
+    i++;
+    while (i < e && isWs(b[i]!)) i++;
+    if (b[i] !== 0x3a /* : */) return false;
+    i++;
+    while (i < e && isWs(b[i]!)) i++;
+    if (bit === F_PID || bit === F_COUNT) {
+      const vs = i;
+      while (i < e && b[i]! >= 0x30 && b[i]! <= 0x39) i++;
+      const n = plainInt(b, vs, i);
+      if (n < 0) return false;
+      if (bit === F_PID) fPid = n; else fCount = n;
+    } else {
+      if (b[i] !== 0x22) return false;
+      const vs = ++i;
+      while (i < e && b[i] !== 0x22) { const c = b[i]!; if (c === 0x5c || c < 0x20 || c >= 0x7f) return false; i++; }
+      if (i >= e) return false;
+      if (bit === F_SYMBOL) { fSymS = vs; fSymE = i; } else if (bit === F_PURL) { fPurlS = vs; fPurlE = i; } else if (bit === F_TS) { fTsS = vs; fTsE = i; } else { fConS = vs; fConE = i; }
+      i++;
+    }
+    while (i < e && isWs(b[i]!)) i++;
+    if (b[i] === 0x2c /* , */) { i++; continue; }
+    if (b[i] === 0x7d /* } */) { i++; break; }
+    return false;
+  }
+  while (i < e && isWs(b[i]!)) i++;
+  if (i !== e || seen !== F_ALL) return false;
+  const symLen = fSymE - fSymS;
+  return symLen > 0 && symLen <= MAX_SYMBOL && fPurlE - fPurlS <= MAX_PURL && purlOk(b, fPurlS, fPurlE) && fConE - fConS <= MAX_CONTAINER
+    && fPid <= MAX_PID && fCount >= 1 && timestampB(b, fTsS, fTsE);
+}
+
 /**
  * Walk the NDJSON (UTF-8, one object per `\n`-terminated line, a CR before it allowed as NDJSON
  * does; the last newline optional; no blank lines) calling `each` per fact. Stops at the first bad line with its refusal.
+ * `fast` false: every line through the general path (the reference the tests compare the fast path with).
  */
-export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?: (f: RuntimeFact) => void): RuntimeFactsSummary | RuntimeRefusal {
+export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?: (f: RuntimeFact) => void, fast = true): RuntimeFactsSummary | RuntimeRefusal {
   if (ndjson.length === 0) return refuse('EMPTY_BODY', 'the body holds no records');
   // Invalid UTF-8 would decode to U+FFFD: the stored bytes must be what every reader decodes alike.
   if (!isUtf8(ndjson)) return refuse('LINE_NOT_JSON', `line ${firstBadUtf8Line(ndjson)}: not valid UTF-8`, { line: firstBadUtf8Line(ndjson) });
-  const text = ndjson.toString('utf8');
   let records = 0;
   let firstMs = 0;
   let firstSub = 0;
@@ -240,30 +386,39 @@ export function forEachRuntimeFact(ndjson: Buffer, limits: RuntimeLimits, each?:
   let lastSub = 0;
   let start = 0;
   let line = 0;
-  const end = text.charCodeAt(text.length - 1) === 10 ? text.length - 1 : text.length;
-  // A line's UTF-8 length is at least its UTF-16 length and at most three times it: count bytes only in between.
+  // Byte offsets: a 0x0A byte is always a newline in UTF-8 (never inside a multi-byte sequence).
+  const end = ndjson[ndjson.length - 1] === 10 ? ndjson.length - 1 : ndjson.length;
   const max = limits.maxLineBytes;
   while (start <= end) {
     line++;
-    let nl = text.indexOf('\n', start);
+    let nl = ndjson.indexOf(10, start);
     if (nl === -1 || nl > end) nl = end;
     const len = nl - start;
     if (len === 0) return refuse('RECORD_INVALID', `line ${line}: blank line (one JSON object per line)`, { line });
-    const l = text.slice(start, nl);
-    if (len > max || (len * 3 > max && Buffer.byteLength(l, 'utf8') > max)) return refuse('LINE_TOO_LONG', `line ${line}: longer than ${max} bytes`, { line });
-    let parsed: unknown;
-    try { parsed = JSON.parse(l); } catch { return refuse('LINE_NOT_JSON', `line ${line}: not a JSON value`, { line }); }
-    const bad = checkRecord(parsed, l, line);
-    if (bad) return bad;
+    if (len > max) return refuse('LINE_TOO_LONG', `line ${line}: longer than ${max} bytes`, { line });
+    let r: RuntimeFact | undefined;
+    if (fast && fastLine(ndjson, start, nl)) {
+      if (each) {
+        r = { symbol_id: ndjson.toString('latin1', fSymS, fSymE), purl: ndjson.toString('latin1', fPurlS, fPurlE), timestamp: ndjson.toString('latin1', fTsS, fTsE),
+          pid: fPid, container: ndjson.toString('latin1', fConS, fConE), count: fCount, tsMs: checkedMs, tsSubMsNs: checkedSub, line };
+      }
+    } else {
+      const l = ndjson.toString('utf8', start, nl);
+      let parsed: unknown;
+      try { parsed = JSON.parse(l); } catch { return refuse('LINE_NOT_JSON', `line ${line}: not a JSON value`, { line }); }
+      const bad = checkRecord(parsed, l, line);
+      if (bad) return bad;
+      if (each) {
+        const p = parsed as RuntimeFact;
+        r = { symbol_id: p.symbol_id, purl: p.purl, timestamp: p.timestamp, pid: p.pid, container: p.container, count: p.count, tsMs: checkedMs, tsSubMsNs: checkedSub, line };
+      }
+    }
     const ms = checkedMs;
     const sub = checkedSub;
     if (records === 0 || ms < firstMs || (ms === firstMs && sub < firstSub)) { firstMs = ms; firstSub = sub; }
     if (records === 0 || ms > lastMs || (ms === lastMs && sub > lastSub)) { lastMs = ms; lastSub = sub; }
     records++;
-    if (each) {
-      const r = parsed as RuntimeFact;
-      each({ symbol_id: r.symbol_id, purl: r.purl, timestamp: r.timestamp, pid: r.pid, container: r.container, count: r.count, tsMs: ms, tsSubMsNs: sub, line });
-    }
+    if (r) each!(r);
     start = nl + 1;
   }
   const ns = (ms: number, sub: number) => BigInt(ms) * 1_000_000n + BigInt(sub);
