@@ -2,7 +2,7 @@
 // the real broker. Spans sent over gRPC and HTTP through both workers land in Kafka exactly once under
 // the sender's tenant; /metrics is the sum over the workers; a worker killed with SIGKILL under load
 // costs only the requests it had in flight (none of them acked) and is restarted; SIGTERM drains
-// every worker: everything acked is in Kafka.
+// every worker: everything acked is in Kafka. Token reloads and incident mode reach every worker.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -267,5 +267,37 @@ describe('stella run with two receiver workers', () => {
     expect(r.acked.size).toBeGreaterThan(0);
     const got = await landed(s.spans);
     for (const [name, tenant] of r.acked) expect(got.get(name), `acked span ${name}`).toEqual([tenant]);
+  }, 120_000);
+});
+
+describe('startReceiverWorkers in a test process', () => {
+  it('incident mode from the SLO runner reaches the head sampler of every worker', async () => {
+    const { testConfig } = await import('../support/receiver.ts');
+    const { ensurePipelineTopics } = await import('../../lib/kafka/setup.ts');
+    const { startReceiverWorkers } = await import('../../receiver/workers.ts');
+    const cfg = testConfig({ sampling: { defaultRatio: 0 } });
+    await ensurePipelineTopics(testAccess(), cfg.kafka, ['spans']);
+    const workers = await startReceiverWorkers({ cfg, access: testAccess(), tenants: cfg.tenants, workers: 2 });
+    try {
+      expect(workers.pids()).toHaveLength(2);
+      // Fresh connections alternate between the workers; ratio 0 drops every non-error span.
+      const sendFour = async (tag: string) => {
+        for (let i = 0; i < 4; i++) {
+          const a = await grpcExport(workers.grpcPort, 'traces', body([`${tag}-${i}`]), TOKENS.acme);
+          expect(a.code).toBe(0);
+        }
+      };
+      await sendFour('before');
+      workers.incidents.setIncident('acme', Date.now() + 600_000);
+      await new Promise((r) => setTimeout(r, 200)); // the message reaches the workers
+      await sendFour('during');
+      workers.incidents.clearIncident('acme');
+      await new Promise((r) => setTimeout(r, 200));
+      await sendFour('after');
+      const got = await landed(cfg.kafka.topics.spans);
+      expect([...got.keys()].sort()).toEqual(['during-0', 'during-1', 'during-2', 'during-3']);
+    } finally {
+      await workers.close();
+    }
   }, 120_000);
 });
