@@ -6,7 +6,9 @@
 // Order of a POST: validate (pure core, fail closed) -> bytes to the CAS -> publish the intake record
 // and its timeline event (resolves once Kafka acked both) -> answer. Refusals are 4xx with the
 // reason as error.code and store nothing.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { logger } from '../lib/log.ts';
 import { counter } from '../lib/metrics.ts';
 import type { Store } from '../lib/store/index.ts';
@@ -34,6 +36,8 @@ export interface ArtifactRouteDeps {
   /** The tenant's intake trust check (lib/intake/trust.ts). */
   verify: IntakeEnvelopeVerifier;
   readElfBuildId: ElfBuildIdReader;
+  /** Where answered registrations are kept across restarts (AckedRegistrations); absent: memory + ClickHouse only. */
+  ackedDir?: string;
   /** How long POST /symbols waits for a just-registered origin artifact to reach ClickHouse (default 3000 ms). */
   originWaitMs?: number;
   now?: () => bigint;
@@ -41,7 +45,7 @@ export interface ArtifactRouteDeps {
 
 /** The route's dependencies from the foundation's parts (what `stella run` and the tests hand it). */
 export function artifactRouteDeps(o: { store: Store; blobs: BlobStore; producer: IntakeProducer; verify: IntakeEnvelopeVerifier;
-  topics?: Partial<Pick<TopicNames, 'intakeArtifacts' | 'intakeSymbols' | 'timelineEvents'>>; originWaitMs?: number }): ArtifactRouteDeps {
+  topics?: Partial<Pick<TopicNames, 'intakeArtifacts' | 'intakeSymbols' | 'timelineEvents'>>; originWaitMs?: number; dataDir?: string }): ArtifactRouteDeps {
   const t = { ...defaultTopicNames, ...o.topics };
   return {
     store: o.store,
@@ -53,6 +57,7 @@ export function artifactRouteDeps(o: { store: Store; blobs: BlobStore; producer:
     verify: o.verify,
     readElfBuildId: elfBuildIdReader,
     originWaitMs: o.originWaitMs,
+    ...(o.dataDir ? { ackedDir: path.join(o.dataDir, 'intake', 'registrations') } : {}),
   };
 }
 
@@ -83,9 +88,33 @@ function artifactView(a: ArtifactRow) {
  * become one publish and replays of it. Across API processes, a duplicate that races past the
  * ClickHouse lookup publishes the same event id again (evidence logs it once; rows collapse).
  */
+/**
+ * Registrations answered to a client, on disk (`<dataDir>/intake/artifacts/<sha256 of the key>.json`,
+ * written after Kafka acked and before the answer): a client's retry after an API restart is a replay
+ * with the first event id even when the sink had not written the row yet when the process died.
+ */
+export class AckedRegistrations<T> {
+  constructor(readonly dir: string) {}
+  private file(key: string): string { return path.join(this.dir, `${createHash('sha256').update(key).digest('hex')}.json`); }
+  async get(key: string): Promise<T | undefined> {
+    try { return JSON.parse(await fs.readFile(this.file(key), 'utf8')) as T; } catch { return undefined; }
+  }
+  async put(key: string, value: T): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const f = this.file(key);
+    const tmp = `${f}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const h = await fs.open(tmp, 'w');
+    try { await h.writeFile(JSON.stringify(value)); await h.sync(); } finally { await h.close(); }
+    await fs.rename(tmp, f);
+    const d = await fs.open(this.dir, 'r');
+    try { await d.sync(); } finally { await d.close(); }
+  }
+}
+
 class Registrations<T> {
   private readonly recent = new Map<string, T>();
   private readonly inflight = new Map<string, Promise<unknown>>();
+  constructor(private readonly acked?: AckedRegistrations<T>) {}
 
   async once(key: string, existing: () => Promise<T | undefined>, register: () => Promise<T>): Promise<{ replay: boolean; value: T }> {
     for (;;) {
@@ -94,9 +123,10 @@ class Registrations<T> {
       await pending.catch(() => undefined);
     }
     const run = (async () => {
-      const prior = this.recent.get(key) ?? await existing();
+      const prior = this.recent.get(key) ?? await this.acked?.get(key) ?? await existing();
       if (prior !== undefined) return { replay: true, value: prior };
       const value = await register();
+      await this.acked?.put(key, value);
       this.recent.set(key, value);
       if (this.recent.size > 10_000) this.recent.delete(this.recent.keys().next().value!);
       return { replay: false, value };
@@ -108,8 +138,8 @@ class Registrations<T> {
 
 export function registerArtifactRoutes(router: Router, deps: ArtifactRouteDeps): void {
   const now = deps.now ?? nowNs;
-  const artifacts = new Registrations<{ event_id: string; envelope_cas_uri: string }>();
-  const bundles = new Registrations<{ event_id: string; cas_uri: string }>();
+  const artifacts = new Registrations<{ event_id: string; envelope_cas_uri: string }>(deps.ackedDir ? new AckedRegistrations(path.join(deps.ackedDir, 'artifacts')) : undefined);
+  const bundles = new Registrations<{ event_id: string; cas_uri: string }>(deps.ackedDir ? new AckedRegistrations(path.join(deps.ackedDir, 'symbols')) : undefined);
   // `<tenant>\n<artifact sha256>` of artifacts this process registered (or saw registered): origins for symbol uploads.
   const attestedHere = new Set<string>();
   const noteAttested = (k: string) => { attestedHere.add(k); if (attestedHere.size > 10_000) attestedHere.delete(attestedHere.values().next().value!); };

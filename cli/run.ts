@@ -327,7 +327,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope, graphs: GraphRegistry.under(cfg.dataDir),
             topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
           (r) => registerProvenanceRoutes(r, { service: provenanceService }),
-          (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer,
+          (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer, dataDir: cfg.dataDir,
             verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },
           (r) => registerSloRoutes(r, sloRoutes ? { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs }
             : { store: s, off: parts.has('slo') ? SLO_OFF_BY_CONFIG : SLO_IN_OTHER_PROCESS }),

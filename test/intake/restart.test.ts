@@ -1,4 +1,4 @@
-// Restart during runtime-facts intake: `stella run` (every part) as a real child process is killed
+// Restart during intake (runtime facts; artifacts and symbol bundles): `stella run` (every part) as a real child process is killed
 // with SIGKILL while runtime-facts submissions are in flight, then started again on the same data
 // dir and broker. Every submission acked (202) before the kill is stored; every client retry after
 // the restart (of acked and of unanswered submissions alike) is answered as the same ingest (a
@@ -18,6 +18,8 @@ import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { sha256Hex } from '../../lib/tenancy.ts';
 import { ingestIdFor } from '../../processors/intake/runtime-facts.ts';
 import { kafkaEnv, uniq } from '../support/kafka.ts';
+import { buildElfFixture, readBytes } from './elf-fixture.ts';
+import { pythonSign, slsaStatement } from './sign.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'stella-intake-restart-'));
@@ -153,6 +155,114 @@ describe('SIGKILL of stella run in the middle of runtime-facts submissions', () 
       return n >= distinct ? n : undefined;
     });
     expect(size).toBe(distinct);
+    second.child.kill('SIGTERM');
+  }, 400_000);
+});
+
+describe('SIGKILL of stella run in the middle of artifact and symbol-bundle submissions', () => {
+  it('loses nothing acked, answers retries as replays with the first event id, duplicates nothing visible', async () => {
+    const N = 10;
+    const elf = buildElfFixture();
+    const bundle = readBytes(elf.withId);
+    const COMMIT = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
+    const shas = Array.from({ length: N }, (_, i) => createHash('sha256').update(`artifact ${i}`).digest('hex'));
+    const signed = pythonSign(['ci'], shas.map((s) => ({ key: 'ci', keyid: 'acme-ci', payload: slsaStatement(s, { gitCommit: COMMIT }) })));
+    const port = await freePort();
+    const p = uniq('arst');
+    const dataDir = path.join(tmp, 'data-artifacts');
+    const cfgFile = path.join(tmp, 'stella-artifacts.yaml');
+    writeFileSync(cfgFile, YAML.stringify({
+      dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
+      kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
+      tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['artifacts:write', 'symbols:write', 'attest:read', 'timeline:read', 'evidence:read'] }] }],
+      intake: { trust: { acme: { keys: [{ keyid: 'acme-ci', publicKey: signed.keys.ci }] } } },
+      evidence: { sealEverySeconds: 1 },
+    }));
+    const api = `http://127.0.0.1:${port}`;
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const postArtifact = (i: number) => fetch(`${api}/api/v1/artifacts`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ sha256: shas[i], builder_commit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-O2'], provenance: signed.envelopes[i] }) });
+    const postSymbols = (i: number) => fetch(`${api}/api/v1/symbols?kind=elf&build_id=${elf.buildId}&artifact_sha256=${shas[i]}`, { method: 'POST',
+      headers: { ...auth, 'content-type': 'application/octet-stream' }, body: bundle });
+
+    const first = startStella(cfgFile);
+    await first.ready;
+    // Each step: the artifact, then its symbols; the process is killed once three steps were acked.
+    const ackedEvent = new Map<string, string>(); // `a<i>` / `s<i>` -> event id answered before the kill
+    let killed = false;
+    let cutOff = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < N) {
+        const i = next++;
+        for (const [k, send] of [[`a${i}`, postArtifact], [`s${i}`, postSymbols]] as const) {
+          if (killed) { cutOff++; continue; }
+          try {
+            const r = await send(i);
+            if (r.status !== 201) { cutOff++; continue; }
+            ackedEvent.set(k, ((await r.json()) as { event_id: string }).event_id);
+            if (ackedEvent.size === 3 && !killed) { killed = true; first.child.kill('SIGKILL'); }
+          } catch { cutOff++; }
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker()]);
+    expect(killed).toBe(true);
+    expect(ackedEvent.size).toBeGreaterThanOrEqual(3);
+    expect(cutOff).toBeGreaterThanOrEqual(1);
+    await new Promise<void>((r) => { if (first.child.exitCode !== null || first.child.signalCode !== null) r(); else first.child.once('exit', () => r()); });
+
+    const second = startStella(cfgFile);
+    await second.ready;
+    // Retries straight after the restart: acked ones are replays (200) with the event id first answered.
+    const eventOf = new Map<string, string>();
+    for (let i = 0; i < N; i++) {
+      for (const [k, send] of [[`a${i}`, postArtifact], [`s${i}`, postSymbols]] as const) {
+        const r = await send(i);
+        const b = await r.json() as { event_id: string; replay: boolean };
+        const before = ackedEvent.get(k);
+        if (before !== undefined) {
+          expect(r.status, `retry of acked ${k}`).toBe(200);
+          expect(b).toMatchObject({ replay: true, event_id: before });
+        } else expect([200, 201], `retry of ${k}`).toContain(r.status);
+        eventOf.set(k, b.event_id);
+      }
+    }
+
+    const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
+      const end = Date.now() + ms;
+      for (;;) {
+        const v = await fn().catch(() => undefined);
+        if (v !== undefined) return v;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    const events = async () => ((await (await fetch(`${api}/timeline?limit=1000`, { headers: auth })).json()) as { events: { event_id: string; kind: string }[] }).events;
+    await poll('every registration on the timeline', async () => ((await events()).length >= 2 * N ? true : undefined));
+    await new Promise((r) => setTimeout(r, 3000));
+    const all = await events();
+    expect(all.filter((e) => e.kind === 'artifact.registered')).toHaveLength(N);
+    expect(all.filter((e) => e.kind === 'symbols.registered')).toHaveLength(N);
+    expect(new Set(all.map((e) => e.event_id)).size).toBe(all.length);
+    expect(new Set(all.map((e) => e.event_id))).toEqual(new Set(eventOf.values()));
+    for (let i = 0; i < N; i++) {
+      const a = await poll(`artifact ${i}`, async () => { const r = await fetch(`${api}/api/v1/artifacts/${shas[i]}`, { headers: auth }); return r.status === 200 ? r.json() as Promise<{ attestations: unknown[]; symbol_bundles: unknown[] }> : undefined; });
+      expect(a.attestations, `attestations of artifact ${i}`).toHaveLength(1);
+    }
+    const sym = await poll('the symbol bundles', async () => {
+      const r = await fetch(`${api}/api/v1/symbols/${elf.buildId}`, { headers: auth });
+      const b = r.status === 200 ? await r.json() as { bundles: unknown[] } : undefined;
+      return b && b.bundles.length >= N ? b : undefined;
+    });
+    expect(sym.bundles).toHaveLength(N);
+    const size = await poll('the evidence log sealed', async () => {
+      const r = await fetch(`${api}/evidence/acme/checkpoint`, { headers: auth });
+      if (r.status !== 200) return undefined;
+      const n = Number((await r.text()).split('\n')[1]);
+      return n >= all.length ? n : undefined;
+    });
+    expect(size).toBe(all.length);
     second.child.kill('SIGTERM');
   }, 400_000);
 });
