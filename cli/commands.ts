@@ -529,7 +529,9 @@ export async function cmdPrune(flags: Flags, io: Io): Promise<number> {
   if (tenant !== undefined && !all.includes(tenant)) { io.stderr(`stella: tenant ${tenant} has no evidence log in ${logs.root}\n`); return 1; }
   const batch = flagString(flags, 'batch');
   if (batch !== undefined && !/^[1-9]\d{0,5}$/.test(batch)) throw new UsageError('--batch takes a whole number of entry bundles ≥ 1');
+  const { FsBlobStore } = await import('../lib/cas.ts');
   const r = await pruneCommand({ logs, cases, retention: cfg.evidenceRetention, tenants: tenant ? [tenant] : all, dryRun: flags.has('dry-run'),
+    records: new FsBlobStore(cfg.intake.casDir), // where the evidence processor keeps the clean records (stella run)
     ...(batch ? { batch: Number(batch) } : {}),
     // One line per deleted batch on stderr: progress for a long prune (and what the kill test waits for).
     ...(flags.has('progress') ? { onBatch: (t: string, n: number) => io.stderr(`prune ${t}: ${n} bundles\n`) } : {}) });

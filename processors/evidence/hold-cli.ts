@@ -2,6 +2,7 @@
 // `stella forensic prune` (on this host's evidence store). Each returns {exitCode, stdout, stderr}
 // in table or json; the CLI parses argv. Exit codes: 0 ok, 1 nothing to show / not found,
 // 2 usage or bad parameter, 3 auth, 4 other.
+import type { FsBlobStore } from '../../lib/cas.ts';
 import type { RetentionConfig } from '../../lib/config.ts';
 import { activeHoldCovers } from './holds.ts';
 import type { HoldRecord } from './holds.ts';
@@ -94,6 +95,8 @@ export interface PruneCliOptions {
   dryRun?: boolean;
   batch?: number;
   onBatch?: (tenant: string, done: number) => void;
+  /** The record store (`intake.casDir`): pruned bundles' record packs and unreferenced record blobs go too. */
+  records?: Pick<FsBlobStore, 'remove'>;
 }
 
 export interface PruneCliTenant extends PruneReport { retention_days: number; incident_mode: boolean; check: StoreCheck }
@@ -111,7 +114,7 @@ export async function pruneCommand(o: PruneCliOptions): Promise<{ exitCode: numb
     const incident = incidentOn(await latestIncident(o.logs, tenant), nowMs);
     const ms = retentionMs(o.retention, tenant, incident);
     const report = await pruneTenant({ store: writer, tenant, holds: await activeHoldCovers(o.cases, tenant), nowMs, retentionMs: ms, dryRun: o.dryRun,
-      ...(o.batch ? { batch: o.batch } : {}), ...(o.onBatch ? { onBatch: (n: number) => o.onBatch!(tenant, n) } : {}) });
+      ...(o.batch ? { batch: o.batch } : {}), ...(o.records ? { records: o.records } : {}), ...(o.onBatch ? { onBatch: (n: number) => o.onBatch!(tenant, n) } : {}) });
     out.push({ ...report, retention_days: ms / 86_400_000, incident_mode: incident, check: await checkStoredLog(o.logs, tenant) });
   }
   return { exitCode: out.every((t) => t.check.ok) ? 0 : 1, tenants: out };

@@ -26,7 +26,7 @@ export interface PackEntry { bundle: number; pack: string; size: number; records
 export interface PackIndexFile { from: number; packs: PackEntry[] }
 
 /** What the runner needs of the CAS for records (FsBlobStore). */
-export type RecordPackStore = Pick<FsBlobStore, 'putPack' | 'getPacked' | 'get'>;
+export type RecordPackStore = Pick<FsBlobStore, 'putPack' | 'getPacked' | 'get' | 'remove'>;
 
 /** Where bundles read a sealed clean record from: by log index and the sha256 its entry commits to. */
 export interface RecordSource {

@@ -762,7 +762,7 @@ export async function startEvidenceRunner(opts: EvidenceRunnerOptions): Promise<
         try {
           const holds = await activeHoldCovers(r.cases, s.tenant);
           const incident = incidentOn(await latestIncident(evidence, s.tenant), nowMs);
-          return await pruneTenant({ store: s.store, tenant: s.tenant, holds, nowMs, retentionMs: retentionMs(r.config, s.tenant, incident) });
+          return await pruneTenant({ store: s.store, tenant: s.tenant, holds, nowMs, retentionMs: retentionMs(r.config, s.tenant, incident), ...(opts.records ? { records: opts.records } : {}) });
         } catch (err) {
           if (err instanceof FencedError) { if (!s.dropped) failTenant(s, err); return undefined; }
           failures.inc({ kind: 'prune' });
