@@ -5,7 +5,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { ensureDemoTenant } from '../lib/bootstrap.ts';
 import path from 'node:path';
 import YAML from 'yaml';
-import { loadConfig } from '../lib/config.ts';
+import { loadConfig, type StellaConfig } from '../lib/config.ts';
+import type { KafkaAccess } from '../lib/kafka/auth.ts';
+import { localBrokerAccess } from '../lib/kafka/broker.ts';
+import { resolveAccess } from '../lib/kafka/client.ts';
+import { SUPER_USER } from '../lib/kafka/acls.ts';
 import { parseScrubConfig } from '../processors/scrub/config.ts';
 import { scrubJsonCommand } from '../processors/scrub/cli.ts';
 import { obsTrace } from '../processors/timeline/cli.ts';
@@ -29,6 +33,19 @@ import { createHash } from 'node:crypto';
 import { exportsList, exportsShow } from '../processors/intake/exports-cli.ts';
 
 export class UsageError extends Error {}
+
+/**
+ * How a CLI command that talks to Kafka itself reaches it: KAFKA_BROKERS (kafka.brokers) with
+ * KAFKA_SASL_*, else the local broker `stella run` keeps under <dataDir>/kafka, logged in as
+ * `localUser` from that broker's credentials. `what` starts the usage error when there is neither.
+ */
+export function cliKafkaAccess(cfg: StellaConfig, localUser: string, what: string): KafkaAccess {
+  if (cfg.kafka.brokers) return resolveAccess(cfg.kafka.brokers, cfg.kafka);
+  const kafkaDir = path.join(cfg.dataDir, 'kafka');
+  const local = localBrokerAccess(kafkaDir, localUser);
+  if (!local) throw new UsageError(`${what}: no local broker under ${kafkaDir} (start \`stella run\` with this data dir), or set KAFKA_BROKERS (or kafka.brokers) and KAFKA_SASL_*`);
+  return local;
+}
 
 export type Flags = Map<string, string | true>;
 export interface Io {
@@ -151,10 +168,11 @@ export async function cmdForensicReplay(flags: Flags, io: Io): Promise<number> {
   if (baseS !== undefined && (!copyTopic || !/^(0|[1-9]\d{0,18})$/.test(baseS))) throw new UsageError('--topic-base takes the source offset of the copy\'s first record, with --topic');
   const base = baseS !== undefined ? BigInt(baseS) : 'offset' in from ? from.offset : undefined;
   if (copyTopic && base === undefined) throw new UsageError('--topic with a --from time needs --topic-base (the source offset the copy starts at)');
-  if (!cfg.kafka.brokers) throw new UsageError('stella forensic replay reads the Kafka cluster the evidence processor reads: set KAFKA_BROKERS (and KAFKA_SASL_*)');
+  // A consumer group of its own (stella-replay-*) and every input topic: on the local broker, as its super user.
+  const access = cliKafkaAccess(cfg, SUPER_USER, 'stella forensic replay reads the Kafka cluster the evidence processor reads');
   const { createKafka } = await import('../lib/kafka/client.ts');
   const { FsEvidenceStore } = await import('../processors/evidence/store.ts');
-  const kafka = createKafka({ brokers: cfg.kafka.brokers, sasl: cfg.kafka.sasl, tls: cfg.kafka.tls, clientId: `${cfg.kafka.clientId}-replay`, quiet: true });
+  const kafka = createKafka({ ...access, clientId: `${cfg.kafka.clientId}-replay`, quiet: true });
   const scratch = flagString(flags, 'scratch');
   let report;
   try {

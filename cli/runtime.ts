@@ -9,14 +9,13 @@ import zlib from 'node:zlib';
 import { FsBlobStore } from '../lib/cas.ts';
 import { loadConfig } from '../lib/config.ts';
 import { IntakeTrust } from '../lib/intake/trust.ts';
-import { createKafka, resolveAccess } from '../lib/kafka/client.ts';
-import { localBrokerAccess } from '../lib/kafka/broker.ts';
+import { createKafka } from '../lib/kafka/client.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import { validateTenantId } from '../lib/tenancy.ts';
 import { pae } from '../processors/evidence/dsse.ts';
 import { IN_TOTO_PAYLOAD_TYPE, normalizeSha256, refuse, runtimeFactsStatement, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
 import { gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
-import { flagString, outputFormat, render, UsageError, type Flags, type Io } from './commands.ts';
+import { cliKafkaAccess, flagString, outputFormat, render, UsageError, type Flags, type Io } from './commands.ts';
 
 export const RUNTIME_MANIFEST_SCHEMA = 'stella.runtime-facts.manifest/v1';
 
@@ -126,21 +125,15 @@ export async function cmdIngestRuntime(flags: Flags, io: Io): Promise<number> {
   const runtimeFile = required(flags, 'runtime');
   const manifestFile = required(flags, 'manifest');
   const cfg = loadConfig();
-  // Without KAFKA_BROKERS, the local broker `stella run` keeps under this data dir, as the API's
-  // Kafka user (the one allowed to write the intake topics).
-  const kafkaDir = path.join(cfg.dataDir, 'kafka');
-  const access = cfg.kafka.brokers ? resolveAccess(cfg.kafka.brokers, cfg.kafka) : localBrokerAccess(kafkaDir, 'api');
-  if (!access) {
-    throw new UsageError(`stella ingest runtime publishes to Kafka: no local broker under ${kafkaDir} (start \`stella run\` with this data dir), `
-      + 'or set KAFKA_BROKERS (or kafka.brokers) and a login allowed to write the intake topics (KAFKA_SASL_*)');
-  }
+  // Without KAFKA_BROKERS: the local broker, as the API's Kafka user (it may write the intake topics).
+  const access = cliKafkaAccess(cfg, 'api', 'stella ingest runtime publishes to Kafka');
   const limits = cfg.intake.runtimeFacts;
   const producer = new BatchingProducer(createKafka({ ...access, clientId: `${cfg.kafka.clientId}-ingest-runtime` }));
   const topics = { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents };
   try {
     await producer.connect();
   } catch (err) {
-    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${kafkaDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
+    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
     return 4;
   }
   try {

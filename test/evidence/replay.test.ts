@@ -3,7 +3,7 @@
 // published twice); replay re-derives a span of its segments from Kafka and finds identical roots;
 // a copy of the span topic with one record changed is found at exactly that record's entry; a range
 // deleted from the topic is "not available"; and the CLI speaks the same exit codes.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { cleanBatchEntry, startEvidenceRunner, type RunningEvidence } from '../.
 import { forensicReplay, REPLAY_EXIT, type ReplayOptions, type ReplayReport } from '../../processors/evidence/replay-cli.ts';
 import { leafHash, toHex } from '../../processors/evidence/hash.ts';
 import { LogReader } from '../../processors/evidence/reader.ts';
-import { createTopics, kafkaEnv, testKafka, uniq } from '../support/kafka.ts';
+import { createTopics, kafkaEnv, testAccess, testKafka, uniq } from '../support/kafka.ts';
 import { runStellaCli } from '../support/stella.ts';
 import { testStore } from '../timeline/support.ts';
 import { logEntries, sealedSize, tenantSigner, testEvent, waitFor } from './runner-support.ts';
@@ -42,7 +42,7 @@ const opts = (o: Partial<ReplayOptions>): ReplayOptions => ({ kafka, evidence, t
 async function copyRange(from: bigint, to: bigint, tamper?: bigint): Promise<string> {
   const copy = uniq('spans_copy');
   await createTopics([copy], 1);
-  const { readRecordsAt, testAccess } = await import('../support/kafka.ts');
+  const { readRecordsAt } = await import('../support/kafka.ts');
   const all = (await readRecordsAt(testAccess(), [t.spans], Number(to) + 1)).filter((r) => BigInt(r.offset) >= from && BigInt(r.offset) <= to);
   expect(all.length).toBe(Number(to - from) + 1);
   await send(copy, all.map((r) => ({ key: r.key!, value: BigInt(r.offset) === tamper ? Buffer.concat([r.value, Buffer.from('!')]) : r.value, headers: r.headers })));
@@ -195,7 +195,21 @@ describe('stella forensic replay', () => {
     expect(j.first_difference!.source!.offset).toBe(target.offset.toString());
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/usage: stella forensic replay/);
-  }, 120_000);
+
+    // Without KAFKA_BROKERS: the local broker of the data dir (what `stella run` leaves under
+    // dataDir/kafka; here the test broker's port and super user), else exit 2 naming both ways.
+    const noKafka = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('KAFKA_')));
+    const none = await runStellaCli(base, noKafka);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain(`no local broker under ${path.join(dataDir, 'kafka')}`);
+    mkdirSync(path.join(dataDir, 'kafka'), { recursive: true });
+    const su = testAccess();
+    writeFileSync(path.join(dataDir, 'kafka', 'identity.json'), JSON.stringify({ clusterId: 'x', port: Number(su.brokers[0]!.split(':')[1]), controllerPort: 1 }));
+    writeFileSync(path.join(dataDir, 'kafka', 'credentials.json'), JSON.stringify({ mechanism: 'scram-sha-512', users: { [su.sasl!.username]: su.sasl!.password.reveal() } }));
+    const local = await runStellaCli(base, noKafka);
+    expect(local.code, local.stderr).toBe(0);
+    expect(JSON.parse(local.stdout).outcome).toBe('identical');
+  }, 180_000);
 });
 
 describe('stella forensic replay: offsets without records', () => {
