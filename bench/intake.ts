@@ -14,6 +14,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { FsBlobStore } from '../lib/cas.ts';
 import { defaultIntakeConfig } from '../lib/intake/trust.ts';
+import { forEachRuntimeFact } from '../processors/intake/runtime-facts.ts';
 import { gunzipLimited, ingestRuntimeFacts, type RuntimeIngestDeps } from '../processors/intake/runtime-ingest.ts';
 
 const ROUNDS = Number(process.env.INTAKE_BENCH_ROUNDS ?? 5);
@@ -54,14 +55,16 @@ async function main(): Promise<void> {
   const deps: RuntimeIngestDeps = { cas: new FsBlobStore(path.join(dir, 'cas')), producer: { send: async () => {} },
     verify: () => ({ ok: false, reason: 'unused' }), topics: { intakeRuntimeFacts: 'x', timelineEvents: 'y' }, limits };
   const graphHash = `sha256:${'ab'.repeat(32)}`;
-  type Measure = 'plain' | 'gzip' | 'sha256' | 'parse';
-  const rows: Record<Measure, number[]> = { plain: [], gzip: [], sha256: [], parse: [] };
+  type Measure = 'plain' | 'gzip' | 'general' | 'sha256' | 'parse';
+  const rows: Record<Measure, number[]> = { plain: [], gzip: [], general: [], sha256: [], parse: [] };
   let salt = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const plain = Array.from({ length: BODIES }, () => body(MB * 1024 * 1024, ++salt));
       const gz = Array.from({ length: BODIES }, () => { const b = body(MB * 1024 * 1024, ++salt); return { b, z: gzipSync(b, { level: 6 }) }; });
+      const general = Array.from({ length: BODIES }, () => body(MB * 1024 * 1024, ++salt));
       const bytes = plain.reduce((a, b) => a + b.length, 0);
+      const generalBytes = general.reduce((a, b) => a + b.length, 0);
       const gzBytes = gz.reduce((a, x) => a + x.b.length, 0);
       const measures: [Measure, () => Promise<number>, number][] = [
         ['plain', cpuSeconds(async () => {
@@ -75,6 +78,15 @@ async function main(): Promise<void> {
             if (!r.ok) throw new Error(r.message);
           }
         }), gzBytes],
+        // The path before the byte-level fast path: sha256, every line through JSON.parse + checkRecord, the CAS write.
+        ['general', cpuSeconds(async () => {
+          for (const b of general) {
+            createHash('sha256').update(b).digest();
+            const r = forEachRuntimeFact(b, limits, undefined, false);
+            if (!r.ok) throw new Error(r.message);
+            await deps.cas.put('bench', b);
+          }
+        }), generalBytes],
         ['sha256', cpuSeconds(() => { for (const b of plain) createHash('sha256').update(b).digest(); }), bytes],
         ['parse', cpuSeconds(() => { for (const b of plain) for (const l of b.toString('utf8').split('\n')) if (l) JSON.parse(l); }), bytes],
       ];
@@ -86,15 +98,19 @@ async function main(): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const m: Record<Measure, number> = { plain: median(rows.plain), gzip: median(rows.gzip), sha256: median(rows.sha256), parse: median(rows.parse) };
+  const m: Record<Measure, number> = { plain: median(rows.plain), gzip: median(rows.gzip), general: median(rows.general), sha256: median(rows.sha256), parse: median(rows.parse) };
+  const ratios = rows.plain.map((v, i) => v / rows.general[i]!);
   const fmt = (v: number) => v.toFixed(1);
   process.stdout.write(`
 | runtime facts (${ROUNDS} rounds x ${BODIES} bodies of ${MB} MiB) | MB/CPU-s (median) | per round | vs sha256 alone | vs JSON.parse alone |
 |---|---|---|---|---|
 | ingest, plain NDJSON (hash + validate + CAS write) | **${fmt(m.plain)}** | ${rows.plain.map(fmt).join(', ')} | ${(m.plain / m.sha256).toFixed(2)}x | ${(m.plain / m.parse).toFixed(2)}x |
 | ingest, gzip (gunzip + the same) | **${fmt(m.gzip)}** | ${rows.gzip.map(fmt).join(', ')} | ${(m.gzip / m.sha256).toFixed(2)}x | ${(m.gzip / m.parse).toFixed(2)}x |
+| before: general path only (sha256 + JSON.parse/checkRecord per line + CAS write) | ${fmt(m.general)} | ${rows.general.map(fmt).join(', ')} | ${(m.general / m.sha256).toFixed(2)}x | ${(m.general / m.parse).toFixed(2)}x |
 | sha256 alone | ${fmt(m.sha256)} | ${rows.sha256.map(fmt).join(', ')} | | |
 | JSON.parse of each line alone | ${fmt(m.parse)} | ${rows.parse.map(fmt).join(', ')} | | |
+
+plain ingest / general path, per round (same round, alternating order): ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median(ratios).toFixed(2)}x. Load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}.
 `);
 }
 
