@@ -31,7 +31,7 @@ import { validateArtifact } from '../intake/artifacts.ts';
 import { ARTIFACT_REGISTERED, SYMBOLS_REGISTERED } from '../intake/artifact-records.ts';
 import { frameRowsFromLogs, frameRowsFromSpans } from '../timeline/frames.ts';
 import type { FrameRow } from './frames-store.ts';
-import { frameKey, frameSymbolKey, isNativeFrame, type FrameLink, type ProvenanceReport } from './join.ts';
+import { baseOf, frameKey, frameSymbolKey, isNativeFrame, type FrameLink, type ProvenanceReport } from './join.ts';
 import { DEFAULT_POLICY, type CompletenessPolicy } from './policy.ts';
 import { frameVaddr, loadElfSymbols, lookupAddress, ResolutionCache } from './resolve.ts';
 import type { ReplayManifest } from './replay.ts';
@@ -298,13 +298,18 @@ export function verifyAuditSection(ctx: AuditVerifyContext, s: AuditSection): Au
   if (!isObj(report) || report.trace_id !== s.trace_id || !Array.isArray(report.frames) || report.frames.length !== frames.length) {
     fail('JOIN_MISMATCH', `${P.join} is not the join of trace ${s.trace_id}'s ${frames.length} frames`);
   }
+  const counts = new Map<string, number>();
+  for (const f of frames) if (isNativeFrame(f)) counts.set(frameKey(f), (counts.get(frameKey(f)) ?? 0) + 1);
   const cache = new ResolutionCache();
   const statusOf = new Map<string, FrameLink['status']>();
   report.frames.forEach((l, i) => {
     const f = frames[i]!;
     const at = `${P.join} frame ${i} (span ${f.span_id}, frame_index ${f.frame_index})`;
-    if (l.span_id !== f.span_id || l.exception_id !== f.exception_id || l.frame_index !== f.frame_index || l.build_id !== f.build_id) fail('JOIN_MISMATCH', `${at} is not frame ${i} of ${P.frames}`);
+    // Every frame field the report shows (ip, offset, module, function, …) is the derived frame's.
+    const base = baseOf(f);
+    for (const [k, v] of Object.entries(base)) if (!same((l as unknown as Record<string, unknown>)[k], v)) fail('JOIN_MISMATCH', `${at}: ${k} is ${JSON.stringify((l as unknown as Record<string, unknown>)[k])}, ${P.frames} says ${JSON.stringify(v)}`);
     const native = isNativeFrame(f);
+    if (native && (l.key !== frameKey(f) || l.count !== counts.get(frameKey(f)))) fail('JOIN_MISMATCH', `${at}: key/count ${l.key}×${l.count} are not the frame's (${frameKey(f)}×${counts.get(frameKey(f)) ?? 0})`);
     if (native !== (l.status !== 'not_native')) fail('JOIN_MISMATCH', `${at}: status ${l.status} for a ${native ? 'native' : 'non-native'} frame`);
     if (native) statusOf.set(frameKey(f), l.status);
     if (l.status !== 'joined') return;
@@ -312,6 +317,10 @@ export function verifyAuditSection(ctx: AuditVerifyContext, s: AuditSection): Au
     const ref = refByBundle.get(l.symbol_bundle?.sha256 ?? '');
     if (!sk || !ref || ref.symbol_key !== sk.key) fail('JOIN_MISMATCH', `${at} is joined to symbol bundle ${l.symbol_bundle?.sha256 ?? '(none)'}, which is no sealed registration for its key ${sk?.key ?? '(none)'}`);
     if (l.symbol_bundle!.evidence_event_id !== ref!.event_id) fail('JOIN_MISMATCH', `${at}: the symbol bundle's evidence event is not its sealed registration`);
+    // Where the report says the registrations were sealed must be where the bundle proves them.
+    for (const [ev, idx] of [[l.symbol_bundle!.evidence, ref!.entry_index], [l.provenance?.evidence, verified.get(ref!.artifact_sha256)?.ref.entry_index]] as const) {
+      if (ev?.status === 'sealed' && ev.index !== String(idx)) fail('JOIN_MISMATCH', `${at}: says a registration is log entry ${ev.index}; the bundle proves it at ${String(idx)}`);
+    }
     const art = verified.get(ref!.artifact_sha256);
     if (!art || l.artifact?.sha256 !== ref!.artifact_sha256) fail('JOIN_MISMATCH', `${at} claims artifact ${l.artifact?.sha256 ?? '(none)'}; bundle ${ref!.bundle_sha256} is registered for ${ref!.artifact_sha256}${art ? '' : ', which has no verified provenance in the bundle'}`);
     const a = art!.facts;
@@ -333,8 +342,6 @@ export function verifyAuditSection(ctx: AuditVerifyContext, s: AuditSection): Au
   // 5. Completeness, recomputed over the frames and gated by the pinned policy (never the bundle's).
   const pp = ctx.trustRoot?.provenance_policy;
   const policy: CompletenessPolicy = pp ? { topFrames: pp.top_frames, minCompleteness: pp.min_completeness } : DEFAULT_POLICY;
-  const counts = new Map<string, number>();
-  for (const f of frames) if (isNativeFrame(f)) counts.set(frameKey(f), (counts.get(frameKey(f)) ?? 0) + 1);
   const top = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).slice(0, policy.topFrames);
   const joined = top.filter(([k]) => statusOf.get(k) === 'joined').length;
   const ratio = top.length === 0 ? null : joined / top.length;

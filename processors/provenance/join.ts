@@ -169,7 +169,7 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
   return Object.assign({ status: 'joined' as const, symbol, symbol_bundle: bundleLink }, chain);
 }
 
-function baseOf(f: FrameRow) {
+export function baseOf(f: FrameRow) {
   return {
     span_id: f.span_id, exception_id: f.exception_id, exception_type: f.exception_type, frame_index: f.frame_index, runtime: f.runtime,
     function: f.function, file: f.file, line: f.line, module: f.module, ip: hex(f.ip), module_offset: hex(f.module_offset),

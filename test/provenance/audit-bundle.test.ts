@@ -7,7 +7,7 @@
 // CLI verifies it in an empty directory holding only the bundle and the trust root.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Long from 'long';
@@ -30,7 +30,7 @@ import { formatSpine, type Spine } from '../../processors/evidence/spine.ts';
 import { FsEvidenceStore } from '../../processors/evidence/store.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar } from '../../processors/evidence/tar.ts';
 import { traceRecordIndices } from '../../processors/evidence/trace-index.ts';
-import { exportTrustRoot, serializeTrustRoot, withIntakePins, type TrustRoot } from '../../processors/evidence/trust-root.ts';
+import { exportTrustRoot, parseTrustRootText, serializeTrustRoot, withIntakePins, type TrustRoot } from '../../processors/evidence/trust-root.ts';
 import { artifactIntake, symbolsIntake } from '../../processors/intake/artifact-records.ts';
 import { writeArtifactIntake } from '../../processors/intake/artifact-sink.ts';
 import { elfBuildIdReader, validateArtifact, validateSymbolBundle } from '../../processors/intake/artifacts.ts';
@@ -83,10 +83,10 @@ function traceRecord(tenant: string, traceId: string, exceptions: Exception[], t
   }] }));
 }
 
-/** `stella <args>` in `cwd` with nothing but PATH and HOME: no API, no config, no data directory. */
-function stella(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** `stella <args>` in `cwd` with nothing but PATH and HOME (and `extraEnv`): no API, no config, no data directory. */
+function stella(args: string[], cwd: string, extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', tsxLoader, path.join(root, 'cli/stella.ts'), ...args], { cwd, env: { PATH: process.env.PATH ?? '', HOME: cwd }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', tsxLoader, path.join(root, 'cli/stella.ts'), ...args], { cwd, env: { PATH: process.env.PATH ?? '', HOME: cwd, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c: Buffer) => { stdout += c.toString('utf8'); });
@@ -121,6 +121,7 @@ let artifactSha: string;
 let full: string;     // trace whose frames all join
 let partial: string;  // trace with one libc frame (no symbols registered)
 let bundle: Buffer;   // the audit bundle of `full`
+let exportedAcmeRoot: string; // what `stella forensic trust export --tenant acme` printed
 
 beforeAll(async () => {
   const dir = tmp('stella-audit-');
@@ -233,10 +234,29 @@ describe('stella forensic snapshot create --scope trace --with-provenance', () =
     expect(m.records).toHaveLength(1);
   });
 
+  it('`stella forensic trust export` pins the configured intake keys and the completeness policy (the root a verifier pins)', async () => {
+    // The operator's host: its data directory holds the evidence logs, its config the tenants' intake keys.
+    const dataDir = tmp('stella-audit-host-');
+    mkdirSync(path.join(dataDir, 'evidence'));
+    symlinkSync(evidence.root, path.join(dataDir, 'evidence', 'logs'));
+    writeFileSync(path.join(dataDir, 'stella.json'), JSON.stringify({ intake: { trust: { acme: { keys: intakeKeys } } }, provenance: { minCompleteness: 0.9 } }));
+    const env = { STELLA_DATA_DIR: dataDir, STELLA_CONFIG: path.join(dataDir, 'stella.json'), STELLA_LOG_LEVEL: 'silent' };
+    const [a, g] = await Promise.all([stella(['forensic', 'trust', 'export', '--tenant', 'acme'], dataDir, env), stella(['forensic', 'trust', 'export', '--tenant', 'globex'], dataDir, env)]);
+    expect(a.code).toBe(0);
+    const exported = parseTrustRootText(a.stdout);
+    expect(exported.intake_keys).toEqual([{ keyid: 'acme-ci', public_key: intakeKeys[0]!.publicKey }]);
+    expect(exported.provenance_policy).toEqual({ top_frames: 20, min_completeness: 0.9 });
+    expect({ ...exported, provenance_policy: acmeRoot.provenance_policy }).toEqual(acmeRoot);
+    // A tenant without intake keys: its root is as before (no intake fields).
+    expect(g.code).toBe(0);
+    expect(g.stdout).not.toContain('intake_keys');
+    exportedAcmeRoot = a.stdout;
+  }, 60_000);
+
   it('verifies offline with `stella forensic verify` in an empty directory holding only the bundle and the trust root; `proof verify` and `proof spine` too', async () => {
     const d = tmp('stella-audit-empty-');
     writeFileSync(path.join(d, 'b.tar.gz'), bundle);
-    writeFileSync(path.join(d, 'trust.json'), serializeTrustRoot(acmeRoot));
+    writeFileSync(path.join(d, 'trust.json'), exportedAcmeRoot);
     const [v, pv, sp] = await Promise.all([
       stella(['forensic', 'verify', 'b.tar.gz', '--trust', 'trust.json', '--output', 'json'], d),
       stella(['proof', 'verify', '--bundle', 'b.tar.gz', '--trust', 'trust.json'], d),
@@ -327,6 +347,16 @@ describe('stella forensic snapshot create --scope trace --with-provenance', () =
       f.set(P.join, canonicalBytes(j));
     });
     expect(verifyBundle(forged, { trustRoot: acmeRoot })).toMatchObject({ ok: false, cause: 'JOIN_MISMATCH' });
+    // The frame fields the report shows are the derived frames', not whatever the report says.
+    for (const forge of [(l: ProvenanceReport['frames'][number]) => { l.module_offset = '0x1'; }, (l: ProvenanceReport['frames'][number]) => { l.count = 1; },
+      (l: ProvenanceReport['frames'][number]) => { (l.provenance!.evidence as { index: string }).index = '999'; }]) {
+      const shown = edit(bundle, (f) => {
+        const j = readJson<ProvenanceReport>(f, P.join);
+        forge(j.frames[2]!);
+        f.set(P.join, canonicalBytes(j));
+      });
+      expect(verifyBundle(shown, { trustRoot: acmeRoot })).toMatchObject({ ok: false, cause: 'JOIN_MISMATCH' });
+    }
     const d = tmp('stella-audit-partial-');
     const part = await snapshot(partial, path.join(d, 'p.tar.gz'));
     expect(readJson<ProvenanceReport>(filesOf(part), P.join).completeness).toMatchObject({ considered: 4, joined: 3 });
