@@ -4,7 +4,7 @@
 // and Kafka are processors/intake/runtime-ingest.ts. Answers only after Kafka acked (202).
 import { createHash } from 'node:crypto';
 import type { BlobStore } from '../lib/cas.ts';
-import type { GraphRegistry } from '../lib/intake/graphs.ts';
+import { registerGraph, type GraphRegistry } from '../lib/intake/graphs.ts';
 import type { IntakeProducer } from '../lib/intake/publish.ts';
 import type { IntakeEnvelopeVerifier, RuntimeFactsConfig } from '../lib/intake/trust.ts';
 import { logger } from '../lib/log.ts';
@@ -83,15 +83,10 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
     router.scoped('POST', '/api/v1/reachability/graphs', 'runtime:write', async (req): Promise<ApiResponse> => {
       const claimed = header(req, TENANT_HEADER);
       if (claimed !== undefined && claimed !== req.tenant) return apiError(403, 'TENANT_MISMATCH', `${TENANT_HEADER} names another tenant than the token acts for`);
-      const bytes = req.rawBody ?? Buffer.alloc(0);
-      if (bytes.length === 0) return apiError(400, 'EMPTY_BODY', 'the body must be the graph\'s bytes');
-      const hex = createHash('sha256').update(bytes).digest('hex');
-      const declared = header(req, 'content-sha256');
-      if (declared !== undefined && normalizeSha256(declared) !== `sha256:${hex}`) return apiError(400, 'CONTENT_SHA256_MISMATCH', 'Content-SHA256 is not the sha256 of the body');
-      const ref = await deps.cas.put(req.tenant, bytes);
-      const fresh = await graphs.register(req.tenant, ref.digest, ref.uri);
-      log.info({ request_id: req.requestId, tenant_id: req.tenant, graph_hash: ref.digest, fresh }, 'reachability graph registered');
-      return json(fresh ? 201 : 200, { graph_hash: ref.digest, cas_uri: ref.uri, size: ref.size, replay: !fresh }, { 'x-graph-hash': ref.digest });
+      const r = await registerGraph({ cas: deps.cas, graphs }, req.tenant, req.rawBody ?? Buffer.alloc(0), header(req, 'content-sha256'));
+      if (!r.ok) return apiError(400, r.reason, r.reason === 'EMPTY_BODY' ? r.message : 'Content-SHA256 is not the sha256 of the body');
+      log.info({ request_id: req.requestId, tenant_id: req.tenant, graph_hash: r.graphHash, fresh: !r.replay }, 'reachability graph registered');
+      return json(r.replay ? 200 : 201, { graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay }, { 'x-graph-hash': r.graphHash });
     }, { body: { maxBytes: MAX_GRAPH_BODY_BYTES, code: 'BODY_TOO_LARGE' } });
   }
 

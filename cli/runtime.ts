@@ -8,6 +8,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { FsBlobStore } from '../lib/cas.ts';
 import { loadConfig } from '../lib/config.ts';
+import { GraphRegistry, registerGraph } from '../lib/intake/graphs.ts';
 import { IntakeTrust } from '../lib/intake/trust.ts';
 import { createKafka } from '../lib/kafka/client.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
@@ -162,4 +163,26 @@ export async function cmdIngestRuntime(flags: Flags, io: Io): Promise<number> {
   } finally {
     await producer.disconnect();
   }
+}
+
+/**
+ * stella ingest graph --tenant T --graph F [--sha256 H] [--output table|json|yaml]: registers a
+ * reachability graph on the pipeline's side of an air gap, exactly as POST /api/v1/reachability/graphs
+ * does (CAS, then the write-once marker under the data dir): facts naming it stop being orphans.
+ */
+export async function cmdIngestGraph(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantOf(flags);
+  const bytes = readInput(required(flags, 'graph'));
+  const declared = flagString(flags, 'sha256');
+  if (declared !== undefined && !normalizeSha256(declared)) throw new UsageError('--sha256 must be sha256:<64 hex> (or 64 hex)');
+  const cfg = loadConfig();
+  const r = await registerGraph({ cas: new FsBlobStore(cfg.intake.casDir), graphs: GraphRegistry.under(cfg.dataDir) }, tenant, bytes, declared);
+  if (!r.ok) {
+    io.stderr(`refused: ${r.reason}: ${r.message}\n`);
+    return 1;
+  }
+  const out = { tenant, graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay };
+  io.stdout(render(out, format, () => Object.entries(out).map(([k, v]) => `${k.padEnd(11)} ${v}`).join('\n') + '\n'));
+  return 0;
 }

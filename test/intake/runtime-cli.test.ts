@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensurePipelineAcls } from '../../lib/kafka/acls.ts';
 import { ensurePipelineTopics } from '../../lib/kafka/setup.ts';
 import { H } from '../../lib/kafka/topics.ts';
+import { GraphRegistry } from '../../lib/intake/graphs.ts';
 import { ingestIdFor, runtimeFactsStatement } from '../../processors/intake/runtime-facts.ts';
 import { kafkaEnv, readAllRecordsAt, testAccess, testKafka, uniq } from '../support/kafka.ts';
 import { testConfig } from '../support/receiver.ts';
@@ -158,4 +159,25 @@ it('without KAFKA_BROKERS, ingest runtime reaches the local broker of its data d
   expect(none.code).toBe(2);
   expect(none.stderr).toContain(`no local broker under ${kafkaDir}`);
   expect(none.stderr).toContain('KAFKA_BROKERS');
+}, 120_000);
+
+it('ingest graph registers a graph offline as the API route does (CAS + marker; again: replay); a wrong --sha256 is refused, storing nothing', async () => {
+  const graph = Buffer.from(JSON.stringify({ nodes: ['a', 'b'], edges: [['a', 'b']], seed: 'cli-graph' }));
+  const file = path.join(dir, 'graph.json');
+  writeFileSync(file, graph);
+  const hex = sha(graph);
+  const before = casFiles();
+  const bad = await stella(['ingest', 'graph', '--tenant', 'acme', '--graph', file, '--sha256', 'c'.repeat(64)]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('refused: CONTENT_SHA256_MISMATCH');
+  expect(casFiles()).toEqual(before);
+  expect(existsSync(path.join(dir, 'data', 'intake', 'graphs', 'acme', hex))).toBe(false);
+
+  const first = await stella(['ingest', 'graph', '--tenant', 'acme', '--graph', file, '--sha256', hex, '--output', 'json']);
+  expect(first.code, first.stderr).toBe(0);
+  expect(JSON.parse(first.stdout)).toEqual({ tenant: 'acme', graph_hash: `sha256:${hex}`, cas_uri: `cas://acme/${hex}`, size: graph.length, replay: false });
+  expect(await GraphRegistry.under(path.join(dir, 'data')).isKnown('acme', `sha256:${hex}`)).toBe(true);
+  expect(await GraphRegistry.under(path.join(dir, 'data')).isKnown('globex', `sha256:${hex}`)).toBe(false);
+  const again = await stella(['ingest', 'graph', '--tenant', 'acme', '--graph', file, '--output', 'json']);
+  expect(JSON.parse(again.stdout).replay).toBe(true);
 }, 120_000);
