@@ -2,13 +2,14 @@
 //   POST /internal/orchestrator/exports      scope orchestrator:exports:write — submit one export (≤ 1 MiB JSON)
 //   GET  /internal/orchestrator/exports      scope attest:read — the tenant's exports, paged by (runId, startedAt, id)
 //   GET  /internal/orchestrator/exports/:id  scope attest:read — one export with its signatures
-// A submission is validated (processors/intake/exports.ts), its body put in the CAS, its uniqueness
-// decided by a durable claim (lib/intake/export-claims.ts), then published to Kafka (the export
+// A submission is validated (processors/intake/exports.ts), its uniqueness decided by a durable claim
+// (lib/intake/export-claims.ts) that also stores its raw body (or, with putBody, the body goes to a
+// CAS first), then published to Kafka (the export
 // topic and a ledger_export timeline event); the client is answered only after Kafka acked.
 import { exportsForTenant, MAX_EXPORT_LIMIT, type ExportCursor, type StoredExport } from '../lib/store/export-store.ts';
 import type { Store } from '../lib/store/index.ts';
 import path from 'node:path';
-import { FsBlobStore, GroupCommitBlobStore, type BlobStore } from '../lib/cas.ts';
+import { sha256Digest, type BlobStore } from '../lib/cas.ts';
 import { ExportClaims } from '../lib/intake/export-claims.ts';
 import { publishIntake, type IntakeProducer } from '../lib/intake/publish.ts';
 import { logger } from '../lib/log.ts';
@@ -29,7 +30,10 @@ export interface ExportRouteDeps {
   verify: IntakeEnvelopeVerifier;
   /** Publishes the record on the export topic and the event on timeline_events; resolves after Kafka acked both. */
   publish: (p: { tenant: string; value: Buffer; timelineEvent: LedgerExportEvent }) => Promise<void>;
-  /** The CAS the body goes to first (digest recorded in the record); absent: not stored there. */
+  /**
+   * A store the body goes to first (its digest recorded in the record). Absent: the body is stored in
+   * the claim journal with the claim (one write and fdatasync for the batch; ExportClaims.body reads it).
+   */
   putBody?: (tenant: string, body: Buffer) => Promise<string>;
   now?: () => bigint;
 }
@@ -111,9 +115,9 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
     const raw = req.rawBody ?? Buffer.alloc(0);
     const v = checkExportSubmission(raw, { tenant: req.tenant, verify: deps.verify });
     if (!v.ok) return refused(v);
-    const bodyDigest = deps.putBody ? await deps.putBody(req.tenant, raw) : null;
+    const bodyDigest = deps.putBody ? await deps.putBody(req.tenant, raw) : sha256Digest(raw);
     const record = exportRecord(v, req.tenant, now(), bodyDigest, req.traceId ?? '');
-    const outcome = await deps.claims.claim(record, exportRecordBytes(record));
+    const outcome = await deps.claims.claim(record, exportRecordBytes(record), deps.putBody ? undefined : raw);
     if (outcome.kind === 'conflict') {
       submissions.inc({ outcome: outcome.reason });
       return apiError(409, outcome.reason, outcome.message, { id: outcome.current.id, current_status: outcome.current.export.status });
@@ -169,14 +173,14 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
   }));
 }
 
-/** The routes' dependencies as `stella run` has them: claims under `<dataDir>/intake/exports`, the tenant's CAS, the API's producer. */
-export function exportRouteDeps(o: { store: Store; dataDir: string; cas: BlobStore; verify: IntakeEnvelopeVerifier; producer: IntakeProducer | undefined;
+/**
+ * The routes' dependencies as `stella run` has them: claims (and the bodies, stored with them) under
+ * `<dataDir>/intake/exports`, the API's producer. `cas` is kept for callers; bodies no longer go there.
+ */
+export function exportRouteDeps(o: { store: Store; dataDir: string; cas?: BlobStore; verify: IntakeEnvelopeVerifier; producer: IntakeProducer | undefined;
   topics: { orchestratorExports: string; timelineEvents: string } }): ExportRouteDeps {
-  // Bodies of concurrent submissions share one fsync pass (lib/cas.ts GroupCommitBlobStore).
-  const bodies = o.cas instanceof FsBlobStore ? new GroupCommitBlobStore(o.cas) : o.cas;
   return {
     store: o.store, verify: o.verify, claims: new ExportClaims(path.join(o.dataDir, 'intake', 'exports')),
-    putBody: async (tenant, body) => (await bodies.put(tenant, body)).digest,
     publish: async (p) => {
       if (!o.producer) throw new Error('the API was started without Kafka: intake is unavailable');
       await publishIntake(o.producer, { topic: o.topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent,

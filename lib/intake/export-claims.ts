@@ -18,13 +18,19 @@
 // stored record again: the same bytes, the same event id, which the table (ReplacingMergeTree), the
 // timeline and the evidence log de-duplicate.
 //
-// Entry: magic `\0SXJ` | type (C claim, P published) | 16-byte proposal id | payload length u32 |
-// crc32c(payload) u32 | crc32c(header so far) u32 | payload. Payloads are JSON or ASCII, which never
-// hold a 0x00 byte, so a reader that meets a torn entry (a crash mid-append, a power loss before the
+// A submission's raw body (when the caller hands it over) is a B entry just before its proposal, in
+// the same write and fdatasync: the body is durable exactly when the decision is, at no extra file or
+// fsync (one CAS file per body cost ~500 µs of CPU each, BENCHMARKS.md). It is found by the proposal's
+// record `bodyDigest` and verified against it when read back.
+//
+// Entry: magic `\0SXJ` | type (C claim, P published, B body) | 16-byte proposal id | payload length u32 |
+// crc32c(payload) u32 | crc32c(header so far) u32 | payload. C and P payloads are JSON or ASCII, which
+// never hold a 0x00 byte, and a B payload is a strict-JSON body (refused if not UTF-8 JSON, which has no
+// raw NUL either), so a reader that meets a torn entry (a crash mid-append, a power loss before the
 // fdatasync) resumes at the next magic; an incomplete entry at the very end is waited for, not skipped.
 // Claim files of the previous format (`<id>.v<N>.json`, `.published`) are read as the oldest versions.
 import { crc32c } from '@node-rs/crc32';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { validateTenantId } from '../tenancy.ts';
@@ -41,6 +47,7 @@ export const CLAIM_JOURNAL_FILE = 'claims.journal';
 const MAGIC = Buffer.from([0x00, 0x53, 0x58, 0x4a]);
 const T_CLAIM = 0x43;
 const T_PUBLISHED = 0x50;
+const T_BODY = 0x42;
 const PID_BYTES = 16;
 // magic 4 | type 1 | proposal id 16 | length 4 | payload crc 4 | header crc 4
 const HEADER = 4 + 1 + PID_BYTES + 4 + 4 + 4;
@@ -76,6 +83,10 @@ interface TenantJournal {
   /** Journal bytes applied so far. */
   applied: number;
   exports: Map<string, Version[]>;
+  /** Journal offset and length of each stored body, by its `sha256:<hex>` (the claim's bodyDigest). */
+  bodies: Map<string, { offset: number; length: number }>;
+  /** The last B entry read, until the claim with the same proposal id follows it. */
+  lastBody: { pid: string; offset: number; length: number } | undefined;
   /** Entries to append in the next cycle. */
   queue: Buffer[];
   /** Proposals of this process not decided yet, by proposal id (hex). */
@@ -147,15 +158,18 @@ export class ExportClaims {
    * Decide a submission: a replay of a stored version (same export digest), a conflict, or a new
    * version, durable (journal fdatasynced) before this resolves.
    */
-  async claim(record: ExportRecord, bytes: Buffer): Promise<ClaimOutcome> {
+  async claim(record: ExportRecord, bytes: Buffer, body?: Buffer): Promise<ClaimOutcome> {
     if (!EXPORT_ID.test(record.id)) throw new Error('export id must be 32 hex characters');
+    if (body !== undefined && record.bodyDigest === null) throw new Error('a body handed to claim needs the record\'s bodyDigest');
     const t = await this.journal(record.tenant);
     const pid = Buffer.allocUnsafe(PID_BYTES);
     this.pidPrefix.copy(pid, 0);
     pid.writeBigUInt64BE(this.pidCounter++, 8);
     return new Promise<ClaimOutcome>((resolve, reject) => {
       t.waiters.set(pid.toString('hex'), { record, bytes, resolve, reject });
-      t.queue.push(entry(T_CLAIM, pid, bytes));
+      // Both in one push: they are appended by the same write(2), the body first.
+      if (body !== undefined) t.queue.push(Buffer.concat([entry(T_BODY, pid, body), entry(T_CLAIM, pid, bytes)]));
+      else t.queue.push(entry(T_CLAIM, pid, bytes));
       this.kick(t);
     });
   }
@@ -177,6 +191,22 @@ export class ExportClaims {
     const t = await this.journal(tenant);
     await this.exclusive(t, async () => { await this.readTail(t); });
     return Promise.all((t.exports.get(exportId) ?? []).map(async (v) => ({ version: v.version, ...(await this.load(t, v)) })));
+  }
+
+  /**
+   * A submission body stored with its claim, by `sha256:<hex>`; undefined when the journal holds none.
+   * Throws when the stored bytes do not hash to `digest` (never served altered).
+   */
+  async body(tenant: string, digest: string): Promise<Buffer | undefined> {
+    const t = await this.journal(tenant);
+    await this.exclusive(t, async () => { await this.readTail(t); });
+    const at = t.bodies.get(digest);
+    if (!at) return undefined;
+    const b = Buffer.allocUnsafe(at.length);
+    const { bytesRead } = await t.fh.read(b, 0, at.length, at.offset);
+    const actual = `sha256:${createHash('sha256').update(b.subarray(0, bytesRead)).digest('hex')}`;
+    if (bytesRead !== at.length || actual !== digest) throw new Error(`claim journal: the body stored for ${digest} is corrupt (it hashes to ${actual})`);
+    return b;
   }
 
   /** Close the journal files (tests, shutdown); a later call reopens them. */
@@ -224,7 +254,7 @@ export class ExportClaims {
     // The journal's name (and the tenant directory's) must survive a crash before its first entry is answered.
     await syncDir(dir);
     await syncDir(this.root);
-    const t: TenantJournal = { tenant, fh, applied: 0, exports: new Map(), queue: [], waiters: new Map(), running: undefined };
+    const t: TenantJournal = { tenant, fh, applied: 0, exports: new Map(), bodies: new Map(), lastBody: undefined, queue: [], waiters: new Map(), running: undefined };
     await this.loadPreviousFormat(t, dir);
     await this.readTail(t);
     return t;
@@ -320,8 +350,11 @@ export class ExportClaims {
       if (v) v.published = true;
       return;
     }
+    if (type === T_BODY) { t.lastBody = { pid: pid.toString('hex'), offset, length: payload.length }; return; }
     if (type !== T_CLAIM) return;
     const key = pid.toString('hex');
+    const body = t.lastBody?.pid === key ? t.lastBody : undefined;
+    t.lastBody = undefined;
     const w = t.waiters.get(key);
     let r: ExportRecord;
     if (w) {
@@ -331,6 +364,8 @@ export class ExportClaims {
       try { r = JSON.parse(payload.toString('utf8')) as ExportRecord; } catch { return; }
       if (typeof r !== 'object' || r === null || r.tenant !== t.tenant || typeof r.id !== 'string' || !EXPORT_ID.test(r.id) || typeof r.export !== 'object' || r.export === null) return;
     }
+    // Indexed by the digest its claim names; checked against it when read (body()).
+    if (body && typeof r.bodyDigest === 'string' && !t.bodies.has(r.bodyDigest)) t.bodies.set(r.bodyDigest, { offset: body.offset, length: body.length });
     const have = t.exports.get(r.id);
     const d = decide(have, r);
     if (d.kind === 'accepted') {

@@ -4,6 +4,7 @@
 // torn appends are skipped; claim files of the previous format still count; replays, conflicts and
 // status steps are told apart.
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -178,6 +179,38 @@ process.stdout.write('done\\n');\n`);
     expect(replays).toBe(ackedIds.size);
     await after.close();
   }, 60_000);
+
+  it('a body handed to claim is stored with it: read back (verified) by a restarted instance, a tampered one refused, none for claims without', async () => {
+    const root = tmp();
+    const raw = Buffer.from(JSON.stringify(validExport({ runId: 'run-body' })));
+    const v = checkExportSubmission(raw, { tenant: TENANT, verify: testVerifier({}) });
+    if (!v.ok) throw new Error(v.message);
+    const digest = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+    const record = exportRecord(v, TENANT, 1n, digest);
+    const first = new ExportClaims(root);
+    expect((await first.claim(record, exportRecordBytes(record), raw)).kind).toBe('accepted');
+    const plain = rec({ runId: 'run-no-body' });
+    expect((await first.claim(plain.record, plain.bytes)).kind).toBe('accepted');
+    await first.close();
+    // A fresh instance (a restart) finds the body through the claim's bodyDigest, byte for byte.
+    const second = new ExportClaims(root);
+    expect((await second.body(TENANT, digest))?.equals(raw)).toBe(true);
+    expect(await second.body(TENANT, `sha256:${'0'.repeat(64)}`)).toBeUndefined();
+    expect(await second.claim(record, exportRecordBytes(record), raw)).toMatchObject({ kind: 'replay', version: 1 });
+    await second.close();
+    // One byte of each stored copy of the body (the replay appended one too) altered on disk: never served.
+    const journal = path.join(root, TENANT, CLAIM_JOURNAL_FILE);
+    const bytes = readFileSync(journal);
+    let copies = 0;
+    for (let at = bytes.indexOf(raw); at !== -1; at = bytes.indexOf(raw, at + 1), copies++) bytes[at + raw.indexOf('run-body')] = 0x52; // 'r' -> 'R'
+    expect(copies).toBe(2);
+    writeFileSync(journal, bytes);
+    const third = new ExportClaims(root);
+    // The entry's CRC no longer matches: the body is skipped as torn, so it is absent, not served altered.
+    expect(await third.body(TENANT, digest)).toBeUndefined();
+    expect(await third.claim(plain.record, plain.bytes)).toMatchObject({ kind: 'replay', version: 1 });
+    await third.close();
+  });
 
   it('a torn append (crash mid-write) is skipped; an append still in progress is waited for; both answer as if it never happened', async () => {
     const root = tmp();

@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import { main as stellaMain } from '../../cli/stella.ts';
 import { registerExportRoutes, type ExportRouteDeps } from '../../api/export-routes.ts';
 import { startApiServer, type RunningApi } from '../../api/server.ts';
-import { FsBlobStore } from '../../lib/cas.ts';
+import { sha256Digest } from '../../lib/cas.ts';
 import { ExportClaims } from '../../lib/intake/export-claims.ts';
 import { publishIntake } from '../../lib/intake/publish.ts';
 import { IntakeTrust } from '../../lib/intake/trust.ts';
@@ -82,10 +82,9 @@ let failPublishes = 0;
 
 async function startApi(): Promise<RunningApi> {
   const store = await testStore();
-  const cas = new FsBlobStore(path.join(dataDir, 'cas'));
   const deps = (prod: BatchingProducer): ExportRouteDeps => ({
     store, claims: new ExportClaims(path.join(dataDir, 'claims')), verify: trust.verifyIntakeEnvelope,
-    putBody: async (tenant, body) => (await cas.put(tenant, body)).digest,
+    // No putBody: as `stella run` wires it (exportRouteDeps), the body is stored in the claim journal.
     publish: async (p) => {
       if (failPublishes > 0) { failPublishes--; throw new Error('injected: Kafka did not ack'); }
       await publishIntake(prod, { topic: topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent, timelineTopic: topics.timelineEvents });
@@ -122,7 +121,8 @@ afterAll(async () => {
 describe('orchestrator exports API', () => {
   it('happy path: a Python-signed export is accepted after Kafka acked, persisted after re-verification, on the timeline, listed and shown', async () => {
     const e = signed(exp({ runId: 'run-happy-ジョブ' }));
-    const r = await post(e);
+    const raw = Buffer.from(JSON.stringify(e));
+    const r = await post(raw);
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body).toMatchObject({ runId: 'run-happy-ジョブ', status: 'succeeded', version: 1, replay: false });
     const id = r.body.id as string;
@@ -132,6 +132,10 @@ describe('orchestrator exports API', () => {
     expect(shown.export).toMatchObject({ id, runId: 'run-happy-ジョブ', artifactHash: e.artifactHash, policyHash: e.policyHash, signerKeyids: [PY_KEYID],
       manifestPath: e.manifestPath, logsPath: e.logsPath, idempotencyKey: e.idempotencyKey, bodyDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
     expect(shown.export.signatures).toEqual(e.signatures);
+    // The body is stored durably with its claim, byte for byte, under the digest the record names.
+    expect(shown.export.bodyDigest).toBe(sha256Digest(raw));
+    const claims = new ExportClaims(path.join(dataDir, 'claims'));
+    try { expect((await claims.body(ACME, shown.export.bodyDigest))?.equals(raw)).toBe(true); } finally { await claims.close(); }
     expect(shown.export.dsseEnvelopeDigests).toHaveLength(1);
     // The ledger_export timeline event names what the contract asks.
     const store = await testStore();
