@@ -7,6 +7,7 @@
 // Prints the median of ROUNDS rounds and a markdown block for BENCHMARKS.md.
 // Then orchestrator export submissions/s (bench/intake-exports.ts: RUNS, BENCH_EXPORTS, BENCH_CONCURRENCY).
 //   INTAKE_BENCH_ROUNDS (default 5), INTAKE_BENCH_MB per body (default 8), INTAKE_BENCH_BODIES per round (default 4)
+import './quiet-logs.ts'; // before anything that makes a logger
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
