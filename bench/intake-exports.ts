@@ -3,11 +3,13 @@
 // the cost of each shows:
 //  1. core: checkExportSubmission (strict parse + contract + one Ed25519 DSSE verify through the real
 //     IntakeTrust), signed and unsigned bodies;
-//  2. durable: core + body into the CAS (GroupCommitBlobStore: one fsync pass per batch) + the claim
-//     (lib/intake/export-claims.ts: group-committed journal), per wall second and per CPU-second;
+//  2. durable: core + the claim with the body in the claim journal (lib/intake/export-claims.ts:
+//     group-committed journal), per wall second and per CPU-second; and, in the same rounds, the
+//     previous layout (body in its own CAS file through GroupCommitBlobStore, then the claim);
 //  3. route: POST /internal/orchestrator/exports through the real HTTP server and Kafka (acks=all):
 //     everything a client waits for; reported per wall second and per CPU-second of this process
-//     (which also runs the HTTP client: an upper bound on the server's own cost).
+//     (which also runs the HTTP client: an upper bound on the server's own cost); the body in the
+//     claim journal (as `stella run` does) and, alternating with it, in the CAS (the previous layout).
 // Each figure is the median of RUNS runs (default 3). Kafka: KAFKA_BROKERS, else a broker is started.
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import http from 'node:http';
@@ -20,7 +22,7 @@ const { accessFromEnv } = await import('../lib/kafka/auth.ts');
 const { createKafka, ensureTopics } = await import('../lib/kafka/client.ts');
 const { startBroker } = await import('../lib/kafka/broker.ts');
 const { sha256Hex, TokenRegistry } = await import('../lib/tenancy.ts');
-const { FsBlobStore, GroupCommitBlobStore } = await import('../lib/cas.ts');
+const { FsBlobStore, GroupCommitBlobStore, sha256Digest } = await import('../lib/cas.ts');
 const { ExportClaims } = await import('../lib/intake/export-claims.ts');
 const { IntakeTrust } = await import('../lib/intake/trust.ts');
 const { publishIntake } = await import('../lib/intake/publish.ts');
@@ -67,7 +69,8 @@ async function pool<T>(items: T[], n: number, f: (x: T) => Promise<void>): Promi
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => { while (next < items.length) await f(items[next++]!); }));
 }
 
-interface Figures { coreSigned: number; coreUnsigned: number; durable: number; durableCpu: number; routeWall: number; routeCpu: number; routeUnsignedCpu: number }
+interface Figures { coreSigned: number; coreUnsigned: number; durable: number; durableCpu: number; durableCasCpu: number; routeWall: number; routeCpu: number;
+  routeCasWall: number; routeCasCpu: number; routeUnsignedCpu: number }
 
 async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r: number): Promise<Figures> {
   const salt = `${r}${randomBytes(3).toString('hex')}`;
@@ -82,20 +85,26 @@ async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r
   for (const b of unsignedBodies) if (!checkExportSubmission(b, { tenant: TENANT, verify }).ok) throw new Error('bench body refused');
   const coreUnsigned = N / (Number(process.hrtime.bigint() - t) / 1e9);
 
-  // 2. durable: core + CAS + claim, CONCURRENCY at a time
-  const cas = new GroupCommitBlobStore(new FsBlobStore(path.join(dir, `cas-${r}`)));
-  const claims = new ExportClaims(path.join(dir, `claims-${r}`));
-  const dcpu0 = process.cpuUsage();
-  t = process.hrtime.bigint();
-  await pool(signedBodies, CONCURRENCY, async (b) => {
-    const v = checkExportSubmission(b, { tenant: TENANT, verify });
-    if (!v.ok) throw new Error(v.message);
-    const digest = (await cas.put(TENANT, b)).digest;
-    const rec = exportRecord(v, TENANT, BigInt(Date.now()) * 1_000_000n, digest);
-    if ((await claims.claim(rec, exportRecordBytes(rec))).kind !== 'accepted') throw new Error('claim not accepted');
-  });
-  const durable = N / (Number(process.hrtime.bigint() - t) / 1e9);
-  const durableCpu = N / cpuS(process.cpuUsage(dcpu0));
+  // 2. durable: core + claim with the body in the journal (now) vs core + CAS file + claim (before),
+  // CONCURRENCY at a time, order alternating by run
+  const durableOnce = async (inCas: boolean): Promise<{ wall: number; cpu: number }> => {
+    const cas = new GroupCommitBlobStore(new FsBlobStore(path.join(dir, `cas-${r}-${inCas}`)));
+    const claims = new ExportClaims(path.join(dir, `claims-${r}-${inCas}`));
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    await pool(signedBodies, CONCURRENCY, async (b) => {
+      const v = checkExportSubmission(b, { tenant: TENANT, verify });
+      if (!v.ok) throw new Error(v.message);
+      const digest = inCas ? (await cas.put(TENANT, b)).digest : sha256Digest(b);
+      const rec = exportRecord(v, TENANT, BigInt(Date.now()) * 1_000_000n, digest);
+      if ((await claims.claim(rec, exportRecordBytes(rec), inCas ? undefined : b)).kind !== 'accepted') throw new Error('claim not accepted');
+    });
+    const out = { wall: N / (Number(process.hrtime.bigint() - t0) / 1e9), cpu: N / cpuS(process.cpuUsage(c0)) };
+    await claims.close();
+    return out;
+  };
+  const [dj, dc] = r % 2 === 0 ? [await durableOnce(false), await durableOnce(true)] : (([c, j]) => [j, c])([await durableOnce(true), await durableOnce(false)]);
+  const durable = dj!.wall, durableCpu = dj!.cpu, durableCasCpu = dc!.cpu;
 
   // 3. the route over HTTP and Kafka
   const routeBodies = Array.from({ length: N }, (_, i) => body(i, `${salt}h`, true));
@@ -106,14 +115,17 @@ async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r
   const store = await openStore({ dataPath: path.join(dir, 'chdb') });
   const token = `bench-token-${salt}`;
   const routeCas = new GroupCommitBlobStore(new FsBlobStore(path.join(dir, `cas-route-${r}`)));
-  const routeClaims = new ExportClaims(path.join(dir, `claims-route-${r}`));
-  const api = await startApiServer({ tokens: new TokenRegistry([{ id: TENANT, tokens: [{ sha256: sha256Hex(token), scopes: ['orchestrator:exports:write'] }] }]),
-    port: 0, kafka, register: [(router, ctx) => registerExportRoutes(router, { store, claims: routeClaims, verify,
-      putBody: async (tn, b) => (await routeCas.put(tn, b)).digest,
+  // Two APIs in one process: bodies in the claim journal (exportRouteDeps' wiring) and, before, in the CAS.
+  const routeClaims: InstanceType<typeof ExportClaims>[] = [];
+  const startRoute = (inCas: boolean) => startApiServer({ tokens: new TokenRegistry([{ id: TENANT, tokens: [{ sha256: sha256Hex(token), scopes: ['orchestrator:exports:write'] }] }]),
+    port: 0, kafka, register: [(router, ctx) => registerExportRoutes(router, { store, claims: (routeClaims[routeClaims.length] = new ExportClaims(path.join(dir, `claims-route-${r}-${inCas}`))), verify,
+      ...(inCas ? { putBody: async (tn: string, b: Buffer) => (await routeCas.put(tn, b)).digest } : {}),
       publish: async (p) => { await publishIntake(ctx.producer!, { topic, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent, timelineTopic }); } })] });
+  const api = await startRoute(false);
+  const apiCas = await startRoute(true);
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const post = (b: Buffer) => new Promise<void>((resolve, reject) => {
-    const req = http.request(`${api.url}/internal/orchestrator/exports`, { method: 'POST', agent,
+  const postTo = (url: string) => (b: Buffer) => new Promise<void>((resolve, reject) => {
+    const req = http.request(`${url}/internal/orchestrator/exports`, { method: 'POST', agent,
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(b.length) } }, (res) => {
       res.resume();
       res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
@@ -121,12 +133,17 @@ async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r
     req.on('error', reject);
     req.end(b);
   });
-  await post(body(0, `${salt}warm`, true)); // connect the producer, warm the path
-  const cpu0 = process.cpuUsage();
-  t = process.hrtime.bigint();
-  await pool(routeBodies, CONCURRENCY, post);
-  const wallS = Number(process.hrtime.bigint() - t) / 1e9;
-  const cpu = cpuS(process.cpuUsage(cpu0));
+  const post = postTo(api.url), postCas = postTo(apiCas.url);
+  await post(body(0, `${salt}warm`, true)); // connect the producers, warm the paths
+  await postCas(body(1, `${salt}warm`, true));
+  const routeOnce = async (inCas: boolean): Promise<{ wall: number; cpu: number }> => {
+    const bodies = inCas ? routeBodies.map((_, i) => body(i, `${salt}hc`, true)) : routeBodies;
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    await pool(bodies, CONCURRENCY, inCas ? postCas : post);
+    return { wall: N / (Number(process.hrtime.bigint() - t0) / 1e9), cpu: N / cpuS(process.cpuUsage(c0)) };
+  };
+  const [rj, rc] = r % 2 === 0 ? [await routeOnce(false), await routeOnce(true)] : (([c, j]) => [j, c])([await routeOnce(true), await routeOnce(false)]);
   // The same with unsigned bodies (signatures: []): the route without the Ed25519 verify.
   const unsignedRoute = Array.from({ length: N }, (_, i) => body(i, `${salt}hu`, false));
   const ucpu0 = process.cpuUsage();
@@ -134,8 +151,10 @@ async function run(dir: string, kafkaAccess: ReturnType<typeof accessFromEnv>, r
   const routeUnsignedCpu = N / cpuS(process.cpuUsage(ucpu0));
   agent.destroy();
   await api.close();
+  await apiCas.close();
+  for (const c of routeClaims) await c.close();
   await store.close();
-  return { coreSigned, coreUnsigned, durable, durableCpu, routeWall: N / wallS, routeCpu: N / cpu, routeUnsignedCpu };
+  return { coreSigned, coreUnsigned, durable, durableCpu, durableCasCpu, routeWall: rj!.wall, routeCpu: rj!.cpu, routeCasWall: rc!.wall, routeCasCpu: rc!.cpu, routeUnsignedCpu };
 }
 
 export async function runExportsBench(): Promise<{ rows: [string, string, string][] }> {
@@ -147,18 +166,24 @@ export async function runExportsBench(): Promise<{ rows: [string, string, string
     const results: Figures[] = [];
     for (let r = 0; r < RUNS; r++) {
       const f = await run(dir, access, r);
-      log(`run ${r + 1}: core signed ${Math.round(f.coreSigned)}/s, unsigned ${Math.round(f.coreUnsigned)}/s; core+CAS+claim ${Math.round(f.durable)}/s, ${Math.round(f.durableCpu)}/CPU-s; `
-        + `route ${Math.round(f.routeWall)}/s wall, ${Math.round(f.routeCpu)}/CPU-s, unsigned ${Math.round(f.routeUnsignedCpu)}/CPU-s`);
+      log(`run ${r + 1} (${r % 2 === 0 ? 'journal first' : 'CAS first'}): core signed ${Math.round(f.coreSigned)}/s, unsigned ${Math.round(f.coreUnsigned)}/s; `
+        + `core+claim(body in journal) ${Math.round(f.durable)}/s, ${Math.round(f.durableCpu)}/CPU-s vs body in CAS ${Math.round(f.durableCasCpu)}/CPU-s (${(f.durableCpu / f.durableCasCpu).toFixed(2)}x); `
+        + `route ${Math.round(f.routeWall)}/s wall, ${Math.round(f.routeCpu)}/CPU-s vs body in CAS ${Math.round(f.routeCasWall)}/s wall, ${Math.round(f.routeCasCpu)}/CPU-s (${(f.routeCpu / f.routeCasCpu).toFixed(2)}x); `
+        + `unsigned ${Math.round(f.routeUnsignedCpu)}/CPU-s`);
       results.push(f);
     }
     const m = (k: keyof Figures) => Math.round(median(results.map((x) => x[k]))).toLocaleString('en');
     return { rows: [
       ['export core: parse + validate + 1 Ed25519 DSSE verify (signed/s, 1 thread)', m('coreSigned'), '—'],
       ['export core: parse + validate, unsigned (/s, 1 thread)', m('coreUnsigned'), '—'],
-      [`export core + CAS put + claim, fsynced (/s, ${CONCURRENCY} concurrent)`, m('durable'), '—'],
-      ['export core + CAS put + claim per CPU-second', m('durableCpu'), '—'],
+      [`export core + claim with body in the journal, fdatasynced (/s, ${CONCURRENCY} concurrent)`, m('durable'), '—'],
+      ['export core + claim with body in the journal per CPU-second', m('durableCpu'), '—'],
+      ['before: core + body in its own CAS file + claim per CPU-second', m('durableCasCpu'), '—'],
+      ['durable layer, journal / CAS file (median of per-run CPU ratios)', median(results.map((x) => x.durableCpu / x.durableCasCpu)).toFixed(2) + 'x', '—'],
       [`POST /internal/orchestrator/exports, Kafka-acked (/s wall, ${CONCURRENCY} concurrent)`, m('routeWall'), '≥ 5,000 per core'],
       ['POST ... per CPU-second of the API + client process', m('routeCpu'), '≥ 5,000 per core'],
+      ['before: POST with the body in its own CAS file, per CPU-second', m('routeCasCpu'), '—'],
+      ['POST, journal / CAS file (median of per-run CPU ratios)', median(results.map((x) => x.routeCpu / x.routeCasCpu)).toFixed(2) + 'x', '—'],
       ['POST ... unsigned bodies, per CPU-second of the API + client process', m('routeUnsignedCpu'), '≥ 5,000 per core'],
     ] };
   } finally {
