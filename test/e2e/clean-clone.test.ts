@@ -109,13 +109,21 @@ it('SIGTERM to npm start right after a burst of telemetry: "Stopped.", exit 0, n
   // Telemetry the receiver acknowledged (so it is in Kafka) just before the signal: the drain must
   // carry it through scrub, timeline and evidence before the pipeline exits.
   const now = BigInt(Date.now()) * 1_000_000n;
-  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`http://127.0.0.1:${ports.http}/v1/logs`, {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: `burst-${i % 4}` } }] },
+  // As an OTLP exporter does: a 503 (the receiver's backpressure on a loaded box) is retried after its Retry-After.
+  const post = async (body: string): Promise<number> => {
+    for (let attempt = 0; ; attempt++) {
+      const r = await fetch(`http://127.0.0.1:${ports.http}/v1/logs`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
+      await r.arrayBuffer();
+      if (r.status !== 503 || attempt === 10) return r.status;
+      await new Promise((res) => setTimeout(res, Math.min(2, Number(r.headers.get('retry-after') ?? 1)) * 1000));
+    }
+  };
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => post(
+    JSON.stringify({ resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: `burst-${i % 4}` } }] },
       scopeLogs: [{ logRecords: Array.from({ length: 5 }, (_, j) => ({ timeUnixNano: `${now + BigInt(i * 5 + j)}`, eventName: 'policy.changed',
         body: { stringValue: `change ${i}.${j}` },
-        attributes: [{ key: 'stella.resource.type', value: { stringValue: 'policy' } }, { key: 'stella.resource.id', value: { stringValue: `p-${i}-${j}` } }] })) }] }] }),
-  }).then((r) => r.status)));
+        attributes: [{ key: 'stella.resource.type', value: { stringValue: 'policy' } }, { key: 'stella.resource.id', value: { stringValue: `p-${i}-${j}` } }] })) }] }] }))));
   expect(results.every((s) => s === 200)).toBe(true);
   acked = results.length;
 

@@ -18,7 +18,10 @@ const topics = { spans: uniq('or_spans'), logs: uniq('or_logs'), metrics: uniq('
 let runner: RunningTimeline;
 let api: RunningApi;
 let producer: Producer;
-const t0 = nowNs() - 60_000_000_000n;
+// One second into the 10-minute block before the current one: the three metric points (t0, +1 min,
+// +2 min) share one step=600 bucket whatever the wall clock (t0 = now - 1 min split them at :x0).
+const BLOCK_NS = 600_000_000_000n;
+const t0 = (nowNs() / BLOCK_NS) * BLOCK_NS - BLOCK_NS + 1_000_000_000n;
 const trace = hexId(16);
 const win = `from=${t0 - 1_000_000n}&to=${t0 + 600_000_000_000n}`;
 const SEV: [number, string][] = [[5, 'DEBUG'], [9, 'INFO'], [13, 'WARN'], [17, 'ERROR']];
