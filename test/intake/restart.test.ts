@@ -41,6 +41,22 @@ function freePort(): Promise<number> {
   });
 }
 
+/** A `stella run` config of its own (topics, groups, data dir) for acme with `scopes`; its data dir and file. */
+async function writeStellaConfig(name: string, scopes: string[], extra: Record<string, unknown> = {}): Promise<{ port: number; dataDir: string; cfgFile: string }> {
+  const port = await freePort();
+  const p = uniq(name);
+  const dataDir = path.join(tmp, `data-${name}`);
+  const cfgFile = path.join(tmp, `stella-${name}.yaml`);
+  writeFileSync(cfgFile, YAML.stringify({
+    dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
+    kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
+    tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes }] }],
+    evidence: { sealEverySeconds: 1 },
+    ...extra,
+  }));
+  return { port, dataDir, cfgFile };
+}
+
 function startStella(cfgFile: string): { child: ChildProcess; ready: Promise<void> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run'], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
@@ -66,16 +82,7 @@ const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex'
 
 describe('SIGKILL of stella run in the middle of runtime-facts submissions', () => {
   it('loses nothing acked, answers retries as the same ingest, duplicates nothing visible', async () => {
-    const port = await freePort();
-    const p = uniq('irst');
-    const dataDir = path.join(tmp, 'data');
-    const cfgFile = path.join(tmp, 'stella.yaml');
-    writeFileSync(cfgFile, YAML.stringify({
-      dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
-      kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
-      tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['runtime:write', 'obs:read', 'timeline:read', 'evidence:read'] }] }],
-      evidence: { sealEverySeconds: 1 },
-    }));
+    const { port, dataDir, cfgFile } = await writeStellaConfig('irst', ['runtime:write', 'obs:read', 'timeline:read', 'evidence:read']);
     await GraphRegistry.under(dataDir).register('acme', GRAPH, `cas://acme/${GRAPH.slice(7)}`);
     const api = `http://127.0.0.1:${port}`;
     const bodies = Array.from({ length: SUBMISSIONS }, (_, i) => body(i));
@@ -167,17 +174,8 @@ describe('SIGKILL of stella run in the middle of artifact and symbol-bundle subm
     const COMMIT = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
     const shas = Array.from({ length: N }, (_, i) => createHash('sha256').update(`artifact ${i}`).digest('hex'));
     const signed = pythonSign(['ci'], shas.map((s) => ({ key: 'ci', keyid: 'acme-ci', payload: slsaStatement(s, { gitCommit: COMMIT }) })));
-    const port = await freePort();
-    const p = uniq('arst');
-    const dataDir = path.join(tmp, 'data-artifacts');
-    const cfgFile = path.join(tmp, 'stella-artifacts.yaml');
-    writeFileSync(cfgFile, YAML.stringify({
-      dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
-      kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
-      tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes: ['artifacts:write', 'symbols:write', 'attest:read', 'timeline:read', 'evidence:read'] }] }],
-      intake: { trust: { acme: { keys: [{ keyid: 'acme-ci', publicKey: signed.keys.ci }] } } },
-      evidence: { sealEverySeconds: 1 },
-    }));
+    const { port, dataDir, cfgFile } = await writeStellaConfig('arst', ['artifacts:write', 'symbols:write', 'attest:read', 'timeline:read', 'evidence:read'],
+      { intake: { trust: { acme: { keys: [{ keyid: 'acme-ci', publicKey: signed.keys.ci }] } } } });
     const api = `http://127.0.0.1:${port}`;
     const auth = { authorization: `Bearer ${TOKEN}` };
     const postArtifact = (i: number) => fetch(`${api}/api/v1/artifacts`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' },

@@ -5,7 +5,7 @@
 // program sent as a clean span record (stored in the CAS, sealed, trace-indexed). The real API
 // builds `stella forensic snapshot create --scope trace --with-provenance`; the real `stella`
 // CLI verifies it in an empty directory holding only the bundle and the trust root.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -38,7 +38,7 @@ import { P, type SymbolRef } from '../../processors/provenance/audit-bundle.ts';
 import type { ProvenanceReport } from '../../processors/provenance/join.ts';
 import { ProvenanceService } from '../../processors/provenance/service.ts';
 import { eventMessageJson } from '../../processors/timeline/events.ts';
-import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts';
+import { FRAME_ATTR } from '../../processors/timeline/frames.ts';
 import { transformRecord } from '../../processors/timeline/transform.ts';
 import { pythonSign, slsaStatement } from '../intake/sign.ts';
 import { testVerifier } from '../intake/verifier.ts';
@@ -47,12 +47,8 @@ import { startHarness } from '../evidence/api-harness.ts';
 import { tempStore } from '../evidence/helpers.ts';
 import { produce, sealedSize, tenantSigner, testEvent, waitFor } from '../evidence/runner-support.ts';
 import { hexId, nowNs, testStore } from '../timeline/support.ts';
+import { buildNativeFixture } from './native-fixture.ts';
 
-const C = `#include <execinfo.h>
-__attribute__((noinline)) void crash_here(void) { void *b[16]; int n = backtrace(b, 16); backtrace_symbols_fd(b, n, 1); }
-__attribute__((noinline)) void middle(void) { crash_here(); }
-int main(void) { middle(); return 0; }
-`;
 const COMMIT = '5e1d'.repeat(10);
 const TOKEN = 'audit-acme';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -125,14 +121,9 @@ let exportedAcmeRoot: string; // what `stella forensic trust export --tenant acm
 
 beforeAll(async () => {
   const dir = tmp('stella-audit-');
-  writeFileSync(path.join(dir, 'svc.c'), C);
-  execFileSync('gcc', ['-g', '-O0', '-Wl,--build-id', '-o', 'svc', 'svc.c'], { cwd: dir });
-  execFileSync('objcopy', ['--only-keep-debug', 'svc', 'svc.debug'], { cwd: dir });
-  const binary = readFileSync(path.join(dir, 'svc'));
-  const debug = readFileSync(path.join(dir, 'svc.debug'));
-  buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', path.join(dir, 'svc')], { encoding: 'utf8' }))![1]!;
-  const libcBuildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('sh', ['-c', 'readelf -n "$(ldd ' + path.join(dir, 'svc') + " | awk '/libc.so/{print $3}')\""], { encoding: 'utf8' }))![1]!;
-  const printed = parseStacktrace(execFileSync(path.join(dir, 'svc'), [], { encoding: 'utf8', cwd: dir }));
+  const fx = buildNativeFixture(dir);
+  const { binary, debug, libcBuildId, printed } = fx;
+  buildId = fx.buildId;
   const ours = printed.frames.filter((f) => f.module.endsWith('svc') && f.module_offset !== '').slice(0, 3);
   expect(ours).toHaveLength(3);
   const oursException: Exception = { ips: ours.map((f) => f.ip), offsets: ours.map((f) => f.module_offset), buildIds: ours.map(() => buildId), modules: ours.map(() => '/srv/native-svc') };

@@ -3,9 +3,8 @@
 // cryptography), artifact + symbol bundle (objcopy --only-keep-debug) registered through the
 // intake sink into chdb and the CAS, a trace whose exception carries the frames the program itself
 // printed (glibc backtrace), then GET /obs/trace/:id/provenance and `stella obs provenance`.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Long from 'long';
@@ -23,7 +22,7 @@ import type { ProvenanceReport } from '../../processors/provenance/join.ts';
 import { parseProvenanceSection, policyFor } from '../../processors/provenance/policy.ts';
 import { ProvenanceService } from '../../processors/provenance/service.ts';
 import { framesOfTrace } from '../../processors/provenance/frames-store.ts';
-import { FRAME_ATTR, parseStacktrace } from '../../processors/timeline/frames.ts';
+import { FRAME_ATTR } from '../../processors/timeline/frames.ts';
 import { transformRecord } from '../../processors/timeline/transform.ts';
 import { pythonSign, slsaStatement } from '../intake/sign.ts';
 import { machOFromLlvm, pdbFromLlvm, yamlFat } from '../intake/symbol-fixtures.ts';
@@ -41,12 +40,8 @@ import { createTopics, testKafka, uniq } from '../support/kafka.ts';
 import { tempStore } from '../evidence/helpers.ts';
 import { produce, sealedSize, tenantSigner, waitFor } from '../evidence/runner-support.ts';
 import { hexId, nowNs, testStore, testTokens, TOKENS } from '../timeline/support.ts';
+import { buildNativeFixture } from './native-fixture.ts';
 
-const C = `#include <execinfo.h>
-__attribute__((noinline)) void crash_here(void) { void *b[16]; int n = backtrace(b, 16); backtrace_symbols_fd(b, n, 1); }
-__attribute__((noinline)) void middle(void) { crash_here(); }
-int main(void) { middle(); return 0; }
-`;
 const COMMIT = '3f2a'.repeat(10);
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const str = (key: string, value: string): KeyValue => ({ key, value: { stringValue: value } });
@@ -91,15 +86,11 @@ const oursException = () => ({ ips: ours.map((f) => f.ip), offsets: ours.map((f)
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'stella-join-'));
-  writeFileSync(path.join(dir, 'svc.c'), C);
-  execFileSync('gcc', ['-g', '-O0', '-Wl,--build-id', '-o', 'svc', 'svc.c'], { cwd: dir });
-  execFileSync('objcopy', ['--only-keep-debug', 'svc', 'svc.debug'], { cwd: dir });
-  const binary = readFileSync(path.join(dir, 'svc'));
-  const debug = readFileSync(path.join(dir, 'svc.debug'));
-  buildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', path.join(dir, 'svc')], { encoding: 'utf8' }))![1]!;
-  libcBuildId = /Build ID: ([0-9a-f]+)/.exec(execFileSync('sh', ['-c', 'readelf -n "$(ldd ' + path.join(dir, 'svc') + " | awk '/libc.so/{print $3}')\""], { encoding: 'utf8' }))![1]!;
+  const fx = buildNativeFixture(dir);
+  const { binary, debug, printed } = fx;
+  buildId = fx.buildId;
+  libcBuildId = fx.libcBuildId;
   // The program's own backtrace: its frames in svc (module offsets = ELF addresses).
-  const printed = parseStacktrace(execFileSync(path.join(dir, 'svc'), [], { encoding: 'utf8', cwd: dir }));
   ours = printed.frames.filter((f) => f.module.endsWith('svc') && f.module_offset !== '').slice(0, 3).map((f) => ({ ip: f.ip, module_offset: f.module_offset }));
   expect(ours).toHaveLength(3);
 
