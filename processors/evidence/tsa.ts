@@ -61,9 +61,18 @@ export function buildTimeStampRequest(data: Uint8Array, nonce: Uint8Array = rand
 }
 
 /** A DER INTEGER's content must be positive: prefix 0x00 when the top bit is set. */
+/**
+ * The DER content octets of the non-negative INTEGER whose big-endian bytes are `b`: minimal (DER
+ * forbids leading zero octets; OpenSSL refuses them as illegal padding, so a random nonce starting
+ * with 0x00 and a byte below 0x80 got a TSA's "bad request format", 1 request in 512), with one
+ * zero octet added when the high bit would make it negative.
+ */
 function positiveInteger(b: Uint8Array): Buffer {
-  const x = Buffer.from(b);
-  return x.length > 0 && (x[0]! & 0x80) ? Buffer.concat([Buffer.from([0]), x]) : x;
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  const x = Buffer.from(b.subarray(i));
+  if (x.length === 0) return Buffer.from([0]);
+  return x[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), x]) : x;
 }
 
 export interface ParsedResponse { status: number; statusText: string; failInfo?: string; token?: Buffer }

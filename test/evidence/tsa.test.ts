@@ -24,6 +24,19 @@ describe('RFC 3161 with a real openssl TSA', () => {
     expect(req.certReq).toBe(true);
   });
 
+  it('nonces are minimal DER INTEGERs: ones a random draw can start with (0x00, 0x00 0x00, high bit set, all zero) are granted by openssl and verify', async () => {
+    for (const hex of ['0012345678abcdef', '00003456789abcde', '00ff000000000001', '8000000000000000', '0000000000000000']) {
+      const nonce = Buffer.from(hex, 'hex');
+      const req = AsnConvert.parse(buildTimeStampRequest(checkpoint, nonce), TimeStampReq);
+      const content = Buffer.from(req.nonce!);
+      expect(content.length === 1 || !(content[0] === 0 && content[1]! < 0x80), hex).toBe(true); // no leading zero octet DER forbids
+      const res = await fetch(`${tsa.url}`, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: buildTimeStampRequest(checkpoint, nonce) });
+      const parsed = parseTimeStampResponse(Buffer.from(await res.arrayBuffer()));
+      expect(parsed.status, `${hex}: ${parsed.statusText}`).toBe(0);
+      expect(verifyTimeStampToken(parsed.token!, checkpoint, [tsa.tsaCertPem], { nonce }).ok, hex).toBe(true);
+    }
+  });
+
   it('gets a token that verifies against the pinned TSA certificate, and against its CA; openssl ts -verify agrees', async () => {
     const c = new TsaClient({ url: tsa.url, certificates: [tsa.tsaCertPem] });
     const { token, info } = await c.timestamp(checkpoint);
