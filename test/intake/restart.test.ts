@@ -18,6 +18,7 @@ import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { sha256Hex } from '../../lib/tenancy.ts';
 import { ingestIdFor } from '../../processors/intake/runtime-facts.ts';
 import { kafkaEnv, uniq } from '../support/kafka.ts';
+import { eventually } from '../timeline/support.ts';
 import { buildElfFixture, readBytes } from './elf-fixture.ts';
 import { pythonSign, slsaStatement } from './sign.ts';
 
@@ -56,6 +57,10 @@ async function writeStellaConfig(name: string, scopes: string[], extra: Record<s
   }));
   return { port, dataDir, cfgFile };
 }
+
+/** Waits until `fn` gives a value (errors count as not yet), naming `what` when it times out. */
+const poll = <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> =>
+  eventually(fn, ms, 250).catch((err: unknown) => { throw new Error(`timed out waiting for ${what}: ${String(err)}`); });
 
 function startStella(cfgFile: string): { child: ChildProcess; ready: Promise<void> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run'], {
@@ -127,15 +132,6 @@ describe('SIGKILL of stella run in the middle of runtime-facts submissions', () 
     }
 
     const auth = { authorization: `Bearer ${TOKEN}` };
-    const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
-      const end = Date.now() + ms;
-      for (;;) {
-        const v = await fn().catch(() => undefined);
-        if (v !== undefined) return v;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    };
     const stored = async (id: string) => {
       const r = await fetch(`${api}/api/v1/runtime-facts/${id}`, { headers: auth });
       return r.status === 200 ? ((await r.json()) as { stored_facts: number }).stored_facts : undefined;
@@ -227,15 +223,6 @@ describe('SIGKILL of stella run in the middle of artifact and symbol-bundle subm
       }
     }
 
-    const poll = async <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> => {
-      const end = Date.now() + ms;
-      for (;;) {
-        const v = await fn().catch(() => undefined);
-        if (v !== undefined) return v;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    };
     const events = async () => ((await (await fetch(`${api}/timeline?limit=1000`, { headers: auth })).json()) as { events: { event_id: string; kind: string }[] }).events;
     await poll('every registration on the timeline', async () => ((await events()).length >= 2 * N ? true : undefined));
     await new Promise((r) => setTimeout(r, 3000));
