@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { freePort } from '../../lib/kafka/broker.ts';
 import { createTopics, kafkaEnv, uniq } from '../support/kafka.ts';
 import { grpcExport, spanObject, tracesRequest } from '../support/otlp.ts';
 import { TOKENS, testTenants } from '../support/receiver.ts';
@@ -34,10 +33,9 @@ beforeAll(async () => {
   const cfgFile = path.join(tmp, 'stella.yaml');
   writeFileSync(cfgFile, JSON.stringify({ dataDir: path.join(tmp, 'data'), tenants: testTenants,
     receiver: { maxRequestBytes: MAX_REQUEST, maxAttributeValueBytes: 64 }, kafka: { topics } }));
-  [httpPort, grpcPort] = [await freePort(), await freePort()];
   child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run', '--only', 'receiver'], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, STELLA_CONFIG: cfgFile, ...kafkaEnv(), STELLA_HTTP_PORT: String(httpPort), STELLA_GRPC_PORT: String(grpcPort),
+    env: { ...process.env, STELLA_CONFIG: cfgFile, ...kafkaEnv(), STELLA_HTTP_PORT: '0', STELLA_GRPC_PORT: '0',
       STELLA_ADMIN_PORT: '0', STELLA_LOG_LEVEL: 'debug' },
   });
   await new Promise<void>((resolve, reject) => {
@@ -45,6 +43,10 @@ beforeAll(async () => {
     child.stderr!.on('data', (c: Buffer) => { output += c.toString(); });
     child.on('exit', (code, sig) => reject(new Error(`receiver exited (${code ?? sig}) before it was ready:\n${output}`)));
   });
+  // Ports the receiver bound itself (0): a port picked free here could be taken before the child binds it.
+  const bound = /OTLP receiver: gRPC [^\s:]+:(\d+), HTTP http:\/\/[^\s:]+:(\d+)/.exec(output);
+  if (!bound) throw new Error(`no receiver ports in the output:\n${output}`);
+  [grpcPort, httpPort] = [Number(bound[1]), Number(bound[2])];
 }, 120_000);
 
 afterAll(async () => {
