@@ -23,7 +23,8 @@ export interface RuntimeFactsRouteDeps {
   /** The API's intake producer (api/server.ts); undefined: the route answers 503. */
   producer: IntakeProducer | undefined;
   verify: IntakeEnvelopeVerifier;
-  topics: { intakeRuntimeFacts: string; timelineEvents: string };
+  /** intakeGraphs: where graph registrations are published (required with `graphs`). */
+  topics: { intakeRuntimeFacts: string; timelineEvents: string; intakeGraphs?: string };
   limits: RuntimeFactsConfig;
   /** For GET /api/v1/runtime-facts/:ingest_id (absent: no read route). */
   store?: Store;
@@ -83,10 +84,20 @@ export function registerRuntimeFactsRoutes(router: Router, deps: RuntimeFactsRou
     router.scoped('POST', '/api/v1/reachability/graphs', 'runtime:write', async (req): Promise<ApiResponse> => {
       const claimed = header(req, TENANT_HEADER);
       if (claimed !== undefined && claimed !== req.tenant) return apiError(403, 'TENANT_MISMATCH', `${TENANT_HEADER} names another tenant than the token acts for`);
-      const r = await registerGraph({ cas: deps.cas, graphs }, req.tenant, req.rawBody ?? Buffer.alloc(0), header(req, 'content-sha256'));
+      if (!deps.producer) return apiError(503, 'INTAKE_UNAVAILABLE', 'this API runs without Kafka: intake is not available', { reason: 'INTAKE_UNAVAILABLE' });
+      let r;
+      try {
+        r = await registerGraph({ cas: deps.cas, graphs, producer: deps.producer,
+          topics: { intakeGraphs: deps.topics.intakeGraphs ?? 'intake_graphs', timelineEvents: deps.topics.timelineEvents } },
+        req.tenant, req.rawBody ?? Buffer.alloc(0), header(req, 'content-sha256'), { actor: req.principal.tokenName ?? '', via: 'api' });
+      } catch (err) {
+        // Kafka (or the disk) failed: the graph is not known yet; a retry publishes the same registration.
+        log.error({ request_id: req.requestId, tenant_id: req.tenant, error_code: 'INTAKE_WRITE_FAILED', error_message: String(err) }, 'graph registration not stored');
+        return { ...apiError(503, 'INTAKE_UNAVAILABLE', 'the graph registration could not be stored; retry', { reason: 'INTAKE_UNAVAILABLE' }), headers: { 'retry-after': '2' } };
+      }
       if (!r.ok) return apiError(400, r.reason, r.reason === 'EMPTY_BODY' ? r.message : 'Content-SHA256 is not the sha256 of the body');
       log.info({ request_id: req.requestId, tenant_id: req.tenant, graph_hash: r.graphHash, fresh: !r.replay }, 'reachability graph registered');
-      return json(r.replay ? 200 : 201, { graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay }, { 'x-graph-hash': r.graphHash });
+      return json(r.replay ? 200 : 201, { graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay, event_id: r.eventId }, { 'x-graph-hash': r.graphHash });
     }, { body: { maxBytes: MAX_GRAPH_BODY_BYTES, code: 'BODY_TOO_LARGE' } });
   }
 

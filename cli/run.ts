@@ -212,7 +212,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { OrphanQueue } = await import('../processors/intake/orphan-queue.ts');
       const op = cfg.intake.runtimeFacts.orphans;
       const sinks = intakeSinks({ verify: new IntakeTrust(cfg.intake.trust).verifyIntakeEnvelope, cas: new FsBlobStore(cfg.intake.casDir),
-        orphans: { graphs: GraphRegistry.under(cfg.dataDir), queue: OrphanQueue.under(cfg.dataDir),
+        graphs: GraphRegistry.under(cfg.dataDir), orphans: { graphs: GraphRegistry.under(cfg.dataDir), queue: OrphanQueue.under(cfg.dataDir),
           policy: { maxQueued: op.maxQueued, ttlMs: op.ttlSeconds * 1000, retryInitialMs: op.retryInitialMs, retryMaxMs: op.retryMaxMs } } });
       const sinkTopics = [...new Set(sinks.flatMap((x) => x.topics.map((k) => cfg.kafka.topics[k])))];
       const timeline = await startTimelineRunner({ kafka: createKafka({ ...kafka.access('timeline'), clientId: `${cfg.kafka.clientId}-timeline` }),
@@ -325,7 +325,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerObsReadRoutes(r, { store: s, slo: sloRoutes?.runner }),
           (r) => registerAttestationRoutes(r, { evidence: logs }),
           (r, ctx) => registerRuntimeFactsRoutes(r, { cas, producer: ctx.producer, verify: intakeTrust.verifyIntakeEnvelope, graphs: GraphRegistry.under(cfg.dataDir),
-            topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
+            topics: { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, intakeGraphs: cfg.kafka.topics.intakeGraphs, timelineEvents: cfg.kafka.topics.timelineEvents }, limits: cfg.intake.runtimeFacts, store: s }),
           (r) => registerProvenanceRoutes(r, { service: provenanceService }),
           (r, ctx) => { if (ctx.producer) registerArtifactRoutes(r, artifactRouteDeps({ store: s, blobs: cas, producer: ctx.producer, dataDir: cfg.dataDir,
             verify: intakeTrust.verifyIntakeEnvelope, topics: cfg.kafka.topics })); },

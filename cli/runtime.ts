@@ -177,12 +177,26 @@ export async function cmdIngestGraph(flags: Flags, io: Io): Promise<number> {
   const declared = flagString(flags, 'sha256');
   if (declared !== undefined && !normalizeSha256(declared)) throw new UsageError('--sha256 must be sha256:<64 hex> (or 64 hex)');
   const cfg = loadConfig();
-  const r = await registerGraph({ cas: new FsBlobStore(cfg.intake.casDir), graphs: GraphRegistry.under(cfg.dataDir) }, tenant, bytes, declared);
-  if (!r.ok) {
-    io.stderr(`refused: ${r.reason}: ${r.message}\n`);
-    return 1;
+  // Published like the API's registrations (intake_graphs + reach.graph.registered), as the API's Kafka user.
+  const access = cliKafkaAccess(cfg, 'api', 'stella ingest graph publishes to Kafka');
+  const producer = new BatchingProducer(createKafka({ ...access, clientId: `${cfg.kafka.clientId}-ingest-graph` }));
+  try {
+    await producer.connect();
+  } catch (err) {
+    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
+    return 4;
   }
-  const out = { tenant, graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay };
-  io.stdout(render(out, format, () => Object.entries(out).map(([k, v]) => `${k.padEnd(11)} ${v}`).join('\n') + '\n'));
-  return 0;
+  try {
+    const r = await registerGraph({ cas: new FsBlobStore(cfg.intake.casDir), graphs: GraphRegistry.under(cfg.dataDir), producer,
+      topics: { intakeGraphs: cfg.kafka.topics.intakeGraphs, timelineEvents: cfg.kafka.topics.timelineEvents } }, tenant, bytes, declared, { actor: 'stella-cli', via: 'cli' });
+    if (!r.ok) {
+      io.stderr(`refused: ${r.reason}: ${r.message}\n`);
+      return 1;
+    }
+    const out = { tenant, graph_hash: r.graphHash, cas_uri: r.casUri, size: r.size, replay: r.replay, event_id: r.eventId };
+    io.stdout(render(out, format, () => Object.entries(out).map(([k, v]) => `${k.padEnd(11)} ${v}`).join('\n') + '\n'));
+    return 0;
+  } finally {
+    await producer.disconnect();
+  }
 }

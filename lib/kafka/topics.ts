@@ -5,7 +5,7 @@ export interface TopicNames {
   spansClean: string; metricsClean: string; logsClean: string;
   dlq: string; sloEvents: string; timelineEvents: string;
   /** Signed intake (docs/intake.md): small records pointing at CAS blobs, key = tenant, written by the API. */
-  intakeRuntimeFacts: string; orchestratorExports: string; intakeArtifacts: string; intakeSymbols: string;
+  intakeRuntimeFacts: string; orchestratorExports: string; intakeArtifacts: string; intakeSymbols: string; intakeGraphs: string;
 }
 
 export const defaultTopicNames: TopicNames = {
@@ -13,11 +13,11 @@ export const defaultTopicNames: TopicNames = {
   spansClean: 'otlp_spans_clean', metricsClean: 'otlp_metrics_clean', logsClean: 'otlp_logs_clean',
   dlq: 'otlp_dlq', sloEvents: 'slo_events', timelineEvents: 'timeline_events',
   intakeRuntimeFacts: 'intake_runtime_facts', orchestratorExports: 'orchestrator.export.created',
-  intakeArtifacts: 'intake_artifacts', intakeSymbols: 'intake_symbols',
+  intakeArtifacts: 'intake_artifacts', intakeSymbols: 'intake_symbols', intakeGraphs: 'intake_graphs',
 };
 
 /** The intake topics (the API produces them, the timeline processor's intake hook consumes them). */
-export const INTAKE_TOPIC_KEYS = ['intakeRuntimeFacts', 'orchestratorExports', 'intakeArtifacts', 'intakeSymbols'] as const satisfies readonly (keyof TopicNames)[];
+export const INTAKE_TOPIC_KEYS = ['intakeRuntimeFacts', 'orchestratorExports', 'intakeArtifacts', 'intakeSymbols', 'intakeGraphs'] as const satisfies readonly (keyof TopicNames)[];
 export type IntakeTopicKey = (typeof INTAKE_TOPIC_KEYS)[number];
 export const intakeTopics = (t: TopicNames): string[] => INTAKE_TOPIC_KEYS.map((k) => t[k]);
 

@@ -8,6 +8,8 @@ import type { IntakeSink } from './intake-hook.ts';
 import { writeArtifactIntake } from '../intake/artifact-sink.ts';
 import { elfBuildIdReader } from '../intake/artifacts.ts';
 import { exportSink } from '../intake/export-sink.ts';
+import { graphSink } from '../intake/graph-sink.ts';
+import type { GraphRegistry } from '../../lib/intake/graphs.ts';
 
 export interface IntakeSinkDeps {
   /** The tenants' intake DSSE trust (lib/intake/trust.ts): sinks re-verify, they trust nothing the API did. */
@@ -15,6 +17,8 @@ export interface IntakeSinkDeps {
   cas: BlobStore;
   /** Runtime-facts orphans (graph registry, queue, policy); absent: facts are written whatever their graph. */
   orphans?: RuntimeOrphanDeps;
+  /** The graph registry the graph sink completes registrations in (absent: the sink only checks them). */
+  graphs?: GraphRegistry;
 }
 
 /** artifacts, symbol_bundles, provenance_evidence (docs/intake.md "Artifacts and symbol bundles"). */
@@ -33,5 +37,6 @@ export function intakeSinks(deps: IntakeSinkDeps): IntakeSink[] {
     runtimeFactsSink(deps),
     artifactSink(deps),
     exportSink(deps.verify),
+    graphSink({ cas: deps.cas, ...(deps.graphs ? { graphs: deps.graphs } : {}) }),
   ];
 }

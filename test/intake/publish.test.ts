@@ -32,7 +32,7 @@ it('creates the four intake topics', async () => {
   await admin.connect();
   const have = await admin.listTopics();
   await admin.disconnect();
-  expect(intakeTopics(T)).toHaveLength(4);
+  expect(intakeTopics(T)).toHaveLength(5);
   for (const t of intakeTopics(T)) expect(have).toContain(t);
 });
 

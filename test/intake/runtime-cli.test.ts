@@ -175,9 +175,15 @@ it('ingest graph registers a graph offline as the API route does (CAS + marker; 
 
   const first = await stella(['ingest', 'graph', '--tenant', 'acme', '--graph', file, '--sha256', hex, '--output', 'json']);
   expect(first.code, first.stderr).toBe(0);
-  expect(JSON.parse(first.stdout)).toEqual({ tenant: 'acme', graph_hash: `sha256:${hex}`, cas_uri: `cas://acme/${hex}`, size: graph.length, replay: false });
+  const firstOut = JSON.parse(first.stdout) as { event_id: string };
+  expect(firstOut).toEqual({ tenant: 'acme', graph_hash: `sha256:${hex}`, cas_uri: `cas://acme/${hex}`, size: graph.length, replay: false, event_id: expect.stringMatching(/^[0-9a-f]{32}$/) });
+  // Published as the API publishes: the intake_graphs record and its reach.graph.registered event (sealed by the evidence processor).
+  const rec = (await readAllRecordsAt(testAccess(), T.intakeGraphs)).map((x) => JSON.parse(x.value.toString())).find((x) => x.graph_hash === `sha256:${hex}`);
+  expect(rec).toMatchObject({ tenant: 'acme', cas_uri: `cas://acme/${hex}`, size: graph.length, via: 'cli', actor: 'stella-cli' });
+  const ev = (await readAllRecordsAt(testAccess(), T.timelineEvents)).map((x) => JSON.parse(x.value.toString())).find((x) => x.event_id === firstOut.event_id);
+  expect(ev).toMatchObject({ kind: 'reach.graph.registered', tenant_id: 'acme', digest: `sha256:${hex}` });
   expect(await GraphRegistry.under(path.join(dir, 'data')).isKnown('acme', `sha256:${hex}`)).toBe(true);
   expect(await GraphRegistry.under(path.join(dir, 'data')).isKnown('globex', `sha256:${hex}`)).toBe(false);
   const again = await stella(['ingest', 'graph', '--tenant', 'acme', '--graph', file, '--output', 'json']);
-  expect(JSON.parse(again.stdout).replay).toBe(true);
+  expect(JSON.parse(again.stdout)).toMatchObject({ replay: true, event_id: firstOut.event_id });
 }, 120_000);

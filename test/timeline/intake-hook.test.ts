@@ -76,6 +76,6 @@ it('hands intake records to their sink, dead-letters refused ones, and stores in
 it('refuses two sinks claiming one topic', async () => {
   const { IntakeRouting } = await import('../../processors/timeline/intake-hook.ts');
   const s = testSink([]);
-  expect(() => new IntakeRouting([s, { ...s, name: 'other' }], { intakeRuntimeFacts: 'a', orchestratorExports: 'b', intakeArtifacts: 'c', intakeSymbols: 'd' }))
+  expect(() => new IntakeRouting([s, { ...s, name: 'other' }], { intakeRuntimeFacts: 'a', orchestratorExports: 'b', intakeArtifacts: 'c', intakeSymbols: 'd', intakeGraphs: 'e' }))
     .toThrow(/claimed by two sinks: test and other/);
 });
