@@ -4,9 +4,10 @@
 // file records a finished build, so later calls are a no-op.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
+import { acquireFileLockSync } from './file-lock.ts';
 import { projectRoot } from './paths.ts';
 
 export interface GoTool {
@@ -84,9 +85,6 @@ export function collectorPath(manifestFile = COLLECTOR_MANIFEST): string {
   return path.join(goCacheDir(), `otelcol-${manifest.dist.version}`, manifest.dist.name);
 }
 
-const sleepSync = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
-const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; } };
-
 /**
  * Build (once per manifest content) the OpenTelemetry Collector described by the ocb manifest and
  * return its binary. The marker keeps the manifest's SHA-256, so an edited manifest rebuilds. The
@@ -101,24 +99,10 @@ export function buildCollector(log: (m: string) => void = () => {}, manifestFile
   const built = (): boolean => existsSync(bin) && existsSync(marker) && (JSON.parse(readFileSync(marker, 'utf8')) as { manifestSha256?: string }).manifestSha256 === sha256;
   if (built()) return bin;
   mkdirSync(goCacheDir(), { recursive: true });
-  const lock = `${dir}.lock`;
-  for (let waited = 0; ; waited++) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let holder: number, lockedAt: number;
-      try { holder = Number(readFileSync(lock, 'utf8')); lockedAt = statSync(lock).mtimeMs; } catch { continue; } // released meanwhile
-      // A build that died, or one that died between creating the lock and writing its pid into it.
-      const orphan = holder ? !alive(holder) : Date.now() - lockedAt > 10_000;
-      if (orphan) { rmSync(lock, { force: true }); continue; }
-      if (waited === 0) log(`waiting for process ${holder}, which is building the collector into ${dir}`);
-      sleepSync(2000);
-    }
-  }
+  // The builder's pid in the lock: a build that died (or died before writing it) is taken over.
+  const held = acquireFileLockSync(`${dir}.lock`, {
+    pollMs: 2000, onWait: (holder) => log(`waiting for ${holder}, which is building the collector into ${dir}`),
+  });
   try {
     if (built()) return bin;
     const builder = installGoTool('builder', log);
@@ -143,6 +127,6 @@ export function buildCollector(log: (m: string) => void = () => {}, manifestFile
     }
     return bin;
   } finally {
-    rmSync(lock, { force: true });
+    held.releaseSync();
   }
 }

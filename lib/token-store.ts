@@ -4,13 +4,16 @@
 // TokenRegistry (watchTokenStore), so a created token works and a revoked one is refused within
 // TOKEN_STORE_POLL_MS + one request, without a restart.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { acquireFileLockSync, type FileLock, FileLockTimeout } from './file-lock.ts';
 import { parseGrant, sha256Hex, validateTenantId, type TenantConfig } from './tenancy.ts';
 
 export const TOKEN_STORE_FILE = 'tokens.json';
 /** How often a running process looks at the store; a revoked token is refused within about this. */
 export const TOKEN_STORE_POLL_MS = 1000;
+/** A token store lock older than this is a crashed writer's (an update takes milliseconds). */
+const TOKEN_STORE_LOCK_EXPIRY_MS = 30_000;
 const TOKEN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface StoredToken { name: string; tenant: string; sha256: string; scopes: string[]; created: string; revoked?: string }
@@ -56,27 +59,26 @@ export function writeTokenStore(dataDir: string, store: TokenStore): void {
 }
 
 /**
- * Read-modify-write under `<store>.lock` (created exclusively), so that two `stella tokens` run at
- * once do not lose one's change. A lock older than 30 s is a crashed writer's and is taken over.
+ * Read-modify-write under `<store>.lock` (lib/file-lock.ts), so that two `stella tokens` run at
+ * once do not lose one's change. The lock expires: one older than 30 s (or whose process is gone)
+ * is a crashed writer's and is taken over, by one waiter only.
  */
 export function updateTokenStore<T>(dataDir: string, change: (store: TokenStore) => { store: TokenStore; result: T }, waitMs = 5000): T {
   mkdirSync(dataDir, { recursive: true });
   const lock = `${tokenStorePath(dataDir)}.lock`;
-  const until = Date.now() + waitMs;
-  for (;;) {
-    try { closeSync(openSync(lock, 'wx', 0o600)); break; } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      try { if (Date.now() - statSync(lock).mtimeMs > 30_000) { rmSync(lock, { force: true }); continue; } } catch { continue; }
-      if (Date.now() > until) throw new TokenStoreError(`token store is locked by another stella (${lock}); retry, or remove the file if no stella tokens/tenants command is running`);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-    }
+  let held: FileLock;
+  try {
+    held = acquireFileLockSync(lock, { maxAgeMs: TOKEN_STORE_LOCK_EXPIRY_MS, waitMs, mode: 0o600 });
+  } catch (err) {
+    if (err instanceof FileLockTimeout) throw new TokenStoreError(`token store is locked by another stella, ${err.holder} (${lock}); retry, or remove the file if no stella tokens/tenants command is running`);
+    throw err;
   }
   try {
     const { store, result } = change(readTokenStore(dataDir));
     writeTokenStore(dataDir, store);
     return result;
   } finally {
-    rmSync(lock, { force: true });
+    held.releaseSync();
   }
 }
 

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
+import { acquireFileLock, breakStaleLock, FileLockTimeout } from '../../lib/file-lock.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { bytesEqual } from './hash.ts';
 import { parseTilePath } from './tiles.ts';
@@ -77,6 +78,8 @@ const TMP_PREFIX = '.tmp-';
 /** Per tenant: the current writer epoch, and the lock file held while reading/bumping it and while a fenced write runs. */
 export const WRITER_EPOCH_FILE = '.writer-epoch';
 const WRITER_LOCK_FILE = '.writer-lock';
+/** lib/file-lock.ts' guard beside the lock, present for a few syscalls while a contender checks or releases it. */
+const WRITER_LOCK_GUARD = `${WRITER_LOCK_FILE}.break`;
 const LOCK_WAIT_MS = 30_000;
 
 export class FsEvidenceStore implements EvidenceStore {
@@ -164,7 +167,7 @@ export class FsEvidenceStore implements EvidenceStore {
     await Promise.all(names.map(async (n) => {
       const rel = n.split(path.sep).join('/');
       const temp = path.basename(n).startsWith(TMP_PREFIX);
-      if (rel === WRITER_EPOCH_FILE || rel === WRITER_LOCK_FILE) return;
+      if (rel === WRITER_EPOCH_FILE || rel === WRITER_LOCK_FILE || rel === WRITER_LOCK_GUARD) return;
       if (!temp && (rel === 'checkpoint' || rel.startsWith('envelopes/') || isCommitted(rel))) return;
       const st = await fsp.stat(path.join(dir, n)).catch(() => undefined);
       if (!st?.isFile()) return;
@@ -205,28 +208,16 @@ export class FsEvidenceStore implements EvidenceStore {
   }
 
   /**
-   * Run `fn` holding the tenant's writer lock: an O_EXCL lock file with the holder's pid. A lock
-   * whose holder process is gone (crash while holding it) is broken (breakDeadLock). One host's
-   * filesystem only.
+   * Run `fn` holding the tenant's writer lock (lib/file-lock.ts): a lock whose holder process is
+   * gone (crash while holding it) is broken, by one contender only. One host's filesystem only.
    */
   async withWriterLock<T>(tenant: string, fn: () => Promise<T>): Promise<T> {
     const dir = this.tenantDir(tenant);
     await fsp.mkdir(dir, { recursive: true });
-    const lock = path.join(dir, WRITER_LOCK_FILE);
-    const until = Date.now() + LOCK_WAIT_MS;
-    for (let wait = 2; ; wait = Math.min(50, wait * 2)) {
-      try {
-        const fh = await fsp.open(lock, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644);
-        try { await fh.writeFile(String(process.pid)); } finally { await fh.close(); }
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        if (await breakDeadLock(lock)) continue;
-        if (Date.now() > until) throw new Error(`tenant ${tenant}: writer lock held for over ${LOCK_WAIT_MS} ms`);
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
-    try { return await fn(); } finally { await fsp.unlink(lock).catch(() => undefined); }
+    const held = await acquireFileLock(path.join(dir, WRITER_LOCK_FILE), { waitMs: LOCK_WAIT_MS }).catch((e: unknown) => {
+      throw e instanceof FileLockTimeout ? new Error(`tenant ${tenant}: writer lock held for over ${LOCK_WAIT_MS} ms by ${e.holder}`) : e;
+    });
+    try { return await fn(); } finally { await held.release(); }
   }
 
   async claimWriter(tenant: string): Promise<FencedWriter> {
@@ -267,41 +258,9 @@ class FencedFsWriter implements FencedWriter {
   removeEntryBundles(tenant: string, files: readonly string[]): Promise<void> { return this.fenced(tenant, () => this.fs.removeEntryBundles(tenant, files)); }
 }
 
-/** A break lock older than this is a breaker that died inside its few-syscall critical section. */
-const BREAK_LOCK_STALE_MS = 10_000;
-/** A lock file still without a pid this long after its creation is a holder that died creating it. */
-const EMPTY_LOCK_STALE_MS = 10_000;
-
-/**
- * Remove `lock` if its holder is gone; true if it was removed. Breaking happens under `<lock>.break`
- * (O_EXCL), and the holder is read again inside it: two contenders that both saw the dead pid would
- * otherwise both unlink, the second removing the lock the first had just taken, and hold it together.
- */
+/** Remove `lock` if its holder process is gone (the writer lock's policy); true if it was removed. */
 export async function breakDeadLock(lock: string): Promise<boolean> {
-  const guard = `${lock}.break`;
-  try {
-    await (await fsp.open(guard, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644)).close();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const st = await fsp.stat(guard).catch(() => undefined);
-    if (st && Date.now() - st.mtimeMs > BREAK_LOCK_STALE_MS) await fsp.unlink(guard).catch(() => undefined);
-    return false; // another contender is breaking it; retry the lock itself
-  }
-  try {
-    const [text, st] = await Promise.all([fsp.readFile(lock, 'utf8').catch(() => undefined), fsp.stat(lock).catch(() => undefined)]);
-    if (text === undefined || !st) return false; // released meanwhile
-    const holder = Number(text);
-    const dead = text === '' ? Date.now() - st.mtimeMs > EMPTY_LOCK_STALE_MS : Number.isSafeInteger(holder) && holder > 0 && !processAlive(holder);
-    if (!dead) return false;
-    await fsp.unlink(lock).catch(() => undefined);
-    return true;
-  } finally {
-    await fsp.unlink(guard).catch(() => undefined);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  return breakStaleLock(lock) !== undefined;
 }
 
 async function syncDir(dir: string): Promise<void> {

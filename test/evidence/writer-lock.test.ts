@@ -61,3 +61,14 @@ it('breakDeadLock: removes a dead holder\'s lock and an empty one past its grace
   expect(await breakDeadLock(lock)).toBe(true);
   expect(existsSync(`${lock}.break`)).toBe(false);
 });
+
+it('recovery leaves the lock\'s break guard alone: a contender holds it for a few syscalls while checking the lock', async () => {
+  const root = path.join(dir, 'guard');
+  const tenantDir = path.join(root, 'tenants', 'acme');
+  mkdirSync(tenantDir, { recursive: true });
+  writeFileSync(path.join(tenantDir, '.writer-lock.break'), '');
+  writeFileSync(path.join(tenantDir, '.tmp-leftover'), 'x');
+  const store = new FsEvidenceStore(root);
+  expect(await store.removeIncompleteWrites('acme', () => false)).toEqual(['.tmp-leftover']);
+  expect(existsSync(path.join(tenantDir, '.writer-lock.break'))).toBe(true);
+});
