@@ -11,18 +11,20 @@
 //   cosignatures/<size>              witness cosignature lines (C2SP tlog-cosignature) on checkpoints/<size>
 //   timestamps/<size>.<n>.tst        RFC 3161 time-stamp tokens over checkpoints/<size> (its exact bytes)
 //   records/<index>.binpb            the clean OTLP record (scrubbed protobuf bytes) a clean-batch entry digests
-import { fromB64Strict, leafHash, sha256Hex, toB64, toHex, bytesEqual } from './hash.ts';
+//   tile/<L>/<N>[.p/<W>]             C2SP hash tiles of the newest checkpoint's tree: each entry's proof and the root recomputed from them  [with tiles]
+import { HASH_SIZE, fromB64Strict, leafHash, sha256Hex, toB64, toHex, bytesEqual } from './hash.ts';
 import { canonicalBytes, canonicalize } from './jcs.ts';
 import { keyForSize, keySchedule, parseKeyRotation, KeyScheduleError, type KeyValidity } from './keys.ts';
 import { defaultOrigin } from './layout.ts';
 import { CompactRange, ProofError, verifyConsistency, verifyInclusion } from './merkle.ts';
 import { parseCheckpoint, parseNote, parseVerifierKey, verifyNote, type Checkpoint, type Verifier } from './note.ts';
-import { LogReader, formatTlogProof, parseTlogProof, throwIfPruned } from './reader.ts';
+import { LogReader, formatTlogProof, parseTlogProof, readTile, throwIfPruned } from './reader.ts';
 import { verifyEnvelope } from './dsse.ts';
 import { checkStatementShape, type SegmentStatement } from './statement.ts';
 import type { EvidenceStore } from './store.ts';
 import { gunzip, gzipDeterministic, readTar, writeTar, TarError, type TarFile } from './tar.ts';
-import { TILE_WIDTH, decodeEntryBundle, entryBundlePath, tileInTree } from './tiles.ts';
+import { TILE_WIDTH, decodeEntryBundle, entryBundlePath, tileInTree, tilePath } from './tiles.ts';
+import { bundleTiles, verifyBundleTiles, type BundleTile } from './bundle-tiles.ts';
 import { VerifyFailure, type VerifyCause } from './causes.ts';
 import { storedCosignatures, storedTimestamps } from './attest.ts';
 import { checkWitnessPolicy, splitSignatureLines, type WitnessPolicy } from './witness.ts';
@@ -57,6 +59,11 @@ export interface Manifest {
   timestamps?: { size: number; index: number; sha256: string }[];
   /** The clean records of the bundle's clean-batch entries, by entry index (absent when none). */
   records?: { index: number; sha256: string; size: number }[];
+  /**
+   * kind "entries" with tiles (audit bundles): the C2SP hash tiles of the tree of `tree_size` needed to
+   * recompute every entry's inclusion proof and the root (bundle-tiles.ts), by level then index.
+   */
+  tiles?: BundleTile[];
   /** Audit bundles (`--with-provenance`): the trace's frames, join, symbol refs, provenance envelopes (docs/provenance.md). */
   provenance?: AuditSection;
 }
@@ -76,6 +83,11 @@ export interface BuildOptions {
   records?: RecordSource;
   /** The provenance section and its files (processors/provenance/audit-bundle.ts auditFiles). */
   provenance?: { section: AuditSection; files: TarFile[] };
+  /**
+   * Carry the hash tiles each entry's proof and the root are recomputed from (case bundles only);
+   * default: with a provenance section (audit bundles must carry them, verification requires them).
+   */
+  tiles?: boolean;
 }
 
 /** A clean-batch entry's record bytes are not available to bundle (not stored, or no store given). */
@@ -142,7 +154,21 @@ export async function buildBundle(store: EvidenceStore, tenant: string, opts: Bu
         (manifest.records ??= []).push({ index: i, sha256: clean.sha256, size: record.length });
       }
     }
+    if (opts.tiles ?? !!opts.provenance) {
+      manifest.tiles = [];
+      for (const t of bundleTiles(wanted, n)) {
+        // The tile as it is in the tree of size n: the store may have only the full (or a wider
+        // partial) tile by now, whose first `width` hashes are the same (C2SP tlog-tiles).
+        const stored = await readTile(store, tenant, t);
+        const p = tilePath(t);
+        if (!stored || stored.length < t.width * HASH_SIZE) throw new Error(`tile ${p} of the tree of size ${n} is missing from the store`);
+        const bytes = Buffer.from(stored.subarray(0, t.width * HASH_SIZE));
+        files.push({ path: p, bytes });
+        manifest.tiles.push({ path: p, sha256: sha256Hex(bytes) });
+      }
+    }
   } else {
+    if (opts.tiles) throw new Error('tiles go in case bundles (indices); a whole-log export recomputes the tree from its entries');
     for (const s of sealed) if (s <= n) checkpointSizes.add(s);
     for (let t = 0; t * TILE_WIDTH < n; t++) {
       const tile = tileInTree(0, t, n)!;
@@ -278,6 +304,8 @@ export interface VerifiedBundle {
   entries: number;
   /** Clean OTLP records whose bytes were checked against their sealed entries. */
   records: number;
+  /** Hash tiles the entries' proofs and the root were recomputed from (0: the bundle carries none). */
+  tiles: number;
   checkpoints: number[];
   keys: { keyId: string; validFrom: number; validUntil: number | null }[];
   /** Trusted witnesses that cosigned the newest checkpoint, with their cosignature time (POSIX seconds). */
@@ -379,6 +407,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
   const top = checkpoints.get(m.tree_size)!;
   const vouched = verifyAttestations(files, m, checkListed, opts);
   let records = 0;
+  let tiles = 0;
   let provenance: AuditVerified | undefined;
 
   if (m.kind === 'entries') {
@@ -390,14 +419,15 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
     }
     for (const c of m.checkpoints) if (c.size !== m.tree_size && !m.consistency.some((x) => x.from === c.size)) fail('CHECKPOINT_INCONSISTENT', `no consistency proof from checkpoint ${c.size} to ${m.tree_size}`);
     verifyEntries(files, m, top, checkpoints, listed, progress);
+    tiles = verifyTiles(files, m, top, checkListed);
     records = verifyRecords(files, m, listed);
     if (m.provenance !== undefined) {
       const entryIdx = new Set(m.entries.map((e) => e.index));
       provenance = verifyAuditSection({ files, tenant: m.tenant, trustRoot: given.trustRoot, checkListed,
         entry: (i) => (entryIdx.has(i) ? files.get(`entries/${i}.json`) : undefined), recordIndices: (m.records ?? []).map((r) => r.index) }, m.provenance);
     }
-  } else if (m.records !== undefined || m.provenance !== undefined) {
-    fail('MANIFEST_MISMATCH', 'a whole-log bundle carries no records');
+  } else if (m.records !== undefined || m.provenance !== undefined || m.tiles !== undefined) {
+    fail('MANIFEST_MISMATCH', 'a whole-log bundle carries no records, provenance or hash tiles');
   } else {
     verifyLog(files, m, checkpoints, listed, progress);
   }
@@ -406,7 +436,7 @@ function verifyOrThrow(bytes: Uint8Array, given: VerifyOptions): VerifiedBundle 
   progress({ phase: 'done', done: 1, total: 1 });
   return {
     ok: true, tenant: m.tenant, origin: m.origin, caseId: m.case_id, kind: m.kind, treeSize: m.tree_size, rootHex: toHex(top.root),
-    entries: m.kind === 'entries' ? m.entries.length : m.tree_size, records, checkpoints: m.checkpoints.map((c) => c.size),
+    entries: m.kind === 'entries' ? m.entries.length : m.tree_size, records, tiles, checkpoints: m.checkpoints.map((c) => c.size),
     keys: schedule.map((k) => ({ keyId: k.verifier.keyIdHex, validFrom: k.validFrom, validUntil: k.validUntil })),
     ...vouched, ...(provenance ? { provenance } : {}),
   };
@@ -558,6 +588,28 @@ function verifyEntries(files: ReadonlyMap<string, Uint8Array>, m: Manifest, top:
     if (sha256Hex(entry) !== e.sha256) fail('MANIFEST_MISMATCH', `${ep} does not match the sha256 the manifest lists`);
     if (!checkpoints.has(e.sealed_in) || e.sealed_in <= e.index) fail('MANIFEST_MISMATCH', `entry ${e.index} claims to be sealed in checkpoint ${e.sealed_in}, which the bundle does not hold or which does not contain it`);
     if (n % 1000 === 0 || n === m.entries.length - 1) progress({ phase: 'entries', done: n + 1, total: m.entries.length });
+  });
+}
+
+/**
+ * The hash tiles (bundle-tiles.ts): required in audit bundles (a provenance section) and wherever the
+ * manifest lists any; absent from both, a case bundle verifies by its proofs alone, as before.
+ * Runs after the proofs verified, so a tampered proof is MERKLE_MISMATCH and a tampered tile TILE_MISMATCH.
+ */
+function verifyTiles(files: ReadonlyMap<string, Uint8Array>, m: Manifest, top: Checkpoint,
+  checkListed: (p: string, sha: string, missing: VerifyCause) => Uint8Array): number {
+  if (m.tiles === undefined && m.provenance === undefined) return 0;
+  if (m.tiles !== undefined && !Array.isArray(m.tiles)) fail('BUNDLE_CORRUPT', 'manifest tiles must be an array');
+  const listed = m.tiles ?? [];
+  // Register each listed tile (its digest is compared at the end) without failing on absence here:
+  // a missing tile is the tile check's to name.
+  for (const t of listed) if (typeof t?.path === 'string' && files.has(t.path)) checkListed(t.path, t.sha256, 'TILE_MISMATCH');
+  return verifyBundleTiles({
+    size: m.tree_size, root: top.root, listed, read: (p) => files.get(p),
+    entries: m.entries.map((e) => {
+      const entry = files.get(`entries/${e.index}.json`)!;
+      return { index: e.index, leaf: leafHash(entry), proof: parseTlogProof(Buffer.from(files.get(`proofs/${e.index}.tlog-proof`)!).toString('utf8')).proof };
+    }),
   });
 }
 

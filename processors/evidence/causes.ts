@@ -14,6 +14,8 @@ export const VERIFY_CAUSES = [
   // Audit bundles (issue 14 section 4): frames, symbol references, provenance envelopes and the join.
   'FRAME_MISMATCH', 'SYMBOL_REF_MISMATCH', 'SYMBOL_BYTES_MISMATCH', 'PROVENANCE_MISSING', 'PROVENANCE_SIGNATURE_INVALID',
   'PROVENANCE_KEY_UNTRUSTED', 'PROVENANCE_SUBJECT_MISMATCH', 'PROVENANCE_MISMATCH', 'JOIN_MISMATCH', 'JOIN_INCOMPLETE',
+  // Tiles in case bundles (issue 14 section 4): the C2SP hash tiles the proofs and root are recomputed from.
+  'TILE_MISMATCH',
 ] as const;
 export type VerifyCause = (typeof VERIFY_CAUSES)[number];
 
@@ -49,6 +51,7 @@ export const causeExitCode: Readonly<Record<VerifyCause, number>> = {
   PROVENANCE_MISMATCH: 36,
   JOIN_MISMATCH: 37,
   JOIN_INCOMPLETE: 38,
+  TILE_MISMATCH: 39,
 };
 
 export class VerifyFailure extends Error {
