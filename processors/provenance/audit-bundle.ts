@@ -1,6 +1,6 @@
 // Audit bundles (pure; no I/O): the provenance section of a trace's evidence bundle
 // (`stella forensic snapshot create --scope trace --id T --with-provenance`) and its offline
-// verification. docs/provenance.md "Audit bundles", docs/evidence.md (causes 29-38).
+// verification. docs/provenance.md "Audit bundles", docs/evidence.md (causes 29-38; the log's hash tiles: bundle-tiles.ts, 39).
 //
 // Files (all listed with their SHA-256 in manifest.provenance.files):
 //   provenance/frames.json                 the trace's frames, re-derivable from the bundled clean records

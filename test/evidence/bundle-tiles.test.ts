@@ -77,6 +77,9 @@ describe('bundle tiles (pure)', () => {
       [65_536, [0, 65_535]], [70_000, [10, 40_000, 65_535, 65_536, 69_999]]] as [number, number[]][]) {
       const c = makeCase(size, indices);
       expect({ size, n: check(c) }).toEqual({ size, n: c.listed.length });
+      // The growth docs/evidence.md states: at most (k + 1) tiles per tile level.
+      const levels = Math.floor(Math.log(size) / Math.log(256) + 1e-9) + 1;
+      expect(c.listed.length).toBeLessThanOrEqual((indices.length + 1) * levels);
       // Each tile is needed: without any one of them (file and listing), it fails naming that tile.
       for (const t of c.listed) {
         const files = new Map(c.files);

@@ -99,6 +99,7 @@ function edit(bundle: Buffer, fn: (files: Map<string, Uint8Array>, m: Manifest) 
   const m = JSON.parse(Buffer.from(files.get('manifest.json')!).toString('utf8')) as Manifest;
   fn(files, m);
   if (m.provenance) m.provenance.files = m.provenance.files.map((f) => ({ path: f.path, sha256: sha256Hex(files.get(f.path)!) }));
+  if (m.tiles) m.tiles = m.tiles.map((t) => ({ path: t.path, sha256: files.has(t.path) ? sha256Hex(files.get(t.path)!) : t.sha256 }));
   files.set('manifest.json', canonicalBytes(m));
   return gzipDeterministic(writeTar([...files].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, bytes]) => ({ path: p, bytes }))));
 }
@@ -223,6 +224,14 @@ describe('stella forensic snapshot create --scope trace --with-provenance', () =
     expect(regs.map((e) => JSON.parse(Buffer.from(files.get(`entries/${e.index}.json`)!).toString()).kind).sort()).toEqual(['artifact.registered', 'symbols.registered']);
     for (const e of m.entries) expect(files.has(`proofs/${e.index}.tlog-proof`)).toBe(true);
     expect(m.records).toHaveLength(1);
+    // The log's C2SP hash tiles at the bundle's size, byte for byte as the API serves them (here one partial tile: the log has 4 entries).
+    expect(m.tree_size).toBe(4);
+    expect(m.tiles!.map((t) => t.path)).toEqual(['tile/0/000.p/4']);
+    for (const t of m.tiles!) {
+      const served = await fetch(`${api.url}/evidence/acme/${t.path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(served.status).toBe(200);
+      expect(Buffer.from(await served.arrayBuffer()).equals(Buffer.from(files.get(t.path)!))).toBe(true);
+    }
   });
 
   it('`stella forensic trust export` pins the configured intake keys and the completeness policy (the root a verifier pins)', async () => {
@@ -313,6 +322,33 @@ describe('stella forensic snapshot create --scope trace --with-provenance', () =
       const cause = want[k as keyof typeof want];
       expect({ k, code: results[i]!.code, out: results[i]!.stdout.split(':')[1]?.trim() }).toEqual({ k, code: causeExitCode[cause], out: cause });
     });
+  }, 60_000);
+
+  it('names each tile tamper TILE_MISMATCH (exit 39): a flipped byte (through the CLI), a removed tile, all tiles stripped, a tile from another tree size', async () => {
+    const tampered: Record<string, Buffer> = {
+      tileFlipped: edit(bundle, (f) => {
+        const t = Buffer.from(f.get('tile/0/000.p/4')!);
+        t[70] = t[70]! ^ 1;
+        f.set('tile/0/000.p/4', t);
+      }),
+      // The tile gone, and the manifest no longer listing it: the verifier knows which tiles the proofs need.
+      tileRemoved: edit(bundle, (f, man) => { f.delete('tile/0/000.p/4'); man.tiles = man.tiles!.filter((t) => t.path !== 'tile/0/000.p/4'); }),
+      tilesStripped: edit(bundle, (f, man) => { f.delete('tile/0/000.p/4'); delete man.tiles; }),
+      // The log's tile at size 3 (its first three hashes), listed instead of the size-4 one.
+      tileOtherSize: edit(bundle, (f, man) => {
+        f.set('tile/0/000.p/3', Buffer.from(f.get('tile/0/000.p/4')!).subarray(0, 96));
+        f.delete('tile/0/000.p/4');
+        man.tiles = [{ path: 'tile/0/000.p/3', sha256: '' }];
+      }),
+    };
+    const d = tmp('stella-audit-tiles-');
+    writeFileSync(path.join(d, 'trust.json'), serializeTrustRoot(acmeRoot));
+    writeFileSync(path.join(d, 'tile.tar.gz'), tampered.tileFlipped!);
+    const cli = await stella(['forensic', 'verify', 'tile.tar.gz', '--trust', 'trust.json'], d);
+    expect({ code: cli.code, out: cli.stdout.split(':').slice(0, 2).join(':') }).toEqual({ code: causeExitCode.TILE_MISMATCH, out: 'FAILED: TILE_MISMATCH' });
+    expect(causeExitCode.TILE_MISMATCH).toBe(39);
+    const causes = Object.fromEntries(Object.entries(tampered).map(([k, b]) => { const r = verifyBundle(b, { trustRoot: acmeRoot }); return [k, r.ok ? 'ok' : r.cause]; }));
+    expect(causes).toEqual({ tileFlipped: 'TILE_MISMATCH', tileRemoved: 'TILE_MISMATCH', tilesStripped: 'TILE_MISMATCH', tileOtherSize: 'TILE_MISMATCH' });
   }, 60_000);
 
   it('fails against another tenant\'s trust root, and against a trust root without (or with other) intake keys', async () => {
