@@ -29,7 +29,7 @@ export interface PreparedExport {
 
 const describe: Record<RejectReason, (n: number, noun: string, l: IngestLimits) => string> = {
   attribute_too_large: (n, noun, l) => `${n} ${noun} refused: an attribute value exceeds ${l.maxAttributeValueBytes} bytes`,
-  invalid_id: (n, noun) => `${n} ${noun} refused: trace ids must be 16 bytes and span ids 8 bytes, a span's not all zero`,
+  invalid_id: (n, noun) => `${n} ${noun} refused: trace ids must be 16 bytes and span ids 8 bytes, a span's or a link's not all zero`,
   value_too_deep: (n, noun) => `${n} ${noun} refused: a value nests arrays or kvlists deeper than ${MAX_VALUE_NESTING} levels`,
   item_too_large: (n, noun, l) => `${n} ${noun} refused: larger than the ${l.maxRecordBytes}-byte Kafka record limit on their own`,
 };

@@ -24,7 +24,7 @@ interface FieldRule {
   idLen?: number;
   /** This field's value is an attribute value (KeyValue.value): subject to the attribute size limit. */
   attrValue?: boolean;
-  /** An id that OTLP declares invalid when all zero (Span.trace_id, Span.span_id). */
+  /** An id that OTLP declares invalid when all zero (trace_id and span_id of a Span and of a Span.Link). */
   nonZero?: boolean;
 }
 
@@ -53,6 +53,9 @@ const scalarWireType: Record<string, number> = {
   int32: 0, int64: 0, uint32: 0, uint64: 0, sint32: 0, sint64: 0, bool: 0,
 };
 
+/** Messages whose trace_id/span_id OTLP declares invalid when all zero: a bad link refuses its span, like a bad span id. */
+const ZERO_INVALID_ID_OWNERS = new Set(['.opentelemetry.proto.trace.v1.Span', '.opentelemetry.proto.trace.v1.Span.Link']);
+
 const rules = new Map<string, TypeRule>();
 function ruleFor(type: protobuf.Type): TypeRule {
   const existing = rules.get(type.fullName);
@@ -75,7 +78,7 @@ function ruleFor(type: protobuf.Type): TypeRule {
       fr = { kind: Kind.Bytes, wt: 2, repeated: f.repeated };
       if (/^(traceId)$/.test(f.name)) fr.idLen = 16;
       if (/^(spanId|parentSpanId)$/.test(f.name)) fr.idLen = 8;
-      if (type.name === 'Span' && (f.name === 'traceId' || f.name === 'spanId')) fr.nonZero = true;
+      if (ZERO_INVALID_ID_OWNERS.has(type.fullName) && (f.name === 'traceId' || f.name === 'spanId')) fr.nonZero = true;
     } else {
       const wt = scalarWireType[f.type];
       if (wt === undefined) throw new Error(`unsupported proto type ${f.type}`);

@@ -1,6 +1,7 @@
 // What the receiver accepts is what it keeps: deep nesting, truncated protobuf, invalid ids, coerced
 // JSON and conflicting tenant.id claims are refused at intake (real receiver, real Kafka), and what
 // is refused never reaches the raw topic while its innocent neighbours do.
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import type { StellaConfig } from '../../lib/config.ts';
@@ -133,6 +134,47 @@ describe('ids and the OTLP JSON mapping', () => {
     expect(names).toContain('valid-ids');
     expect(names).not.toContain('zero-trace-id');
     expect(names).not.toContain('zero-span-id');
+  });
+
+  // As for a span's own ids: the span carrying a bad link is refused (partial success, its neighbours
+  // kept); in JSON a link id of the wrong length fails the hex mapping, which refuses the whole request (400).
+  const LINK_RULE = "trace ids must be 16 bytes and span ids 8 bytes, a span's or a link's not all zero";
+  const link = (extra: Record<string, unknown> = {}) => ({ traceId: randomBytes(16), spanId: randomBytes(8), ...extra });
+  it.each(['http', 'grpc'])('protobuf over %s: a link with an all-zero or wrong-length id refuses its span only', async (via) => {
+    const body = tracesRequest([{ scopes: [{ name: 's', spans: [
+      spanObject(`link-zero-trace-${via}`, {}, { links: [link(), link({ traceId: Buffer.alloc(16) })] }),
+      spanObject(`link-zero-span-${via}`, {}, { links: [link({ spanId: Buffer.alloc(8) })] }),
+      spanObject(`link-short-span-${via}`, {}, { links: [link({ spanId: randomBytes(7) })] }),
+      spanObject(`link-ok-${via}`, {}, { links: [link()] }),
+    ] }] }]);
+    const answer = via === 'http'
+      ? await httpExport(receiver.httpPort, '/v1/traces', body, proto).then((r) => { expect(r.status).toBe(200); return r.body; })
+      : await grpcExport(receiver.grpcPort, 'traces', body, TOKENS.acme).then((g) => { expect(g.code).toBe(status.OK); return g.response!; });
+    expect(partial(answer).partialSuccess).toEqual({ rejectedSpans: 3, errorMessage: `3 spans refused: ${LINK_RULE}` });
+    const names = await spanNames([`link-ok-${via}`]);
+    expect(names).toContain(`link-ok-${via}`);
+    for (const n of ['link-zero-trace', 'link-zero-span', 'link-short-span']) expect(names).not.toContain(`${n}-${via}`);
+  });
+
+  it('JSON: a link with an all-zero id refuses its span only; a link id of the wrong length is refused with 400', async () => {
+    const hexLink = (traceId: string, spanId: string) => ({ traceId, spanId });
+    const span = (name: string, links: unknown[]) => ({ traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex'), name, links });
+    const ok = hexLink(randomBytes(16).toString('hex'), randomBytes(8).toString('hex'));
+    const body = (spans: unknown[]) => JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans }] }] });
+    const res = await httpExport(receiver.httpPort, '/v1/traces', body([
+      span('json-link-zero-trace', [ok, hexLink('0'.repeat(32), ok.spanId)]), span('json-link-zero-span', [hexLink(ok.traceId, '0'.repeat(16))]), span('json-link-ok', [ok]),
+    ]), json);
+    expect(res.status).toBe(200);
+    const answer = JSON.parse(res.body.toString()) as { partialSuccess?: { rejectedSpans?: string | number; errorMessage?: string } };
+    expect(Number(answer.partialSuccess?.rejectedSpans)).toBe(2);
+    expect(answer.partialSuccess?.errorMessage).toBe(`2 spans refused: ${LINK_RULE}`);
+
+    const short = await httpExport(receiver.httpPort, '/v1/traces', body([span('json-link-short', [hexLink(ok.traceId, 'ab'.repeat(7))]), span('json-link-short-neighbour', [ok])]), json);
+    expect(short.status).toBe(400);
+    expect(decodeStatus(short.body, true).message).toMatch(/spanId must be 16 hex characters/);
+    const names = await spanNames(['json-link-ok']);
+    expect(names).toContain('json-link-ok');
+    for (const n of ['json-link-zero-trace', 'json-link-zero-span', 'json-link-short', 'json-link-short-neighbour']) expect(names).not.toContain(n);
   });
 
   const jsonSpan = (fields: Record<string, unknown>) => JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [{

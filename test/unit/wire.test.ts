@@ -153,6 +153,23 @@ describe('parseExportRequest + splitIntoRecords', () => {
     expect(parsed.rejected.get('invalid_id')).toBe(2);
   });
 
+  it('refuses spans with a link whose trace id or span id is all zero or of the wrong length, only those', () => {
+    const link = (extra: Record<string, unknown>) => ({ traceId: randomBytes(16), spanId: randomBytes(8), ...extra });
+    const spans = [
+      spanObject('link-zero-trace', {}, { links: [link({}), link({ traceId: Buffer.alloc(16) })] }),
+      spanObject('link-zero-span', {}, { links: [link({ spanId: Buffer.alloc(8) })] }),
+      spanObject('link-short-trace', {}, { links: [link({ traceId: randomBytes(15) })] }),
+      spanObject('link-long-span', {}, { links: [link({ spanId: randomBytes(9) })] }),
+      spanObject('link-ok', {}, { links: [link({}), link({ traceId: Buffer.from('00'.repeat(15) + '01', 'hex'), spanId: Buffer.from('0000000000000001', 'hex') })] }),
+    ];
+    const parsed = parseExportRequest(signals.traces, tracesRequest([{ scopes: [{ name: 's', spans }] }]), 'acme', limits);
+    expect(parsed.accepted).toBe(1);
+    expect(parsed.rejected.get('invalid_id')).toBe(4);
+    const kept = splitIntoRecords(parsed, 1e6).records.flatMap((r) => types.ExportTraceServiceRequest.decode(r).toJSON().resourceSpans
+      .flatMap((rs: { scopeSpans: { spans: { name: string }[] }[] }) => rs.scopeSpans.flatMap((sc) => sc.spans.map((x) => x.name))));
+    expect(kept).toEqual(['link-ok']);
+  });
+
   it('refuses a resource whose tenant.id occurrences are not all the token tenant', () => {
     const kv = (k: string, v: string) => ({ key: k, value: { stringValue: v } });
     const withAttrs = (attrs: unknown[]) => Buffer.from(types.ExportTraceServiceRequest.encode(types.ExportTraceServiceRequest.fromObject({
