@@ -16,6 +16,9 @@ import { validateTenantId } from '../lib/tenancy.ts';
 import { pae } from '../processors/evidence/dsse.ts';
 import { IN_TOTO_PAYLOAD_TYPE, normalizeSha256, refuse, runtimeFactsStatement, type RuntimeRefusal } from '../processors/intake/runtime-facts.ts';
 import { gunzipLimited, ingestRuntimeFacts, publishRuntimeRefusal } from '../processors/intake/runtime-ingest.ts';
+import { SUPER_USER } from '../lib/kafka/acls.ts';
+import { replayExitCode } from '../processors/intake/orphan-replay.ts';
+import { replayOrphans } from '../processors/intake/orphan-replay-cli.ts';
 import { cliKafkaAccess, flagString, outputFormat, render, UsageError, type Flags, type Io } from './commands.ts';
 
 export const RUNTIME_MANIFEST_SCHEMA = 'stella.runtime-facts.manifest/v1';
@@ -199,4 +202,51 @@ export async function cmdIngestGraph(flags: Flags, io: Io): Promise<number> {
   } finally {
     await producer.disconnect();
   }
+}
+
+/**
+ * stella intake orphans replay --tenant T [--graph-hash G] [--dry-run] [--output table|json|yaml]:
+ * runtime facts dead-lettered for an unknown graph are published again once their graph is known
+ * (processors/intake/orphan-replay-cli.ts). Exit 0 nothing left waiting, 1 some orphans still wait
+ * for their graph (left in the DLQ, counted), 2 usage or configuration, 4 Kafka unreachable.
+ */
+export async function cmdIntakeOrphansReplay(flags: Flags, io: Io): Promise<number> {
+  const format = outputFormat(flags);
+  const tenant = tenantOf(flags);
+  const g = flagString(flags, 'graph-hash');
+  const graphHash = g === undefined ? undefined : normalizeSha256(g);
+  if (g !== undefined && !graphHash) throw new UsageError('--graph-hash must be sha256:<64 hex> (or 64 hex)');
+  const dryRun = flags.has('dry-run');
+  const cfg = loadConfig();
+  // Reads the DLQ (a consumer group of its own) and writes the intake topic and timeline_events: on
+  // the local broker as its super user, like forensic replay; elsewhere the operator's KAFKA_SASL_* login.
+  const access = cliKafkaAccess(cfg, SUPER_USER, 'stella intake orphans replay reads the DLQ and publishes to Kafka');
+  const kafka = createKafka({ ...access, clientId: `${cfg.kafka.clientId}-orphan-replay`, quiet: true });
+  const producer = new BatchingProducer(kafka);
+  try {
+    await producer.connect();
+  } catch (err) {
+    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
+    return 4;
+  }
+  let report;
+  try {
+    report = await replayOrphans({ kafka, producer, dataDir: cfg.dataDir,
+      topics: { dlq: cfg.kafka.topics.dlq, intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents } },
+    { tenant, ...(graphHash ? { graphHash } : {}), dryRun });
+  } catch (err) {
+    io.stderr(`stella intake orphans replay: Kafka failed (${(err as Error).message}); orphans already marked replayed stay so, run it again\n`);
+    return 4;
+  } finally {
+    await producer.disconnect();
+  }
+  io.stdout(render(report, format, () => [
+    `tenant ${report.tenant}${report.graph_hash ? ` graph ${report.graph_hash}` : ''}${report.dry_run ? ' (dry run: nothing published)' : ''}`,
+    `found ${report.found}  ${report.dry_run ? 'would replay' : 'replayed'} ${report.replayed}  already replayed ${report.already_replayed}  graph unknown ${report.graph_unknown}`,
+    ...report.orphans.map((o) => `${o.ingest_id}  ${o.graph_hash}  ${o.reason.padEnd(10)}  dlq ${o.dlq.padEnd(10)}  ${o.outcome}`),
+  ].join('\n') + '\n'));
+  if (report.graph_unknown > 0) {
+    io.stderr(`${report.graph_unknown} orphan(s) still wait for their graph and were left in the DLQ: register it (POST /api/v1/reachability/graphs or stella ingest graph) and run this again\n`);
+  }
+  return replayExitCode(report);
 }

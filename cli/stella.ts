@@ -10,7 +10,7 @@ import { cmdExportsList, cmdExportsShow } from './commands.ts';
 import { cmdObsHealth, cmdObsLogs, cmdObsMetrics } from './commands.ts';
 import { cmdProofSpine, cmdProofVerify } from './commands.ts';
 import { PARTS, runPipeline, type Part } from './run.ts';
-import { cmdAttestRuntime, cmdIngestGraph, cmdIngestRuntime } from './runtime.ts';
+import { cmdAttestRuntime, cmdIngestGraph, cmdIngestRuntime, cmdIntakeOrphansReplay } from './runtime.ts';
 import { cmdTenants, cmdTokens } from './tokens.ts';
 
 export { UsageError };
@@ -68,8 +68,13 @@ Commands:
                                       sign runtime facts (NDJSON or .gz): a DSSE envelope over their sha256
                                       (stdout without --bundle); --manifest also writes the air-gap manifest
   ingest graph --tenant T --graph F [--sha256 H]
-                                      register a reachability graph offline (CAS + marker in the data
-                                      dir, as POST /api/v1/reachability/graphs): its facts stop being orphans
+                                      register a reachability graph offline (CAS, Kafka record + sealed
+                                      timeline event, marker in the data dir, as POST
+                                      /api/v1/reachability/graphs): its facts stop being orphans
+  intake orphans replay --tenant T [--graph-hash G] [--dry-run]
+                                      publish again the tenant's runtime facts dead-lettered for an
+                                      unknown graph (orphan expired / queue full) whose graph is known
+                                      now; each ingest once (exit 1 when some still wait for their graph)
   ingest runtime --tenant T --graph-hash G --runtime F --manifest M
                                       offline intake of runtime facts: checks every hash against the
                                       manifest and its DSSE envelope against intake.trust, then CAS + Kafka
@@ -210,6 +215,7 @@ const FLAGS: Record<string, string[]> = {
   'attest runtime': ['runtime', 'graph-hash', 'tenant', 'key', 'keyid', 'bundle', 'manifest'],
   'ingest runtime': ['output', 'runtime', 'graph-hash', 'tenant', 'manifest'],
   'ingest graph': ['output', 'graph', 'sha256', 'tenant'],
+  'intake orphans replay': ['output', 'tenant', 'graph-hash', 'dry-run'],
   'exports list': [...COMMON_API, 'run', 'artifact', 'status', 'limit', 'cursor'],
   'exports show': COMMON_API,
   'slo list': COMMON_API,
@@ -280,6 +286,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
   if (cmd === 'attest' && sub === 'runtime') return route('attest runtime', () => cmdAttestRuntime(flags, io));
   if (cmd === 'ingest' && sub === 'runtime') return route('ingest runtime', () => cmdIngestRuntime(flags, io));
   if (cmd === 'ingest' && sub === 'graph') return route('ingest graph', () => cmdIngestGraph(flags, io));
+  if (cmd === 'intake' && sub === 'orphans' && sub2 === 'replay') return route('intake orphans replay', () => cmdIntakeOrphansReplay(flags, io));
   if (cmd === 'exports' && sub === 'list') return route('exports list', () => cmdExportsList(flags, io));
   if (cmd === 'exports' && sub === 'show') return route('exports show', () => cmdExportsShow(args, flags, io));
   if (cmd === 'slo' && sub === 'rules') return route('slo rules', () => cmdSloRules(flags, io));

@@ -11,7 +11,7 @@ import type { TimelineEventRow } from '../store/index.ts';
 import { validateTenantId } from '../tenancy.ts';
 
 /** Timeline event kinds of the signed intake (docs/intake.md). */
-export const INTAKE_EVENT_KINDS = ['reach.runtime.ingested', 'reach.graph.registered', 'runtime.ingest.failed', 'ledger_export', 'artifact.registered', 'symbols.registered'] as const;
+export const INTAKE_EVENT_KINDS = ['reach.runtime.ingested', 'reach.graph.registered', 'reach.runtime.orphan.replayed', 'runtime.ingest.failed', 'ledger_export', 'artifact.registered', 'symbols.registered'] as const;
 export type IntakeEventKind = (typeof INTAKE_EVENT_KINDS)[number];
 
 /** Anything with BatchingProducer's send (acks=all, idempotent; resolves when Kafka acked). */
