@@ -1,16 +1,19 @@
 // lib/kafka/producer.ts against a real broker of its own, which the test freezes (SIGSTOP) to hold
 // one produce in flight: sends made meanwhile wait for it and then go out together (one produce in
 // flight at a time, each batch under maxBatchBytes), every send resolves only once Kafka acked it,
-// nothing is lost or reordered, and disconnect() still sends what is queued.
+// nothing is lost or reordered, and disconnect() still sends what is queued. The produce path is
+// the producer's own (partitioning, producer id, sequence numbers, retries): a produce retried after
+// a timeout is written once, one that failed for good does not take the next one down, and keys land
+// on the partitions Java's (and kafkajs') murmur2 partitioner picks.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { Producer } from 'kafkajs';
 import { startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
 import { createKafka, ensureTopics } from '../../lib/kafka/client.ts';
 import { BatchingProducer } from '../../lib/kafka/producer.ts';
-import { readRecordsAt } from '../support/kafka.ts';
+import { Partitioners } from 'kafkajs';
+import { readAllRecordsAt, readRecordsAt } from '../support/kafka.ts';
 
 let dir: string;
 let broker: RunningBroker;
@@ -24,11 +27,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Produce requests answered, from kafkajs' instrumentation of the wrapped (private) producer. */
+/** Produce requests answered, from kafkajs' instrumentation of the producer's connections. */
 function countProduces(bp: BatchingProducer): { sizes: number[] } {
   const out = { sizes: [] as number[] };
-  const inner = (bp as unknown as { producer: Producer }).producer;
-  inner.on(inner.events.REQUEST, (e) => { if (e.payload.apiName === 'Produce') out.sizes.push(e.payload.size); });
+  bp.onRequest((e) => { if (e.apiName === 'Produce') out.sizes.push(e.size); });
   return out;
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,4 +83,75 @@ it('sends made while a produce is in flight go out together once it is answered,
   await late;
   const got = await readRecordsAt(broker.access(), [topic], 63);
   expect(got.map((r) => r.value.subarray(0, 4).toString())).toEqual(Array.from({ length: 63 }, (_, i) => String(i).padStart(4, '0')));
+}, 120_000);
+
+it('a produce retried after a request timeout is written once: the retry carries the same sequence numbers', async () => {
+  const topic = 'retried';
+  const kafka = createKafka({ ...broker.access(), clientId: 'retry-test', requestTimeoutMs: 700, retryBackoffMs: { initial: 100, max: 300 } });
+  await ensureTopics(kafka, [{ name: topic, partitions: 1, replicationFactor: 1 }]);
+  const bp = new BatchingProducer(kafka, { lingerMs: 0 });
+  await bp.connect();
+  await bp.send(topic, [{ key: 'k', value: Buffer.from('first') }]);
+  await freeze(broker.pid!);
+  let sent: Promise<void>;
+  try {
+    sent = bp.send(topic, [{ key: 'k', value: Buffer.from('second') }]);
+    await sleep(1_200); // the first attempt timed out on the frozen broker; a retry is on its way
+  } finally {
+    process.kill(broker.pid!, 'SIGCONT');
+  }
+  // The broker gets the batch twice (the timed-out attempt was still in its socket) and keeps one:
+  // with new sequence numbers on the retry, 'second' would be in the topic twice.
+  await sent;
+  const third = bp.send(topic, [{ key: 'k', value: Buffer.from('third') }]);
+  await third;
+  await bp.disconnect();
+  const got = await readAllRecordsAt(broker.access(), topic);
+  expect(got.map((r) => r.value.toString())).toEqual(['first', 'second', 'third']);
+}, 120_000);
+
+it('a produce that failed for good rejects its sends, and the next one is written (new producer id)', async () => {
+  const topic = 'failed';
+  const kafka = createKafka({ ...broker.access(), clientId: 'fail-test', requestTimeoutMs: 600, retries: 0 });
+  await ensureTopics(kafka, [{ name: topic, partitions: 1, replicationFactor: 1 }]);
+  const bp = new BatchingProducer(kafka, { lingerMs: 0 });
+  await bp.connect();
+  await bp.send(topic, [{ key: 'k', value: Buffer.from('before') }]);
+  await freeze(broker.pid!);
+  let failed: unknown;
+  try {
+    failed = await bp.send(topic, [{ key: 'k', value: Buffer.from('timed-out') }]).then(() => 'acked', (e: unknown) => e);
+  } finally {
+    process.kill(broker.pid!, 'SIGCONT');
+  }
+  expect(failed).toBeInstanceOf(Error); // not acked: the client is told to retry
+  await bp.send(topic, [{ key: 'k', value: Buffer.from('after') }]);
+  await bp.disconnect();
+  const values = (await readAllRecordsAt(broker.access(), topic)).map((r) => r.value.toString());
+  // The timed-out batch may or may not have been appended once the broker woke; the next one is there.
+  expect(values[0]).toBe('before');
+  expect(values.at(-1)).toBe('after');
+  expect(values.filter((v) => v === 'timed-out').length).toBeLessThanOrEqual(1);
+}, 120_000);
+
+it('keys land on the partition murmur2 picks (Java and kafkajs default partitioner); explicit partitions are kept', async () => {
+  const topic = 'keyed';
+  const kafka = createKafka({ ...broker.access(), clientId: 'keyed-test' });
+  await ensureTopics(kafka, [{ name: topic, partitions: 6, replicationFactor: 1 }]);
+  const bp = new BatchingProducer(kafka, { lingerMs: 5 });
+  await bp.connect();
+  const keys = ['acme', 'globex', 'initech', ...Array.from({ length: 30 }, (_, i) => `tenant-${i}`)];
+  // Two rounds: the second comes from the producer's per-key cache.
+  await Promise.all([...keys, ...keys].map((key, i) => bp.send(topic, [{ key, value: Buffer.from(`${key}#${i}`) }])));
+  await bp.send(topic, [{ key: 'acme', value: Buffer.from('pinned'), partition: 5 }]);
+  await bp.disconnect();
+  const got = await readRecordsAt(broker.access(), [topic], keys.length * 2 + 1);
+  expect(got).toHaveLength(keys.length * 2 + 1);
+  const murmur2 = Partitioners.DefaultPartitioner();
+  const partitionMetadata = Array.from({ length: 6 }, (_, i) => ({ partitionId: i, leader: 1, replicas: [1], isr: [1], partitionErrorCode: 0 }));
+  for (const r of got) {
+    if (r.value.toString() === 'pinned') { expect(r.partition).toBe(5); continue; }
+    expect(r.partition).toBe(murmur2({ topic, partitionMetadata, message: { key: r.key!, value: r.value } }));
+  }
+  expect(new Set(got.map((r) => r.partition)).size).toBeGreaterThan(3);
 }, 120_000);
