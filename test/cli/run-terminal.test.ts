@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stopLeftoverBroker } from '../../cli/local-broker.ts';
-import { freePort } from '../../lib/kafka/broker.ts';
 import { ensureDevSigningKey } from '../../processors/evidence/dev-key.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -21,10 +20,11 @@ afterAll(async () => { await stopLeftoverBroker(kafkaDir, () => {}); }, 60_000);
 interface Terminal { child: ChildProcessWithoutNullStreams; lines: { text: string; at: number }[]; output: () => string; exited: Promise<number | null> }
 
 /** `npm start` under `script`: its stdin is the terminal's keyboard. */
-async function npmStartInTerminal(): Promise<Terminal> {
+function npmStartInTerminal(): Terminal {
+  // Ports 0: stella binds free ports itself (nothing here connects to them). Ports picked free here
+  // first could be taken by another test before npm start bound them (EADDRINUSE).
   const env: NodeJS.ProcessEnv = { ...process.env, STELLA_DATA_DIR: dataDir, STELLA_LOG_LEVEL: 'info',
-    STELLA_GRPC_PORT: String(await freePort()), STELLA_HTTP_PORT: String(await freePort()),
-    STELLA_API_PORT: String(await freePort()), STELLA_ADMIN_PORT: String(await freePort()) };
+    STELLA_GRPC_PORT: '0', STELLA_HTTP_PORT: '0', STELLA_API_PORT: '0', STELLA_ADMIN_PORT: '0' };
   for (const k of Object.keys(env)) if (/^(VITEST|KAFKA_BROKERS$|STELLA_CONFIG$|NODE_OPTIONS$)/.test(k)) delete env[k];
   // `exec`: as from an interactive shell, npm leads the foreground job. Without it a non-interactive
   // $SHELL that does not exec its last command (dash, when CI leaves SHELL unset) stays in the job,

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createKafka } from '../../lib/kafka/client.ts';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stopLeftoverBroker } from '../../cli/local-broker.ts';
-import { freePort, startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
+import { startBroker, type RunningBroker } from '../../lib/kafka/broker.ts';
 import { groupLag } from '../../lib/kafka/drain.ts';
 import { defaultTopicNames as T, H } from '../../lib/kafka/topics.ts';
 import { LogReader } from '../../processors/evidence/reader.ts';
@@ -29,7 +29,7 @@ const say = (m: string) => process.stderr.write(`[clean-clone] ${m}\n`);
 
 let env: NodeJS.ProcessEnv;
 let start: Proc | undefined;
-let ports: { grpc: number; http: number; api: number; admin: number };
+let ports = { grpc: 0, http: 0, api: 0, admin: 0 };
 let token = '';
 let checkBroker: RunningBroker | undefined;
 
@@ -45,15 +45,15 @@ const GROUPS: Record<string, string[]> = {
 beforeAll(async () => {
   say(`cloning ${root} (HEAD) into ${clone}`);
   execFileSync('git', ['clone', '--quiet', root, clone], { stdio: ['ignore', 'ignore', 'inherit'] });
-  ports = { grpc: await freePort(), http: await freePort(), api: await freePort(), admin: await freePort() };
   // One setting off the defaults: seal every 2 s, not 60 s, so the demo's wait for a seal is short.
   writeFileSync(path.join(work, 'stella.yaml'), 'evidence:\n  sealEverySeconds: 2\n');
   env = cleanEnv({
     STELLA_CACHE_DIR: path.join(root, '.cache'),
     STELLA_DATA_DIR: dataDir,
     STELLA_CONFIG: path.join(work, 'stella.yaml'),
-    STELLA_GRPC_PORT: String(ports.grpc), STELLA_HTTP_PORT: String(ports.http),
-    STELLA_API_PORT: String(ports.api), STELLA_ADMIN_PORT: String(ports.admin),
+    // Ports 0: the pipeline binds free ports itself and prints them (read below). Ports picked free
+    // here first could be taken by another test before npm start bound them (EADDRINUSE).
+    STELLA_GRPC_PORT: '0', STELLA_HTTP_PORT: '0', STELLA_API_PORT: '0', STELLA_ADMIN_PORT: '0',
   });
   const ci = await runToEnd('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: clone, env, timeoutMs: 240_000 });
   say(`npm ci in the clone: exit ${ci.code} in ${(ci.ms / 1000).toFixed(1)} s`);
@@ -74,7 +74,11 @@ it('npm start reaches Ready, with its own Kafka broker and a demo token printed 
   await start.waitFor(/^Ready\. /m, 180_000);
   say(`npm start ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   expect(start.stdout).toMatch(/^Kafka: 127\.0\.0\.1:\d+ \(local broker started by stella\)$/m);
-  expect(start.stdout).toContain(`OTLP receiver: gRPC 127.0.0.1:${ports.grpc}, HTTP http://127.0.0.1:${ports.http}`);
+  const receiver = /^OTLP receiver: gRPC 127\.0\.0\.1:(\d+), HTTP http:\/\/127\.0\.0\.1:(\d+)$/m.exec(start.stdout);
+  const api = /^API: http:\/\/127\.0\.0\.1:(\d+) /m.exec(start.stdout);
+  const admin = /^Self-telemetry: http:\/\/127\.0\.0\.1:(\d+)\/metrics/m.exec(start.stdout);
+  expect(receiver && api && admin, start.stdout).toBeTruthy();
+  ports = { grpc: Number(receiver![1]), http: Number(receiver![2]), api: Number(api![1]), admin: Number(admin![1]) };
   const m = start.stdout.match(/^ {2}STELLA_TOKEN=(stella_demo_\S+)$/m);
   expect(m).not.toBeNull();
   token = m![1]!;
