@@ -138,7 +138,8 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
       outcome.kind === 'accepted' ? { location: `${EXPORTS_PATH}/${outcome.record.id}` } : undefined);
   }, {
     // The contract's 1 MiB, enforced while the body arrives (api/server.ts bodyReader): nothing past it is read or kept.
-    body: { maxBytes: MAX_EXPORT_BODY_BYTES, code: 'BODY_TOO_LARGE', refuse: (_req, over) => refused(refusal('BODY_TOO_LARGE', `body is over ${over.limit} bytes`)) },
+    // rawOnly: the handler parses the raw bytes strictly itself (a JSON.parse of them as well was wasted).
+    body: { maxBytes: MAX_EXPORT_BODY_BYTES, code: 'BODY_TOO_LARGE', rawOnly: true, refuse: (_req, over) => refused(refusal('BODY_TOO_LARGE', `body is over ${over.limit} bytes`)) },
   });
 
   router.scoped('GET', EXPORTS_PATH, 'attest:read', handled(async (req) => {

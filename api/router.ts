@@ -47,6 +47,8 @@ export interface BodyLimit {
   gunzipMaxBytes?: number;
   /** error.code of the 413 for inflation (default `DECOMPRESSED_TOO_LARGE`). */
   gunzipCode?: string;
+  /** The route reads `rawBody` only: the body is not also JSON.parsed into `body` (a cost per request for nothing). */
+  rawOnly?: boolean;
   /** Builds the route's 413 (after auth, e.g. to record a refusal event); default: apiError(413, code). */
   refuse?: (req: AuthedRequest, over: BodyOverLimit) => Promise<ApiResponse> | ApiResponse;
 }

@@ -17,6 +17,13 @@ import { apiError, json, Router, type ApiRequest, type ApiResponse, type AuthzNo
 /** Largest request body read by any route (POST /evidence/verify takes a bundle); routes set lower limits (Router RouteOptions.body). */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 const DEFAULT_BODY_LIMIT: BodyLimit = { maxBytes: MAX_BODY_BYTES, code: 'too_large' };
+/**
+ * Output chunk of the streaming gunzip. zlib's default (16 KiB) made inflating cost more than
+ * hashing, validating and storing the NDJSON together (BENCHMARKS.md "runtime facts gzip"): each
+ * chunk is a round trip to the thread pool and a Buffer. 256 KiB chunks inflate ~3x faster; a
+ * gzip bomb still stops within one chunk past the limit.
+ */
+export const INFLATE_CHUNK_BYTES = 256 * 1024;
 
 /** A JSON request body parsed (undefined when not JSON or not parsable; handlers validate it). */
 function jsonBody(contentType: string | undefined, raw: Buffer): unknown {
@@ -60,7 +67,7 @@ export function bodyReader(req: http.IncomingMessage, limit: BodyLimit): () => P
       resolve(r);
     };
     if (gzipLimit !== undefined) {
-      inflater = zlib.createGunzip();
+      inflater = zlib.createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
       inflater.on('data', (c: Buffer) => {
         inflatedSize += c.length;
         if (inflatedSize > gzipLimit) finish(over('inflated', gzipLimit)); else inflated.push(c);
@@ -79,10 +86,10 @@ export function bodyReader(req: http.IncomingMessage, limit: BodyLimit): () => P
       }
     };
     const onEnd = () => {
-      const raw = Buffer.concat(chunks);
-      const done = (infl?: Buffer) => finish({ ok: true, raw, json: jsonBody(req.headers['content-type'], raw), ...(infl ? { inflated: infl } : {}) });
+      const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      const done = (infl?: Buffer) => finish({ ok: true, raw, json: limit.rawOnly ? undefined : jsonBody(req.headers['content-type'], raw), ...(infl ? { inflated: infl } : {}) });
       if (!inflater || inflateFailed) { done(); return; }
-      inflater.once('end', () => done(inflateFailed ? undefined : Buffer.concat(inflated)));
+      inflater.once('end', () => done(inflateFailed ? undefined : inflated.length === 1 ? inflated[0]! : Buffer.concat(inflated, inflatedSize)));
       inflater.once('error', () => done());
       inflater.end();
     };
@@ -107,7 +114,18 @@ function discard(req: http.IncomingMessage): void {
 export function requestTraceId(traceparent: string | string[] | undefined): string {
   const m = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(String(traceparent ?? '').trim().toLowerCase());
   if (m && !/^0+$/.test(m[1]!) && !/^0+$/.test(m[2]!)) return m[1]!;
-  return randomBytes(16).toString('hex');
+  return randomTraceId();
+}
+
+// New trace ids come from a pool of CSPRNG bytes filled 4 KiB at a time (as randomUUID does): one
+// randomBytes call per 256 requests instead of one per request.
+let tracePool = Buffer.alloc(0);
+let tracePoolAt = 0;
+function randomTraceId(): string {
+  if (tracePoolAt + 16 > tracePool.length) { tracePool = randomBytes(4096); tracePoolAt = 0; }
+  const id = tracePool.toString('hex', tracePoolAt, tracePoolAt + 16);
+  tracePoolAt += 16;
+  return id;
 }
 
 export const DEFAULT_API_PORT = 8080;

@@ -5,7 +5,7 @@
 // of the same bytes settle on one file. Reads re-hash the bytes: a blob altered on disk is refused.
 // `cas://<namespace>/<hex>` URIs resolve only inside this store (air gap: no other scheme anywhere).
 // The interface is small so that an S3-compatible backend can implement it later.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { validateTenantId } from './tenancy.ts';
@@ -75,7 +75,7 @@ function remaining(bufs: readonly Uint8Array[], n: number): Uint8Array[] {
 const HEX64 = /^[0-9a-f]{64}$/;
 const CAS_URI = /^cas:\/\/([^/?#\s]+)\/([0-9a-f]{64})$/;
 
-export const sha256Digest = (bytes: Uint8Array): CasDigest => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+export const sha256Digest = (bytes: Uint8Array): CasDigest => `sha256:${hash('sha256', bytes, 'hex')}`;
 
 /** Throws unless `d` is `sha256:<64 lowercase hex>`; returns the hex. */
 export function digestHex(d: string): string {

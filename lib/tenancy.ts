@@ -1,7 +1,7 @@
 // Tenancy and authorization. Clients present bearer tokens; the config holds only SHA-256 hashes
 // of tokens, each mapped to a tenant and scopes. Scopes are bound to a tenant:
 // `timeline:read#tenant/acme`. A bare scope in config (`timeline:read`) binds to the token's tenant.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -28,7 +28,8 @@ export class AuthError extends Error {
   constructor(readonly kind: 'unauthenticated' | 'forbidden', message: string) { super(message); }
 }
 
-export const sha256Hex = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex');
+// crypto.hash: one call, no Hash object (a few µs less per small input; these run per request).
+export const sha256Hex = (s: string | Uint8Array): string => hash('sha256', s, 'hex');
 export const grant = (scope: string, tenantId: string): string => `${scope}#tenant/${tenantId}`;
 
 export function validateTenantId(id: string): string | undefined {

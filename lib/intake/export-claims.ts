@@ -305,7 +305,9 @@ export class ExportClaims {
       if (bytesWritten !== buf.length) throw new Error(`claim journal: short write (${bytesWritten} of ${buf.length} bytes)`);
     }
     const decided = await this.readTail(t);
-    await t.fh.datasync();
+    // The sync precedes every answer; a cycle that answers nobody (published markers only, or our
+    // proposals still behind another process's append) leaves it to the cycle that will.
+    if (decided.length > 0) await t.fh.datasync();
     for (const [w, d] of decided) {
       try { w.resolve(await this.outcome(t, w, d)); } catch (err) { w.reject(err); }
     }

@@ -2,7 +2,7 @@
 // timeline_events (which the timeline processor writes to ClickHouse and the evidence processor
 // seals: that is every intake's evidence entry). Resolves only once Kafka acked both, so a route
 // answers its client only after the intake is durable. The payload itself is already in the CAS.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { OutMessage } from '../kafka/producer.ts';
 import { H } from '../kafka/topics.ts';
 import { canonicalize } from '../../processors/evidence/jcs.ts';
@@ -55,7 +55,7 @@ export interface IntakePublication {
 export const INTAKE_PRODUCER = 'stella-intake';
 
 export function intakeEventId(tenant: string, kind: string, seed: string): string {
-  return createHash('sha256').update(`stella-intake-event/v1\n${tenant}\n${kind}\n${seed}`).digest('hex').slice(0, 32);
+  return hash('sha256', `stella-intake-event/v1\n${tenant}\n${kind}\n${seed}`, 'hex').slice(0, 32);
 }
 
 /** The timeline row of an intake event (pure). */
@@ -78,11 +78,11 @@ export async function publishIntake(producer: IntakeProducer, p: IntakePublicati
   const sends: Promise<void>[] = [];
   if (p.value !== null) {
     sends.push(producer.send(p.topic, [{ key: p.tenant, value: p.value, headers: {
-      ...p.headers, [H.tenant]: p.tenant, [H.contentSha256]: createHash('sha256').update(p.value).digest('hex') } }]));
+      ...p.headers, [H.tenant]: p.tenant, [H.contentSha256]: hash('sha256', p.value, 'hex') } }]));
   }
   const eventValue = Buffer.from(eventMessageJson(row));
   sends.push(producer.send(p.timelineTopic ?? 'timeline_events', [{ key: p.tenant, value: eventValue, headers: {
-    [H.tenant]: p.tenant, [H.contentSha256]: createHash('sha256').update(eventValue).digest('hex'), producer: INTAKE_PRODUCER } }]));
+    [H.tenant]: p.tenant, [H.contentSha256]: hash('sha256', eventValue, 'hex'), producer: INTAKE_PRODUCER } }]));
   await Promise.all(sends);
   return row;
 }

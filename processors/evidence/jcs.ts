@@ -8,51 +8,66 @@ export class CanonicalJsonError extends Error {
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const ANY_SURROGATE = /[\ud800-\udfff]/;
 
-function str(s: string, where: string): string {
-  if (LONE_SURROGATE.test(s)) throw new CanonicalJsonError(`${where}: string holds a lone surrogate (not I-JSON)`);
+// Hot (every evidence entry, every intake record): the path of a value (`$.a[0].b`) is only built
+// when an error names it, from the stack of keys walked; the text is built by concatenation.
+type PathStack = (string | number)[];
+const whereOf = (path: PathStack): string => path.reduce<string>((w, k) => (typeof k === 'number' ? `${w}[${k}]` : `${w}.${k}`), '$');
+
+function str(s: string, path: PathStack): string {
+  // The plain test first: the lookaround test is only needed when there is a surrogate at all.
+  if (ANY_SURROGATE.test(s) && LONE_SURROGATE.test(s)) throw new CanonicalJsonError(`${whereOf(path)}: string holds a lone surrogate (not I-JSON)`);
   return JSON.stringify(s);
 }
 
-function ser(v: unknown, where: string, out: string[]): void {
-  if (v === null) { out.push('null'); return; }
+function ser(v: unknown, path: PathStack): string {
+  if (v === null) return 'null';
   switch (typeof v) {
-    case 'boolean': out.push(v ? 'true' : 'false'); return;
+    case 'boolean': return v ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(v)) throw new CanonicalJsonError(`${where}: ${v} is not a JSON number`);
-      out.push(JSON.stringify(v)); // -0 → "0", ES shortest round-trip form otherwise
-      return;
-    case 'string': out.push(str(v, where)); return;
+      if (!Number.isFinite(v)) throw new CanonicalJsonError(`${whereOf(path)}: ${v} is not a JSON number`);
+      return JSON.stringify(v); // -0 → "0", ES shortest round-trip form otherwise
+    case 'string': return str(v, path);
     case 'object': {
       if (Array.isArray(v)) {
-        out.push('[');
-        v.forEach((x, i) => { if (i) out.push(','); ser(x, `${where}[${i}]`, out); });
-        out.push(']');
-        return;
+        let out = '[';
+        for (let i = 0; i < v.length; i++) {
+          if (i) out += ',';
+          path.push(i);
+          out += ser(v[i], path);
+          path.pop();
+        }
+        return out + ']';
       }
       const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) throw new CanonicalJsonError(`${where}: only plain objects and arrays are JSON (got ${proto?.constructor?.name})`);
+      if (proto !== Object.prototype && proto !== null) throw new CanonicalJsonError(`${whereOf(path)}: only plain objects and arrays are JSON (got ${proto?.constructor?.name})`);
       // Default sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
-      const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
-      out.push('{');
-      keys.forEach((k, i) => {
-        if (i) out.push(',');
-        out.push(str(k, where), ':');
-        ser((v as Record<string, unknown>)[k], `${where}.${k}`, out);
-      });
-      out.push('}');
-      return;
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o).sort();
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const x = o[k];
+        if (x === undefined) continue;
+        if (!first) out += ',';
+        first = false;
+        out += str(k, path);
+        out += ':';
+        path.push(k);
+        out += ser(x, path);
+        path.pop();
+      }
+      return out + '}';
     }
     default:
-      throw new CanonicalJsonError(`${where}: ${typeof v} is not JSON`);
+      throw new CanonicalJsonError(`${whereOf(path)}: ${typeof v} is not JSON`);
   }
 }
 
 /** Canonical JSON text of `value` (RFC 8785). */
 export function canonicalize(value: unknown): string {
-  const out: string[] = [];
-  ser(value, '$', out);
-  return out.join('');
+  return ser(value, []);
 }
 
 export const canonicalBytes = (value: unknown): Buffer => Buffer.from(canonicalize(value), 'utf8');

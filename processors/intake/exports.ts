@@ -8,12 +8,12 @@
 // exactly as sent with no separator, written `sha256:<64 hex>` (hex compared case-insensitively).
 // The concatenation is unambiguous: tenant ids hold no ':' and the artifact hash ends in 64 hex
 // digits, so the last ':' splits it.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { parseStrictJson, StrictJsonError } from '../../lib/strict-json.ts';
 import { validateTenantId } from '../../lib/tenancy.ts';
 import { dateTime64 } from '../../lib/store/tables.ts';
 import { IN_TOTO_PAYLOAD_TYPE, type DsseEnvelope } from '../evidence/dsse.ts';
-import { canonicalBytes } from '../evidence/jcs.ts';
+import { canonicalBytes, canonicalize } from '../evidence/jcs.ts';
 import { STATEMENT_TYPE } from '../evidence/statement.ts';
 import { dsseB64 } from './artifacts.ts';
 import { intakeEventId, type IntakeTimelineEvent } from '../../lib/intake/publish.ts';
@@ -112,7 +112,7 @@ export interface ValidatedExport {
 
 export type ExportVerdict = ValidatedExport | ExportRefusal;
 
-export const sha256Hex = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+export const sha256Hex = (b: Uint8Array | string): string => hash('sha256', b, 'hex');
 
 /** The idempotency key the contract asks for: sha256(runId + artifactHash + tenantId) over UTF-8. */
 export function idempotencyKeyFor(runId: string, artifactHash: string, tenantId: string): string {
@@ -265,9 +265,11 @@ export function validateExport(value: unknown, ctx: ValidateContext): ExportVerd
     envelopeDigests.push(`sha256:${sha256Hex(canonicalBytes(env))}`);
     signerKeyids.push(checked);
   }
+  const expText = canonicalize(exp);
+  canonicalExports.set(exp, expText);
   return {
     ok: true, export: exp, exportId: exportIdFor(tenantId, runId, artifactHash), artifactHash: artifactHash.toLowerCase(),
-    startedAtNs, completedAtNs, exportDigest: `sha256:${sha256Hex(canonicalBytes(exp))}`, envelopeDigests, signerKeyids,
+    startedAtNs, completedAtNs, exportDigest: `sha256:${sha256Hex(expText)}`, envelopeDigests, signerKeyids,
   };
 }
 
@@ -364,7 +366,26 @@ export function exportRecord(v: ValidatedExport, tenant: string, receivedAtNs: b
     bodyDigest, traceId: /^[0-9a-f]{32}$/.test(traceId) ? traceId : '', export: v.export };
 }
 
-export const exportRecordBytes = (r: ExportRecord): Buffer => canonicalBytes(r);
+/**
+ * The canonical JSON (RFC 8785) of exports validateExport built, by object: the record around an
+ * export is written with it instead of serializing the export a second time (these exports are
+ * not changed after validation).
+ */
+const canonicalExports = new WeakMap<OrchestratorExport, string>();
+const RECORD_MEMBERS = 8;
+
+/**
+ * canonicalBytes(r), byte for byte (test/intake/hot-paths.test.ts compares them). The members in
+ * RFC 8785 order (UTF-16 code units: bodyDigest < export < exportDigest < id < receivedAtNs < tenant
+ * < traceId < v), the export's text reused when validateExport made it.
+ */
+export function exportRecordBytes(r: ExportRecord): Buffer {
+  if (Object.keys(r).length !== RECORD_MEMBERS) return canonicalBytes(r); // a record this writer does not know: the general path
+  const exp = canonicalExports.get(r.export) ?? canonicalize(r.export);
+  const s = (v: string | null) => (v === null ? 'null' : canonicalize(v));
+  return Buffer.from(`{"bodyDigest":${s(r.bodyDigest)},"export":${exp},"exportDigest":${s(r.exportDigest)},"id":${s(r.id)},`
+    + `"receivedAtNs":${s(r.receivedAtNs)},"tenant":${s(r.tenant)},"traceId":${s(r.traceId)},"v":${canonicalize(r.v)}}`, 'utf8');
+}
 
 /** The ledger_export event of an accepted export step, as lib/intake/publish.ts publishes it. */
 export type LedgerExportEvent = IntakeTimelineEvent;
