@@ -26,6 +26,8 @@ const loggers = new Map<string, Logger>();
 export function logAuthz(component: string, d: AuthzDecision): void {
   let log = loggers.get(component);
   if (!log) loggers.set(component, (log = logger(component, { audit: 'authz' })));
+  // The receiver decides once per request: the record is not built when info is not logged.
+  if (!log.isLevelEnabled('info')) return;
   log.info({
     decision: d.outcome === 'allowed' ? 'allowed' : 'denied',
     ...(d.outcome === 'allowed' ? {} : { reason: d.outcome }),

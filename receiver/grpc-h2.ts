@@ -25,7 +25,7 @@ import { signals, types, type Signal } from '../lib/otlp/proto.ts';
 import { AuthError, type Principal } from '../lib/tenancy.ts';
 import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError } from './ingest.ts';
-import { receiverMetrics } from './ingestor.ts';
+import { metricChild, receiverMetrics } from './ingestor.ts';
 import { SlabPool, type Lease } from './slab.ts';
 import { grpcStatusDetails, grpcStatusOf } from './status.ts';
 
@@ -51,6 +51,8 @@ const EMPTY = Buffer.alloc(0);
 const STREAM_WINDOW = 1 << 20;
 const CONNECTION_WINDOW = 16 << 20;
 const MAX_CONCURRENT_STREAMS = 1000;
+const requestSeconds = new Map<string, ReturnType<typeof receiverMetrics.requestSeconds.labels>>();
+const requests = new Map<string, ReturnType<typeof receiverMetrics.requests.labels>>();
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
 /** grpc-timeout (1–8 digits and a unit) in ms; undefined when absent, NaN when malformed. */
@@ -122,8 +124,10 @@ class UnaryCall {
     private readonly opts: GrpcH2Options,
     private readonly bodies: SlabPool,
   ) {
-    this.endTimer = receiverMetrics.requestSeconds.startTimer({ protocol: 'grpc', signal: signal.name });
-    if (deadline !== undefined) this.timer = setTimeout(() => this.deadlinePassed(), Math.max(0, deadline - performance.now()));
+    this.endTimer = metricChild(requestSeconds, signal.name, () => receiverMetrics.requestSeconds.labels('grpc', signal.name)).startTimer();
+    // Whole milliseconds: node keeps one timer list per distinct duration, and a fractional one made
+    // a new list (and libuv timer) for nearly every call.
+    if (deadline !== undefined) this.timer = setTimeout(() => this.deadlinePassed(), Math.max(1, Math.ceil(deadline - performance.now())));
     stream.on('data', (c: Buffer) => this.onData(c));
     stream.on('end', () => this.onEnd());
     stream.on('close', () => this.onClose());
@@ -284,7 +288,7 @@ class UnaryCall {
   private finish(code: string): void {
     this.answered = true;
     if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
-    receiverMetrics.requests.inc({ protocol: 'grpc', signal: this.signal.name, code });
+    metricChild(requests, `${this.signal.name}\0${code}`, () => receiverMetrics.requests.labels('grpc', this.signal.name, code)).inc();
     this.endTimer();
   }
 

@@ -11,7 +11,7 @@ import { authorizeIntake } from '../lib/audit.ts';
 import { AuthError, type TokenRegistry } from '../lib/tenancy.ts';
 import type { FrontEndOptions, RunningServer } from './grpc.ts';
 import { IngestError, type IngestErrorKind } from './ingest.ts';
-import { receiverMetrics, type Ingestor } from './ingestor.ts';
+import { metricChild, receiverMetrics, type Ingestor } from './ingestor.ts';
 import { SlabPool, type Lease } from './slab.ts';
 import { grpcStatusOf, httpStatusOf } from './status.ts';
 
@@ -21,6 +21,8 @@ const gunzip = promisify(zlib.gunzip);
 const inflate = promisify(zlib.inflate);
 const EMPTY = new Uint8Array(0);
 const byPath = new Map<string, Signal>(Object.values(signals).map((s) => [s.httpPath, s]));
+const requestSeconds = new Map<string, ReturnType<typeof receiverMetrics.requestSeconds.labels>>();
+const okRequests = new Map<string, ReturnType<typeof receiverMetrics.requests.labels>>();
 
 function formatOf(contentType: string | undefined): Format | undefined {
   const base = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
@@ -84,11 +86,15 @@ async function decodeBody(raw: Buffer, encoding: string, limit: number): Promise
 
 export async function startHttpServer(opts: FrontEndOptions): Promise<RunningServer> {
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://receiver');
-    const signal = byPath.get(url.pathname);
+    // The usual request path is one of byPath's keys as sent; anything else goes through URL
+    // parsing (dot segments, encodings).
+    const rawUrl = req.url ?? '/';
+    const q = rawUrl.indexOf('?');
+    const signal = byPath.get(q < 0 ? rawUrl : rawUrl.slice(0, q)) ?? byPath.get(new URL(rawUrl, 'http://receiver').pathname);
     const format: Format = formatOf(req.headers['content-type']) ?? 'json';
     let tenant: string | undefined;
-    const end = receiverMetrics.requestSeconds.startTimer({ protocol: 'http', signal: signal?.name ?? 'none' });
+    const signalName = signal?.name ?? 'none';
+    const end = metricChild(requestSeconds, signalName, () => receiverMetrics.requestSeconds.labels('http', signalName)).startTimer();
     const fail = (kind: IngestErrorKind, reason: string, message: string, closeConnection: boolean) => {
       const status = httpStatusOf[kind];
       const headers: Record<string, string> = {};
@@ -150,7 +156,7 @@ export async function startHttpServer(opts: FrontEndOptions): Promise<RunningSer
       const payload = !response ? EMPTY : format === 'json'
         ? JSON.stringify(messageToOtlpJson(null, signal.response, response))
         : signal.response.encode(response).finish();
-      receiverMetrics.requests.inc({ protocol: 'http', signal: signal.name, code: '200' });
+      metricChild(okRequests, signal.name, () => receiverMetrics.requests.labels('http', signal.name, '200')).inc();
       send(res, 200, format, payload);
       end();
     } catch (err) {

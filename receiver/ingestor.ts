@@ -34,6 +34,19 @@ export const receiverMetrics = {
   records: counter('stella_receiver_records_total', 'Kafka records written', ['topic']),
 };
 
+/** A metric's child for one set of label values, made once: prom-client hashes the label object of
+ * every labelled inc()/startTimer() call (sorted keys), a cost paid per request. Label values come
+ * from configuration (tenants, topics, signals), so the caches stay as small as the metrics. */
+export function metricChild<T>(cache: Map<string, T>, key: string, make: () => T): T {
+  let child = cache.get(key);
+  if (!child) cache.set(key, (child = make()));
+  return child;
+}
+const produceSecondsByTopic = new Map<string, ReturnType<typeof receiverMetrics.produceSeconds.labels>>();
+const recordsByTopic = new Map<string, ReturnType<typeof receiverMetrics.records.labels>>();
+const acceptedItems = new Map<string, ReturnType<typeof receiverMetrics.items.labels>>();
+const noop = (): void => {};
+
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 // Random ids come from a pool refilled 4 KB at a time: a randomBytes call per request showed up
@@ -65,8 +78,13 @@ export class Ingestor {
   private windowBusyMs = 0;
   /** When the in-flight bytes last went from 0 to > 0 (-1 while idle). */
   private busySince = -1;
-  /** Start time of each produce not yet settled, oldest first (a Map keeps insertion order). */
-  private readonly pending = new Map<object, number>();
+  /** Each produce not yet settled, oldest first (a Map keeps insertion order): its start time and
+   * what to do if Kafka has not answered within produceTimeoutMs. */
+  private readonly pending = new Map<object, { started: number; timedOut: () => void }>();
+  /** One timer for all produce timeouts, armed for the oldest pending produce's deadline: a
+   * setTimeout/clearTimeout pair and a Promise.race per request were measurable at low rates
+   * (BENCHMARKS.md, issue 16 front end). */
+  private sweep: NodeJS.Timeout | undefined;
   /** Record values live in reused slabs until Kafka settled them (receiver/slab.ts). */
   private readonly pool = new SlabPool();
 
@@ -88,14 +106,44 @@ export class Ingestor {
     // Only bytes already queued count: with nothing in flight a request is always admitted, so a
     // rate measured during a stall cannot lock the receiver out (each produce measures it again).
     let wait = this.ackRate > 0 && this.inflight > 0 ? (this.inflight + bytes) / this.ackRate : 0;
-    for (const started of this.pending.values()) { wait = Math.max(wait, now - started); break; }
+    for (const p of this.pending.values()) { wait = Math.max(wait, now - p.started); break; }
     return wait;
   }
 
-  private started(bytes: number, token: object, now: number): void {
+  private started(bytes: number, token: object, now: number, timedOut: () => void): void {
     if (this.inflight === 0) this.busySince = now;
     this.inflight += bytes;
-    this.pending.set(token, now);
+    this.pending.set(token, { started: now, timedOut });
+    if (!this.sweep) this.armSweep(now);
+  }
+
+  /** Arms the timeout timer for the oldest pending produce (none pending: disarmed). */
+  private armSweep(now: number): void {
+    this.sweep = undefined;
+    for (const p of this.pending.values()) {
+      this.sweep = setTimeout(() => this.expire(), Math.max(1, Math.ceil(p.started + this.opts.produceTimeoutMs - now)));
+      break;
+    }
+  }
+
+  /** Times out every produce older than produceTimeoutMs (they stay pending until Kafka settles them). */
+  private expire(): void {
+    const now = performance.now();
+    const deadline = now - this.opts.produceTimeoutMs;
+    const due: (() => void)[] = [];
+    for (const p of this.pending.values()) {
+      if (p.started > deadline) break;
+      due.push(p.timedOut);
+      p.timedOut = noop; // once
+    }
+    // Re-armed for the oldest produce that has not timed out yet (older ones already have).
+    this.sweep = undefined;
+    for (const p of this.pending.values()) {
+      if (p.timedOut === noop) continue;
+      this.sweep = setTimeout(() => this.expire(), Math.max(1, Math.ceil(p.started + this.opts.produceTimeoutMs - now)));
+      break;
+    }
+    for (const f of due) f();
   }
 
   private settled(bytes: number, token: object, acked: boolean): void {
@@ -189,26 +237,24 @@ export class Ingestor {
     // The bytes stay counted until Kafka settles them, even if the client was already told to
     // retry: that is what bounds memory while Kafka is slow.
     const token = {};
-    this.started(bytes, token, now);
-    receiverMetrics.inflightBytes.set(this.inflight);
-    const endProduce = receiverMetrics.produceSeconds.startTimer({ topic });
+    const endProduce = metricChild(produceSecondsByTopic, topic, () => receiverMetrics.produceSeconds.labels(topic)).startTimer();
     const produced = this.producer.send(topic, messages);
-    void produced.then(() => this.settled(bytes, token, true), () => this.settled(bytes, token, false)).finally(() => {
-      receiverMetrics.inflightBytes.set(this.inflight);
-      this.pool.release(lease);
-    });
-    handOff();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.opts.produceTimeoutMs); });
-    let result: 'timeout' | undefined;
+    let result: 'acked' | 'timeout' | undefined;
     try {
-      result = await Promise.race([produced.then(() => undefined), timeout]);
+      result = await new Promise<'acked' | 'timeout'>((resolve, reject) => {
+        this.started(bytes, token, now, () => resolve('timeout'));
+        receiverMetrics.inflightBytes.set(this.inflight);
+        void produced.then(() => { this.settled(bytes, token, true); resolve('acked'); }, (err: unknown) => { this.settled(bytes, token, false); reject(err); })
+          .finally(() => {
+            receiverMetrics.inflightBytes.set(this.inflight);
+            this.pool.release(lease);
+          });
+        handOff();
+      });
     } catch (err) {
       rt?.endSend(err);
       this.health.markDown(err);
       refuse('kafka_error', 'Kafka did not accept the data; retry later');
-    } finally {
-      clearTimeout(timer);
     }
     if (result === 'timeout') {
       rt?.endSend(new Error('Kafka ack timeout'));
@@ -219,8 +265,8 @@ export class Ingestor {
     endProduce();
     rt?.endSend();
     this.health.markUp();
-    receiverMetrics.records.inc({ topic }, messages.length);
-    receiverMetrics.items.inc({ signal: signal.name, tenant, outcome: 'accepted', reason: '' }, prepared.accepted);
+    metricChild(recordsByTopic, topic, () => receiverMetrics.records.labels(topic)).inc(messages.length);
+    metricChild(acceptedItems, `${signal.name}\0${tenant}`, () => receiverMetrics.items.labels(signal.name, tenant, 'accepted', '')).inc(prepared.accepted);
     return { accepted: prepared.accepted, rejected: prepared.rejected, message: prepared.message };
   }
 }
