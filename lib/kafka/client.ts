@@ -1,12 +1,13 @@
 // The one place the project builds kafkajs clients: logs go through pino, credentials and TLS come
 // from a KafkaAccess (./auth.ts), topics are created here.
 import { readFileSync } from 'node:fs';
-import kafkajs, { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry, type SASLOptions } from 'kafkajs';
+import kafkajs, { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
 import type { ConnectionOptions } from 'node:tls';
 import { logger } from '../log.ts';
 import type { KafkaAccess, KafkaSasl, KafkaTls } from './auth.ts';
 import { installRequestQueueFix } from './request-queue.ts';
 import { kafkaLogLevel } from './log-levels.ts';
+import { saslWithRetriableTransport } from './sasl-retry.ts';
 
 // Before any connection exists: kafkajs' idle 1 ms timer loop per connection (./request-queue.ts).
 installRequestQueueFix();
@@ -36,15 +37,6 @@ export function resolveAccess(at: string[] | KafkaAccess, login: { sasl: KafkaSa
   return Array.isArray(at) ? { brokers: at, sasl: login.sasl, tls: login.tls } : at;
 }
 
-function saslOptions(s: KafkaSasl): SASLOptions {
-  const password = s.password.reveal();
-  switch (s.mechanism) {
-    case 'plain': return { mechanism: 'plain', username: s.username, password };
-    case 'scram-sha-256': return { mechanism: 'scram-sha-256', username: s.username, password };
-    case 'scram-sha-512': return { mechanism: 'scram-sha-512', username: s.username, password };
-  }
-}
-
 function tlsOptions(t: KafkaTls): ConnectionOptions | true {
   if (!t.caFile && !t.certFile) return true;
   return {
@@ -60,7 +52,8 @@ export function createKafka(opts: KafkaClientOptions): Kafka {
     connectionTimeout: opts.connectionTimeoutMs ?? 3000,
     requestTimeout: opts.requestTimeoutMs ?? 10_000,
     retry: { initialRetryTime: opts.retryBackoffMs?.initial ?? 100, retries: opts.retries ?? 5, maxRetryTime: opts.retryBackoffMs?.max ?? 2000 },
-    ...(opts.sasl ? { sasl: saslOptions(opts.sasl) } : {}),
+    // A connection lost mid-login is retried like any lost connection; a wrong password is not (./sasl-retry.ts).
+    ...(opts.sasl ? { sasl: saslWithRetriableTransport(opts.sasl) } : {}),
     ...(opts.tls ? { ssl: tlsOptions(opts.tls) } : {}),
     logLevel: opts.quiet ? logLevel.NOTHING : logLevel.WARN,
     logCreator: () => ({ namespace, level, log }: LogEntry) => {

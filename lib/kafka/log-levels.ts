@@ -28,6 +28,11 @@ const byMessage = new Map<string, PinoLevel>(errorCodes.flatMap((e): [string, Pi
 // does not rely on (consumers and sinks are idempotent).
 const EXPECTED_WARNINGS = new Set(['Limiting retries for the idempotent producer may invalidate EoS guarantees']);
 
+// A login whose connection was lost in the middle of the exchange is made again on a new
+// connection (./sasl-retry.ts); kafkajs' authenticator logs it at error level first. A broker's
+// verdict (invalid credentials) stays an error.
+const LOST_DURING_SASL = /^SASL (?:SCRAM SHA(?:256|512)|PLAIN) authentication failed: (?:Closed connection|Connection closed by the server|Connection error: )/;
+
 /** The pino level for one kafkajs log entry. */
 export function kafkaLogLevel(level: number, message: string, fields: Record<string, unknown>): PinoLevel {
   const mapped = levels[level] ?? 'info';
@@ -35,6 +40,7 @@ export function kafkaLogLevel(level: number, message: string, fields: Record<str
   // A consumer that crashed because the coordinator was not ready yet is restarted (./restart.ts),
   // as kafkajs restarts those that crash on retriable errors: not errors either.
   if (mapped === 'error' && (message.startsWith('Restarting the consumer in ') || [...COORDINATOR_NOT_READY].some((n) => message.startsWith(`Crash: ${n}:`)))) return 'info';
+  if (mapped === 'error' && LOST_DURING_SASL.test(message)) return 'info';
   if (mapped === 'error' && message.startsWith('Response ') && typeof fields.error === 'string') {
     return byMessage.get(fields.error) ?? mapped;
   }

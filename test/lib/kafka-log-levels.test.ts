@@ -24,6 +24,11 @@ describe('kafkaLogLevel', () => {
     expect(kafkaLogLevel(logLevel.WARN, 'Limiting retries for the idempotent producer may invalidate EoS guarantees', {})).toBe('debug');
     expect(kafkaLogLevel(logLevel.WARN, 'something else', {})).toBe('warn');
   });
+  it('a SASL login whose connection was lost is info (logged in again on a new connection); a wrong password stays an error', () => {
+    expect(kafkaLogLevel(logLevel.ERROR, 'SASL SCRAM SHA512 authentication failed: Closed connection', { broker: '127.0.0.1:9092' })).toBe('info');
+    expect(kafkaLogLevel(logLevel.ERROR, 'SASL PLAIN authentication failed: Connection closed by the server', { broker: '127.0.0.1:9092' })).toBe('info');
+    expect(kafkaLogLevel(logLevel.ERROR, 'SASL SCRAM SHA512 authentication failed: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512', { broker: '127.0.0.1:9092' })).toBe('error');
+  });
   it('errors that are not retried stay errors', () => {
     expect(kafkaLogLevel(logLevel.ERROR, 'Response Produce(key: 0, version: 7)', response('Not authorized to access topics: [Topic authorization failed]'))).toBe('error');
     expect(kafkaLogLevel(logLevel.ERROR, 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', {})).toBe('error');
