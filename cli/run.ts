@@ -312,6 +312,8 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
         [{ key: e.tenant_id, value: Buffer.from(eventMessageJson(e)), headers: { tenant: e.tenant_id, 'event-id': e.event_id } }]);
       const provenanceService = new ProvenanceService({ store: s, cas: new ProvenanceCas(cfg.intake.casDir),
         policy: (t) => policyFor(provenanceSection, t), evidenceLinks: createEvidenceLinks(logs) });
+      // Resolved-symbol write-backs wait for a pause between queries: written before the store closes.
+      phases.serving.push(() => provenanceService.flushWriteBacks());
       const api = await startApiServer({ tokens, host: cfg.api.host, port: cfg.api.port, ready: () => s.ping(),
         // The intake routes' producer, as the `api` Kafka user (ACLs: intake topics + timeline_events).
         kafka: createKafka({ ...kafka.access('api'), clientId: `${cfg.kafka.clientId}-api-intake` }),

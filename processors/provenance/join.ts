@@ -2,7 +2,7 @@
 // facts looked up for them (symbol bundles, their loaded symbols, artifacts, evidence status),
 // each frame's chain of custody and the join's completeness against the tenant's policy.
 // docs/provenance.md "The join".
-import type { ArtifactRow, SymbolBundleRow } from '../intake/lookup.ts';
+import type { JoinArtifactRow, SymbolBundleRow } from '../intake/lookup.ts';
 import { dsymKey, elfKey, pdbKey } from '../intake/artifacts.ts';
 import type { FrameRow } from './frames-store.ts';
 import type { CompletenessPolicy } from './policy.ts';
@@ -34,7 +34,7 @@ export interface JoinFacts {
   /** `<bundle_sha256>` -> its loaded symbols or why not. */
   symbols: ReadonlyMap<string, SymbolsFact>;
   /** Artifact sha256 -> its attestations (empty / absent = unattested). */
-  artifacts: ReadonlyMap<string, readonly ArtifactRow[]>;
+  artifacts: ReadonlyMap<string, readonly JoinArtifactRow[]>;
   /** Evidence event_id -> where it stands in the tenant's log. */
   evidence: ReadonlyMap<string, EvidenceStatus>;
   /** PDB GUID (32 uppercase hex) -> ages of the tenant's PDB bundles for it (to name PDB_AGE_MISMATCH). */

@@ -7,11 +7,12 @@ import { CasIntegrityError } from '../../lib/cas.ts';
 import { counter, histogram } from '../../lib/metrics.ts';
 import { logger } from '../../lib/log.ts';
 import type { Store } from '../../lib/store/index.ts';
-import { lookupArtifact, lookupSymbolBundle, pdbAgesByGuid, type ArtifactRow, type SymbolBundleRow } from '../intake/lookup.ts';
+import { lookupBundlesWithArtifacts, pdbAgesByGuid, type SymbolBundleRow } from '../intake/lookup.ts';
 import { framesOfTrace, writeBackResolved, type FrameRow } from './frames-store.ts';
 import { assembleJoin, storedSymbol, symbolKeysOf, type EvidenceStatus, type JoinFacts, type ProvenanceReport, type SymbolsFact } from './join.ts';
 import type { CompletenessPolicy } from './policy.ts';
 import { loadElfSymbols, loadKeyOnly, ResolutionCache } from './resolve.ts';
+import { IdleWriteBack, type IdleWriteBackOptions, type WriteBackUpdate } from './writeback.ts';
 import { buildReplayManifest, manifestDigest, type ReplayManifest } from './replay.ts';
 import { forTenant } from '../../lib/store/index.ts';
 import { readFileSync } from 'node:fs';
@@ -35,44 +36,57 @@ export interface ProvenanceDeps {
   evidenceLinks?: (tenant: string, event: { event_id: string }) => Promise<Record<string, string>>;
   /** Loaded symbol tables kept (LRU by insertion), default 256. */
   maxLoadedBundles?: number;
+  /** When the resolved-symbol write-back runs (writeback.ts): only between queries, bounded. */
+  writeBack?: IdleWriteBackOptions;
 }
 
 export class ProvenanceService {
   readonly resolutions = new ResolutionCache();
   private readonly loaded = new Map<string, SymbolsFact>();
-  constructor(private readonly deps: ProvenanceDeps) {}
 
-  /** Write-backs of resolved symbols still in flight (flushWriteBacks awaits them). */
-  private writing: Promise<unknown> = Promise.resolve();
-  /** Frame rows written back with their resolved symbol so far. */
-  writtenBack = 0;
+  /**
+   * frames.resolved_symbol written back where it differs from what a query resolved, so the
+   * column holds the symbol for readers of the table. Never on a query's path: written only while
+   * no query runs (one chdb session: an insert delays the next query), bounded (writeback.ts).
+   */
+  private readonly writeBack: IdleWriteBack;
 
-  async traceProvenance(tenant: string, traceId: string): Promise<ProvenanceReport> {
-    const frames = await framesOfTrace(this.deps.store, tenant, traceId);
-    const report = await this.joinFrames(tenant, traceId, frames);
-    // frames.resolved_symbol written back where it differs from what was resolved now, so that
-    // later queries skip the lookup. Off the answer's path: a failed write only costs a lookup later.
-    const updates: { frame: FrameRow; resolved_symbol: string }[] = [];
-    report.frames.forEach((l, i) => { if (l.symbol && frames[i]!.resolved_symbol !== storedSymbol(l.symbol)) updates.push({ frame: frames[i]!, resolved_symbol: storedSymbol(l.symbol) }); });
-    if (updates.length) {
-      this.writing = Promise.all([this.writing, writeBackResolved(this.deps.store, tenant, updates)
-        .then((n) => { this.writtenBack += n; writeBackTotal.inc({ outcome: 'written' }, n); })
-        .catch((e: unknown) => { writeBackTotal.inc({ outcome: 'failed' }, updates.length); log.warn({ tenant_id: tenant, trace_id: traceId, err: (e as Error).message }, 'resolved symbol write-back failed'); })]);
-    }
-    return report;
+  constructor(private readonly deps: ProvenanceDeps) {
+    this.writeBack = new IdleWriteBack((tenant, updates) => writeBackResolved(this.deps.store, tenant, updates), deps.writeBack, {
+      written: (n) => writeBackTotal.inc({ outcome: 'written' }, n),
+      dropped: (n) => writeBackTotal.inc({ outcome: 'dropped' }, n),
+      failed: (tenant, n, err) => { writeBackTotal.inc({ outcome: 'failed' }, n); log.warn({ tenant_id: tenant, rows: n, err: err.message }, 'resolved symbol write-back failed'); },
+    });
   }
 
-  /** Resolves once every write-back started so far is done (tests, shutdown). */
-  async flushWriteBacks(): Promise<void> { await this.writing; }
+  /** Frame rows written back with their resolved symbol so far. */
+  get writtenBack(): number { return this.writeBack.written; }
+  /** Frames queued for the write-back (waiting for a pause between queries). */
+  get writeBackPending(): number { return this.writeBack.pendingCount; }
+
+  async traceProvenance(tenant: string, traceId: string): Promise<ProvenanceReport> {
+    const end = this.writeBack.queryStarted();
+    try {
+      const frames = await framesOfTrace(this.deps.store, tenant, traceId);
+      const report = await this.joinFrames(tenant, traceId, frames);
+      const updates: WriteBackUpdate[] = [];
+      report.frames.forEach((l, i) => { if (l.symbol && frames[i]!.resolved_symbol !== storedSymbol(l.symbol)) updates.push({ frame: frames[i]!, resolved_symbol: storedSymbol(l.symbol) }); });
+      if (updates.length) this.writeBack.add(tenant, updates);
+      return report;
+    } finally {
+      end();
+    }
+  }
+
+  /** Writes every queued write-back now (tests, shutdown). */
+  async flushWriteBacks(): Promise<void> { await this.writeBack.flush(); }
 
   /** The join over given frames (the audit bundle passes the frames of the trace's sealed records). */
   async joinFrames(tenant: string, traceId: string, frames: readonly FrameRow[]): Promise<ProvenanceReport> {
-    const bundles = new Map<string, SymbolBundleRow[]>();
     const keys = symbolKeysOf(frames);
-    await Promise.all(keys.map(async ({ key, kind }) => { bundles.set(key, await lookupSymbolBundle(this.deps.store, tenant, key, kind)); }));
+    // Bundles and their artifacts' attestations in one round trip (lookupBundlesWithArtifacts).
+    const { bundles, artifacts } = await lookupBundlesWithArtifacts(this.deps.store, tenant, keys);
     const allBundles = [...bundles.values()].flat();
-    const artifacts = new Map<string, ArtifactRow[]>();
-    await Promise.all([...new Set(allBundles.map((b) => b.artifact_sha256))].map(async (sha) => { artifacts.set(sha, await lookupArtifact(this.deps.store, tenant, sha)); }));
     const symbols = new Map<string, SymbolsFact>();
     await Promise.all(allBundles.map(async (b) => { symbols.set(b.bundle_sha256, await this.symbolsOf(tenant, b)); }));
     // PDB keys that found no bundle: are there bundles for the same GUID with another age?

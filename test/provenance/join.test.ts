@@ -177,6 +177,37 @@ describe('GET /obs/trace/:trace_id/provenance', () => {
     expect(n[0]).toMatchObject({ n: '3', v: 1 });
   });
 
+  it('never writes back between two queries: the write-back waits for a pause, then fills frames.resolved_symbol by itself', async () => {
+    const idle = new ProvenanceService({ store, cas: casStore, policy: () => ({ topFrames: 20, minCompleteness: 0.95 }), writeBack: { idleMs: 400 } });
+    const [a, b] = [hexId(16), hexId(16)];
+    await storeTrace('acme', a, [oursException()]);
+    await storeTrace('acme', b, [oursException()]);
+    const first = await idle.traceProvenance('acme', a);
+    await idle.traceProvenance('acme', b);
+    // chdb runs statements one at a time: a write-back started after the first query would have
+    // run before these reads.
+    expect((await framesOfTrace(store, 'acme', a)).map((f) => f.resolved_version)).toEqual([0, 0, 0]);
+    expect(idle.writeBackPending).toBe(6);
+    expect(idle.writtenBack).toBe(0);
+    for (let i = 0; i < 100 && idle.writtenBack < 6; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(idle.writtenBack).toBe(6);
+    const rows = await framesOfTrace(store, 'acme', a);
+    expect(rows.map((f) => [f.resolved_symbol, f.resolved_version])).toEqual(first.frames.map((f) => [`${f.symbol!.name}+${f.symbol!.offset}`, 1]));
+  });
+
+  it('reads artifacts in the acting tenant only: a bundle pointing at an artifact only another tenant attested is ARTIFACT_UNATTESTED', async () => {
+    // initech registers the same symbols under acme's artifact digest, without an attestation of its own.
+    const ref = await casStore.put('initech', (await casStore.get('acme', `sha256:${bundleSha}`))!);
+    await store.insertRows('symbol_bundles', [{ tenant_id: 'initech', symbol_key: buildId, kind: 'elf', bundle_sha256: ref.digest.slice(7), artifact_sha256: artifactSha,
+      build_id: buildId, pdb_age: 0, size: 1, cas_uri: ref.uri, key_verified: 1, event_id: hexId(16), registered_at: '2026-01-01 00:00:00.000000000' }]);
+    const traceId = hexId(16);
+    await storeTrace('initech', traceId, [oursException()]);
+    const r = await service.traceProvenance('initech', traceId);
+    expect(r.frames.map((f) => [f.cause, f.symbol?.name, f.artifact])).toEqual([['ARTIFACT_UNATTESTED', 'crash_here', undefined], ['ARTIFACT_UNATTESTED', 'middle', undefined],
+      ['ARTIFACT_UNATTESTED', 'main', undefined]]);
+    expect(r.frames[0]!.symbol_bundle!.sha256).toBe(ref.digest.slice(7));
+  });
+
   it('names the frames that fail and why, and the gate fails below the policy', async () => {
     const traceId = hexId(16);
     const libc = { ips: ['0x7f0000027249'], offsets: ['0x27249'], buildIds: [libcBuildId], modules: ['/lib/x86_64-linux-gnu/libc.so.6'] };
