@@ -112,17 +112,29 @@ export const storedSymbol = (sym: { name: string; offset: string }): string => `
 
 const evidenceOf = (facts: JoinFacts, eventId: string): EvidenceStatus => facts.evidence.get(eventId) ?? { status: 'unknown' };
 
-function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<FrameLink, 'key' | 'count' | keyof ReturnType<typeof baseOf>> {
-  const fail = (cause: JoinCause, detail: string) => ({ status: 'failed' as const, cause, detail });
-  const sk = frameSymbolKey(f);
-  if (!sk) return fail('NO_BUILD_ID', 'the frame carries no build-id, PDB GUID+age or dSYM UUID');
+type Failure = { status: 'failed'; cause: JoinCause; detail: string };
+const fail = (cause: JoinCause, detail: string): Failure => ({ status: 'failed', cause, detail });
+
+/**
+ * What every frame with one symbol key shares: the chosen bundle, its artifact's chain of custody,
+ * its loaded symbols, or why the chain breaks before the address. Computed once per key of a trace
+ * (a trace's frames point into few binaries), so the per-frame work is the address lookup only.
+ * The link objects are shared by the frames of that key (the report is read-only).
+ */
+type LinkPart = Pick<FrameLink, 'status' | 'cause' | 'detail' | 'symbol' | 'symbol_unresolved' | 'symbol_bundle' | 'artifact' | 'provenance'>;
+type KeyFacts =
+  | { done: LinkPart }
+  | { done?: undefined; kind: 'elf' | 'pdb' | 'dsym'; symbols: LoadedSymbols; symbol_bundle: NonNullable<FrameLink['symbol_bundle']>;
+      bundleSha: string; artifactSha: string; chain: Pick<FrameLink, 'artifact' | 'provenance'>; attested: boolean };
+
+function keyFacts(sk: { key: string; kind: 'elf' | 'pdb' | 'dsym' }, pdbAge: number, facts: JoinFacts): KeyFacts {
   const bundles = facts.bundles.get(sk.key) ?? [];
   if (bundles.length === 0) {
     const ages = sk.kind === 'pdb' ? facts.pdbAges?.get(sk.key.slice(0, 32)) : undefined;
     if (ages?.length) {
-      return fail('PDB_AGE_MISMATCH', `PDB ${sk.key.slice(0, 32)}: the frame's age is ${f.pdb_age}, the registered bundles have age ${[...new Set(ages)].sort((a, b) => a - b).join(', ')}`);
+      return { done: fail('PDB_AGE_MISMATCH', `PDB ${sk.key.slice(0, 32)}: the frame's age is ${pdbAge}, the registered bundles have age ${[...new Set(ages)].sort((a, b) => a - b).join(', ')}`) };
     }
-    return fail('SYMBOLS_MISSING', `no symbol bundle registered for ${sk.kind} key ${sk.key}`);
+    return { done: fail('SYMBOLS_MISSING', `no symbol bundle registered for ${sk.kind} key ${sk.key}`) };
   }
   // Prefer a bundle whose artifact is attested and whose symbols load; otherwise report the first bundle's problem.
   const ranked = [...bundles].sort((a, b) => rank(b) - rank(a) || a.registered_at_unix_nano.localeCompare(b.registered_at_unix_nano) || a.bundle_sha256.localeCompare(b.bundle_sha256));
@@ -130,7 +142,7 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
     return ((facts.artifacts.get(b.artifact_sha256)?.length ?? 0) > 0 ? 2 : 0) + (facts.symbols.get(b.bundle_sha256)?.ok ? 1 : 0);
   }
   const bundle = ranked[0]!;
-  const bundleLink = { sha256: bundle.bundle_sha256, kind: bundle.kind, cas_uri: bundle.cas_uri, registered_at_unix_nano: bundle.registered_at_unix_nano,
+  const symbol_bundle = { sha256: bundle.bundle_sha256, kind: bundle.kind, cas_uri: bundle.cas_uri, registered_at_unix_nano: bundle.registered_at_unix_nano,
     evidence_event_id: bundle.evidence.event_id, evidence: evidenceOf(facts, bundle.evidence.event_id) };
   const attestation = facts.artifacts.get(bundle.artifact_sha256)?.[0];
   const chain = attestation ? {
@@ -142,31 +154,37 @@ function linkFrame(f: FrameRow, facts: JoinFacts, cache: ResolutionCache): Omit<
       evidence_event_id: attestation.evidence.event_id, evidence: evidenceOf(facts, attestation.evidence.event_id) },
   } : {};
   const loaded = facts.symbols.get(bundle.bundle_sha256) ?? { ok: false, cause: 'SYMBOLS_MISSING', detail: 'bundle bytes not loaded' };
-  if (!loaded.ok) return Object.assign(fail(loaded.cause, loaded.detail), { symbol_bundle: bundleLink }, chain);
+  if (!loaded.ok) return { done: Object.assign(fail(loaded.cause, loaded.detail), { symbol_bundle }, chain) };
   if (!('symbols' in loaded)) {
     // PDB / dSYM: the key was read from the bytes; the symbol tables are not, so no function name.
     const symbol_unresolved = `${sk.kind === 'pdb' ? 'PDB' : 'Mach-O'} symbol tables are not read: the frame is joined to its bundle and artifact, not to a function`;
-    if (!attestation) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol_unresolved, symbol_bundle: bundleLink });
-    return Object.assign({ status: 'joined' as const, symbol_unresolved, symbol_bundle: bundleLink }, chain);
+    if (!attestation) return { done: Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol_unresolved, symbol_bundle }) };
+    return { done: Object.assign({ status: 'joined' as const, symbol_unresolved, symbol_bundle }, chain) };
   }
-  const vaddr = frameVaddr(loaded.symbols.elfType, f);
-  if (vaddr === undefined) return Object.assign(fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), { symbol_bundle: bundleLink }, chain);
+  return { kind: sk.kind, symbols: loaded.symbols, symbol_bundle, bundleSha: bundle.bundle_sha256, artifactSha: bundle.artifact_sha256, chain, attested: attestation !== undefined };
+}
+
+function linkFrame(f: FrameRow, k: KeyFacts, cache: ResolutionCache): LinkPart {
+  if (k.done) return k.done;
+  const { symbol_bundle, chain } = k;
+  const vaddr = frameVaddr(k.symbols.elfType, f);
+  if (vaddr === undefined) return Object.assign(fail('NO_ADDRESS', 'no module offset, and the module is relocatable (its load bias is unknown)'), { symbol_bundle }, chain);
   // A symbol written back by an earlier query (frames.resolved_symbol, "name+0xoffset") is used as
   // is: the bundle was still checked above, only the lookup is skipped.
-  const stored = STORED_SYMBOL.exec(f.resolved_symbol);
+  const stored = f.resolved_symbol === '' ? null : STORED_SYMBOL.exec(f.resolved_symbol);
   let symbol: { name: string; address: string; offset: string };
   if (stored) {
     cache.stored++;
     symbol = { name: stored[1]!, address: `0x${vaddr.toString(16)}`, offset: `0x${stored[2]!}` };
   } else {
     const at = lookupAddress(vaddr, f.frame_index);
-    const r = cache.resolve(loaded.symbols, at);
-    if (!r) return Object.assign(fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), { symbol_bundle: bundleLink }, chain);
+    const r = cache.resolve(k.symbols, at);
+    if (!r) return Object.assign(fail('SYMBOL_NOT_FOUND', `no symbol covers 0x${vaddr.toString(16)}`), { symbol_bundle }, chain);
     // Offset of the frame's own address from the symbol's start (the lookup may have used address - 1).
     symbol = { name: r.symbol, address: `0x${vaddr.toString(16)}`, offset: `0x${(vaddr - (at - r.offset)).toString(16)}` };
   }
-  if (!attestation) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${bundle.artifact_sha256} has no valid attestation`), { symbol, symbol_bundle: bundleLink });
-  return Object.assign({ status: 'joined' as const, symbol, symbol_bundle: bundleLink }, chain);
+  if (!k.attested) return Object.assign(fail('ARTIFACT_UNATTESTED', `artifact ${k.artifactSha} has no valid attestation`), { symbol, symbol_bundle });
+  return Object.assign({ status: 'joined' as const, symbol, symbol_bundle }, chain);
 }
 
 export function baseOf(f: FrameRow) {
@@ -179,13 +197,24 @@ export function baseOf(f: FrameRow) {
 
 /** The per-frame chain of custody and the completeness gate. Deterministic for the same inputs. */
 export function assembleJoin(traceId: string, frames: readonly FrameRow[], facts: JoinFacts, policy: CompletenessPolicy, cache: ResolutionCache): ProvenanceReport {
+  // Per frame: its key (computed once); per symbol key: what its frames share (keyFacts).
+  const keys = frames.map((f) => (isNativeFrame(f) ? frameKey(f) : ''));
   const counts = new Map<string, number>();
-  for (const f of frames) if (isNativeFrame(f)) { const k = frameKey(f); counts.set(k, (counts.get(k) ?? 0) + 1); }
-  const links: FrameLink[] = frames.map((f) => {
+  for (const k of keys) if (k !== '') counts.set(k, (counts.get(k) ?? 0) + 1);
+  const byKey = new Map<string, KeyFacts>();
+  const noBuildId: KeyFacts = { done: fail('NO_BUILD_ID', 'the frame carries no build-id, PDB GUID+age or dSYM UUID') };
+  const links: FrameLink[] = frames.map((f, i) => {
     // Object.assign, not object spread: spreading these ~20-field objects is ~20x slower here (measured, bench:provenance).
-    if (!isNativeFrame(f)) return Object.assign(baseOf(f), { key: '', count: 0, status: 'not_native' as const });
-    const key = frameKey(f);
-    return Object.assign(baseOf(f), { key, count: counts.get(key)! }, linkFrame(f, facts, cache));
+    if (keys[i] === '') return Object.assign(baseOf(f), { key: '', count: 0, status: 'not_native' as const });
+    const key = keys[i]!;
+    const sk = frameSymbolKey(f);
+    let k: KeyFacts = noBuildId;
+    if (sk) {
+      // PDB_AGE_MISMATCH names the frame's age, which is part of the PDB key: one entry per key is exact.
+      const found = byKey.get(sk.key);
+      if (found) k = found; else { k = keyFacts(sk, f.pdb_age, facts); byKey.set(sk.key, k); }
+    }
+    return Object.assign(baseOf(f), { key, count: counts.get(key)! }, linkFrame(f, k, cache));
   });
   // Top-N distinct native frames by occurrence, ties by key (deterministic).
   const firstOf = new Map<string, FrameLink>();
