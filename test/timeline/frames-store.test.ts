@@ -111,6 +111,21 @@ describe('frames table via the timeline runner', () => {
     expect(await framesOfTrace(store, 'globex', traceId)).toEqual([]);
   });
 
+  it('orders the frames as the engine does (span, ts, exception, frame), whatever order the parts hold them in', async () => {
+    const traceId = hexId(16);
+    const row = (span: string, ts: string, exc: string, i: number) => ({ tenant_id: 'acme', ts, trace_id: traceId, span_id: span, source: 'span_event',
+      exception_id: exc, service_name: 's', exception_type: 'X', runtime: 'native', frame_index: i, function: `${span}/${exc}/${i}`, module: '/m', file: '', line: 0, column: 0,
+      ip: null, module_offset: null, build_id: '', pdb_guid: '', pdb_age: 0, dsym_uuid: '', resolved_symbol: '', resolved_version: 0 });
+    // Frame indexes past 9 compare as numbers; ts before exception_id.
+    const rows = [row('bb', '2026-12-01 00:00:00.000000002', 'e1', 10), row('bb', '2026-12-01 00:00:00.000000002', 'e1', 9), row('aa', '2026-12-01 00:00:00.000000009', 'e0', 0),
+      row('aa', '2026-11-30 00:00:00.000000000', 'e9', 1), row('bb', '2026-12-01 00:00:00.000000001', 'e2', 0), row('aa', '2026-12-01 00:00:00.000000009', 'd0', 3)];
+    for (const r of rows) await store.insertRows('frames', [r]); // one part each
+    const engine = await store.selectRows<{ function: string }>(`SELECT function FROM frames WHERE tenant_id = 'acme' AND trace_id = {t:String}
+      ORDER BY span_id, ts, exception_id, frame_index`, { t: traceId });
+    expect(engine).toHaveLength(6);
+    expect((await framesOfTrace(store, 'acme', traceId)).map((f) => f.function)).toEqual(engine.map((r) => r.function));
+  });
+
   it('reads each frame once while duplicates are still unmerged, the highest resolved_version winning', async () => {
     const traceId = hexId(16);
     const row = (i: number, v = 0, sym = '') => ({ tenant_id: 'acme', ts: '2026-12-01 00:00:00.000000001', trace_id: traceId, span_id: 'aa'.repeat(8), source: 'span_event',
@@ -126,7 +141,9 @@ describe('frames table via the timeline runner', () => {
       expect(Number(raw[0]!.n)).toBe(5);
       const frames = await framesOfTrace(store, 'acme', traceId);
       expect(frames.map((f) => [f.frame_index, f.resolved_symbol])).toEqual([[0, 'crash_here'], [1, ''], [2, '']]);
-      expect(await framesOfTrace(store, 'acme', traceId, 2)).toHaveLength(2);
+      // More rows than the limit: the engine orders and cuts, keeping the first frames.
+      expect((await framesOfTrace(store, 'acme', traceId, 2)).map((f) => [f.frame_index, f.resolved_symbol])).toEqual([[0, 'crash_here'], [1, '']]);
+      expect((await framesOfTrace(store, 'acme', traceId, 4)).map((f) => [f.frame_index, f.resolved_symbol])).toEqual([[0, 'crash_here'], [1, ''], [2, '']]);
     } finally {
       await store.command('SYSTEM START MERGES frames');
     }
