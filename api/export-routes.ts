@@ -179,9 +179,9 @@ export function registerExportRoutes(router: Router, deps: ExportRouteDeps): voi
  * `<dataDir>/intake/exports`, the API's producer. `cas` is kept for callers; bodies no longer go there.
  */
 export function exportRouteDeps(o: { store: Store; dataDir: string; cas?: BlobStore; verify: IntakeEnvelopeVerifier; producer: IntakeProducer | undefined;
-  topics: { orchestratorExports: string; timelineEvents: string } }): ExportRouteDeps {
+  topics: { orchestratorExports: string; timelineEvents: string }; claims?: ExportClaims }): ExportRouteDeps {
   return {
-    store: o.store, verify: o.verify, claims: new ExportClaims(path.join(o.dataDir, 'intake', 'exports')),
+    store: o.store, verify: o.verify, claims: o.claims ?? exportClaimsUnder(o.dataDir),
     publish: async (p) => {
       if (!o.producer) throw new Error('the API was started without Kafka: intake is unavailable');
       await publishIntake(o.producer, { topic: o.topics.orchestratorExports, tenant: p.tenant, value: p.value, timelineEvent: p.timelineEvent,
@@ -191,3 +191,11 @@ export function exportRouteDeps(o: { store: Store; dataDir: string; cas?: BlobSt
 }
 
 export { MAX_EXPORT_BODY_BYTES };
+
+/** The claim journals of `stella run`: `<dataDir>/intake/exports`, compacting on their own (failures logged, retried later). */
+export function exportClaimsUnder(dataDir: string): ExportClaims {
+  const log = logger('api');
+  return new ExportClaims(path.join(dataDir, 'intake', 'exports'), {
+    onCompactionError: (tenant, err) => log.warn({ tenant_id: tenant, error_code: 'CLAIM_JOURNAL_COMPACTION_FAILED', error_message: String(err) }, 'claim journal compaction failed; retried later'),
+  });
+}

@@ -286,7 +286,10 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
       const { FsBlobStore: ProvenanceCas } = await import('../lib/cas.ts');
       const provenanceSection = section('provenance', () => parseProvenanceSection(cfg.sections.provenance));
       const { registerArtifactRoutes, artifactRouteDeps } = await import('../api/artifact-routes.ts');
-      const { registerExportRoutes, exportRouteDeps } = await import('../api/export-routes.ts');
+      const { registerExportRoutes, exportRouteDeps, exportClaimsUnder } = await import('../api/export-routes.ts');
+      // The export claim journals' file handles: closed once the API stopped taking submissions.
+      const exportClaims = exportClaimsUnder(cfg.dataDir);
+      phases.storage.push(() => exportClaims.close());
       const { kafkaLag } = await import('../api/kafka-lag.ts');
       const { registerRuntimeFactsRoutes } = await import('../api/runtime-facts-routes.ts');
       const { IntakeTrust } = await import('../lib/intake/trust.ts');
@@ -334,7 +337,7 @@ export async function runPipeline(cfg: StellaConfig, parts: ReadonlySet<Part>, o
           (r) => registerSloRoutes(r, sloRoutes ? { slo: sloRoutes.runner, store: s, defaultIncidentTtlMs: sloRoutes.defaultIncidentTtlMs }
             : { store: s, off: parts.has('slo') ? SLO_OFF_BY_CONFIG : SLO_IN_OTHER_PROCESS }),
           (r, ctx) => registerExportRoutes(r, exportRouteDeps({ store: s, dataDir: cfg.dataDir, cas, verify: intakeTrust.verifyIntakeEnvelope,
-            producer: ctx.producer, topics: cfg.kafka.topics })),
+            producer: ctx.producer, topics: cfg.kafka.topics, claims: exportClaims })),
         ] });
       phases.serving.push(() => api.close());
       ports.api = api.port;

@@ -23,6 +23,8 @@ import { defaultTopicNames } from '../../lib/kafka/topics.ts';
 import { sha256Hex } from '../../lib/tenancy.ts';
 import { kafkaEnv, readAllRecordsAt, testAccess, uniq } from '../support/kafka.ts';
 import { eventually } from '../timeline/support.ts';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { validExport } from './exports-support.ts';
 
 const ACME = 'graphs-acme-token-0123456789abcdef';
 const GLOBEX = 'graphs-globex-token-0123456789abcdef';
@@ -34,7 +36,7 @@ let topics: Record<string, string>;
 beforeAll(async () => {
   const p = uniq('grph');
   topics = Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`]));
-  const scopes = ['runtime:write', 'timeline:read', 'evidence:read'];
+  const scopes = ['runtime:write', 'timeline:read', 'evidence:read', 'orchestrator:exports:write'];
   const cfg = buildConfig({
     dataDir: dir,
     receiver: { grpcPort: 0, httpPort: 0 }, admin: { port: 0 }, api: { port: 0 },
@@ -46,8 +48,9 @@ beforeAll(async () => {
   api = `http://127.0.0.1:${pipeline.ports.api}`;
 }, 180_000);
 
+let stopped = false;
 afterAll(async () => {
-  await pipeline?.stop();
+  if (!stopped) await pipeline?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -168,6 +171,19 @@ describe('graph registrations on the timeline and in the evidence log', () => {
       .find((r) => /graph is missing from the CAS/.test(r.headers['dlq-reason'] ?? '')));
     expect(dead.headers['dlq-source-topic']).toBe(topics.intakeGraphs);
     expect(await registry().isKnown('globex', gh)).toBe(false);
+  }, 60_000);
+});
+
+describe('shutdown', () => {
+  it('stopping the pipeline closes the export claim journals it opened (no FileHandle left for GC to close)', async () => {
+    const r = await fetch(`${api}/internal/orchestrator/exports`, { method: 'POST', headers: { ...auth(ACME), 'content-type': 'application/json' }, body: JSON.stringify(validExport({ runId: 'run-shutdown' })) });
+    expect(r.status).toBe(201);
+    const journals = () => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } })
+      .filter((p) => p.startsWith(path.join(dir, 'intake', 'exports')));
+    expect(journals().length).toBeGreaterThanOrEqual(1);
+    stopped = true;
+    await pipeline.stop();
+    expect(journals()).toEqual([]);
   }, 60_000);
 });
 
