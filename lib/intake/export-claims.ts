@@ -195,6 +195,10 @@ export function compactJournal(tenant: string, prefix: Buffer, gen: number, prev
   const versions = [...t.exports.entries()].flatMap(([id, vs]) => vs.filter((v) => !v.bytes).map((v) => ({ id, v })))
     .sort((a, b) => a.v.offset - b.v.offset);
   const parts: Buffer[] = [];
+  // Published marks of previous-format versions that only the journal held stay too (a mark on one already published changes nothing).
+  for (const [id, vs] of [...t.exports].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (const v of vs) if (v.bytes && v.published) parts.push(entry(T_PUBLISHED, undefined, Buffer.from(`${id}.v${v.version}`)));
+  }
   for (const { id, v } of versions) {
     if (v.body) parts.push(prefix.subarray(v.body.start, v.body.end));
     parts.push(prefix.subarray(v.offset - HEADER, v.offset + v.length));

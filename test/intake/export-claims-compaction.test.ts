@@ -8,7 +8,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -166,6 +166,26 @@ describe('claim journal compaction', () => {
     expect(existsSync(g1)).toBe(false);
     expect(kept.length).toBeGreaterThan(0);
     await third.close();
+  });
+
+  it('claim files of the previous format stay the oldest versions, their published marks kept through compaction', async () => {
+    const root = tmp();
+    const pending = sub({ runId: 'run-prev', status: 'pending', completedAt: null });
+    mkdirSync(path.join(root, TENANT), { recursive: true });
+    writeFileSync(path.join(root, TENANT, `${pending.record.id}.v1.json`), pending.bytes);
+    const claims = new ExportClaims(root, { compactAtBytes: 0 });
+    const running = sub({ runId: 'run-prev', status: 'running', completedAt: null });
+    expect(await claimOf(claims, running)).toMatchObject({ kind: 'accepted', version: 2 });
+    await claims.markPublished(TENANT, pending.record.id, 1); // only the journal says v1 was published
+    await claims.markPublished(TENANT, running.record.id, 2);
+    await claims.versions(TENANT, pending.record.id);
+    await claims.compact(TENANT);
+    await claims.close();
+    const again = new ExportClaims(root, { compactAtBytes: 0 });
+    expect(await claimOf(again, pending)).toMatchObject({ kind: 'replay', version: 1, published: true });
+    expect(await claimOf(again, running)).toMatchObject({ kind: 'replay', version: 2, published: true });
+    expect(await again.versions(TENANT, pending.record.id)).toHaveLength(2);
+    await again.close();
   });
 
   it('compacts on its own once the journal is over compactAtBytes and mostly droppable', async () => {
