@@ -105,14 +105,15 @@ describe('SLO alerts through a real Alertmanager', () => {
     const traffic = trafficByMinute({ startMs, minutes: 150, perMinute: 100, burstFrom: 90, burstTo: 110, errorsPerMinute: 50 });
     const ev = new SloEvaluator(availabilityConfig());
     try {
-      let worstMs = 0;
+      // Enqueue only: handle() returns nothing to await, so evaluation never waits for a send (a
+      // dead Alertmanager would hold it for the 30 s timeout). Not timed: a wall-clock bound fails
+      // whenever the box is busy.
+      const returned: unknown[] = [];
       for (let m = 0; m < 150; m++) {
         ev.ingest(traffic[m]!);
-        const t0 = performance.now();
-        dispatcher.handle(ev.evaluate(endOfMinute(startMs, m)));
-        worstMs = Math.max(worstMs, performance.now() - t0);
+        returned.push(dispatcher.handle(ev.evaluate(endOfMinute(startMs, m))));
       }
-      expect(worstMs).toBeLessThan(250); // enqueue only; a blocking send would take the 30 s timeout
+      expect(returned.every((r) => r === undefined)).toBe(true);
       // The healthy webhook (own queue) got the page firing and resolution in webhook format.
       const fire = await webhook.waitFor(pageAlertWith('firing'), 5000);
       expect(fire.body).toMatchObject({ version: '4', status: 'firing', receiver: 'ops', groupLabels: { alertname: 'SloErrorBudgetBurn' } });
