@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -34,43 +33,42 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-    s.on('error', reject);
-  });
-}
-
 /** A `stella run` config of its own (topics, groups, data dir) for acme with `scopes`; its data dir and file. */
-async function writeStellaConfig(name: string, scopes: string[], extra: Record<string, unknown> = {}): Promise<{ port: number; dataDir: string; cfgFile: string }> {
-  const port = await freePort();
+function writeStellaConfig(name: string, scopes: string[], extra: Record<string, unknown> = {}): { dataDir: string; cfgFile: string } {
   const p = uniq(name);
   const dataDir = path.join(tmp, `data-${name}`);
   const cfgFile = path.join(tmp, `stella-${name}.yaml`);
   writeFileSync(cfgFile, YAML.stringify({
-    dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port },
+    // Ports 0, read from each start's output: a port picked free beforehand could be taken by another
+    // test before the child bound it (EADDRINUSE), and again while the killed process is gone.
+    dataDir, receiver: { grpcPort: 0, httpPort: 0 }, api: { port: 0 },
     kafka: { partitions: 2, groupIdPrefix: `${p}-`, topics: Object.fromEntries(Object.keys(defaultTopicNames).map((k) => [k, `${p}_${k}`])) },
     tenants: [{ id: 'acme', tokens: [{ sha256: sha256Hex(TOKEN), scopes }] }],
     evidence: { sealEverySeconds: 1 },
     ...extra,
   }));
-  return { port, dataDir, cfgFile };
+  return { dataDir, cfgFile };
 }
 
 /** Waits until `fn` gives a value (errors count as not yet), naming `what` when it times out. */
 const poll = <T>(what: string, fn: () => Promise<T | undefined>, ms = 90_000): Promise<T> =>
   eventually(fn, ms, 250).catch((err: unknown) => { throw new Error(`timed out waiting for ${what}: ${String(err)}`); });
 
-function startStella(cfgFile: string): { child: ChildProcess; ready: Promise<void> } {
+/** `stella run`; `ready` gives the URL of the API it bound. */
+function startStella(cfgFile: string): { child: ChildProcess; ready: Promise<string> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/stella.ts'), 'run'], {
     cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STELLA_CONFIG: cfgFile, ...kafkaEnv(), STELLA_ADMIN_PORT: '0', STELLA_LOG_LEVEL: 'warn' },
   });
   children.push(child);
   let out = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('Ready.')) resolve(); });
+  const ready = new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (!out.includes('Ready.')) return;
+      const api = /^API: (http:\/\/\S+) /m.exec(out);
+      if (api) resolve(api[1]!); else reject(new Error(`no API address in the output:\n${out.slice(-4000)}`));
+    });
     child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
     child.on('exit', (code, sig) => reject(new Error(`stella run exited (${code ?? sig}) before it was ready:\n${out.slice(-4000)}`)));
   });
@@ -87,16 +85,16 @@ const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex'
 
 describe('SIGKILL of stella run in the middle of runtime-facts submissions', () => {
   it('loses nothing acked, answers retries as the same ingest, duplicates nothing visible', async () => {
-    const { port, dataDir, cfgFile } = await writeStellaConfig('irst', ['runtime:write', 'obs:read', 'timeline:read', 'evidence:read']);
+    const { dataDir, cfgFile } = writeStellaConfig('irst', ['runtime:write', 'obs:read', 'timeline:read', 'evidence:read']);
     await GraphRegistry.under(dataDir).register('acme', GRAPH, `cas://acme/${GRAPH.slice(7)}`);
-    const api = `http://127.0.0.1:${port}`;
+    let api = '';
     const bodies = Array.from({ length: SUBMISSIONS }, (_, i) => body(i));
     const ids = bodies.map((b) => ingestIdFor('acme', GRAPH, sha(b)));
     const post = (i: number) => fetch(`${api}/api/v1/runtime-facts?graph_hash=${GRAPH}`, { method: 'POST',
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/x-ndjson' }, body: bodies[i] });
 
     const first = startStella(cfgFile);
-    await first.ready;
+    api = await first.ready;
     // Four submissions at a time; the process is killed once the third is acked, the rest in flight or not yet sent.
     const acked = new Set<number>();
     const failed = new Set<number>();
@@ -123,7 +121,7 @@ describe('SIGKILL of stella run in the middle of runtime-facts submissions', () 
     await new Promise<void>((r) => { if (first.child.exitCode !== null || first.child.signalCode !== null) r(); else first.child.once('exit', () => r()); });
 
     const second = startStella(cfgFile);
-    await second.ready;
+    api = await second.ready;
     // The client retries everything: acked ones are replays, cut-off ones are stored now; all the same ingest ids.
     for (let i = 0; i < SUBMISSIONS; i++) {
       const r = await post(i);
@@ -170,9 +168,9 @@ describe('SIGKILL of stella run in the middle of artifact and symbol-bundle subm
     const COMMIT = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
     const shas = Array.from({ length: N }, (_, i) => createHash('sha256').update(`artifact ${i}`).digest('hex'));
     const signed = pythonSign(['ci'], shas.map((s) => ({ key: 'ci', keyid: 'acme-ci', payload: slsaStatement(s, { gitCommit: COMMIT }) })));
-    const { port, dataDir, cfgFile } = await writeStellaConfig('arst', ['artifacts:write', 'symbols:write', 'attest:read', 'timeline:read', 'evidence:read'],
+    const { dataDir, cfgFile } = writeStellaConfig('arst', ['artifacts:write', 'symbols:write', 'attest:read', 'timeline:read', 'evidence:read'],
       { intake: { trust: { acme: { keys: [{ keyid: 'acme-ci', publicKey: signed.keys.ci }] } } } });
-    const api = `http://127.0.0.1:${port}`;
+    let api = '';
     const auth = { authorization: `Bearer ${TOKEN}` };
     const postArtifact = (i: number) => fetch(`${api}/api/v1/artifacts`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ sha256: shas[i], builder_commit: COMMIT, compiler: 'gcc 12.2.0', flags: ['-O2'], provenance: signed.envelopes[i] }) });
@@ -180,7 +178,7 @@ describe('SIGKILL of stella run in the middle of artifact and symbol-bundle subm
       headers: { ...auth, 'content-type': 'application/octet-stream' }, body: bundle });
 
     const first = startStella(cfgFile);
-    await first.ready;
+    api = await first.ready;
     // Each step: the artifact, then its symbols; the process is killed once three steps were acked.
     const ackedEvent = new Map<string, string>(); // `a<i>` / `s<i>` -> event id answered before the kill
     let killed = false;
@@ -207,7 +205,7 @@ describe('SIGKILL of stella run in the middle of artifact and symbol-bundle subm
     await new Promise<void>((r) => { if (first.child.exitCode !== null || first.child.signalCode !== null) r(); else first.child.once('exit', () => r()); });
 
     const second = startStella(cfgFile);
-    await second.ready;
+    api = await second.ready;
     // Retries straight after the restart: acked ones are replays (200) with the event id first answered.
     const eventOf = new Map<string, string>();
     for (let i = 0; i < N; i++) {
