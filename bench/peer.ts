@@ -15,7 +15,13 @@
 // BENCH_PEER_ROUNDS (3) paired rounds of BENCH_PEER_SECONDS (8) per phase; BENCH_PEER_ONLY=grpc|http|fixed|max
 // keeps the phases whose name contains it. BENCH_PEER_GRPC_IMPLS=h2,grpc-js runs one stella receiver per
 // gRPC front end (receiver.grpcImpl), each into its own spans topic, all alternating with the collector
-// in the same rounds (default: the configured one only).
+// in the same rounds (default: the configured one only). BENCH_PEER_STELLA_ROOTS=<dir>[,<dir>...] adds a stella
+// receiver started from each of those trees (e.g. a `git archive` of the commit before a change), each into its
+// own spans topic, in the same rounds: the "first / other" table is then an A/B of the trees.
+// Warm-up: BENCH_PEER_WARMUP_SECONDS (default 20) of unthrottled load per side (half of it over each protocol) before the rounds.
+// The receiver's CPU per span falls by ~2x over its first minute of load while V8 optimises its hot
+// paths (at ~80 requests/s a function reaches TurboFan only after tens of seconds; the compiler threads
+// were ~25% of its CPU in the first phases, ~2% after a minute); the collector is compiled ahead of time.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -39,6 +45,7 @@ const FIXED_RATE = env('BENCH_PEER_FIXED_RATE', 9000);
 const FIXED_WORKERS = env('BENCH_PEER_FIXED_WORKERS', 9);
 const MAX_WORKERS = env('BENCH_PEER_MAX_WORKERS', 1);
 const MAX_CLIENTS = env('BENCH_PEER_MAX_CLIENTS', 4);
+const WARMUP_SECONDS = env('BENCH_PEER_WARMUP_SECONDS', 20);
 const PEER_TOPIC = 'peer_spans';
 const PARTITIONS = 6; // = kafka.partitions' default, which otlp_spans gets
 
@@ -155,14 +162,19 @@ async function main(): Promise<void> {
     const impls = (process.env.BENCH_PEER_GRPC_IMPLS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
     const sides: Side[] = [];
     const receivers: { topic: string; side: Omit<Side, 'landed'> }[] = [];
-    for (const impl of impls.length ? impls : ['']) {
-      const topic = impl ? `${defaultTopicNames.spans}_${impl.replace(/[^a-z0-9]/g, '')}` : defaultTopicNames.spans;
-      if (impl) await ensureTopics(createKafka({ ...broker.access(), clientId: 'bench-peer-admin' }), [{ name: topic, partitions: PARTITIONS, replicationFactor: 1 }]);
-      const d = path.join(stellaDir, impl || 'default');
+    const otherRoots = (process.env.BENCH_PEER_STELLA_ROOTS ?? '').split(',').map((x) => x.trim()).filter(Boolean).map((x) => path.resolve(x));
+    const stellas = [...(impls.length ? impls : ['']).map((impl) => ({ impl, tree: undefined as string | undefined })),
+      ...otherRoots.map((tree) => ({ impl: '', tree }))];
+    for (const [i, { impl, tree }] of stellas.entries()) {
+      const tag = tree ? `tree${i}` : impl.replace(/[^a-z0-9]/g, '');
+      const topic = tag ? `${defaultTopicNames.spans}_${tag}` : defaultTopicNames.spans;
+      if (tag) await ensureTopics(createKafka({ ...broker.access(), clientId: 'bench-peer-admin' }), [{ name: topic, partitions: PARTITIONS, replicationFactor: 1 }]);
+      const d = path.join(stellaDir, tag || 'default');
       mkdirSync(d);
-      const r = await startReceiverProcess(broker.brokers, d, impl ? { STELLA_GRPC_IMPL: impl } : {}, undefined, undefined, { spans: topic });
+      const r = await startReceiverProcess(broker.brokers, d, impl ? { STELLA_GRPC_IMPL: impl } : {}, tree, undefined, { spans: topic });
       started.push(r.child);
-      receivers.push({ topic, side: { name: impl ? `stella ${impl}` : 'stella', pid: r.child.pid!, grpc: `127.0.0.1:${r.grpcPort}`, http: `127.0.0.1:${r.httpPort}`, child: r.child } });
+      const name = tree ? `stella ${path.basename(tree)}` : impl ? `stella ${impl}` : 'stella';
+      receivers.push({ topic, side: { name, pid: r.child.pid!, grpc: `127.0.0.1:${r.grpcPort}`, http: `127.0.0.1:${r.httpPort}`, child: r.child } });
     }
     const c = await startCollector(otelcol, broker.brokers, collectorDir);
     started.push(c.child);
@@ -179,7 +191,7 @@ async function main(): Promise<void> {
       { name: 'HTTP/protobuf, max', http: true, rate: 0, workers: MAX_WORKERS, clients: MAX_CLIENTS },
     ].filter((p) => !process.env.BENCH_PEER_ONLY || p.name.toLowerCase().includes(process.env.BENCH_PEER_ONLY.toLowerCase()));
     // Warm-up: JIT, connections and producers on both sides, both protocols.
-    for (const s of sides) for (const http of [false, true]) await telemetrygen(tg, http ? s.http : s.grpc, { name: 'warm-up', http, rate: 0, workers: 2, clients: 1 }, 3);
+    for (const s of sides) for (const http of [false, true]) await telemetrygen(tg, http ? s.http : s.grpc, { name: 'warm-up', http, rate: 0, workers: 2, clients: 1 }, WARMUP_SECONDS / 2);
     const load0 = os.loadavg();
     const results: { phase: Phase; by: Map<string, Sample[]> }[] = [];
     for (const p of phases) {
@@ -199,7 +211,7 @@ async function main(): Promise<void> {
     const med = (xs: number[]) => pct(xs, 50);
     const ratios = (k: keyof Sample, a: Sample[], b: Sample[]) => a.map((x, j) => x[k] / b[j]![k]);
     process.stdout.write(`\nbench:peer — ${os.cpus().length} cores, one Kafka broker; stella's receiver vs the OpenTelemetry Collector ${path.basename(path.dirname(otelcol))} `
-      + `(bench/peer-otelcol.yaml); telemetrygen ${path.basename(path.dirname(tg))} traces; ${ROUNDS} paired rounds of ${SECONDS} s per phase\n`
+      + `(bench/peer-otelcol.yaml); telemetrygen ${path.basename(path.dirname(tg))} traces; ${ROUNDS} paired rounds of ${SECONDS} s per phase after ${WARMUP_SECONDS} s of warm-up per side\n`
       + `load: fixed = ${FIXED_RATE} spans/s offered by ${FIXED_WORKERS} telemetrygen workers; max = ${MAX_CLIENTS} telemetrygen processes of ${MAX_WORKERS} unthrottled worker(s), each exporting 100-span batches one at a time\n`
       + `CPU = the process's utime+stime (/proc) per span that landed in Kafka; spans/s = landed spans / wall time of the load\n`
       + `load averages (1/5/15 min) at the first round: ${load0.map((x) => x.toFixed(2)).join(' ')}; after the last: ${load1.map((x) => x.toFixed(2)).join(' ')}\n\n`
