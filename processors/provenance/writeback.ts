@@ -10,11 +10,11 @@ import type { FrameRow } from './frames-store.ts';
 export interface WriteBackUpdate { frame: FrameRow; resolved_symbol: string }
 
 export interface IdleWriteBackOptions {
-  /** A write starts only after this long without a query (ms). Default 250. */
+  /** A write starts only after this long without a query (ms). Default 1,000. */
   idleMs?: number;
   /** Frames queued at most; further updates are dropped (counted). Default 50,000. */
   maxPending?: number;
-  /** Rows per insert. Default 1,000. */
+  /** Rows per insert. Default 500. */
   chunkRows?: number;
 }
 
@@ -46,9 +46,9 @@ export class IdleWriteBack {
 
   constructor(private readonly write: WriteBackFn, opts: IdleWriteBackOptions = {}, private readonly events: WriteBackEvents = {},
     private readonly now: () => number = () => performance.now()) {
-    this.idleMs = opts.idleMs ?? 250;
+    this.idleMs = opts.idleMs ?? 1_000;
     this.maxPending = opts.maxPending ?? 50_000;
-    this.chunkRows = Math.max(1, opts.chunkRows ?? 1_000);
+    this.chunkRows = Math.max(1, opts.chunkRows ?? 500);
   }
 
   get pendingCount(): number { return this.pending.size; }
