@@ -380,12 +380,7 @@ export async function startGrpcH2Server(opts: GrpcH2Options): Promise<RunningSer
     const setWindow = () => { try { session.setLocalWindowSize(CONNECTION_WINDOW); } catch { /* closed meanwhile */ } };
     if (session.connecting) session.once('connect', setWindow); else setWindow();
     // Keepalive: a peer that stops answering pings is gone (NAT timeouts, dead hosts): drop its connection.
-    const keepalive = setInterval(() => {
-      const dead = setTimeout(() => session.destroy(), keepaliveTimeoutMs);
-      dead.unref();
-      const sent = session.ping((err) => { clearTimeout(dead); if (err) session.destroy(); });
-      if (!sent) clearTimeout(dead);
-    }, keepaliveTimeMs);
+    const keepalive = setInterval(() => { sendKeepalive(session, keepaliveTimeoutMs); }, keepaliveTimeMs);
     keepalive.unref();
     session.once('close', () => { clearInterval(keepalive); sessions.delete(session); });
   });
@@ -406,4 +401,21 @@ export async function startGrpcH2Server(opts: GrpcH2Options): Promise<RunningSer
       clearTimeout(force);
     },
   };
+}
+
+/**
+ * One keepalive round: ping the peer and destroy the session if no answer comes within timeoutMs.
+ * A session can be destroyed before its 'close' event clears the interval that calls this, and
+ * ping() throws on a destroyed session; an exception thrown from a timer would end the process.
+ */
+export function sendKeepalive(session: http2.Http2Session, timeoutMs: number): void {
+  if (session.destroyed || session.closed) return;
+  const dead = setTimeout(() => session.destroy(), timeoutMs);
+  dead.unref();
+  try {
+    const sent = session.ping((err) => { clearTimeout(dead); if (err) session.destroy(); });
+    if (!sent) clearTimeout(dead);
+  } catch {
+    clearTimeout(dead);
+  }
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import type { StellaConfig } from '../../lib/config.ts';
 import { decodeTraces, signals, types } from '../../lib/otlp/proto.ts';
-import { parseGrpcTimeout, percentEncode } from '../../receiver/grpc-h2.ts';
+import { parseGrpcTimeout, percentEncode, sendKeepalive } from '../../receiver/grpc-h2.ts';
 import type { RunningReceiver } from '../../receiver/index.ts';
 import { readRecords } from '../support/kafka.ts';
 import { spanObject, tracesRequest } from '../support/otlp.ts';
@@ -243,6 +243,16 @@ describe('connections', () => {
       });
       expect(pinged).toBe(true);
     } finally { s.close(); }
+  });
+  it('a keepalive round on a session destroyed before its close event is a no-op, not an exception that ends the process', async () => {
+    // The keepalive interval is cleared on 'close', which Node emits after destroy(): a round can
+    // fire in between, and ping() throws on a destroyed session (seen as an uncaught exception).
+    const s = http2.connect(`http://127.0.0.1:${receiver.grpcPort}`);
+    await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+    s.destroy();
+    expect(s.destroyed).toBe(true);
+    expect(() => s.ping(() => {})).toThrow(); // what the round used to do
+    expect(() => sendKeepalive(s, 50)).not.toThrow();
   });
 });
 
