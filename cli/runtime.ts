@@ -7,10 +7,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { FsBlobStore } from '../lib/cas.ts';
-import { loadConfig } from '../lib/config.ts';
+import { loadConfig, type StellaConfig } from '../lib/config.ts';
 import { GraphRegistry, registerGraph } from '../lib/intake/graphs.ts';
 import { IntakeTrust } from '../lib/intake/trust.ts';
 import { createKafka } from '../lib/kafka/client.ts';
+import type { KafkaAccess } from '../lib/kafka/auth.ts';
 import { BatchingProducer } from '../lib/kafka/producer.ts';
 import { validateTenantId } from '../lib/tenancy.ts';
 import { pae } from '../processors/evidence/dsse.ts';
@@ -121,6 +122,18 @@ export function checkManifest(manifestFile: string, tenant: string, graphHash: s
   return { ok: true, shipped, contentSha256: normalizeSha256(r.content_sha256)!, envelope };
 }
 
+/** Connects a CLI producer; when Kafka cannot be reached, says which brokers were tried (and that a
+ * local broker needs `stella run`) and returns false: the caller exits 4. */
+async function connectOrExplain(producer: BatchingProducer, cfg: StellaConfig, access: KafkaAccess, io: Io): Promise<boolean> {
+  try {
+    await producer.connect();
+    return true;
+  } catch (err) {
+    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
+    return false;
+  }
+}
+
 /** stella ingest runtime --tenant T --graph-hash G --runtime F --manifest M [--output table|json|yaml] */
 export async function cmdIngestRuntime(flags: Flags, io: Io): Promise<number> {
   const format = outputFormat(flags);
@@ -134,12 +147,7 @@ export async function cmdIngestRuntime(flags: Flags, io: Io): Promise<number> {
   const limits = cfg.intake.runtimeFacts;
   const producer = new BatchingProducer(createKafka({ ...access, clientId: `${cfg.kafka.clientId}-ingest-runtime` }));
   const topics = { intakeRuntimeFacts: cfg.kafka.topics.intakeRuntimeFacts, timelineEvents: cfg.kafka.topics.timelineEvents };
-  try {
-    await producer.connect();
-  } catch (err) {
-    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
-    return 4;
-  }
+  if (!(await connectOrExplain(producer, cfg, access, io))) return 4;
   try {
     const checked = checkManifest(manifestFile, tenant, graphHash, runtimeFile);
     let result;
@@ -183,12 +191,7 @@ export async function cmdIngestGraph(flags: Flags, io: Io): Promise<number> {
   // Published like the API's registrations (intake_graphs + reach.graph.registered), as the API's Kafka user.
   const access = cliKafkaAccess(cfg, 'api', 'stella ingest graph publishes to Kafka');
   const producer = new BatchingProducer(createKafka({ ...access, clientId: `${cfg.kafka.clientId}-ingest-graph` }));
-  try {
-    await producer.connect();
-  } catch (err) {
-    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
-    return 4;
-  }
+  if (!(await connectOrExplain(producer, cfg, access, io))) return 4;
   try {
     const r = await registerGraph({ cas: new FsBlobStore(cfg.intake.casDir), graphs: GraphRegistry.under(cfg.dataDir), producer,
       topics: { intakeGraphs: cfg.kafka.topics.intakeGraphs, timelineEvents: cfg.kafka.topics.timelineEvents } }, tenant, bytes, declared, { actor: 'stella-cli', via: 'cli' });
@@ -223,12 +226,7 @@ export async function cmdIntakeOrphansReplay(flags: Flags, io: Io): Promise<numb
   const access = cliKafkaAccess(cfg, SUPER_USER, 'stella intake orphans replay reads the DLQ and publishes to Kafka');
   const kafka = createKafka({ ...access, clientId: `${cfg.kafka.clientId}-orphan-replay`, quiet: true });
   const producer = new BatchingProducer(kafka);
-  try {
-    await producer.connect();
-  } catch (err) {
-    io.stderr(`cannot reach Kafka (${access.brokers.join(',')}${cfg.kafka.brokers ? '' : `, the local broker of ${cfg.dataDir}: is \`stella run\` running?`}): ${(err as Error).message}\n`);
-    return 4;
-  }
+  if (!(await connectOrExplain(producer, cfg, access, io))) return 4;
   let report;
   try {
     report = await replayOrphans({ kafka, producer, dataDir: cfg.dataDir,
