@@ -12,7 +12,7 @@ export class KafkaHealth {
   private up = false;
   private admin: Admin | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private probing = false;
+  private probing: Promise<void> | undefined;
   private readonly log = logger('kafka-health');
   lastError = '';
   /** Called when the verdict changes (a receiver worker tells its primary, receiver/worker.ts). */
@@ -34,9 +34,14 @@ export class KafkaHealth {
    * failed yet, and without a verdict every new request would wait for its own timeout. */
   probeNow(): Promise<void> { return this.probe(); }
 
+  /** Stops probing. Resolves after a probe in flight has given its verdict, so a verdict set after
+   * stop() (markDown/markUp) is not overwritten by a probe that was still running. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.probing;
     await this.admin?.disconnect().catch(() => {});
+    this.admin = undefined;
   }
 
   markDown(err: unknown): void {
@@ -57,9 +62,13 @@ export class KafkaHealth {
     if (!was) this.onChange?.(true);
   }
 
-  private async probe(): Promise<void> {
-    if (this.probing) return;
-    this.probing = true;
+  private probe(): Promise<void> {
+    // One probe at a time: a second caller shares the one in flight.
+    this.probing ??= this.runProbe().finally(() => { this.probing = undefined; });
+    return this.probing;
+  }
+
+  private async runProbe(): Promise<void> {
     try {
       if (!this.admin) { this.admin = this.kafka.admin({ retry: { retries: 0 } }); }
       await this.admin.connect();
@@ -70,8 +79,6 @@ export class KafkaHealth {
       this.markDown(err);
       await this.admin?.disconnect().catch(() => {});
       this.admin = undefined;
-    } finally {
-      this.probing = false;
     }
   }
 }
